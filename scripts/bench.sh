@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# Benchmark commitfs against plain git and a tmpfs copy of the same trees.
+#
+# Usage: scripts/bench.sh
+#
+# Environment:
+#   COMMITFS_BIN         use this binary instead of `cargo build --release`
+#   BENCH_BIG_MIB        size of the big random file in MiB       (default 256)
+#   BENCH_FILES          number of small files in the tree repo   (default 20000)
+#   BENCH_CACHE_BYTES    --cache-size passed to every mount       (default 67108864)
+#   BENCH_REPACK         1 = `git repack -ad` the test repos      (default 1)
+#   BENCH_REFERENCE_ONLY 1 = skip commitfs entirely; only build the repos and
+#                        time the git / tmpfs references          (default 0)
+#
+# "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches` right before the command
+# and, for commitfs, a freshly started daemon (empty daemon cache).
+# "warm" = the same command again, immediately afterwards.
+#
+# Exits 0 when everything ran (even if a target is missed: this is a report),
+# non-zero when something failed to run (build, mount, content mismatch, ...).
+
+set -euo pipefail
+
+BIG_MIB=${BENCH_BIG_MIB:-256}
+NFILES=${BENCH_FILES:-20000}
+CACHE_BYTES=${BENCH_CACHE_BYTES:-67108864}
+REPACK=${BENCH_REPACK:-1}
+REFERENCE_ONLY=${BENCH_REFERENCE_ONLY:-0}
+FILES_PER_DIR=100
+MOUNT_WAIT_STEPS=200   # x 0.05 s = 10 s
+EXIT_WAIT_STEPS=200    # x 0.05 s = 10 s
+
+for v in BIG_MIB NFILES CACHE_BYTES; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
+done
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
+
+log()  { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'bench: warning: %s\n' "$*" >&2; }
+die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- float math
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'; }
+# a/b, or "nan" when b is not positive
+fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 <= 0) print "nan"; else printf "%.4f", a / b }'; }
+# success when a <= b (both numeric; "nan" never passes)
+fle()  { [[ $1 != nan && $2 != nan ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+flt()  { [[ $1 != nan && $2 != nan ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <  b + 0) }'; }
+f3()   { awk -v a="$1" 'BEGIN { printf "%.3f", a }'; }
+f2()   { if [[ $1 == nan ]]; then printf 'n/a'; else awk -v a="$1" 'BEGIN { printf "%.2f", a }'; fi; }
+# decimal MB/s for BIG_MIB MiB read in $1 seconds
+mbps() { awk -v s="$1" -v m="$BIG_MIB" 'BEGIN { if (s + 0 <= 0) print "n/a"; else printf "%.1f", m * 1048576 / 1e6 / s }'; }
+
+# timeit VAR cmd [args...]: run cmd, store elapsed wall seconds in VAR.
+timeit() {
+    local __var=$1; shift
+    local t0 t1 el
+    t0=$(date +%s.%N)
+    "$@" || die "command failed: $*"
+    t1=$(date +%s.%N)
+    el=$(fsub "$t1" "$t0")
+    printf -v "$__var" '%s' "$el"
+    printf '    %-46s %9.3f s\n' "${TIMEIT_LABEL:-$*}" "$el" >&2
+}
+
+# ------------------------------------------------------------- failures/rows
+FAILURES=()
+fail_later() { printf 'bench: FAILED: %s\n' "$*" >&2; FAILURES+=("$*"); }
+
+# ------------------------------------------------------------- cache control
+IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
+CAN_DROP=0
+if [[ $IS_ROOT -eq 1 ]] && sync && (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
+    CAN_DROP=1
+else
+    warn "cannot write /proc/sys/vm/drop_caches (need root): \"cold\" numbers below are NOT cold"
+fi
+drop_caches() {
+    sync
+    if [[ $CAN_DROP -eq 1 ]]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
+
+# ----------------------------------------------------------- temp + cleanup
+WORK=
+TMPFS=
+TMPFS_MOUNTED=0
+MOUNTS=()      # commitfs mount points we mounted (may already be unmounted)
+DAEMONS=()     # daemon pids we started (may already be gone)
+BIN=
+
+is_mounted() { # mount point, or listed in /proc/self/mounts (catches dead FUSE mounts)
+    mountpoint -q "$1" 2>/dev/null || awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
+}
+
+pid_alive() { # running (not a zombie) process?
+    local st
+    st=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z ]]
+}
+
+cleanup() {
+    local rc=$? m p i
+    set +e
+    trap - EXIT INT TERM HUP
+    for m in "${MOUNTS[@]}"; do
+        if is_mounted "$m"; then
+            [[ -n $BIN ]] && timeout 10 "$BIN" unmount "$m" >/dev/null 2>&1
+            is_mounted "$m" && fusermount3 -u "$m" >/dev/null 2>&1
+            is_mounted "$m" && fusermount3 -uz "$m" >/dev/null 2>&1
+            is_mounted "$m" && umount -l "$m" >/dev/null 2>&1
+        fi
+    done
+    for p in "${DAEMONS[@]}"; do
+        if pid_alive "$p"; then
+            kill -TERM "$p" 2>/dev/null
+            for ((i = 0; i < 40; i++)); do pid_alive "$p" || break; sleep 0.05; done
+            pid_alive "$p" && kill -KILL "$p" 2>/dev/null
+        fi
+        wait "$p" 2>/dev/null
+    done
+    if [[ $TMPFS_MOUNTED -eq 1 ]]; then
+        umount "$TMPFS" 2>/dev/null || umount -l "$TMPFS" 2>/dev/null
+    fi
+    if [[ -n $TMPFS && $TMPFS == /dev/shm/* ]]; then
+        rm -rf -- "$TMPFS"
+    fi
+    if [[ -n $WORK && -d $WORK ]]; then
+        local busy=0
+        for m in "${MOUNTS[@]}" "$TMPFS"; do
+            [[ -n $m ]] && is_mounted "$m" && busy=1
+        done
+        if [[ $busy -eq 0 ]]; then
+            rm -rf --one-file-system -- "$WORK"
+        else
+            warn "something is still mounted under $WORK; not removing it"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# ------------------------------------------------------------------- binary
+if [[ $REFERENCE_ONLY != 1 ]]; then
+    if [[ -n ${COMMITFS_BIN:-} ]]; then
+        BIN=$COMMITFS_BIN
+        [[ $BIN == */* ]] || BIN=$(command -v -- "$BIN") || die "COMMITFS_BIN=$COMMITFS_BIN not found"
+    else
+        log "cargo build --release"
+        (cd -- "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+        BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/commitfs
+    fi
+    [[ -x $BIN ]] || die "commitfs binary not executable: $BIN"
+    BIN=$(cd -- "$(dirname -- "$BIN")" && pwd)/$(basename -- "$BIN")
+    "$BIN" mount --help >/dev/null 2>&1 || die "$BIN does not support 'mount'"
+    command -v fusermount3 >/dev/null || warn "fusermount3 not found; relying on '$BIN unmount'"
+fi
+
+for tool in git awk tar cmp diff find xargs stat mountpoint head; do
+    command -v "$tool" >/dev/null || die "required tool not found: $tool"
+done
+
+WORK=$(mktemp -d /var/tmp/commitfs-bench.XXXXXX)
+WORK_FS=$(stat -f -c %T "$WORK")
+[[ $WORK_FS == tmpfs ]] && warn "/var/tmp is a tmpfs: cold reads of the repositories are not from disk"
+
+# -------------------------------------------------------------------- tmpfs
+TMPFS_MIB=$((BIG_MIB * 2 + 512)); ((TMPFS_MIB < 2048)) && TMPFS_MIB=2048
+if [[ $IS_ROOT -eq 1 ]]; then
+    TMPFS=$WORK/tmpfs
+    mkdir -p -- "$TMPFS"
+    mount -t tmpfs -o "size=${TMPFS_MIB}m" tmpfs "$TMPFS" || die "mount -t tmpfs failed"
+    TMPFS_MOUNTED=1
+elif [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
+    TMPFS=$(mktemp -d /dev/shm/commitfs-bench.XXXXXX)
+    warn "not root: using $TMPFS (/dev/shm) as the tmpfs reference"
+else
+    die "not root and /dev/shm is not a tmpfs: no tmpfs reference available"
+fi
+
+# -------------------------------------------------------------------- repos
+GIT=(git -c user.name=bench -c user.email=bench@example.com -c init.defaultBranch=main)
+BIG_REPO=$WORK/big.git
+TREE_REPO=$WORK/tree.git
+
+new_bare_repo() {
+    "${GIT[@]}" init -q --bare "$1"
+    "${GIT[@]}" --git-dir="$1" symbolic-ref HEAD refs/heads/main
+}
+commit_tree() { # commit_tree REPO WORKTREE MESSAGE
+    "${GIT[@]}" --git-dir="$1" --work-tree="$2" add -A
+    "${GIT[@]}" --git-dir="$1" --work-tree="$2" commit -q -m "$3"
+    if [[ $REPACK == 1 ]]; then
+        "${GIT[@]}" --git-dir="$1" repack -a -d -q
+        "${GIT[@]}" --git-dir="$1" prune-packed
+    fi
+}
+
+log "building $BIG_REPO (${BIG_MIB} MiB random big.bin)"
+new_bare_repo "$BIG_REPO"
+mkdir -p -- "$WORK/wt-big"
+head -c "$((BIG_MIB * 1048576))" /dev/urandom > "$WORK/wt-big/big.bin"
+commit_tree "$BIG_REPO" "$WORK/wt-big" "big file"
+rm -rf -- "$WORK/wt-big"
+
+NDIRS=$(((NFILES + FILES_PER_DIR - 1) / FILES_PER_DIR))
+log "building $TREE_REPO ($NFILES small files in $NDIRS directories)"
+new_bare_repo "$TREE_REPO"
+mkdir -p -- "$WORK/wt-tree"
+(
+    cd -- "$WORK/wt-tree"
+    for ((d = 0; d < NDIRS; d++)); do printf 'd%03d\n' "$d"; done | xargs mkdir -p --
+    awk -v n="$NFILES" -v per="$FILES_PER_DIR" 'BEGIN {
+        for (i = 0; i < n; i++) {
+            f = sprintf("d%03d/f%05d.txt", int(i / per), i)
+            for (l = 0; l < 5; l++)
+                printf "%s line %d: %10d %10d the quick brown fox jumps over the lazy dog\n",
+                    f, l, (i * 2654435761 + l * 40503) % 2147483647, (i * 97 + l * 13) % 1000003 > f
+            close(f)
+        }
+    }'
+)
+commit_tree "$TREE_REPO" "$WORK/wt-tree" "small files"
+rm -rf -- "$WORK/wt-tree"
+TREE_KIB=$(du -sk --apparent-size "$TREE_REPO" | awk '{print $1}')
+
+log "plain copies on tmpfs ($TMPFS)"
+mkdir -p -- "$TMPFS/big" "$TMPFS/tree"
+git --git-dir="$BIG_REPO" archive main | tar -xf - -C "$TMPFS/big"
+git --git-dir="$TREE_REPO" archive main | tar -xf - -C "$TMPFS/tree"
+[[ $(stat -c %s "$TMPFS/big/big.bin") -eq $((BIG_MIB * 1048576)) ]] || die "tmpfs copy of big.bin has the wrong size"
+n=$(find "$TMPFS/tree" -type f | wc -l)
+[[ $n -eq $NFILES ]] || die "tmpfs copy of tree has $n files, expected $NFILES"
+
+# ------------------------------------------------------------- workloads
+cat_file()     { cat -- "$1" > /dev/null; }
+git_cat_big()  { git --git-dir="$BIG_REPO" cat-file blob main:big.bin > /dev/null; }
+tar_read() { # tar the directory, through a pipe (GNU tar skips reading when writing to /dev/null)
+    local rc=0
+    tar -cf - -C "$1" . | cat > /dev/null || rc=$?
+    if [[ $rc -eq 1 ]]; then warn "tar reported files changed while reading $1"; rc=0; fi
+    return "$rc"
+}
+git_archive_extract() {
+    git --git-dir="$TREE_REPO" archive main | tar -xf - -C "$1"
+}
+find_stat() { find "$1" -type f -print0 | xargs -0 -r stat -- > /dev/null; }
+
+# --------------------------------------------------------- commitfs mounts
+MOUNT_PID=
+MOUNT_SECS=
+mount_commitfs() { # mount_commitfs REPO MNT LOGFILE
+    local repo=$1 mnt=$2 logf=$3 i t0 t1
+    mkdir -p -- "$mnt"
+    mountpoint -q "$mnt" && die "$mnt is already a mount point"
+    t0=$(date +%s.%N)
+    "$BIN" mount "$repo" "$mnt" --foreground --cache-size "$CACHE_BYTES" </dev/null >>"$logf" 2>&1 &
+    MOUNT_PID=$!
+    DAEMONS+=("$MOUNT_PID")
+    MOUNTS+=("$mnt")
+    for ((i = 0; i < MOUNT_WAIT_STEPS; i++)); do
+        mountpoint -q "$mnt" && break
+        if ! pid_alive "$MOUNT_PID"; then
+            sed 's/^/    daemon: /' "$logf" >&2 || true
+            die "commitfs daemon exited before $mnt was mounted"
+        fi
+        sleep 0.05
+    done
+    if ! mountpoint -q "$mnt"; then
+        sed 's/^/    daemon: /' "$logf" >&2 || true
+        die "$mnt not mounted after $((MOUNT_WAIT_STEPS / 20)) s"
+    fi
+    t1=$(date +%s.%N)
+    MOUNT_SECS=$(fsub "$t1" "$t0")
+}
+
+peak_rss_mib() { # VmHWM of pid, in MiB
+    local kb
+    kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || kb=
+    [[ -n $kb ]] || return 1
+    awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+unmount_commitfs() { # unmount_commitfs MNT PID LOGFILE
+    local mnt=$1 pid=$2 logf=$3 i rc=0
+    "$BIN" unmount "$mnt" >>"$logf" 2>&1 || {
+        warn "'commitfs unmount $mnt' failed; trying fusermount3 -u"
+        fusermount3 -u "$mnt" || die "could not unmount $mnt"
+    }
+    for ((i = 0; i < EXIT_WAIT_STEPS; i++)); do
+        pid_alive "$pid" || break
+        sleep 0.05
+    done
+    if pid_alive "$pid"; then
+        fail_later "daemon $pid did not exit within $((EXIT_WAIT_STEPS / 20)) s of unmounting $mnt"
+        kill -TERM "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        sed 's/^/    daemon: /' "$logf" >&2 || true
+        fail_later "daemon for $mnt exited with status $rc"
+    fi
+    mountpoint -q "$mnt" && die "$mnt still mounted after unmount"
+    return 0
+}
+
+# =================================================================== header
+{
+    echo "commitfs benchmark  $(date '+%Y-%m-%d %H:%M:%S')"
+    echo "  host:        $(uname -srm), $(nproc) CPUs, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+    echo "  binary:      ${BIN:-(skipped: BENCH_REFERENCE_ONLY=1)}"
+    echo "  work dir:    $WORK ($WORK_FS)"
+    echo "  tmpfs:       $TMPFS"
+    echo "  big.git:     big.bin = ${BIG_MIB} MiB random bytes, $(du -sk "$BIG_REPO" | awk '{ printf "%.1f MiB", $1 / 1024 }') on disk"
+    echo "  tree.git:    $NFILES files in $NDIRS dirs, $(awk -v k="$TREE_KIB" 'BEGIN { printf "%.1f MiB", k / 1024 }') on disk$([[ $REPACK == 1 ]] && echo ", packed" || echo ", loose objects")"
+    echo "  cache size:  $CACHE_BYTES bytes ($(awk -v b="$CACHE_BYTES" 'BEGIN { printf "%.0f MiB", b / 1048576 }'))"
+    if [[ $CAN_DROP -eq 1 ]]; then echo "  cold:        drop_caches before each cold run (+ fresh daemon for commitfs)"
+    else echo "  cold:        NOT COLD (no root: page cache not dropped; fresh daemon only)"; fi
+    echo
+}
+
+# ============================================================ reference runs
+log "reference: git cat-file (cold) / tmpfs cat (warm)"
+drop_caches
+TIMEIT_LABEL="git cat-file blob main:big.bin (cold)" timeit T_GIT_CAT git_cat_big
+cat_file "$TMPFS/big/big.bin"   # warm-up (tmpfs is in memory anyway)
+TIMEIT_LABEL="cat tmpfs/big.bin (warm)" timeit T_TMPFS_CAT cat_file "$TMPFS/big/big.bin"
+
+log "reference: git archive | tar x (cold) / tar of tmpfs copy (warm)"
+EXTRACT=$(mktemp -d "$TMPFS/extract.XXXXXX")
+drop_caches
+TIMEIT_LABEL="git archive main | tar x -C tmpfs (cold)" timeit T_GIT_ARCHIVE git_archive_extract "$EXTRACT"
+n=$(find "$EXTRACT" -type f | wc -l)
+[[ $n -eq $NFILES ]] || die "git archive extracted $n files, expected $NFILES"
+rm -rf -- "$EXTRACT"
+tar_read "$TMPFS/tree"          # warm-up
+TIMEIT_LABEL="tar cf - tmpfs/tree | cat (warm)" timeit T_TMPFS_TAR tar_read "$TMPFS/tree"
+
+log "reference: find | xargs stat on tmpfs copy"
+drop_caches
+TIMEIT_LABEL="find tmpfs/tree | xargs stat (cold)" timeit T_TMPFS_FIND_COLD find_stat "$TMPFS/tree"
+TIMEIT_LABEL="find tmpfs/tree | xargs stat (warm)" timeit T_TMPFS_FIND_WARM find_stat "$TMPFS/tree"
+
+# ============================================================= commitfs runs
+if [[ $REFERENCE_ONLY != 1 ]]; then
+    MNT=$WORK/mnt
+    LOGF=$WORK/daemon.log
+    : > "$LOGF"
+
+    log "commitfs: big file (fresh mount, --cache-size $CACHE_BYTES)"
+    mount_commitfs "$BIG_REPO" "$MNT" "$LOGF"
+    BIG_PID=$MOUNT_PID; MOUNT_SECS_BIG=$MOUNT_SECS
+    drop_caches
+    TIMEIT_LABEL="cat mnt/main/big.bin (cold)" timeit T_CF_CAT_COLD cat_file "$MNT/main/big.bin"
+    TIMEIT_LABEL="cat mnt/main/big.bin (warm)" timeit T_CF_CAT_WARM cat_file "$MNT/main/big.bin"
+    log "verifying: cmp mnt/main/big.bin tmpfs/big/big.bin"
+    if ! cmp -- "$MNT/main/big.bin" "$TMPFS/big/big.bin" >&2; then
+        fail_later "content mismatch: $MNT/main/big.bin differs from the git blob"
+    fi
+    RSS_BIG=$(peak_rss_mib "$BIG_PID") || die "cannot read VmHWM of daemon $BIG_PID (did it die?)"
+    unmount_commitfs "$MNT" "$BIG_PID" "$LOGF"
+
+    log "commitfs: tree, tar (fresh mount)"
+    mount_commitfs "$TREE_REPO" "$MNT" "$LOGF"
+    TREE_PID=$MOUNT_PID; MOUNT_SECS_TREE=$MOUNT_SECS
+    drop_caches
+    TIMEIT_LABEL="tar cf - mnt/main | cat (cold)" timeit T_CF_TAR_COLD tar_read "$MNT/main"
+    TIMEIT_LABEL="tar cf - mnt/main | cat (warm)" timeit T_CF_TAR_WARM tar_read "$MNT/main"
+    log "verifying: diff -r mnt/main tmpfs/tree"
+    if ! diff -r -q -- "$MNT/main" "$TMPFS/tree" >&2; then
+        fail_later "content mismatch: $MNT/main differs from git archive of tree.git"
+    fi
+    RSS_TREE_TAR=$(peak_rss_mib "$TREE_PID") || die "cannot read VmHWM of daemon $TREE_PID (did it die?)"
+    unmount_commitfs "$MNT" "$TREE_PID" "$LOGF"
+
+    log "commitfs: tree, find | xargs stat (fresh mount)"
+    mount_commitfs "$TREE_REPO" "$MNT" "$LOGF"
+    TREE_PID=$MOUNT_PID
+    drop_caches
+    TIMEIT_LABEL="find mnt/main | xargs stat (cold)" timeit T_CF_FIND_COLD find_stat "$MNT/main"
+    TIMEIT_LABEL="find mnt/main | xargs stat (warm)" timeit T_CF_FIND_WARM find_stat "$MNT/main"
+    RSS_TREE_FIND=$(peak_rss_mib "$TREE_PID") || die "cannot read VmHWM of daemon $TREE_PID (did it die?)"
+    unmount_commitfs "$MNT" "$TREE_PID" "$LOGF"
+fi
+
+# ==================================================================== report
+COLD_MARK=""; [[ $CAN_DROP -eq 1 ]] || COLD_MARK="*"
+RSS_BUDGET=$(awk -v b="$CACHE_BYTES" 'BEGIN { printf "%.1f", b / 1048576 + 64 }')
+
+ROW_FMT='%-26s %10s  %-30s %10s  %-30s %-22s %s\n'
+row() { printf "$ROW_FMT" "$@"; }
+secs() { if [[ -n ${1:-} ]]; then printf '%s s' "$(f3 "$1")"; else printf -- '-'; fi; }
+verdict() { # verdict OK? -> PASS/MISS (+ cold marker)
+    if [[ $1 == pass ]]; then printf 'PASS%s' "${2:-}"; else printf 'MISS%s' "${2:-}"; fi
+}
+
+echo
+echo "Results (${BIG_MIB} MiB big.bin, ${NFILES} files, cache ${CACHE_BYTES} B)"
+row "operation" "commitfs" "reference" "ref" "ratio (commitfs/ref)" "target" "result"
+row "---------" "--------" "---------" "---" "--------------------" "------" "------"
+
+if [[ $REFERENCE_ONLY == 1 ]]; then
+    row "big read cold"  "-" "git cat-file blob (cold)"  "$(secs "$T_GIT_CAT")"        "-" "-" "-"
+    row "big read warm"  "-" "cat tmpfs (warm)"          "$(secs "$T_TMPFS_CAT")"      "-" "-" "-"
+    row "tree tar cold"  "-" "git archive|tar x (cold)"  "$(secs "$T_GIT_ARCHIVE")"    "-" "-" "-"
+    row "tree tar warm"  "-" "tar tmpfs (warm)"          "$(secs "$T_TMPFS_TAR")"      "-" "-" "-"
+    row "find|xargs stat cold" "-" "tmpfs (after drop)"        "$(secs "$T_TMPFS_FIND_COLD")" "-" "-" "-"
+    row "find|xargs stat warm" "-" "tmpfs (warm)"              "$(secs "$T_TMPFS_FIND_WARM")" "-" "-" "-"
+    echo
+    echo "Throughput: git cat-file (cold) $(mbps "$T_GIT_CAT") MB/s, tmpfs cat (warm) $(mbps "$T_TMPFS_CAT") MB/s"
+    echo "(BENCH_REFERENCE_ONLY=1: commitfs was not measured)"
+else
+    # big read cold: speed vs git cat-file >= 0.8x  <=>  time ratio <= 1.25
+    r=$(fdiv "$T_CF_CAT_COLD" "$T_GIT_CAT"); sp=$(fdiv "$T_GIT_CAT" "$T_CF_CAT_COLD")
+    fle "$r" 1.25 && v=pass || v=miss
+    row "big read cold" "$(secs "$T_CF_CAT_COLD")" "git cat-file blob (cold)" "$(secs "$T_GIT_CAT")" \
+        "$(f2 "$r")x; speed vs git: $(f2 "$sp")x" "speed >= 0.8x of git" "$(verdict "$v" "$COLD_MARK")"
+
+    r=$(fdiv "$T_CF_CAT_WARM" "$T_TMPFS_CAT"); sp=$(fdiv "$T_TMPFS_CAT" "$T_CF_CAT_WARM")
+    fle "$r" 1.2 && v=pass || v=miss
+    row "big read warm" "$(secs "$T_CF_CAT_WARM")" "cat tmpfs (warm)" "$(secs "$T_TMPFS_CAT")" \
+        "$(f2 "$r")x; speed vs tmpfs: $(f2 "$sp")x" "time <= 1.2x tmpfs" "$(verdict "$v")"
+
+    r=$(fdiv "$T_CF_TAR_COLD" "$T_GIT_ARCHIVE")
+    fle "$r" 3 && v=pass || v=miss
+    row "tree tar cold" "$(secs "$T_CF_TAR_COLD")" "git archive|tar x (cold)" "$(secs "$T_GIT_ARCHIVE")" \
+        "$(f2 "$r")x" "time <= 3x" "$(verdict "$v" "$COLD_MARK")"
+
+    r=$(fdiv "$T_CF_TAR_WARM" "$T_TMPFS_TAR")
+    fle "$r" 4 && v=pass || v=miss
+    row "tree tar warm" "$(secs "$T_CF_TAR_WARM")" "tar tmpfs (warm)" "$(secs "$T_TMPFS_TAR")" \
+        "$(f2 "$r")x" "time <= 4x tmpfs" "$(verdict "$v")"
+
+    r=$(fdiv "$T_CF_FIND_COLD" "$T_TMPFS_FIND_COLD")
+    row "find|xargs stat cold" "$(secs "$T_CF_FIND_COLD")" "tmpfs (after drop)" "$(secs "$T_TMPFS_FIND_COLD")" \
+        "$(f2 "$r")x" "(no target)" "info$COLD_MARK"
+    r=$(fdiv "$T_CF_FIND_WARM" "$T_TMPFS_FIND_WARM")
+    row "find|xargs stat warm" "$(secs "$T_CF_FIND_WARM")" "tmpfs (warm)" "$(secs "$T_TMPFS_FIND_WARM")" \
+        "$(f2 "$r")x" "(no target)" "info"
+
+    r=$(fdiv "$RSS_BIG" "$RSS_BUDGET")
+    flt "$RSS_BIG" "$RSS_BUDGET" && v=pass || v=miss
+    row "peak RSS, big mount" "$RSS_BIG MiB" "cache + 64 MiB budget" "$RSS_BUDGET MiB" \
+        "$(f2 "$r")x of budget" "< $RSS_BUDGET MiB" "$(verdict "$v")"
+    row "peak RSS, tree (tar)" "$RSS_TREE_TAR MiB" "-" "-" "-" "(no target)" "info"
+    row "peak RSS, tree (stat)" "$RSS_TREE_FIND MiB" "-" "-" "-" "(no target)" "info"
+
+    echo
+    echo "Big-file throughput (${BIG_MIB} MiB, decimal MB/s):"
+    printf '  %-28s %9s MB/s\n' \
+        "commitfs cold" "$(mbps "$T_CF_CAT_COLD")" \
+        "commitfs warm" "$(mbps "$T_CF_CAT_WARM")" \
+        "git cat-file (cold)" "$(mbps "$T_GIT_CAT")" \
+        "tmpfs cat (warm)" "$(mbps "$T_TMPFS_CAT")"
+    echo
+    echo "Mount latency (start -> mountpoint answers): big $(f3 "$MOUNT_SECS_BIG") s, tree $(f3 "$MOUNT_SECS_TREE") s"
+fi
+if [[ -n $COLD_MARK ]]; then
+    echo
+    echo "* not root: page cache was not dropped, so \"cold\" runs only had a fresh daemon; they are NOT cold."
+fi
+
+if ((${#FAILURES[@]} > 0)); then
+    echo
+    echo "FAILURES:"
+    printf '  - %s\n' "${FAILURES[@]}"
+    exit 1
+fi
+exit 0

@@ -1,0 +1,377 @@
+//! The command line -> a plain [`MountConfig`].
+//!
+//! Three forms:
+//! - `commitfs mount REPO MOUNTPOINT [options]`
+//! - `commitfs unmount MOUNTPOINT`
+//! - `commitfs REPO MOUNTPOINT -o OPT[,OPT...]`, the form mount(8) uses through
+//!   `mount.fuse3`; it is `mount` with every long option spelled as an `-o` option.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fs::{FsConfig, RootSpec, default_spill_dir};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "commitfs",
+    version,
+    about = "Mount a Git repository with every branch as a directory",
+    after_help = "The mount(8) helper form is: commitfs REPO MOUNTPOINT -o OPT[,OPT...]"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Mount REPO (a bare repository or a .git directory) at MOUNTPOINT.
+    Mount(MountArgs),
+    /// Flush pending changes, then unmount MOUNTPOINT.
+    Unmount {
+        /// The mount point to unmount.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct MountArgs {
+    /// A bare repository (data.git) or a repository's .git directory.
+    repo: PathBuf,
+    /// An existing, empty directory to mount on.
+    mountpoint: PathBuf,
+    /// Mount one ref or revision as the root: a branch, a tag, main~3, an abbreviated SHA.
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: Option<String>,
+    /// Refuse every write (EROFS).
+    #[arg(long)]
+    read_only: bool,
+    /// Author and committer of commits: "Name <email>".
+    #[arg(long, value_name = "NAME <EMAIL>")]
+    author: Option<String>,
+    /// Bytes of blob content kept in memory (suffixes K, M, G; default 256M).
+    #[arg(long, value_name = "BYTES")]
+    cache_size: Option<String>,
+    /// Let users other than the mounting one in; the kernel checks the modes shown.
+    #[arg(long)]
+    allow_other: bool,
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Stay attached and log to stderr.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Where a detached daemon writes its log (default: nowhere).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Directory for spill files of large blobs (default $TMPDIR, else /var/tmp).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Mount options, comma-separated: ref=REF, ro, read-only, cache-size=N, ...
+    #[arg(short = 'o', value_name = "OPT[,OPT...]", action = clap::ArgAction::Append)]
+    options: Vec<String>,
+}
+
+/// Everything `mount` needs, as plain data. Tests build it directly.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub repo: PathBuf,
+    pub mountpoint: PathBuf,
+    pub fs: FsConfig,
+    pub author: Option<String>,
+    pub allow_other: bool,
+    pub verbose: u8,
+    pub foreground: bool,
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Mount(MountConfig),
+    Unmount(PathBuf),
+}
+
+/// What went wrong on the command line, or a request for help/version text.
+#[derive(Debug)]
+pub enum CliError {
+    /// Help or version text for stdout; exit 0.
+    Info(String),
+    /// One line for stderr; exit 2.
+    Usage(String),
+}
+
+const SUBCOMMANDS: &[&str] = &["mount", "unmount", "help"];
+
+pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
+    let mut args = args;
+    // The mount(8) helper form: `commitfs SOURCE MOUNTPOINT -o OPTS`.
+    if let Some(first) = args.get(1) {
+        let s = first.to_string_lossy();
+        if !s.starts_with('-') && !SUBCOMMANDS.contains(&s.as_ref()) {
+            args.insert(1, OsString::from("mount"));
+        }
+    }
+    let cli = Cli::try_parse_from(args).map_err(|e| match e.kind() {
+        clap::error::ErrorKind::DisplayHelp
+        | clap::error::ErrorKind::DisplayVersion
+        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            CliError::Info(e.render().to_string())
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string();
+            CliError::Usage(format!("{first} (see commitfs --help)"))
+        }
+    })?;
+    match cli.cmd {
+        Cmd::Unmount { mountpoint } => Ok(Command::Unmount(mountpoint)),
+        Cmd::Mount(m) => mount_config(m).map(Command::Mount),
+    }
+}
+
+fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
+    let mut cfg = MountConfig {
+        repo: m.repo,
+        mountpoint: m.mountpoint,
+        fs: FsConfig {
+            root: match m.git_ref {
+                Some(r) => RootSpec::Ref(r),
+                None => RootSpec::Whole,
+            },
+            read_only: m.read_only,
+            spill_dir: m.spill_dir.unwrap_or_else(default_spill_dir),
+            ..FsConfig::default()
+        },
+        author: m.author,
+        allow_other: m.allow_other,
+        verbose: m.verbose,
+        foreground: m.foreground,
+        log_file: m.log_file,
+    };
+    if let Some(s) = m.cache_size {
+        cfg.fs.cache_size = parse_size(&s)?;
+    }
+    for group in &m.options {
+        for opt in split_options(group) {
+            apply_option(&mut cfg, &opt)?;
+        }
+    }
+    Ok(cfg)
+}
+
+/// Splits `a,b=c,d` on commas; a backslash escapes the next character.
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|o| !o.is_empty()).collect()
+}
+
+/// Generic options mount(8) passes or implies that mean nothing to commitfs.
+const IGNORED: &[&str] = &[
+    "rw",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nodiratime",
+    "diratime",
+    "lazytime",
+    "nolazytime",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "defaults",
+    "nofail",
+    "_netdev",
+    "async",
+    "sync",
+    "dirsync",
+    "loud",
+    "silent",
+    "default_permissions",
+    "nonempty",
+];
+
+fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
+    let (key, value) = match opt.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    let key_norm = key.replace('_', "-");
+    let need = |v: Option<&str>| -> Result<String, CliError> {
+        v.map(str::to_string)
+            .ok_or_else(|| CliError::Usage(format!("option '{key}' needs a value: {key}=VALUE")))
+    };
+    match key_norm.as_str() {
+        "ref" => cfg.fs.root = RootSpec::Ref(need(value)?),
+        "ro" | "read-only" => cfg.fs.read_only = true,
+        "author" => cfg.author = Some(need(value)?),
+        "cache-size" => cfg.fs.cache_size = parse_size(&need(value)?)?,
+        "allow-other" => cfg.allow_other = true,
+        "verbose" | "v" => cfg.verbose = cfg.verbose.saturating_add(1),
+        "foreground" | "f" => cfg.foreground = true,
+        "log-file" => cfg.log_file = Some(PathBuf::from(need(value)?)),
+        "spill-dir" => cfg.fs.spill_dir = PathBuf::from(need(value)?),
+        // fsname/subtype are set by commitfs itself; mount.fuse3 may pass them along.
+        "fsname" | "subtype" | "comment" => {}
+        _ if key.starts_with("x-") || IGNORED.contains(&key) => {}
+        _ => {
+            return Err(CliError::Usage(format!(
+                "unknown option '{opt}' (see commitfs --help for the options)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `67108864`, `64M`, `64MiB`, `1G`, `512k`.
+pub fn parse_size(s: &str) -> Result<usize, CliError> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| CliError::Usage(format!("'{s}' is not a size: use bytes, or K, M, G")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(CliError::Usage(format!(
+                "'{s}' is not a size: use bytes, or K, M, G"
+            )));
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| CliError::Usage(format!("size '{s}' is too large")))?;
+    if bytes < 1 << 20 {
+        return Err(CliError::Usage(format!(
+            "cache size '{s}' is too small: give at least 1M"
+        )));
+    }
+    usize::try_from(bytes).map_err(|_| CliError::Usage(format!("size '{s}' is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        std::iter::once("commitfs")
+            .chain(v.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn mount(v: &[&str]) -> MountConfig {
+        match parse(args(v)) {
+            Ok(Command::Mount(m)) => m,
+            other => panic!("expected a mount, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_options_and_o_options_agree() {
+        let a = mount(&[
+            "mount",
+            "r.git",
+            "/mnt",
+            "--ref",
+            "main",
+            "--read-only",
+            "--cache-size",
+            "64M",
+            "--allow-other",
+        ]);
+        let b = mount(&[
+            "r.git",
+            "/mnt",
+            "-o",
+            "ref=main,ro,cache_size=67108864,allow_other",
+        ]);
+        for m in [&a, &b] {
+            assert_eq!(m.fs.root, RootSpec::Ref("main".into()));
+            assert!(m.fs.read_only);
+            assert_eq!(m.fs.cache_size, 64 << 20);
+            assert!(m.allow_other);
+        }
+    }
+
+    #[test]
+    fn mount8_generic_options_are_accepted() {
+        let m = mount(&[
+            "r.git",
+            "/mnt",
+            "-o",
+            "rw,nosuid,nodev,noatime,nofail,_netdev,x-systemd.automount,ref=v1",
+        ]);
+        assert_eq!(m.fs.root, RootSpec::Ref("v1".into()));
+        assert!(!m.fs.read_only);
+    }
+
+    #[test]
+    fn unknown_options_are_one_clear_line() {
+        for bad in [
+            vec!["r.git", "/mnt", "-o", "frobnicate"],
+            vec!["mount", "r.git", "/mnt", "--frobnicate"],
+            vec!["mount", "r.git", "/mnt", "--cache-size", "lots"],
+        ] {
+            match parse(args(&bad)) {
+                Err(CliError::Usage(msg)) => {
+                    assert_eq!(msg.lines().count(), 1, "{msg}");
+                    assert!(msg.contains("frobnicate") || msg.contains("lots"), "{msg}");
+                }
+                other => panic!("{bad:?}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert!(parse_size("12").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn unmount_form() {
+        assert!(
+            matches!(parse(args(&["unmount", "/mnt"])), Ok(Command::Unmount(p)) if p == std::path::Path::new("/mnt"))
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! Checks, detaching, mounting, signals and unmounting: everything between the
+//! command line and the FUSE session.
+//!
+//! `commitfs mount` without `--foreground` checks everything it can (so that bad
+//! input gets its one line on the terminal), then starts itself again as the
+//! daemon, in a new session with its standard streams on /dev/null, and waits on a
+//! pipe until the daemon says the mount answers (exit 0) or why it failed (exit 1).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::MountConfig;
+use crate::fs::CommitFs;
+use crate::fuse::FuseFs;
+use crate::repo::Repo;
+
+/// The environment variable through which a detached daemon learns its ready pipe.
+const READY_FD_ENV: &str = "COMMITFS_READY_FD";
+/// FUSE worker threads.
+const THREADS: usize = 8;
+pub const FSTYPE: &str = "fuse.commitfs";
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `commitfs mount`: returns once the mount answers (or, with `--foreground`, once
+/// it is unmounted).
+pub fn mount(mut cfg: MountConfig) -> Result<(), String> {
+    make_absolute(&mut cfg)?;
+    let ready = match std::env::var(READY_FD_ENV) {
+        Ok(fd) => {
+            let fd: i32 = fd
+                .parse()
+                .map_err(|_| format!("bad {READY_FD_ENV} '{fd}'"))?;
+            // SAFETY: the parent passed this fd to us for exactly this purpose.
+            Some(unsafe { File::from_raw_fd(fd) })
+        }
+        Err(_) => None,
+    };
+    let fs = match preflight(&cfg) {
+        Ok(fs) => fs,
+        Err(e) => {
+            if let Some(mut r) = ready {
+                let _ = writeln!(r, "{e}");
+            }
+            return Err(e);
+        }
+    };
+    if cfg.foreground || ready.is_some() {
+        return serve(&cfg, fs, ready);
+    }
+    drop(fs);
+    detach()
+}
+
+fn make_absolute(cfg: &mut MountConfig) -> Result<(), String> {
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    cfg.repo = abs(&cfg.repo)?;
+    cfg.mountpoint = abs(&cfg.mountpoint)?;
+    cfg.fs.spill_dir = abs(&cfg.fs.spill_dir)?;
+    if let Some(l) = &cfg.log_file {
+        cfg.log_file = Some(abs(l)?);
+    }
+    Ok(())
+}
+
+/// Everything that can be checked before mounting, each failure one sentence that
+/// names the problem and the fix.
+pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
+    let repo = Repo::open(&cfg.repo).map_err(|e| e.to_string())?;
+    check_mountpoint(&cfg.mountpoint)?;
+    check_fuse()?;
+    if !cfg.fs.spill_dir.is_dir() {
+        return Err(format!(
+            "spill directory {} does not exist: create it or give another with --spill-dir",
+            cfg.fs.spill_dir.display()
+        ));
+    }
+    CommitFs::new(repo, cfg.fs.clone())
+}
+
+fn check_mountpoint(mnt: &Path) -> Result<(), String> {
+    let md = std::fs::metadata(mnt).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "mount point {} does not exist: create it with mkdir -p {}",
+            mnt.display(),
+            mnt.display()
+        ),
+        _ => format!("mount point {}: {e}", mnt.display()),
+    })?;
+    if !md.is_dir() {
+        return Err(format!(
+            "mount point {} is not a directory: give an empty directory",
+            mnt.display()
+        ));
+    }
+    if let Some(m) = find_mount(mnt) {
+        return Err(format!(
+            "{} is already mounted ({} from {}): unmount it first",
+            mnt.display(),
+            m.fstype,
+            m.source
+        ));
+    }
+    Ok(())
+}
+
+fn check_fuse() -> Result<(), String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(
+            "/dev/fuse is missing: load the fuse module (modprobe fuse), or give the container the device (--device /dev/fuse)"
+                .into(),
+        );
+    }
+    if find_in_path("fusermount3").is_none() {
+        return Err(
+            "fusermount3 is not installed: install the fuse3 package (apt-get install fuse3)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+pub struct MountInfo {
+    pub source: String,
+    pub fstype: String,
+}
+
+/// The mount whose mount point is `mnt`, from /proc/self/mountinfo.
+pub fn find_mount(mnt: &Path) -> Option<MountInfo> {
+    let mnt = std::fs::canonicalize(mnt).unwrap_or_else(|_| mnt.to_path_buf());
+    let text = std::fs::read("/proc/self/mountinfo").ok()?;
+    let mut found = None;
+    for line in text.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if fields.len() < dash + 3 || fields.len() < 5 {
+            continue;
+        }
+        if unescape_mountinfo(fields[4]) == mnt.as_os_str().as_bytes() {
+            // The last matching line is the mount on top.
+            found = Some(MountInfo {
+                fstype: String::from_utf8_lossy(fields[dash + 1]).into_owned(),
+                source: String::from_utf8_lossy(&unescape_mountinfo(fields[dash + 2])).into_owned(),
+            });
+        }
+    }
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\'
+            && i + 3 < s.len() + 0
+            && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (s[i + 1] - b'0') as u32 * 64
+                + (s[i + 2] - b'0') as u32 * 8
+                + (s[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Starts this program again as the daemon and waits for its word.
+fn detach() -> Result<(), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: pipe2 just gave us these two fds.
+    let (read_end, write_end) =
+        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let wfd = fds[1];
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(READY_FD_ENV, wfd.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let flags = libc::fcntl(wfd, libc::F_GETFD);
+            libc::fcntl(wfd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    drop(write_end);
+    let mut msg = String::new();
+    let mut r = read_end;
+    let _ = r.read_to_string(&mut msg);
+    let msg = msg.trim();
+    if msg == "ok" {
+        return Ok(());
+    }
+    // The daemon failed; reap it so that no zombie is left behind.
+    let status = child.wait().ok();
+    if msg.is_empty() {
+        return Err(format!(
+            "the daemon exited before the mount was ready ({}); run with --foreground -v to see why",
+            status.map(|s| s.to_string()).unwrap_or_default()
+        ));
+    }
+    Err(msg.to_string())
+}
+
+fn init_logging(cfg: &MountConfig, detached: bool) {
+    let level = match cfg.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let mut b =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!(
+            "{level},fuser={}",
+            if cfg.verbose >= 3 { "debug" } else { "error" }
+        )));
+    if detached {
+        match cfg.log_file.as_ref().map(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+        }) {
+            Some(Ok(f)) => {
+                b.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            _ => {
+                b.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+            }
+        }
+    }
+    let _ = b.try_init();
+}
+
+/// Mounts and serves until unmounted or signalled.
+fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), String> {
+    let detached = ready.is_some();
+    init_logging(cfg, detached);
+    let signals = block_signals();
+    let fs = Arc::new(fs);
+    let fuse = FuseFs::new(fs.clone());
+    let mut fcfg = fuser::Config::default();
+    fcfg.acl = if cfg.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    fcfg.n_threads = Some(THREADS);
+    fcfg.clone_fd = true;
+    let result = if is_root() {
+        mount_as_root(cfg, fuse, fcfg)
+    } else {
+        let mut opts = vec![
+            fuser::MountOption::FSName(cfg.repo.to_string_lossy().into_owned()),
+            fuser::MountOption::Subtype("commitfs".into()),
+            fuser::MountOption::NoSuid,
+            fuser::MountOption::NoDev,
+        ];
+        if cfg.allow_other {
+            opts.push(fuser::MountOption::DefaultPermissions);
+        }
+        if cfg.fs.read_only {
+            opts.push(fuser::MountOption::RO);
+        }
+        fcfg.mount_options = opts;
+        fuser::Session::new(fuse, &cfg.mountpoint, &fcfg)
+    };
+    let session = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount {}: {e}", cfg.mountpoint.display());
+            if let Some(mut r) = ready {
+                let _ = writeln!(r, "{msg}");
+            }
+            return Err(msg);
+        }
+    };
+    log::info!(
+        "mounted {} at {}",
+        cfg.repo.display(),
+        cfg.mountpoint.display()
+    );
+    if let Some(mut r) = ready {
+        let _ = writeln!(r, "ok");
+        // Let go of the directory we were started in, like any daemon.
+        let _ = std::env::set_current_dir("/");
+    }
+    let mnt = cfg.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("commitfs-signals".into())
+        .spawn(move || wait_for_signal(signals, &mnt))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let run = session.run();
+    log::info!("unmounted {}", cfg.mountpoint.display());
+    run.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+/// As root, mount(2) directly with the type `fuse.commitfs` (fuser's own mount
+/// says only `fuse`), then hand the connection to fuser.
+fn mount_as_root(
+    cfg: &MountConfig,
+    fuse: FuseFs,
+    fcfg: fuser::Config,
+) -> std::io::Result<fuser::Session<FuseFs>> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    use std::os::fd::AsRawFd;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={}",
+        dev.as_raw_fd(),
+        cfg.fs.uid,
+        cfg.fs.gid
+    );
+    if cfg.allow_other {
+        data.push_str(",allow_other,default_permissions");
+    }
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if cfg.fs.read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    let cstr =
+        |b: &[u8]| CString::new(b).map_err(|_| std::io::Error::other("path contains a NUL byte"));
+    let source = cstr(cfg.repo.as_os_str().as_bytes())?;
+    let target = cstr(cfg.mountpoint.as_os_str().as_bytes())?;
+    let fstype = cstr(FSTYPE.as_bytes())?;
+    let data = cstr(data.as_bytes())?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call's length.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let acl = fcfg.acl;
+    fuser::Session::from_fd(fuse, OwnedFd::from(dev), acl, fcfg).inspect_err(|_| {
+        let _ = unmount_path(&cfg.mountpoint, true);
+    })
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: libc::sigset_t, mnt: &Path) {
+    let mut sig = 0;
+    // SAFETY: set is a valid signal set blocked in every thread.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    log::info!("signal {sig}: unmounting {}", mnt.display());
+    if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
+        log::error!("cannot unmount {}: {e}", mnt.display());
+    }
+    // A lazy unmount leaves the connection up while files are open; do not wait
+    // for them forever.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::process::exit(0);
+}
+
+/// Unmounts `mnt` (lazily, detaching it even while busy, if `lazy`).
+pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
+    if is_root() {
+        let target =
+            CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: target is a valid C string.
+        if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => format!(
+                    "{} is busy: a program has a file or its working directory there (see fuser -vm {})",
+                    mnt.display(),
+                    mnt.display()
+                ),
+                _ => format!("cannot unmount {}: {e}", mnt.display()),
+            });
+        }
+        return Ok(());
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u").arg("-q");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd
+        .arg(mnt)
+        .output()
+        .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("cannot unmount {}: {}", mnt.display(), err.trim()));
+    }
+    Ok(())
+}
+
+/// `commitfs unmount`: flush what is pending (syncfs), then unmount.
+pub fn unmount(mnt: &Path) -> Result<(), String> {
+    let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+    match find_mount(&abs) {
+        Some(m) if m.fstype == FSTYPE => {}
+        Some(m) => {
+            return Err(format!(
+                "{} is a {} mount, not a commitfs one: use umount",
+                abs.display(),
+                m.fstype
+            ));
+        }
+        None => return Err(format!("{} is not mounted", abs.display())),
+    }
+    if let Ok(d) = File::open(&abs) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: d is an open fd.
+        unsafe { libc::syncfs(d.as_raw_fd()) };
+    }
+    unmount_path(&abs, false)
+}

@@ -1,0 +1,786 @@
+//! The semantic core: what each filesystem operation does, as plain data.
+//!
+//! Nothing here knows about fuser; the adapter in `fuse.rs` decodes a request, calls
+//! one method here and replies. Tests drive this directly without a mount.
+//!
+//! State:
+//! - `inodes`: path <-> inode number, permanent for the mount (see `inodes.rs`).
+//! - `trees`: parsed tree objects, an LRU bounded in entries; trees are immutable
+//!   by id, so this cache is never wrong, only cold.
+//! - `sizes`: blob sizes read from object headers, an LRU bounded in count.
+//! - `blobs`: blob contents (see `blob_cache.rs`).
+//! - `handles`: open files and directories.
+//!
+//! Lock order: `inodes` before `handles`; the caches' locks are leaves (never held
+//! while taking another lock).
+//!
+//! Snapshots: a branch directory shows the commit its branch pointed to when the
+//! mount first looked it up. Tags and commits never change.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use git2::Oid;
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
+
+use crate::blob_cache::{BlobCache, Content};
+use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
+use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
+
+/// How long the kernel may cache what a snapshot shows. Tags and commits never
+/// change; a branch directory keeps the tip it was first looked up at.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long the kernel may cache the root, `.tags` and namespace directories, whose
+/// contents follow the repository's refs.
+pub const REFS_TTL: Duration = Duration::from_secs(1);
+/// Total tree entries kept parsed in memory.
+const TREE_CACHE_ENTRIES: usize = 512 * 1024;
+/// Blob sizes remembered.
+const SIZE_CACHE_ENTRIES: usize = 1 << 20;
+/// st_blksize: the I/O size tools should use.
+pub const BLKSIZE: u32 = 128 * 1024;
+
+/// What to mount at the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSpec {
+    /// Every branch as a directory, `.tags/`, `.commits/`, `HEAD`.
+    Whole,
+    /// One ref or revision as the root.
+    Ref(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub root: RootSpec,
+    pub read_only: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub cache_size: usize,
+    pub spill_dir: PathBuf,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            root: RootSpec::Whole,
+            read_only: false,
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+            cache_size: 256 << 20,
+            spill_dir: default_spill_dir(),
+        }
+    }
+}
+
+/// `$TMPDIR`, else `/var/tmp` (disk-backed by convention, unlike `/tmp`).
+pub fn default_spill_dir() -> PathBuf {
+    match std::env::var_os("TMPDIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from("/var/tmp"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub perm: u16,
+    pub size: u64,
+    pub blocks: u64,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch (mtime = ctime = atime).
+    pub time: i64,
+}
+
+/// The answer to a lookup or getattr: the attributes and how long the kernel may
+/// keep them (and the name -> inode binding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub attr: Attr,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    /// The kernel may keep pages (or directory listings) cached across opens.
+    pub keep_cache: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    /// The offset to resume after this entry.
+    pub next: u64,
+    pub kind: FileKind,
+    pub name: Box<[u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statfs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+enum Handle {
+    File(Content),
+    /// A directory listing taken at opendir, so that offsets stay meaningful.
+    Dir(Arc<[(Box<[u8]>, Kind)]>),
+}
+
+pub struct CommitFs {
+    repo: Arc<Repo>,
+    cfg: FsConfig,
+    mount_time: i64,
+    inodes: RwLock<Inodes>,
+    trees: Mutex<TreeCache>,
+    sizes: Mutex<LruCache<Oid, u64>>,
+    blobs: BlobCache,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+}
+
+struct TreeCache {
+    map: LruCache<Oid, Arc<Vec<TreeEntry>>>,
+    entries: usize,
+}
+
+impl CommitFs {
+    /// Builds the filesystem. With `RootSpec::Ref`, the ref must resolve: the error
+    /// says so in a sentence for the user.
+    pub fn new(repo: Repo, cfg: FsConfig) -> Result<CommitFs, String> {
+        let repo = Arc::new(repo);
+        let root = match &cfg.root {
+            RootSpec::Whole => Kind::Root,
+            RootSpec::Ref(r) => {
+                let snap = resolve_ref_arg(&repo, r)?;
+                Kind::Tree {
+                    oid: snap.snapshot.tree,
+                    snap: Arc::new(snap),
+                }
+            }
+        };
+        let mount_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Ok(CommitFs {
+            blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
+            repo,
+            cfg,
+            mount_time,
+            inodes: RwLock::new(Inodes::new(root)),
+            trees: Mutex::new(TreeCache {
+                map: LruCache::unbounded(),
+                entries: 0,
+            }),
+            sizes: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(SIZE_CACHE_ENTRIES).expect("nonzero"),
+            )),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    pub fn blob_cache(&self) -> &BlobCache {
+        &self.blobs
+    }
+
+    fn node(&self, ino: Ino) -> FsResult<Arc<Node>> {
+        self.inodes.read().get(ino).ok_or(FsError::NotFound)
+    }
+
+    // ---- reading the namespace -------------------------------------------------
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Entry> {
+        if name.len() > crate::repo::NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let p = self.node(parent)?;
+        let node = self.lookup_node(&p, name)?;
+        self.entry(&node)
+    }
+
+    fn lookup_node(&self, p: &Node, name: &[u8]) -> FsResult<Arc<Node>> {
+        if name == b"." {
+            return self.node(p.ino);
+        }
+        if name == b".." {
+            return self.node(p.parent);
+        }
+        let kind = match &p.kind {
+            Kind::Root => {
+                if name == b"HEAD" {
+                    match self.repo.head()? {
+                        Head::Unborn => return Err(FsError::NotFound),
+                        _ => Kind::Head,
+                    }
+                } else if name == b".tags" {
+                    Kind::TagsDir
+                } else if name == b".commits" {
+                    Kind::CommitsDir
+                } else {
+                    return self.lookup_in_namespace(p, b"refs/heads/", b"", name);
+                }
+            }
+            Kind::BranchNs(prefix) => {
+                return self.lookup_in_namespace(p, b"refs/heads/", prefix, name);
+            }
+            Kind::TagsDir => return self.lookup_in_namespace(p, b"refs/tags/", b"", name),
+            Kind::TagNs(prefix) => return self.lookup_in_namespace(p, b"refs/tags/", prefix, name),
+            Kind::CommitsDir => {
+                if let Some(n) = self.inodes.read().child(p.ino, name) {
+                    return Ok(n);
+                }
+                let rev = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+                let snapshot = self.repo.resolve(rev)?.ok_or(FsError::NotFound)?;
+                let snap = Arc::new(Snap {
+                    snapshot,
+                    source: SnapSource::Fixed,
+                });
+                Kind::Tree {
+                    oid: snap.snapshot.tree,
+                    snap,
+                }
+            }
+            Kind::Tree { snap, oid } => {
+                let entries = self.tree(*oid)?;
+                let i = entries
+                    .binary_search_by(|e| (*e.name).cmp(name))
+                    .map_err(|_| FsError::NotFound)?;
+                tree_kind(snap, &entries[i])
+            }
+            Kind::Submodule { .. } => return Err(FsError::NotFound),
+            Kind::File { .. } | Kind::Symlink { .. } | Kind::Head => {
+                return Err(FsError::NotDir);
+            }
+        };
+        Ok(self.inodes.write().upsert(p.ino, name, kind))
+    }
+
+    /// Looks up `name` in a directory of refs: `refs_prefix` is `refs/heads/` or
+    /// `refs/tags/`, `ns` the namespace path below it (empty at the top).
+    fn lookup_in_namespace(
+        &self,
+        p: &Node,
+        refs_prefix: &[u8],
+        ns: &[u8],
+        name: &[u8],
+    ) -> FsResult<Arc<Node>> {
+        if !valid_name(name) {
+            return Err(FsError::NotFound);
+        }
+        let short = join(ns, name);
+        let is_branch = refs_prefix == b"refs/heads/";
+        // A branch directory keeps the snapshot it was first looked up at.
+        if let Some(existing) = self.inodes.read().child(p.ino, name) {
+            if existing.kind.snap().is_some() {
+                return Ok(existing);
+            }
+        }
+        let full = join_raw(refs_prefix, &short);
+        let kind = match self.repo.ref_target(&full)? {
+            Some(target) => {
+                let snapshot = self.repo.snapshot(target)?;
+                let source = if is_branch {
+                    SnapSource::Branch(short.clone().into())
+                } else {
+                    SnapSource::Fixed
+                };
+                let snap = Arc::new(Snap { snapshot, source });
+                Kind::Tree {
+                    oid: snap.snapshot.tree,
+                    snap,
+                }
+            }
+            None => {
+                // A namespace exists while some ref lives below it.
+                let mut dir = short.clone();
+                dir.push(b'/');
+                let names = self
+                    .repo
+                    .refs(std::str::from_utf8(refs_prefix).unwrap_or(""))?;
+                if !names.iter().any(|(n, _)| n.starts_with(&dir)) {
+                    return Err(FsError::NotFound);
+                }
+                if is_branch {
+                    Kind::BranchNs(short.into())
+                } else {
+                    Kind::TagNs(short.into())
+                }
+            }
+        };
+        Ok(self.inodes.write().upsert(p.ino, name, kind))
+    }
+
+    pub fn getattr(&self, ino: Ino) -> FsResult<Entry> {
+        let n = self.node(ino)?;
+        self.entry(&n)
+    }
+
+    fn entry(&self, n: &Node) -> FsResult<Entry> {
+        let ttl = match n.kind.snap() {
+            Some(_) => SNAPSHOT_TTL,
+            None => REFS_TTL,
+        };
+        Ok(Entry {
+            attr: self.attr(n)?,
+            ttl,
+        })
+    }
+
+    fn attr(&self, n: &Node) -> FsResult<Attr> {
+        let (kind, perm, size, time) = match &n.kind {
+            Kind::Root | Kind::BranchNs(_) | Kind::TagsDir | Kind::TagNs(_) | Kind::CommitsDir => {
+                (FileKind::Dir, 0o755, 0, self.mount_time)
+            }
+            Kind::Head => {
+                let target = self.head_target()?;
+                (
+                    FileKind::Symlink,
+                    0o777,
+                    target.len() as u64,
+                    self.mount_time,
+                )
+            }
+            Kind::Tree { snap, .. } => (FileKind::Dir, 0o755, 0, snap.snapshot.time),
+            Kind::Submodule { snap } => (FileKind::Dir, 0o555, 0, snap.snapshot.time),
+            Kind::File {
+                snap,
+                oid,
+                executable,
+            } => {
+                let perm = if *executable { 0o755 } else { 0o644 };
+                (
+                    FileKind::File,
+                    perm,
+                    self.blob_size(*oid)?,
+                    snap.snapshot.time,
+                )
+            }
+            Kind::Symlink { snap, oid } => (
+                FileKind::Symlink,
+                0o777,
+                self.blob_size(*oid)?,
+                snap.snapshot.time,
+            ),
+        };
+        Ok(Attr {
+            ino: n.ino,
+            kind,
+            perm,
+            size,
+            blocks: size.div_ceil(512),
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            time,
+        })
+    }
+
+    fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+        if let Some(s) = self.sizes.lock().get(&oid) {
+            return Ok(*s);
+        }
+        let s = self.repo.blob_size(oid)?;
+        self.sizes.lock().put(oid, s);
+        Ok(s)
+    }
+
+    fn tree(&self, oid: Oid) -> FsResult<Arc<Vec<TreeEntry>>> {
+        if let Some(t) = self.trees.lock().map.get(&oid) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.repo.read_tree(oid)?);
+        let mut c = self.trees.lock();
+        if let Some(old) = c.map.put(oid, t.clone()) {
+            c.entries -= old.len();
+        }
+        c.entries += t.len();
+        while c.entries > TREE_CACHE_ENTRIES && c.map.len() > 1 {
+            match c.map.pop_lru() {
+                Some((_, old)) => c.entries -= old.len(),
+                None => break,
+            }
+        }
+        Ok(t)
+    }
+
+    fn head_target(&self) -> FsResult<Vec<u8>> {
+        match self.repo.head()? {
+            Head::Branch(b) => Ok(b),
+            Head::Detached(oid) => Ok(format!(".commits/{oid}").into_bytes()),
+            Head::Unborn => Err(FsError::NotFound),
+        }
+    }
+
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let n = self.node(ino)?;
+        match &n.kind {
+            Kind::Head => self.head_target(),
+            Kind::Symlink { oid, .. } => Ok(self.blobs.get(&self.repo, *oid)?.to_vec()),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    // ---- files ----------------------------------------------------------------
+
+    /// Opens a file. `write` is whether the open asks for write access or O_TRUNC.
+    pub fn open(&self, ino: Ino, write: bool) -> FsResult<Opened> {
+        let n = self.node(ino)?;
+        let oid = match &n.kind {
+            Kind::File { oid, .. } => *oid,
+            Kind::Symlink { .. } | Kind::Head => return Err(FsError::Invalid),
+            _ => return Err(FsError::IsDir),
+        };
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let size = self.blob_size(oid)?;
+        let content = self.blobs.open(&self.repo, oid, size)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Handle::File(content));
+        // The blob behind this inode never changes while the mount shows it, so the
+        // kernel may keep the pages it has cached from earlier opens.
+        Ok(Opened {
+            fh,
+            keep_cache: true,
+        })
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let content = match self.handles.lock().get(&fh) {
+            Some(Handle::File(c)) => c.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        self.blobs.read(&self.repo, &content, offset, size as usize)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    // ---- directories ----------------------------------------------------------
+
+    pub fn opendir(&self, ino: Ino) -> FsResult<Opened> {
+        let n = self.node(ino)?;
+        let listing: Vec<(Box<[u8]>, Kind)> = match &n.kind {
+            Kind::Root => {
+                let mut v = Vec::new();
+                if !matches!(self.repo.head()?, Head::Unborn) {
+                    v.push((Box::from(&b"HEAD"[..]), Kind::Head));
+                }
+                v.push((Box::from(&b".commits"[..]), Kind::CommitsDir));
+                v.push((Box::from(&b".tags"[..]), Kind::TagsDir));
+                v.extend(self.namespace_listing(&n, b"refs/heads/", b"")?);
+                v
+            }
+            Kind::BranchNs(prefix) => self.namespace_listing(&n, b"refs/heads/", prefix)?,
+            Kind::TagsDir => self.namespace_listing(&n, b"refs/tags/", b"")?,
+            Kind::TagNs(prefix) => self.namespace_listing(&n, b"refs/tags/", prefix)?,
+            Kind::CommitsDir | Kind::Submodule { .. } => Vec::new(),
+            Kind::Tree { snap, oid } => self
+                .tree(*oid)?
+                .iter()
+                .map(|e| (e.name.clone(), tree_kind(snap, e)))
+                .collect(),
+            Kind::File { .. } | Kind::Symlink { .. } | Kind::Head => {
+                return Err(FsError::NotDir);
+            }
+        };
+        let immutable = n.kind.snap().is_some();
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Handle::Dir(listing.into()));
+        Ok(Opened {
+            fh,
+            keep_cache: immutable,
+        })
+    }
+
+    /// The children of a ref namespace: the next component of every ref below it.
+    /// A child that is itself a ref is a snapshot (resolved now if it was never
+    /// looked up); one that only has refs below it is a namespace.
+    fn namespace_listing(
+        &self,
+        n: &Node,
+        refs_prefix: &[u8],
+        ns: &[u8],
+    ) -> FsResult<Vec<(Box<[u8]>, Kind)>> {
+        let refs = self
+            .repo
+            .refs(std::str::from_utf8(refs_prefix).unwrap_or(""))?;
+        let dir = if ns.is_empty() {
+            Vec::new()
+        } else {
+            join(ns, b"")
+        };
+        let mut out: Vec<(Box<[u8]>, Kind)> = Vec::new();
+        for (name, _) in &refs {
+            let Some(rest) = name.strip_prefix(&dir[..]) else {
+                continue;
+            };
+            let (first, nested) = match rest.iter().position(|&b| b == b'/') {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            if !valid_name(first) || out.last().is_some_and(|(n, _)| &**n == first) {
+                continue;
+            }
+            let kind = if nested {
+                let short: Box<[u8]> = join(ns, first).into();
+                if refs_prefix == b"refs/heads/" {
+                    Kind::BranchNs(short)
+                } else {
+                    Kind::TagNs(short)
+                }
+            } else {
+                match self.lookup_in_namespace(n, refs_prefix, ns, first) {
+                    Ok(node) => node.kind.clone(),
+                    Err(e) => {
+                        log::warn!("ref {} cannot be shown: {e}", String::from_utf8_lossy(name));
+                        continue;
+                    }
+                }
+            };
+            out.push((first.into(), kind));
+        }
+        Ok(out)
+    }
+
+    /// Entries from `offset` on (0 and 1 are `.` and `..`). `plus` gives each entry
+    /// its attributes too (readdirplus).
+    pub fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> FsResult<Vec<DirEntry>> {
+        let n = self.node(ino)?;
+        let listing = match self.handles.lock().get(&fh) {
+            Some(Handle::Dir(l)) => l.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push(DirEntry {
+                ino: n.ino,
+                next: 1,
+                kind: FileKind::Dir,
+                name: Box::from(&b"."[..]),
+            });
+        }
+        if offset <= 1 {
+            out.push(DirEntry {
+                ino: n.parent,
+                next: 2,
+                kind: FileKind::Dir,
+                name: Box::from(&b".."[..]),
+            });
+        }
+        let start = offset.saturating_sub(2) as usize;
+        if start < listing.len() {
+            let mut inodes = self.inodes.write();
+            for (i, (name, kind)) in listing.iter().enumerate().skip(start) {
+                let existing = inodes.child(n.ino, name);
+                let node = match existing {
+                    // Keep what a lookup already decided (a branch's snapshot).
+                    Some(e) if e.kind.snap().is_some() || !kind.is_dir() => e,
+                    _ => inodes.upsert(n.ino, name, kind.clone()),
+                };
+                out.push(DirEntry {
+                    ino: node.ino,
+                    next: i as u64 + 3,
+                    kind: file_kind(&node.kind),
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry (attributes and TTL) of a child a readdir just listed. A child
+    /// whose object cannot be read is still listed, with a zero TTL, so that the
+    /// kernel asks again on the next stat or open and gets EIO there.
+    pub fn entry_of(&self, e: &DirEntry) -> Entry {
+        match self.getattr(e.ino) {
+            Ok(x) => x,
+            Err(err) => {
+                log::warn!("{}: {err}", String::from_utf8_lossy(&e.name));
+                Entry {
+                    attr: Attr {
+                        ino: e.ino,
+                        kind: e.kind,
+                        perm: 0,
+                        size: 0,
+                        blocks: 0,
+                        nlink: 1,
+                        uid: self.cfg.uid,
+                        gid: self.cfg.gid,
+                        time: 0,
+                    },
+                    ttl: Duration::ZERO,
+                }
+            }
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    // ---- the rest -------------------------------------------------------------
+
+    /// Every operation that would change something: the node must exist, and then
+    /// the answer is EROFS (writes come with the write side).
+    pub fn check_writable(&self, ino: Ino) -> FsResult<()> {
+        self.node(ino)?;
+        Err(FsError::ReadOnly)
+    }
+
+    /// access(2): existence, and EROFS for W_OK.
+    pub fn access(&self, ino: Ino, mask: i32) -> FsResult<()> {
+        self.node(ino)?;
+        if mask & libc::W_OK != 0 {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Space figures of the filesystem that holds the repository.
+    pub fn statfs(&self) -> Statfs {
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+            self.repo.git_dir().as_os_str(),
+        ))
+        .unwrap_or_default();
+        let ok = unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0;
+        if !ok {
+            st = unsafe { std::mem::zeroed() };
+            st.f_bsize = 4096;
+            st.f_frsize = 4096;
+        }
+        Statfs {
+            blocks: st.f_blocks,
+            bfree: st.f_bfree,
+            bavail: st.f_bavail,
+            files: st.f_files,
+            ffree: st.f_ffree,
+            bsize: st.f_bsize as u32,
+            namelen: crate::repo::NAME_MAX as u32,
+            frsize: st.f_frsize as u32,
+        }
+    }
+
+    /// How many inode numbers have been given out (for tests and diagnostics).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.read().len()
+    }
+}
+
+fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
+    let snap = snap.clone();
+    match e.kind {
+        EntryKind::Dir => Kind::Tree { snap, oid: e.oid },
+        EntryKind::File { executable } => Kind::File {
+            snap,
+            oid: e.oid,
+            executable,
+        },
+        EntryKind::Symlink => Kind::Symlink { snap, oid: e.oid },
+        EntryKind::Submodule => Kind::Submodule { snap },
+    }
+}
+
+fn file_kind(k: &Kind) -> FileKind {
+    match k {
+        Kind::File { .. } => FileKind::File,
+        Kind::Symlink { .. } | Kind::Head => FileKind::Symlink,
+        _ => FileKind::Dir,
+    }
+}
+
+/// `ns/name`, or `name` at the top.
+fn join(ns: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ns.len() + name.len() + 1);
+    if !ns.is_empty() {
+        v.extend_from_slice(ns);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+fn join_raw(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut v = a.to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+/// Resolves `--ref`: a branch name (writable once writes exist), a tag, or any
+/// revision (read-only).
+fn resolve_ref_arg(repo: &Repo, r: &str) -> Result<Snap, String> {
+    let fail = |e: FsError| format!("cannot read ref '{r}': {e}");
+    for (prefix, branch) in [("refs/heads/", true), ("refs/tags/", false), ("", false)] {
+        let full = if prefix.is_empty() && r.starts_with("refs/") {
+            r.to_string()
+        } else if prefix.is_empty() {
+            continue;
+        } else {
+            format!("{prefix}{r}")
+        };
+        if let Some(target) = repo.ref_target(full.as_bytes()).map_err(fail)? {
+            let snapshot = repo.snapshot(target).map_err(fail)?;
+            let is_branch = branch || full.starts_with("refs/heads/");
+            let source = if is_branch {
+                let short = full.strip_prefix("refs/heads/").unwrap_or(&full);
+                SnapSource::Branch(short.as_bytes().into())
+            } else {
+                SnapSource::Fixed
+            };
+            return Ok(Snap { snapshot, source });
+        }
+    }
+    match repo.resolve(r).map_err(fail)? {
+        Some(snapshot) => Ok(Snap {
+            snapshot,
+            source: SnapSource::Fixed,
+        }),
+        None => Err(format!(
+            "ref '{r}' does not resolve to a commit in this repository: give a branch, a tag, or a revision such as main~1 or an abbreviated SHA"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_builds_ref_paths() {
+        assert_eq!(join(b"", b"main"), b"main");
+        assert_eq!(join(b"feature", b"x"), b"feature/x");
+        assert_eq!(
+            join_raw(b"refs/heads/", b"feature/x"),
+            b"refs/heads/feature/x"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! commitfs: a Git repository as a filesystem, every branch a directory.
+//!
+//! Layers, each with one job:
+//! - `cli`: the command line and `-o` options -> a plain [`cli::MountConfig`].
+//! - `daemon`: checks, detaching, mounting, signals, unmounting.
+//! - `fuse`: the thin adapter from fuser's requests to the core.
+//! - `fs`: the semantic core (lookup, getattr, read, readdir, ...).
+//! - `inodes`: inode numbers <-> paths.
+//! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
+//! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
+
+pub mod blob_cache;
+pub mod cli;
+pub mod daemon;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod inodes;
+pub mod pack_stream;
+pub mod repo;

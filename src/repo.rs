@@ -1,0 +1,422 @@
+//! The only user of git2: objects in, objects out.
+//!
+//! `git2::Repository` is `Send` but not `Sync`, so [`Repo`] keeps a small pool of
+//! handles to the same repository and lends one to each caller for the length of a
+//! closure. No `git2` object with a lifetime ever leaves this module: callers get
+//! plain data (`TreeEntry`, `Snapshot`, byte vectors).
+//!
+//! A repository is untrusted input. Tree entries whose names Git would never write
+//! (`.`, `..`, empty, longer than NAME_MAX, containing `/` or NUL) are skipped with a
+//! warning, and objects larger than the limits below are refused rather than read.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, RepositoryOpenFlags};
+use parking_lot::Mutex;
+
+use crate::error::{FsError, FsResult};
+
+/// The longest name a tree entry may have to be served.
+pub const NAME_MAX: usize = 255;
+/// A tree object larger than this is refused with EIO (a 64 MiB tree holds about a
+/// million entries; anything bigger is hostile or broken).
+pub const MAX_TREE_BYTES: usize = 64 << 20;
+/// Chunk size when streaming a blob.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// What one tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File { executable: bool },
+    Symlink,
+    Dir,
+    Submodule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub name: Box<[u8]>,
+    pub oid: Oid,
+    pub kind: EntryKind,
+}
+
+/// A commit (or, for a tag of a bare tree, just a tree) as a mount shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub commit: Option<Oid>,
+    pub tree: Oid,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+}
+
+/// Why a repository could not be opened; each says what the user should do.
+#[derive(Debug)]
+pub enum OpenError {
+    Missing(PathBuf),
+    NotGit(PathBuf, String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Missing(p) => write!(
+                f,
+                "repository {} does not exist: give the path of a bare repository or of a .git directory",
+                p.display()
+            ),
+            OpenError::NotGit(p, why) => write!(
+                f,
+                "{} is not a Git repository ({why}): give a bare repository (data.git) or a .git directory",
+                p.display()
+            ),
+        }
+    }
+}
+
+pub struct Repo {
+    git_dir: PathBuf,
+    pool: Mutex<Vec<Repository>>,
+}
+
+impl Repo {
+    /// Opens the repository at `path`: a bare repository, a `.git` directory, or a
+    /// work tree (whose `.git` is used; the work tree itself is never touched).
+    pub fn open(path: &Path) -> Result<Repo, OpenError> {
+        if !path.exists() {
+            return Err(OpenError::Missing(path.to_path_buf()));
+        }
+        let repo = Repository::open_ext(
+            path,
+            RepositoryOpenFlags::NO_SEARCH,
+            std::iter::empty::<&std::ffi::OsStr>(),
+        )
+        .map_err(|e| OpenError::NotGit(path.to_path_buf(), e.message().to_string()))?;
+        // Sanity: a repository whose objects directory is gone is no repository.
+        if let Err(e) = repo.odb() {
+            return Err(OpenError::NotGit(
+                path.to_path_buf(),
+                e.message().to_string(),
+            ));
+        }
+        let git_dir = repo.path().to_path_buf();
+        Ok(Repo {
+            git_dir,
+            pool: Mutex::new(vec![repo]),
+        })
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// Runs `f` with a repository handle from the pool.
+    pub fn with<R>(&self, f: impl FnOnce(&Repository) -> FsResult<R>) -> FsResult<R> {
+        let repo = match self.pool.lock().pop() {
+            Some(r) => r,
+            None => Repository::open_bare(&self.git_dir)?,
+        };
+        let out = f(&repo);
+        self.pool.lock().push(repo);
+        out
+    }
+
+    /// All refs under `prefix` (`refs/heads/` or `refs/tags/`), as (name without the
+    /// prefix, target). Symbolic refs under the prefix are skipped.
+    pub fn refs(&self, prefix: &str) -> FsResult<Vec<(Vec<u8>, Oid)>> {
+        self.with(|repo| {
+            let mut out = Vec::new();
+            for r in repo.references_glob(&format!("{prefix}*"))? {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::warn!("skipping unreadable ref under {prefix}: {}", e.message());
+                        continue;
+                    }
+                };
+                let Some(target) = r.target() else { continue };
+                if let Some(short) = r.name_bytes().strip_prefix(prefix.as_bytes()) {
+                    out.push((short.to_vec(), target));
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// The commit a ref points to now, if the ref exists.
+    pub fn ref_target(&self, full_name: &[u8]) -> FsResult<Option<Oid>> {
+        let Ok(name) = std::str::from_utf8(full_name) else {
+            // libgit2 takes ref names as C strings; a non-UTF-8 ref is looked up by scan.
+            return self.with(|repo| {
+                for r in repo.references()?.flatten() {
+                    if r.name_bytes() == full_name {
+                        return Ok(r.resolve().ok().and_then(|r| r.target()));
+                    }
+                }
+                Ok(None)
+            });
+        };
+        self.with(|repo| match repo.find_reference(name) {
+            Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) if e.code() == git2::ErrorCode::InvalidSpec => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// What HEAD names: `Ok(Head::Branch(name))` for a symbolic HEAD on an existing
+    /// branch, `Head::Detached(oid)` for a detached HEAD, `Head::Unborn` otherwise.
+    pub fn head(&self) -> FsResult<Head> {
+        self.with(|repo| {
+            let head = match repo.find_reference("HEAD") {
+                Ok(h) => h,
+                Err(_) => return Ok(Head::Unborn),
+            };
+            if let Some(target) = head.symbolic_target_bytes() {
+                let Some(branch) = target.strip_prefix(b"refs/heads/") else {
+                    return Ok(Head::Unborn);
+                };
+                let exists = head.resolve().is_ok();
+                return Ok(if exists {
+                    Head::Branch(branch.to_vec())
+                } else {
+                    Head::Unborn
+                });
+            }
+            Ok(match head.target() {
+                Some(oid) => Head::Detached(oid),
+                None => Head::Unborn,
+            })
+        })
+    }
+
+    /// Peels any object id (a commit, an annotated tag, a tree) to what a mount shows.
+    pub fn snapshot(&self, oid: Oid) -> FsResult<Snapshot> {
+        self.with(|repo| {
+            let obj = repo.find_object(oid, None)?;
+            snapshot_of(obj)
+        })
+    }
+
+    /// Resolves a revision (`main~3`, an abbreviated SHA, `v1.0^{}`) to a snapshot.
+    /// `Ok(None)` when it does not resolve or names something that is not a commit,
+    /// a tag of one, or a tree.
+    pub fn resolve(&self, rev: &str) -> FsResult<Option<Snapshot>> {
+        self.with(|repo| {
+            let obj = match repo.revparse_single(rev) {
+                Ok(o) => o,
+                Err(_) => return Ok(None),
+            };
+            match snapshot_of(obj) {
+                Ok(s) => Ok(Some(s)),
+                Err(FsError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// The entries of a tree, with names Git would never write skipped (one warning
+    /// per tree), sorted by name bytes so that lookups can binary-search.
+    pub fn read_tree(&self, oid: Oid) -> FsResult<Vec<TreeEntry>> {
+        self.with(|repo| {
+            let (size, kind) = repo.odb()?.read_header(oid)?;
+            if kind != ObjectType::Tree {
+                return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
+            }
+            if size > MAX_TREE_BYTES {
+                return Err(FsError::io(format!(
+                    "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
+                )));
+            }
+            let tree = repo.find_tree(oid)?;
+            let mut out = Vec::with_capacity(tree.len());
+            let mut skipped = 0usize;
+            for e in tree.iter() {
+                let name = e.name_bytes();
+                if !valid_name(name) {
+                    skipped += 1;
+                    continue;
+                }
+                let kind = match e.filemode_raw() {
+                    0o100755 => EntryKind::File { executable: true },
+                    0o100644 | 0o100664 | 0o100600 | 0o100000 => {
+                        EntryKind::File { executable: false }
+                    }
+                    0o120000 => EntryKind::Symlink,
+                    0o040000 => EntryKind::Dir,
+                    0o160000 => EntryKind::Submodule,
+                    other => {
+                        log::warn!(
+                            "tree {oid}: entry {:?} has unknown mode {other:o}; skipped",
+                            String::from_utf8_lossy(name)
+                        );
+                        continue;
+                    }
+                };
+                out.push(TreeEntry {
+                    name: name.into(),
+                    oid: e.id(),
+                    kind,
+                });
+            }
+            if skipped > 0 {
+                log::warn!(
+                    "tree {oid}: skipped {skipped} entr{} with a name Git never writes ('.', '..', empty, '/', or too long)",
+                    if skipped == 1 { "y" } else { "ies" }
+                );
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out.dedup_by(|a, b| a.name == b.name);
+            Ok(out)
+        })
+    }
+
+    /// A blob's size from its object header, without inflating it.
+    pub fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+        self.with(|repo| {
+            let (size, kind) = repo.odb()?.read_header(oid)?;
+            if kind != ObjectType::Blob {
+                return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
+            }
+            Ok(size as u64)
+        })
+    }
+
+    /// A whole blob in memory. For blobs the caller knows to be small; large ones
+    /// go through [`Repo::stream_blob`].
+    pub fn read_blob(&self, oid: Oid) -> FsResult<Vec<u8>> {
+        self.with(|repo| {
+            let odb = repo.odb()?;
+            // A loose object streams straight into a buffer of the right size; a
+            // packed one is inflated by libgit2 and copied once.
+            if let Ok((mut reader, size, kind)) = odb.reader(oid) {
+                if kind != ObjectType::Blob {
+                    return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
+                }
+                let mut buf = Vec::with_capacity(size);
+                reader
+                    .read_to_end(&mut buf)
+                    .map_err(|e| FsError::io(format!("reading blob {oid}: {e}")))?;
+                if buf.len() != size {
+                    return Err(FsError::io(format!(
+                        "blob {oid}: read {} bytes, header says {size}",
+                        buf.len()
+                    )));
+                }
+                return Ok(buf);
+            }
+            let obj = odb.read(oid)?;
+            if obj.kind() != ObjectType::Blob {
+                return Err(FsError::io(format!("object {oid} is not a blob")));
+            }
+            Ok(obj.data().to_vec())
+        })
+    }
+
+    /// Streams a blob to `sink` in chunks, holding no more than a chunk in memory
+    /// when the object is loose or stored whole in a pack. A deltified packed blob
+    /// has to be inflated once in memory (libgit2 cannot stream deltas).
+    pub fn stream_blob(
+        &self,
+        oid: Oid,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> FsResult<u64> {
+        let objects_dir = self.git_dir.join("objects");
+        self.with(|repo| {
+            let odb = repo.odb()?;
+            if let Ok((reader, size, kind)) = odb.reader(oid) {
+                if kind != ObjectType::Blob {
+                    return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
+                }
+                return copy_exact(reader, size as u64, sink, oid);
+            }
+            let raw: [u8; 20] = oid
+                .as_bytes()
+                .try_into()
+                .map_err(|_| FsError::io("object id is not SHA-1"))?;
+            if let Some((reader, size)) =
+                crate::pack_stream::open_packed_blob(&objects_dir, &raw)
+                    .map_err(|e| FsError::io(format!("reading pack for {oid}: {e}")))?
+            {
+                return copy_exact(reader, size, sink, oid);
+            }
+            log::debug!("blob {oid} is deltified; inflating it whole once");
+            let obj = odb.read(oid)?;
+            if obj.kind() != ObjectType::Blob {
+                return Err(FsError::io(format!("object {oid} is not a blob")));
+            }
+            sink(obj.data()).map_err(|e| FsError::io(format!("spilling {oid}: {e}")))?;
+            Ok(obj.len() as u64)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    Branch(Vec<u8>),
+    Detached(Oid),
+    Unborn,
+}
+
+fn snapshot_of(obj: git2::Object<'_>) -> FsResult<Snapshot> {
+    if let Ok(commit) = obj.peel(ObjectType::Commit) {
+        let commit = commit
+            .into_commit()
+            .map_err(|_| FsError::io("peeled object is not a commit"))?;
+        return Ok(Snapshot {
+            commit: Some(commit.id()),
+            tree: commit.tree_id(),
+            time: commit.committer().when().seconds(),
+        });
+    }
+    match obj.peel(ObjectType::Tree) {
+        Ok(tree) => Ok(Snapshot {
+            commit: None,
+            tree: tree.id(),
+            time: 0,
+        }),
+        Err(_) => Err(FsError::NotFound),
+    }
+}
+
+fn copy_exact(
+    mut reader: impl Read,
+    size: u64,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    oid: Oid,
+) -> FsResult<u64> {
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FsError::io(format!("reading blob {oid}: {e}"))),
+        };
+        total += n as u64;
+        if total > size {
+            return Err(FsError::io(format!(
+                "blob {oid} is longer than its header says"
+            )));
+        }
+        sink(&buf[..n]).map_err(|e| FsError::io(format!("spilling {oid}: {e}")))?;
+    }
+    if total != size {
+        return Err(FsError::io(format!(
+            "blob {oid} ended after {total} of {size} bytes"
+        )));
+    }
+    Ok(total)
+}
+
+/// Whether a tree entry name is one Git could have written and a kernel can serve.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && name.len() <= NAME_MAX
+        && !name.contains(&b'/')
+        && !name.contains(&0)
+}

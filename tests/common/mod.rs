@@ -1,0 +1,210 @@
+//! Shared test harness: repositories made with git in a temp dir, and real mounts
+//! of them through the kernel, unmounted (and their daemons reaped) on drop.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_commitfs");
+
+/// Runs git with a fixed identity; panics with git's stderr if it fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(["-c", "init.defaultBranch=main", "-c", "gc.auto=0"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn git_os(dir: &Path, args: &[&OsStr]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A work tree and the bare repository it pushes to.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let dir = tempfile::Builder::new()
+            .prefix("commitfs-test")
+            .tempdir()
+            .expect("tempdir");
+        let r = TestRepo { dir };
+        std::fs::create_dir(r.work()).unwrap();
+        git(&r.work(), &["init", "-q", "-b", "main"]);
+        r
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn bare(&self) -> PathBuf {
+        self.dir.path().join("repo.git")
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.work().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn commit(&self, msg: &str) -> String {
+        git(&self.work(), &["add", "-A"]);
+        git(&self.work(), &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+
+    /// Makes (or refreshes) the bare repository with every branch and tag.
+    pub fn publish(&self) -> PathBuf {
+        let bare = self.bare();
+        if !bare.exists() {
+            git(
+                self.dir.path(),
+                &["init", "-q", "--bare", "-b", "main", "repo.git"],
+            );
+        }
+        git(
+            &self.work(),
+            &[
+                "push",
+                "-q",
+                "--force",
+                bare.to_str().unwrap(),
+                "refs/heads/*:refs/heads/*",
+                "refs/tags/*:refs/tags/*",
+            ],
+        );
+        bare
+    }
+
+    pub fn mountpoint(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// Whether `path` is a mount point now.
+pub fn is_mounted(path: &Path) -> bool {
+    let text = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    let want = path.as_os_str().as_bytes();
+    text.split(|&b| b == b'\n')
+        .any(|l| l.split(|&b| b == b' ').nth(4) == Some(want))
+}
+
+/// Polls `cond` every 10 ms for at most `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// A daemon started with --foreground by this test: unmounted and reaped on drop.
+pub struct Mount {
+    pub path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mount {
+    pub fn new(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("mount")
+            .arg(repo)
+            .arg(mnt)
+            .arg("--foreground")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("commitfs starts");
+        let up = wait_until(Duration::from_secs(10), || {
+            is_mounted(mnt) || matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !is_mounted(mnt) {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("mount did not come up (up={up}, daemon: {status:?})");
+        }
+        Mount {
+            path: mnt.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Peak resident set size of the daemon, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    pub fn unmount(mut self) {
+        self.do_unmount();
+    }
+
+    fn do_unmount(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let out = Command::new(BIN).arg("unmount").arg(&self.path).output();
+            if !matches!(&out, Ok(o) if o.status.success()) {
+                let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+            }
+            let exited = wait_until(Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !exited {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.do_unmount();
+    }
+}
+
+/// Runs the commitfs binary and returns its output.
+pub fn commitfs(args: &[&OsStr]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("commitfs runs")
+}
