@@ -128,8 +128,11 @@ fn check_fuse() -> Result<(), String> {
     Ok(())
 }
 
+/// Looks `name` up in `$PATH`; mount(8) may start us with no `PATH` at all, and
+/// then the standard one is searched, as `execvp` and the shell do.
 fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())

@@ -1,0 +1,274 @@
+//! The command line: bad input gets one clear line and a non-zero exit; the
+//! mount(8) helper form and fstab lines work; `mount` detaches and returns once
+//! the mount answers.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn small_repo() -> (TestRepo, PathBuf) {
+    let r = TestRepo::new();
+    r.write("a.txt", b"alpha\n");
+    r.commit("one");
+    git(&r.work(), &["tag", "v1"]);
+    let bare = r.publish();
+    (r, bare)
+}
+
+/// Exactly one line on stderr, containing every one of `words`; exit non-zero.
+fn assert_one_line_error(out: &Output, words: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    for w in words {
+        assert!(err.contains(w), "{err:?} should mention {w:?}");
+    }
+}
+
+fn os(s: &Path) -> &OsStr {
+    s.as_os_str()
+}
+
+#[test]
+fn bad_input_gets_one_clear_line() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let missing = r.dir.path().join("no-such.git");
+    let not_git = r.mountpoint("plain-dir");
+    let file = r.dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let m = |repo: &Path, mp: &Path, extra: &[&str]| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("mount"), os(repo), os(mp)];
+        args.extend(extra.iter().map(OsStr::new));
+        commitfs(&args)
+    };
+    assert_one_line_error(&m(&missing, &mnt, &[]), &["does not exist", "no-such.git"]);
+    assert_one_line_error(&m(&not_git, &mnt, &[]), &["not a Git repository"]);
+    assert_one_line_error(
+        &m(&bare, &r.dir.path().join("nope"), &[]),
+        &["does not exist", "mkdir"],
+    );
+    assert_one_line_error(&m(&bare, &file, &[]), &["not a directory"]);
+    assert_one_line_error(
+        &m(&bare, &mnt, &["--ref", "no-such-branch"]),
+        &["no-such-branch", "does not resolve"],
+    );
+    assert_one_line_error(&m(&bare, &mnt, &["--frobnicate"]), &["--frobnicate"]);
+    assert_one_line_error(
+        &m(&bare, &mnt, &["-o", "ref=main,frobnicate"]),
+        &["unknown option", "frobnicate"],
+    );
+    assert_one_line_error(&m(&bare, &mnt, &["--cache-size", "lots"]), &["lots"]);
+    assert_one_line_error(
+        &commitfs(&[OsStr::new("unmount"), os(&mnt)]),
+        &["not mounted"],
+    );
+    // Already mounted.
+    let first = Mount::new(&bare, &mnt, &[]);
+    assert_one_line_error(&m(&bare, &mnt, &[]), &["already mounted"]);
+    drop(first);
+    assert!(!is_mounted(&mnt));
+    // No fusermount3 on PATH.
+    let out = Command::new(BIN)
+        .env("PATH", r.dir.path().join("empty-bin"))
+        .args([OsStr::new("mount"), os(&bare), os(&mnt)])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["fusermount3", "fuse3"]);
+    // Nothing was left mounted by any of the failures.
+    assert!(!is_mounted(&mnt));
+}
+
+/// /dev/fuse missing: run in a private mount namespace whose /dev is an empty tmpfs.
+#[test]
+fn missing_dev_fuse_is_reported() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for unshare -m");
+        return;
+    }
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let script = format!(
+        "mount -t tmpfs none /dev && exec '{}' mount '{}' '{}' --foreground",
+        BIN,
+        bare.display(),
+        mnt.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["/dev/fuse"]);
+}
+
+/// `commitfs mount` (no --foreground) returns once the mount answers, and the
+/// daemon goes away after `commitfs unmount`.
+#[test]
+fn mount_detaches_and_unmount_ends_the_daemon() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let out = commitfs(&[OsStr::new("mount"), os(&bare), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No waiting: the mount answers when mount returns.
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    let daemons = || daemon_pids(&mnt);
+    assert_eq!(daemons().len(), 1, "one daemon serves the mount");
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&mnt));
+    assert!(
+        wait_until(Duration::from_secs(10), || daemons().is_empty()),
+        "daemon exits"
+    );
+}
+
+/// Processes of ours whose command line names `mnt` (the daemons this test started).
+fn daemon_pids(mnt: &Path) -> Vec<u32> {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && cmd.split(|&b| b == 0).any(|a| a == want) && cmd.starts_with(BIN.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Puts the binary where mount(8) looks for helpers (/usr/local/bin) for the
+/// length of a test, unless something else is already there.
+struct Installed(bool);
+
+impl Installed {
+    fn new() -> Option<Installed> {
+        let dst = Path::new("/usr/local/bin/commitfs");
+        match std::fs::read_link(dst) {
+            Ok(t) if t == Path::new(BIN) => return Some(Installed(false)),
+            _ => {}
+        }
+        if dst.exists() {
+            // An installed commitfs (scripts/test.sh installs the one under test).
+            return Some(Installed(false));
+        }
+        std::os::unix::fs::symlink(BIN, dst).ok()?;
+        Some(Installed(true))
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file("/usr/local/bin/commitfs");
+        }
+    }
+}
+
+#[test]
+fn mount8_helper_form_and_fstab_line() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mount(8) with fuse.commitfs needs root");
+        return;
+    }
+    let _installed = Installed::new().expect("can install the helper in /usr/local/bin");
+    let (r, bare) = small_repo();
+    // mount -t fuse.commitfs REPO MNT -o ref=main
+    let mnt = r.mountpoint("mnt");
+    let st = Command::new("mount")
+        .args(["-t", "fuse.commitfs"])
+        .arg(&bare)
+        .arg(&mnt)
+        .args(["-o", "ref=main"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(mnt.join("a.txt")).unwrap(), b"alpha\n");
+    let e = std::fs::write(mnt.join("b.txt"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    assert!(wait_until(Duration::from_secs(10), || daemon_pids(&mnt).is_empty()));
+    // An fstab line, with generic options mount(8) adds or implies.
+    let fstab = r.dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.commitfs ref=v1,ro,nofail,noatime,x-systemd.automount 0 0\n",
+            bare.display(),
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("mount")
+        .arg("--fstab")
+        .arg(&fstab)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(mnt.join("a.txt")).unwrap(), b"alpha\n");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(&*mnt.to_string_lossy()))
+        .unwrap();
+    assert!(line.contains("fuse.commitfs ro,"), "{line}");
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || daemon_pids(&mnt).is_empty()));
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let out = commitfs(&[OsStr::new("--help")]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mount") && text.contains("unmount"), "{text}");
+    let out = commitfs(&[OsStr::new("mount"), OsStr::new("--help")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--ref",
+        "--read-only",
+        "--cache-size",
+        "--allow-other",
+        "--verbose",
+        "--foreground",
+        "--author",
+    ] {
+        assert!(text.contains(opt), "mount --help lists {opt}");
+    }
+}

@@ -1,0 +1,409 @@
+//! The core below the FUSE adapter, driven directly: path resolution, listings,
+//! reads, the blob cache's byte bound, and a property test that random trees
+//! committed to a repository read back through the core exactly as the model says.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use commitfs::fs::{CommitFs, FileKind, FsConfig, RootSpec};
+use commitfs::inodes::ROOT;
+use commitfs::repo::Repo;
+use git2::{Oid, Repository, Signature};
+use proptest::prelude::*;
+
+/// What a path holds in the model.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    File(Vec<u8>, bool),
+    Link(Vec<u8>),
+}
+
+type Model = BTreeMap<Vec<Vec<u8>>, Node>;
+
+/// Writes the model as a tree, commits it on `branch`, returns the commit.
+fn commit_model(repo: &Repository, branch: &str, model: &Model, parent: Option<Oid>) -> Oid {
+    fn build(repo: &Repository, model: &Model, prefix: &[Vec<u8>]) -> Oid {
+        let mut tb = repo.treebuilder(None).unwrap();
+        let mut subdirs: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+        for (path, node) in model {
+            if path.len() <= prefix.len() || path[..prefix.len()] != *prefix {
+                continue;
+            }
+            let name = &path[prefix.len()];
+            if path.len() > prefix.len() + 1 {
+                subdirs.insert(name.clone(), ());
+                continue;
+            }
+            let (oid, mode) = match node {
+                Node::File(data, exec) => (
+                    repo.blob(data).unwrap(),
+                    if *exec { 0o100755 } else { 0o100644 },
+                ),
+                Node::Link(t) => (repo.blob(t).unwrap(), 0o120000),
+            };
+            insert_bytes(&mut tb, name, oid, mode);
+        }
+        for name in subdirs.keys() {
+            let mut p = prefix.to_vec();
+            p.push(name.clone());
+            let oid = build(repo, model, &p);
+            insert_bytes(&mut tb, name, oid, 0o040000);
+        }
+        tb.write().unwrap()
+    }
+    let tree = build(repo, model, &[]);
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+    let parents: Vec<_> = parent
+        .map(|p| repo.find_commit(p).unwrap())
+        .into_iter()
+        .collect();
+    let refs: Vec<_> = parents.iter().collect();
+    repo.commit(
+        Some(&format!("refs/heads/{branch}")),
+        &sig,
+        &sig,
+        "m",
+        &tree,
+        &refs,
+    )
+    .unwrap()
+}
+
+fn insert_bytes(tb: &mut git2::TreeBuilder<'_>, name: &[u8], oid: Oid, mode: i32) {
+    use std::os::unix::ffi::OsStrExt;
+    tb.insert(Path::new(std::ffi::OsStr::from_bytes(name)), oid, mode)
+        .unwrap();
+}
+
+fn new_fs(dir: &Path, cfg: FsConfig) -> CommitFs {
+    CommitFs::new(Repo::open(dir).unwrap(), cfg).unwrap()
+}
+
+fn read_all(fs: &CommitFs, ino: u64) -> Vec<u8> {
+    let o = fs.open(ino, false).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(o.fh, out.len() as u64, 65536).unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh);
+    out
+}
+
+/// Everything below `ino`, walked with opendir/readdir/lookup/read only.
+fn walk(fs: &CommitFs, ino: u64, prefix: Vec<Vec<u8>>, out: &mut Model) {
+    let d = fs.opendir(ino).unwrap();
+    // Read the listing in small steps to exercise offsets.
+    let mut offset = 0;
+    let mut entries = Vec::new();
+    loop {
+        let batch = fs.readdir(ino, d.fh, offset).unwrap();
+        let Some(first) = batch.first().cloned() else {
+            break;
+        };
+        offset = first.next;
+        entries.push(first);
+    }
+    fs.releasedir(d.fh);
+    assert_eq!(&*entries[0].name, b".");
+    assert_eq!(&*entries[1].name, b"..");
+    for e in &entries[2..] {
+        let looked = fs.lookup(ino, &e.name).unwrap();
+        assert_eq!(
+            looked.attr.ino, e.ino,
+            "readdir and lookup agree on the inode"
+        );
+        let mut path = prefix.clone();
+        path.push(e.name.to_vec());
+        match looked.attr.kind {
+            FileKind::Dir => walk(fs, e.ino, path, out),
+            FileKind::File => {
+                let data = read_all(fs, e.ino);
+                assert_eq!(data.len() as u64, looked.attr.size);
+                out.insert(path, Node::File(data, looked.attr.perm & 0o111 != 0));
+            }
+            FileKind::Symlink => {
+                out.insert(path, Node::Link(fs.readlink(e.ino).unwrap()));
+            }
+        }
+    }
+}
+
+fn name() -> impl Strategy<Value = Vec<u8>> {
+    // A tiny alphabet so that names collide and nest; one byte that is not UTF-8.
+    prop::sample::select(vec![
+        b"a".to_vec(),
+        b"b".to_vec(),
+        b"a.txt".to_vec(),
+        b"\xff".to_vec(),
+        b"B".to_vec(),
+    ])
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    prop_oneof![
+        (prop::collection::vec(any::<u8>(), 0..300), any::<bool>())
+            .prop_map(|(d, x)| Node::File(d, x)),
+        prop::collection::vec(b'a'..=b'z', 1..20).prop_map(Node::Link),
+    ]
+}
+
+/// A model where no path is both a file and a directory.
+fn model() -> impl Strategy<Value = Model> {
+    prop::collection::vec((prop::collection::vec(name(), 1..4), node()), 1..25).prop_map(|items| {
+        let mut m = Model::new();
+        'outer: for (path, node) in items {
+            for k in m.keys() {
+                let (short, long) = if k.len() < path.len() {
+                    (k, &path)
+                } else {
+                    (&path, k)
+                };
+                if long.starts_with(short) {
+                    continue 'outer;
+                }
+            }
+            m.insert(path, node);
+        }
+        m
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random trees, committed with libgit2, read back through the core exactly.
+    #[test]
+    fn committed_trees_read_back_as_the_model(m in model(), cache in prop::sample::select(vec![1usize << 20, 256 << 20])) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        commit_model(&repo, "main", &m, None);
+        let fs = new_fs(dir.path(), FsConfig { cache_size: cache, ..FsConfig::default() });
+        let main = fs.lookup(ROOT, b"main").unwrap();
+        let mut seen = Model::new();
+        walk(&fs, main.attr.ino, Vec::new(), &mut seen);
+        prop_assert_eq!(seen, m);
+    }
+}
+
+fn sample_repo() -> (tempfile::TempDir, Oid, Oid) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let mut m = Model::new();
+    m.insert(
+        vec![b"README".to_vec()],
+        Node::File(b"one\n".to_vec(), false),
+    );
+    m.insert(
+        vec![b"src".to_vec(), b"x.rs".to_vec()],
+        Node::File(b"x\n".to_vec(), false),
+    );
+    let c1 = commit_model(&repo, "main", &m, None);
+    m.insert(
+        vec![b"README".to_vec()],
+        Node::File(b"two\n".to_vec(), false),
+    );
+    let c2 = commit_model(&repo, "main", &m, Some(c1));
+    repo.reference("refs/heads/feature/deep/y", c1, true, "")
+        .unwrap();
+    repo.tag_lightweight("v1", &repo.find_object(c1, None).unwrap(), false)
+        .unwrap();
+    let sig = Signature::now("T", "t@e").unwrap();
+    repo.tag(
+        "rel/2.0",
+        &repo.find_object(c2, None).unwrap(),
+        &sig,
+        "annotated",
+        false,
+    )
+    .unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+    (dir, c1, c2)
+}
+
+fn path_ino(fs: &CommitFs, path: &[&[u8]]) -> Result<u64, commitfs::error::FsError> {
+    let mut ino = ROOT;
+    for c in path {
+        ino = fs.lookup(ino, c)?.attr.ino;
+    }
+    Ok(ino)
+}
+
+fn cat(fs: &CommitFs, path: &[&[u8]]) -> Vec<u8> {
+    read_all(fs, path_ino(fs, path).unwrap())
+}
+
+#[test]
+fn path_resolution_in_a_whole_repository_mount() {
+    let (dir, c1, _c2) = sample_repo();
+    let fs = new_fs(dir.path(), FsConfig::default());
+    assert_eq!(cat(&fs, &[b"main", b"README"]), b"two\n");
+    assert_eq!(cat(&fs, &[b"feature", b"deep", b"y", b"README"]), b"one\n");
+    assert_eq!(cat(&fs, &[b".tags", b"v1", b"README"]), b"one\n");
+    assert_eq!(cat(&fs, &[b".tags", b"rel", b"2.0", b"README"]), b"two\n");
+    assert_eq!(cat(&fs, &[b".commits", b"main~1", b"README"]), b"one\n");
+    let short = c1.to_string()[..7].to_string();
+    assert_eq!(
+        cat(&fs, &[b".commits", short.as_bytes(), b"README"]),
+        b"one\n"
+    );
+    assert_eq!(
+        cat(
+            &fs,
+            &[b".commits", c1.to_string().as_bytes(), b"src", b"x.rs"]
+        ),
+        b"x\n"
+    );
+    let head = path_ino(&fs, &[b"HEAD"]).unwrap();
+    assert_eq!(fs.readlink(head).unwrap(), b"main");
+    use commitfs::error::FsError;
+    assert_eq!(path_ino(&fs, &[b"nope"]), Err(FsError::NotFound));
+    assert_eq!(
+        path_ino(&fs, &[b"feature", b"nope"]),
+        Err(FsError::NotFound)
+    );
+    assert_eq!(
+        path_ino(&fs, &[b".commits", b"zzzz"]),
+        Err(FsError::NotFound)
+    );
+    assert_eq!(
+        path_ino(&fs, &[b"main", b"README", b"x"]),
+        Err(FsError::NotDir)
+    );
+    assert_eq!(
+        path_ino(&fs, &[b"main", &[b'a'; 256]]),
+        Err(FsError::NameTooLong)
+    );
+    // Same path, same inode; `..` goes up.
+    let a = path_ino(&fs, &[b"main", b"src"]).unwrap();
+    assert_eq!(path_ino(&fs, &[b"main", b"src"]).unwrap(), a);
+    assert_eq!(
+        fs.lookup(a, b"..").unwrap().attr.ino,
+        path_ino(&fs, &[b"main"]).unwrap()
+    );
+    // Directories that are not snapshots cannot be opened as files; writes are EROFS.
+    assert_eq!(fs.open(a, false), Err(FsError::IsDir));
+    let readme = path_ino(&fs, &[b"main", b"README"]).unwrap();
+    assert_eq!(fs.open(readme, true), Err(FsError::ReadOnly));
+    assert_eq!(fs.check_writable(readme), Err(FsError::ReadOnly));
+}
+
+#[test]
+fn root_listing_and_ref_root() {
+    let (dir, _c1, c2) = sample_repo();
+    let fs = new_fs(dir.path(), FsConfig::default());
+    let d = fs.opendir(ROOT).unwrap();
+    let names: Vec<Vec<u8>> = fs
+        .readdir(ROOT, d.fh, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_vec())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            b".".to_vec(),
+            b"..".to_vec(),
+            b"HEAD".to_vec(),
+            b".commits".to_vec(),
+            b".tags".to_vec(),
+            b"feature".to_vec(),
+            b"main".to_vec()
+        ]
+    );
+    // Resuming at an offset gives the rest.
+    let rest = fs.readdir(ROOT, d.fh, 5).unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.name.to_vec()).collect::<Vec<_>>(),
+        vec![b"feature".to_vec(), b"main".to_vec()]
+    );
+    let cfs = fs.lookup(ROOT, b".commits").unwrap().attr.ino;
+    let d2 = fs.opendir(cfs).unwrap();
+    assert_eq!(fs.readdir(cfs, d2.fh, 0).unwrap().len(), 2, "only . and ..");
+    // --ref: a tag as the root, read-only; a bad ref is a clear error.
+    let tagged = new_fs(
+        dir.path(),
+        FsConfig {
+            root: RootSpec::Ref("rel/2.0".into()),
+            ..FsConfig::default()
+        },
+    );
+    assert_eq!(cat(&tagged, &[b"README"]), b"two\n");
+    let by_sha = new_fs(
+        dir.path(),
+        FsConfig {
+            root: RootSpec::Ref(c2.to_string()[..8].into()),
+            ..FsConfig::default()
+        },
+    );
+    assert_eq!(cat(&by_sha, &[b"README"]), b"two\n");
+    let err = CommitFs::new(
+        Repo::open(dir.path()).unwrap(),
+        FsConfig {
+            root: RootSpec::Ref("nope".into()),
+            ..FsConfig::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.contains("nope") && err.contains("does not resolve"),
+        "{err}"
+    );
+}
+
+/// The memory cache never holds more than its capacity, whatever is read.
+#[test]
+fn blob_cache_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let mut m = Model::new();
+    for i in 0..40u32 {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|j| (j.wrapping_mul(31).wrapping_add(i)) as u8)
+            .collect();
+        m.insert(vec![format!("f{i}").into_bytes()], Node::File(data, false));
+    }
+    // One blob larger than the whole cache.
+    let big: Vec<u8> = (0..3_000_000u32).map(|j| (j % 251) as u8).collect();
+    m.insert(vec![b"big".to_vec()], Node::File(big.clone(), false));
+    commit_model(&repo, "main", &m, None);
+    let cap = 1 << 20;
+    let fs = new_fs(
+        dir.path(),
+        FsConfig {
+            cache_size: cap,
+            ..FsConfig::default()
+        },
+    );
+    for round in 0..2 {
+        for (path, node) in &m {
+            let Node::File(data, _) = node else {
+                unreachable!()
+            };
+            let got = cat(&fs, &[b"main", &path[0]]);
+            assert!(
+                got == *data,
+                "round {round}: {}",
+                String::from_utf8_lossy(&path[0])
+            );
+            assert!(
+                fs.blob_cache().memory_bytes() <= cap,
+                "{} > {cap}",
+                fs.blob_cache().memory_bytes()
+            );
+        }
+    }
+    assert!(
+        fs.blob_cache().memory_bytes() > 0,
+        "small blobs do go through the cache"
+    );
+    assert!(
+        !fs.blob_cache().fits_in_memory(big.len() as u64),
+        "the big blob is spilled, not cached"
+    );
+}
