@@ -9,7 +9,7 @@
 //!   by id, so this cache is never wrong, only cold.
 //! - `sizes`: blob sizes read from object headers, an LRU bounded in count.
 //! - `blobs`: blob contents (see `blob_cache.rs`).
-//! - `handles`: open files and directories.
+//! - `handles`: open directories (files need no handle: reads go by inode).
 //!
 //! Lock order: `inodes` before `handles`; the caches' locks are leaves (never held
 //! while taking another lock).
@@ -27,7 +27,7 @@ use git2::Oid;
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
-use crate::blob_cache::{BlobCache, Content};
+use crate::blob_cache::BlobCache;
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
@@ -44,6 +44,8 @@ const TREE_CACHE_ENTRIES: usize = 512 * 1024;
 const SIZE_CACHE_ENTRIES: usize = 1 << 20;
 /// st_blksize: the I/O size tools should use.
 pub const BLKSIZE: u32 = 128 * 1024;
+/// Entries one readdir call prepares: more than a kernel buffer holds.
+pub const READDIR_BATCH: usize = 512;
 
 /// What to mount at the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +144,9 @@ pub struct Statfs {
     pub frsize: u32,
 }
 
+/// An open directory: the listing taken at opendir, so that offsets stay
+/// meaningful while refs change.
 enum Handle {
-    File(Content),
-    /// A directory listing taken at opendir, so that offsets stay meaningful.
     Dir(Arc<[(Box<[u8]>, Kind)]>),
 }
 
@@ -449,39 +451,37 @@ impl CommitFs {
 
     // ---- files ----------------------------------------------------------------
 
-    /// Opens a file. `write` is whether the open asks for write access or O_TRUNC.
+    /// Checks that a file may be opened; `write` is whether the open asks for
+    /// write access or O_TRUNC. Files need no per-open state: reads go by inode,
+    /// so the adapter lets the kernel skip open requests altogether (see
+    /// `fuse.rs`), and the kernel keeps the pages it cached across opens.
     pub fn open(&self, ino: Ino, write: bool) -> FsResult<Opened> {
+        let n = self.node(ino)?;
+        match &n.kind {
+            Kind::File { .. } => {}
+            Kind::Symlink { .. } | Kind::Head => return Err(FsError::Invalid),
+            _ => return Err(FsError::IsDir),
+        }
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(Opened {
+            fh: 0,
+            keep_cache: true,
+        })
+    }
+
+    /// Reads `size` bytes at `offset` of a file.
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let n = self.node(ino)?;
         let oid = match &n.kind {
             Kind::File { oid, .. } => *oid,
             Kind::Symlink { .. } | Kind::Head => return Err(FsError::Invalid),
             _ => return Err(FsError::IsDir),
         };
-        if write {
-            return Err(FsError::ReadOnly);
-        }
-        let size = self.blob_size(oid)?;
-        let content = self.blobs.open(&self.repo, oid, size)?;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Handle::File(content));
-        // The blob behind this inode never changes while the mount shows it, so the
-        // kernel may keep the pages it has cached from earlier opens.
-        Ok(Opened {
-            fh,
-            keep_cache: true,
-        })
-    }
-
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let content = match self.handles.lock().get(&fh) {
-            Some(Handle::File(c)) => c.clone(),
-            _ => return Err(FsError::BadHandle),
-        };
+        let blob_size = self.blob_size(oid)?;
+        let content = self.blobs.open(&self.repo, oid, blob_size)?;
         self.blobs.read(&self.repo, &content, offset, size as usize)
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
     }
 
     // ---- directories ----------------------------------------------------------
@@ -571,9 +571,10 @@ impl CommitFs {
         Ok(out)
     }
 
-    /// Entries from `offset` on (0 and 1 are `.` and `..`). `plus` gives each entry
-    /// its attributes too (readdirplus).
-    pub fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> FsResult<Vec<DirEntry>> {
+    /// At most `max` entries from `offset` on (0 and 1 are `.` and `..`). The
+    /// kernel asks again from the last entry's `next` until a call returns none,
+    /// so a bounded batch keeps a wide directory linear rather than quadratic.
+    pub fn readdir(&self, ino: Ino, fh: u64, offset: u64, max: usize) -> FsResult<Vec<DirEntry>> {
         let n = self.node(ino)?;
         let listing = match self.handles.lock().get(&fh) {
             Some(Handle::Dir(l)) => l.clone(),
@@ -599,7 +600,8 @@ impl CommitFs {
         let start = offset.saturating_sub(2) as usize;
         if start < listing.len() {
             let mut inodes = self.inodes.write();
-            for (i, (name, kind)) in listing.iter().enumerate().skip(start) {
+            let room = max.saturating_sub(out.len());
+            for (i, (name, kind)) in listing.iter().enumerate().skip(start).take(room) {
                 let existing = inodes.child(n.ino, name);
                 let node = match existing {
                     // Keep what a lookup already decided (a branch's snapshot).

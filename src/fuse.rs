@@ -89,7 +89,8 @@ impl Filesystem for FuseFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_MAX_PAGES
-            | InitFlags::FUSE_ASYNC_READ;
+            | InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_NO_OPEN_SUPPORT;
         let supported = config.capabilities() & wanted;
         if let Err(missing) = config.add_capabilities(supported) {
             log::debug!("kernel lacks capabilities {missing:?}");
@@ -212,17 +213,17 @@ impl Filesystem for FuseFs {
         reply.error(fail("link", write_error(&self.fs, ino)));
     }
 
+    /// The first open of a file is checked (EROFS for a write, EISDIR, ENOENT) and
+    /// then answered ENOSYS: the kernel then never sends an open (nor a flush or
+    /// release) again, opens every file with FOPEN_KEEP_CACHE, and sends reads by
+    /// inode. Each open would otherwise cost a round trip to the daemon, and a
+    /// warm read of many small files would be bound by them rather than served
+    /// from the page cache. After that, a write to a snapshot fails with EROFS at
+    /// the write instead of at the open.
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write) {
-            Ok(o) => {
-                let f = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(o.fh), f)
-            }
+            Ok(_) => reply.error(Errno::ENOSYS),
             Err(e) => reply.error(fail("open", e)),
         }
     }
@@ -230,15 +231,15 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        match self.fs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(fail("read", e)),
         }
@@ -275,13 +276,12 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
         reply.ok();
     }
 
@@ -318,7 +318,10 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(ino.0, fh.0, offset) {
+        match self
+            .fs
+            .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+        {
             Ok(entries) => {
                 for e in entries {
                     let name = OsStr::from_bytes(&e.name);
@@ -340,7 +343,10 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fs.readdir(ino.0, fh.0, offset) {
+        match self
+            .fs
+            .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+        {
             Ok(entries) => {
                 for e in entries {
                     let entry = self.fs.entry_of(&e);

@@ -82,15 +82,15 @@ fn new_fs(dir: &Path, cfg: FsConfig) -> CommitFs {
 
 fn read_all(fs: &CommitFs, ino: u64) -> Vec<u8> {
     let o = fs.open(ino, false).unwrap();
+    assert!(o.keep_cache);
     let mut out = Vec::new();
     loop {
-        let chunk = fs.read(o.fh, out.len() as u64, 65536).unwrap();
+        let chunk = fs.read(ino, out.len() as u64, 65536).unwrap();
         if chunk.is_empty() {
             break;
         }
         out.extend_from_slice(&chunk);
     }
-    fs.release(o.fh);
     out
 }
 
@@ -101,7 +101,7 @@ fn walk(fs: &CommitFs, ino: u64, prefix: Vec<Vec<u8>>, out: &mut Model) {
     let mut offset = 0;
     let mut entries = Vec::new();
     loop {
-        let batch = fs.readdir(ino, d.fh, offset).unwrap();
+        let batch = fs.readdir(ino, d.fh, offset, 1).unwrap();
         let Some(first) = batch.first().cloned() else {
             break;
         };
@@ -298,7 +298,7 @@ fn root_listing_and_ref_root() {
     let fs = new_fs(dir.path(), FsConfig::default());
     let d = fs.opendir(ROOT).unwrap();
     let names: Vec<Vec<u8>> = fs
-        .readdir(ROOT, d.fh, 0)
+        .readdir(ROOT, d.fh, 0, 100)
         .unwrap()
         .into_iter()
         .map(|e| e.name.to_vec())
@@ -316,14 +316,18 @@ fn root_listing_and_ref_root() {
         ]
     );
     // Resuming at an offset gives the rest.
-    let rest = fs.readdir(ROOT, d.fh, 5).unwrap();
+    let rest = fs.readdir(ROOT, d.fh, 5, 100).unwrap();
     assert_eq!(
         rest.iter().map(|e| e.name.to_vec()).collect::<Vec<_>>(),
         vec![b"feature".to_vec(), b"main".to_vec()]
     );
     let cfs = fs.lookup(ROOT, b".commits").unwrap().attr.ino;
     let d2 = fs.opendir(cfs).unwrap();
-    assert_eq!(fs.readdir(cfs, d2.fh, 0).unwrap().len(), 2, "only . and ..");
+    assert_eq!(
+        fs.readdir(cfs, d2.fh, 0, 100).unwrap().len(),
+        2,
+        "only . and .."
+    );
     // --ref: a tag as the root, read-only; a bad ref is a clear error.
     let tagged = new_fs(
         dir.path(),

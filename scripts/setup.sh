@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what commitfs needs to build and mount on a Debian machine, if missing:
+# fuse3 (fusermount3, mount.fuse3), git, a C compiler (libgit2 is built from the
+# vendored source), diffutils and util-linux (the tests use cmp, diff, mount,
+# unshare). Sourced by demo.sh and test.sh.
+set -euo pipefail
+
+missing=()
+command -v fusermount3 >/dev/null || missing+=(fuse3)
+command -v git >/dev/null || missing+=(git)
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v make >/dev/null || missing+=(make)
+command -v cmp >/dev/null || missing+=(diffutils)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v mount >/dev/null || missing+=(mount)
+command -v tar >/dev/null || missing+=(tar)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "commitfs setup: missing ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "==> apt-get install ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || {
+    echo "commitfs setup: cargo is missing: install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+}
+if [[ ! -e /dev/fuse ]]; then
+    modprobe fuse 2>/dev/null || true
+fi
+[[ -e /dev/fuse ]] || {
+    echo "commitfs setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2
+    exit 1
+}
