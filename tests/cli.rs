@@ -272,3 +272,37 @@ fn help_and_version_succeed() {
         assert!(text.contains(opt), "mount --help lists {opt}");
     }
 }
+
+/// Without --allow-other only the mounting user gets in; with it, another user
+/// can read what the modes allow.
+#[test]
+fn allow_other_lets_other_users_in() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (r, bare) = small_repo();
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |path: &Path| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let closed = r.mountpoint("closed");
+    let m = Mount::new(&bare, &closed, &[]);
+    let out = as_nobody(&m.path.join("main/a.txt"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    drop(m);
+    let open = r.mountpoint("open");
+    let m = Mount::new(&bare, &open, &["-o", "allow_other"]);
+    let out = as_nobody(&m.path.join("main/a.txt"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"alpha\n");
+}
