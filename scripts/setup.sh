@@ -2,7 +2,7 @@
 # Installs what commitfs needs to build and mount on a Debian machine, if missing:
 # fuse3 (fusermount3, mount.fuse3), git, a C compiler (libgit2 is built from the
 # vendored source), diffutils and util-linux (the tests use cmp, diff, mount,
-# unshare). Sourced by demo.sh and test.sh.
+# unshare, fincore, setpriv). Sourced by demo.sh and test.sh.
 set -euo pipefail
 
 missing=()
@@ -12,6 +12,8 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
 command -v cmp >/dev/null || missing+=(diffutils)
 command -v unshare >/dev/null || missing+=(util-linux)
+command -v fincore >/dev/null || missing+=(util-linux)
+command -v setpriv >/dev/null || missing+=(util-linux)
 command -v mount >/dev/null || missing+=(mount)
 command -v tar >/dev/null || missing+=(tar)
 command -v pkg-config >/dev/null || missing+=(pkg-config)

@@ -284,7 +284,12 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     } else {
         fuser::SessionACL::Owner
     };
-    fcfg.n_threads = Some(THREADS);
+    fcfg.n_threads = Some(
+        std::env::var("COMMITFS_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(THREADS),
+    );
     fcfg.clone_fd = true;
     let result = if is_root() {
         mount_as_root(cfg, fuse, fcfg)
@@ -324,12 +329,19 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         // Let go of the directory we were started in, like any daemon.
         let _ = std::env::set_current_dir("/");
     }
+    let rx = fs.enable_prefetch();
+    let (pfs, notifier) = (fs.clone(), session.notifier());
+    std::thread::Builder::new()
+        .name("commitfs-prefetch".into())
+        .spawn(move || crate::prefetch::run(pfs, rx, notifier))
+        .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     let mnt = cfg.mountpoint.clone();
     std::thread::Builder::new()
         .name("commitfs-signals".into())
         .spawn(move || wait_for_signal(signals, &mnt))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let run = session.run();
+    fs.disable_prefetch();
     log::info!("unmounted {}", cfg.mountpoint.display());
     run.map_err(|e| format!("FUSE session ended with an error: {e}"))
 }

@@ -30,6 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::blob_cache::BlobCache;
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
+use crate::prefetch::{self, Job, Prefetcher};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
@@ -160,6 +161,7 @@ pub struct CommitFs {
     blobs: BlobCache,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
+    prefetch: Mutex<Option<Prefetcher>>,
 }
 
 struct TreeCache {
@@ -201,6 +203,7 @@ impl CommitFs {
             )),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            prefetch: Mutex::new(None),
         })
     }
 
@@ -643,6 +646,51 @@ impl CommitFs {
                 }
             }
         }
+    }
+
+    /// Starts pushing small files of answered listings into the kernel's page
+    /// cache (see `prefetch.rs`); the returned receiver is for the thread that
+    /// sends the notifications.
+    pub fn enable_prefetch(&self) -> std::sync::mpsc::Receiver<Job> {
+        let (p, rx) = Prefetcher::new();
+        *self.prefetch.lock() = Some(p);
+        rx
+    }
+
+    /// Stops prefetching; the prefetch thread ends when its queue is drained.
+    pub fn disable_prefetch(&self) {
+        self.prefetch.lock().take();
+    }
+
+    /// Queues the small files among `entries` (just answered in a readdirplus of a
+    /// snapshot directory) for the page cache, within the per-listing budget.
+    pub fn prefetch_listed(&self, entries: &[DirEntry]) {
+        let Some(p) = self.prefetch.lock().clone() else {
+            return;
+        };
+        let mut budget = prefetch::MAX_PER_LISTING;
+        let inodes = self.inodes.read();
+        for e in entries {
+            let Some(n) = inodes.get(e.ino) else { continue };
+            let Kind::File { oid, .. } = n.kind else {
+                continue;
+            };
+            let Some(size) = self.sizes.lock().peek(&oid).copied() else {
+                continue;
+            };
+            if size == 0 || size > prefetch::MAX_FILE || size > budget {
+                continue;
+            }
+            budget -= size;
+            if !p.offer(Job { ino: e.ino, oid }) {
+                break;
+            }
+        }
+    }
+
+    /// A small blob's bytes, for the prefetch thread.
+    pub fn blob_for_prefetch(&self, oid: Oid) -> FsResult<Arc<[u8]>> {
+        self.blobs.get(&self.repo, oid)
     }
 
     pub fn releasedir(&self, fh: u64) {

@@ -352,8 +352,9 @@ impl Filesystem for FuseFs {
             .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
         {
             Ok(entries) => {
-                for e in entries {
-                    let entry = self.fs.entry_of(&e);
+                let mut sent = 0;
+                for e in &entries {
+                    let entry = self.fs.entry_of(e);
                     let name = OsStr::from_bytes(&e.name);
                     if reply.add(
                         INodeNo(e.ino),
@@ -365,8 +366,11 @@ impl Filesystem for FuseFs {
                     ) {
                         break;
                     }
+                    sent += 1;
                 }
-                reply.ok()
+                reply.ok();
+                // Only once the kernel has the entries can it take their pages.
+                self.fs.prefetch_listed(&entries[..sent]);
             }
             Err(e) => reply.error(fail("readdirplus", e)),
         }

@@ -6,6 +6,7 @@
 //! - `fuse`: the thin adapter from fuser's requests to the core.
 //! - `fs`: the semantic core (lookup, getattr, read, readdir, ...).
 //! - `inodes`: inode numbers <-> paths.
+//! - `prefetch`: pushes small files of listed directories into the page cache.
 //! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
 //! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
 
@@ -17,4 +18,5 @@ pub mod fs;
 pub mod fuse;
 pub mod inodes;
 pub mod pack_stream;
+pub mod prefetch;
 pub mod repo;

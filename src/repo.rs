@@ -284,31 +284,16 @@ impl Repo {
     }
 
     /// A whole blob in memory. For blobs the caller knows to be small; large ones
-    /// go through [`Repo::stream_blob`].
+    /// go through [`Repo::stream_blob`]. libgit2 verifies the object's hash.
     pub fn read_blob(&self, oid: Oid) -> FsResult<Vec<u8>> {
         self.with(|repo| {
             let odb = repo.odb()?;
-            // A loose object streams straight into a buffer of the right size; a
-            // packed one is inflated by libgit2 and copied once.
-            if let Ok((mut reader, size, kind)) = odb.reader(oid) {
-                if kind != ObjectType::Blob {
-                    return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
-                }
-                let mut buf = Vec::with_capacity(size);
-                reader
-                    .read_to_end(&mut buf)
-                    .map_err(|e| FsError::io(format!("reading blob {oid}: {e}")))?;
-                if buf.len() != size {
-                    return Err(FsError::io(format!(
-                        "blob {oid}: read {} bytes, header says {size}",
-                        buf.len()
-                    )));
-                }
-                return Ok(buf);
-            }
             let obj = odb.read(oid)?;
             if obj.kind() != ObjectType::Blob {
-                return Err(FsError::io(format!("object {oid} is not a blob")));
+                return Err(FsError::io(format!(
+                    "object {oid} is a {}, not a blob",
+                    obj.kind()
+                )));
             }
             Ok(obj.data().to_vec())
         })

@@ -449,3 +449,54 @@ fn corrupt_object_is_eio_and_the_rest_works() {
     );
     assert_eq!(std::fs::read_dir(m.path.join("main")).unwrap().count(), 2);
 }
+
+/// Listing a directory pushes its small files into the page cache: `fincore`
+/// (which maps the file and asks the kernel, without reading it) finds their
+/// pages resident, and what is read is the blob.
+#[test]
+fn listing_prefetches_small_files_into_the_page_cache() {
+    let r = TestRepo::new();
+    for i in 0..50 {
+        r.write(
+            &format!("dir/f{i:02}.txt"),
+            format!("file {i}\n").repeat(100).as_bytes(),
+        );
+    }
+    r.write("dir/big.bin", &random_bytes(1 << 20, 3));
+    r.commit("files");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let dir = m.path.join("main/dir");
+    // readdirplus, as `ls -l` does; nothing is read.
+    let listed = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap())
+        .count();
+    assert_eq!(listed, 51);
+    let resident = |name: &str| {
+        let out = Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || (0..50)
+            .all(|i| resident(&format!("f{i:02}.txt")) > 0)),
+        "small files are in the page cache after a listing"
+    );
+    assert_eq!(
+        resident("big.bin"),
+        0,
+        "files over the prefetch limit are not pushed"
+    );
+    for i in 0..50 {
+        let got = std::fs::read(dir.join(format!("f{i:02}.txt"))).unwrap();
+        assert_eq!(got, format!("file {i}\n").repeat(100).into_bytes());
+    }
+}
