@@ -9,12 +9,15 @@
 #   BENCH_FILES          number of small files in the tree repo   (default 20000)
 #   BENCH_CACHE_BYTES    --cache-size passed to every mount       (default 67108864)
 #   BENCH_REPACK         1 = `git repack -ad` the test repos      (default 1)
+#   BENCH_ROUNDS         cold runs of each side, interleaved; the median is
+#                        reported (a VM disk's cold reads vary 2x)  (default 3)
 #   BENCH_REFERENCE_ONLY 1 = skip commitfs entirely; only build the repos and
 #                        time the git / tmpfs references          (default 0)
 #
 # "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches` right before the command
 # and, for commitfs, a freshly started daemon (empty daemon cache).
-# "warm" = the same command again, immediately afterwards.
+# "warm" = the same command again, immediately afterwards. Cold figures that are
+# compared with git are the median of BENCH_ROUNDS interleaved runs of each.
 #
 # Exits 0 when everything ran (even if a target is missed: this is a report),
 # non-zero when something failed to run (build, mount, content mismatch, ...).
@@ -25,12 +28,13 @@ BIG_MIB=${BENCH_BIG_MIB:-256}
 NFILES=${BENCH_FILES:-20000}
 CACHE_BYTES=${BENCH_CACHE_BYTES:-67108864}
 REPACK=${BENCH_REPACK:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 REFERENCE_ONLY=${BENCH_REFERENCE_ONLY:-0}
 FILES_PER_DIR=100
 MOUNT_WAIT_STEPS=200   # x 0.05 s = 10 s
 EXIT_WAIT_STEPS=200    # x 0.05 s = 10 s
 
-for v in BIG_MIB NFILES CACHE_BYTES; do
+for v in BIG_MIB NFILES CACHE_BYTES ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 
@@ -64,6 +68,9 @@ timeit() {
     printf -v "$__var" '%s' "$el"
     printf '    %-46s %9.3f s\n' "${TIMEIT_LABEL:-$*}" "$el" >&2
 }
+
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # ------------------------------------------------------------- failures/rows
 FAILURES=()
@@ -351,31 +358,60 @@ if [[ $REFERENCE_ONLY != 1 ]]; then
     LOGF=$WORK/daemon.log
     : > "$LOGF"
 
-    log "commitfs: big file (fresh mount, --cache-size $CACHE_BYTES)"
-    mount_commitfs "$BIG_REPO" "$MNT" "$LOGF"
-    BIG_PID=$MOUNT_PID; MOUNT_SECS_BIG=$MOUNT_SECS
-    drop_caches
-    TIMEIT_LABEL="cat mnt/main/big.bin (cold)" timeit T_CF_CAT_COLD cat_file "$MNT/main/big.bin"
-    TIMEIT_LABEL="cat mnt/main/big.bin (warm)" timeit T_CF_CAT_WARM cat_file "$MNT/main/big.bin"
-    log "verifying: cmp mnt/main/big.bin tmpfs/big/big.bin"
-    if ! cmp -- "$MNT/main/big.bin" "$TMPFS/big/big.bin" >&2; then
-        fail_later "content mismatch: $MNT/main/big.bin differs from the git blob"
-    fi
-    RSS_BIG=$(peak_rss_mib "$BIG_PID") || die "cannot read VmHWM of daemon $BIG_PID (did it die?)"
-    unmount_commitfs "$MNT" "$BIG_PID" "$LOGF"
+    # Cold runs alternate with git's, $ROUNDS rounds, each on a fresh daemon.
+    G=("$T_GIT_CAT"); C=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((round > 1)); then
+            drop_caches
+            TIMEIT_LABEL="git cat-file blob main:big.bin (cold, round $round)" timeit t git_cat_big
+            G+=("$t")
+        fi
+        log "commitfs: big file (fresh mount, --cache-size $CACHE_BYTES, round $round)"
+        mount_commitfs "$BIG_REPO" "$MNT" "$LOGF"
+        BIG_PID=$MOUNT_PID; MOUNT_SECS_BIG=$MOUNT_SECS
+        drop_caches
+        TIMEIT_LABEL="cat mnt/main/big.bin (cold, round $round)" timeit t cat_file "$MNT/main/big.bin"
+        C+=("$t")
+        if ((round == 1)); then
+            TIMEIT_LABEL="cat mnt/main/big.bin (warm)" timeit T_CF_CAT_WARM cat_file "$MNT/main/big.bin"
+            log "verifying: cmp mnt/main/big.bin tmpfs/big/big.bin"
+            if ! cmp -- "$MNT/main/big.bin" "$TMPFS/big/big.bin" >&2; then
+                fail_later "content mismatch: $MNT/main/big.bin differs from the git blob"
+            fi
+            RSS_BIG=$(peak_rss_mib "$BIG_PID") || die "cannot read VmHWM of daemon $BIG_PID (did it die?)"
+        fi
+        unmount_commitfs "$MNT" "$BIG_PID" "$LOGF"
+    done
+    T_GIT_CAT=$(median "${G[@]}"); T_CF_CAT_COLD=$(median "${C[@]}")
+    log "big read cold, median of $ROUNDS: commitfs $T_CF_CAT_COLD s (${C[*]}), git $T_GIT_CAT s (${G[*]})"
 
-    log "commitfs: tree, tar (fresh mount)"
-    mount_commitfs "$TREE_REPO" "$MNT" "$LOGF"
-    TREE_PID=$MOUNT_PID; MOUNT_SECS_TREE=$MOUNT_SECS
-    drop_caches
-    TIMEIT_LABEL="tar cf - mnt/main | cat (cold)" timeit T_CF_TAR_COLD tar_read "$MNT/main"
-    TIMEIT_LABEL="tar cf - mnt/main | cat (warm)" timeit T_CF_TAR_WARM tar_read "$MNT/main"
-    log "verifying: diff -r mnt/main tmpfs/tree"
-    if ! diff -r -q -- "$MNT/main" "$TMPFS/tree" >&2; then
-        fail_later "content mismatch: $MNT/main differs from git archive of tree.git"
-    fi
-    RSS_TREE_TAR=$(peak_rss_mib "$TREE_PID") || die "cannot read VmHWM of daemon $TREE_PID (did it die?)"
-    unmount_commitfs "$MNT" "$TREE_PID" "$LOGF"
+    G=("$T_GIT_ARCHIVE"); C=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((round > 1)); then
+            EXTRACT=$(mktemp -d "$TMPFS/extract.XXXXXX")
+            drop_caches
+            TIMEIT_LABEL="git archive main | tar x -C tmpfs (cold, round $round)" timeit t git_archive_extract "$EXTRACT"
+            rm -rf -- "$EXTRACT"
+            G+=("$t")
+        fi
+        log "commitfs: tree, tar (fresh mount, round $round)"
+        mount_commitfs "$TREE_REPO" "$MNT" "$LOGF"
+        TREE_PID=$MOUNT_PID; MOUNT_SECS_TREE=$MOUNT_SECS
+        drop_caches
+        TIMEIT_LABEL="tar cf - mnt/main | cat (cold, round $round)" timeit t tar_read "$MNT/main"
+        C+=("$t")
+        if ((round == 1)); then
+            TIMEIT_LABEL="tar cf - mnt/main | cat (warm)" timeit T_CF_TAR_WARM tar_read "$MNT/main"
+            log "verifying: diff -r mnt/main tmpfs/tree"
+            if ! diff -r -q -- "$MNT/main" "$TMPFS/tree" >&2; then
+                fail_later "content mismatch: $MNT/main differs from git archive of tree.git"
+            fi
+            RSS_TREE_TAR=$(peak_rss_mib "$TREE_PID") || die "cannot read VmHWM of daemon $TREE_PID (did it die?)"
+        fi
+        unmount_commitfs "$MNT" "$TREE_PID" "$LOGF"
+    done
+    T_GIT_ARCHIVE=$(median "${G[@]}"); T_CF_TAR_COLD=$(median "${C[@]}")
+    log "tree tar cold, median of $ROUNDS: commitfs $T_CF_TAR_COLD s (${C[*]}), git $T_GIT_ARCHIVE s (${G[*]})"
 
     log "commitfs: tree, find | xargs stat (fresh mount)"
     mount_commitfs "$TREE_REPO" "$MNT" "$LOGF"

@@ -8,8 +8,12 @@
 //!   temporary file (a *spill*); readers wait only until the bytes they asked for
 //!   are there, so a cold sequential read runs alongside the inflate. The daemon
 //!   then holds a few chunks of it in memory at most; the kernel's page cache holds
-//!   the rest. Spill files are kept for the [`SPILL_KEEP`] most recently used blobs
-//!   and for as long as a handle has one open.
+//!   the rest. While inflating, the thread computes the blob's SHA-1; a blob whose
+//!   hash, length or zlib stream is wrong makes every later read of it fail (EIO).
+//! - One spill per blob: a blob is claimed under the `spills` lock before its
+//!   thread starts. Finished spills are kept for the [`SPILL_KEEP`] most recently
+//!   used blobs; a spill still being written is never evicted, so the number of
+//!   unfinished spills is at most the number of large blobs being read at once.
 //!
 //! Lock order: a spill's `state` lock is never held while taking the cache locks.
 
@@ -21,6 +25,7 @@ use std::sync::Arc;
 use git2::Oid;
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
+use sha1::{Digest, Sha1};
 
 use crate::error::{FsError, FsResult};
 use crate::repo::Repo;
@@ -59,15 +64,18 @@ impl BlobCache {
                 map: LruCache::unbounded(),
                 bytes: 0,
             }),
-            spills: Mutex::new(LruCache::new(
-                std::num::NonZeroUsize::new(SPILL_KEEP).expect("SPILL_KEEP > 0"),
-            )),
+            spills: Mutex::new(LruCache::unbounded()),
             spill_dir,
         }
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// How many spills exist now (finished or not).
+    pub fn spill_count(&self) -> usize {
+        self.spills.lock().len()
     }
 
     /// Bytes of blob content held in memory now.
@@ -85,13 +93,28 @@ impl BlobCache {
         if self.fits_in_memory(size) {
             return Ok(Content::Cached(oid));
         }
-        if let Some(s) = self.spills.lock().get(&oid) {
-            if !s.failed() {
-                return Ok(Content::Spilled(s.clone()));
-            }
+        let mut spills = self.spills.lock();
+        // A spill that failed stays, and keeps answering EIO, until evicted:
+        // a damaged blob is not inflated (and partly served) again and again.
+        if let Some(s) = spills.get(&oid) {
+            return Ok(Content::Spilled(s.clone()));
         }
         let spill = Spill::start(repo.clone(), oid, size, &self.spill_dir)?;
-        self.spills.lock().put(oid, spill.clone());
+        spills.put(oid, spill.clone());
+        // Evict the least recently used finished spills beyond the limit.
+        while spills.len() > SPILL_KEEP {
+            let victim = spills
+                .iter()
+                .rev()
+                .find(|(_, s)| s.finished())
+                .map(|(k, _)| *k);
+            match victim {
+                Some(k) => {
+                    spills.pop(&k);
+                }
+                None => break,
+            }
+        }
         Ok(Content::Spilled(spill))
     }
 
@@ -145,6 +168,7 @@ impl BlobCache {
 #[derive(Default)]
 struct SpillState {
     written: u64,
+    done: bool,
     error: Option<String>,
 }
 
@@ -179,45 +203,76 @@ impl Spill {
     }
 
     fn fill(&self, repo: &Repo, oid: Oid) {
+        // Whatever happens below (even a panic), readers are woken and told.
+        struct Finish<'a>(&'a Spill);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.state.lock();
+                if !st.done && st.error.is_none() {
+                    st.error = Some("spilling stopped unexpectedly".into());
+                }
+                st.done = true;
+                drop(st);
+                self.0.progress.notify_all();
+            }
+        }
+        let _finish = Finish(self);
+        let mut hasher = Sha1::new();
+        hasher.update(format!("blob {}\0", self.size).as_bytes());
         let mut pos = 0u64;
         let result = repo.stream_blob(oid, &mut |chunk| {
+            hasher.update(chunk);
             self.file.write_all_at(chunk, pos)?;
             pos += chunk.len() as u64;
             self.state.lock().written = pos;
             self.progress.notify_all();
             Ok(())
         });
-        let mut st = self.state.lock();
-        match result {
-            Ok(n) if n == self.size => {}
-            Ok(n) => st.error = Some(format!("blob {oid}: got {n} bytes, expected {}", self.size)),
-            Err(e) => st.error = Some(e.to_string()),
-        }
-        if let Some(e) = &st.error {
+        let error = match result {
+            Ok(n) if n != self.size => {
+                Some(format!("blob {oid}: got {n} bytes, expected {}", self.size))
+            }
+            Ok(_) if hasher.finalize().as_slice() != oid.as_bytes() => {
+                Some(format!("blob {oid}: content does not match its SHA-1"))
+            }
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = &error {
             log::warn!("spilling blob {oid} failed: {e}");
         }
-        drop(st);
-        self.progress.notify_all();
+        let mut st = self.state.lock();
+        st.error = error;
+        st.done = true;
     }
 
-    fn failed(&self) -> bool {
-        self.state.lock().error.is_some()
+    fn finished(&self) -> bool {
+        self.state.lock().done
     }
 
     /// Waits until the range is inflated (or the inflate failed), then reads it.
+    /// A read that reaches the end of the blob waits until the whole blob has
+    /// been checked against its id, so a program that reads to the end never
+    /// sees a clean end of file on damaged content: it gets EIO instead.
     pub fn read_at(&self, offset: u64, len: usize) -> FsResult<Vec<u8>> {
         let end = offset.saturating_add(len as u64).min(self.size);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
+        let to_the_end = end >= self.size;
         {
             let mut st = self.state.lock();
-            while st.written < end {
+            loop {
+                // A blob known to be damaged serves nothing more, even bytes
+                // that were written before the damage was found.
                 if let Some(e) = &st.error {
                     return Err(FsError::Io(e.clone()));
                 }
+                if st.written >= end && (!to_the_end || st.done) {
+                    break;
+                }
                 self.progress.wait(&mut st);
             }
+        }
+        if offset >= end {
+            return Ok(Vec::new());
         }
         let mut buf = vec![0u8; (end - offset) as usize];
         self.file.read_exact_at(&mut buf, offset)?;

@@ -114,11 +114,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
         }
     }
     let cli = Cli::try_parse_from(args).map_err(|e| match e.kind() {
-        clap::error::ErrorKind::DisplayHelp
-        | clap::error::ErrorKind::DisplayVersion
-        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
             CliError::Info(e.render().to_string())
         }
+        clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => CliError::Usage(
+            "missing command: commitfs mount REPO MOUNTPOINT, or commitfs unmount MOUNTPOINT (see commitfs --help)".into(),
+        ),
         _ => {
             let text = e.render().to_string();
             let first = text
@@ -366,6 +367,13 @@ mod tests {
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert!(parse_size("12").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn no_arguments_is_a_usage_error() {
+        assert!(
+            matches!(parse(args(&[])), Err(CliError::Usage(m)) if m.contains("missing command"))
+        );
     }
 
     #[test]

@@ -143,9 +143,25 @@ pub struct MountInfo {
     pub fstype: String,
 }
 
+/// `a/./b/../c/` -> `a/c`, without looking at the filesystem.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The mount whose mount point is `mnt`, from /proc/self/mountinfo.
 pub fn find_mount(mnt: &Path) -> Option<MountInfo> {
-    let mnt = std::fs::canonicalize(mnt).unwrap_or_else(|_| mnt.to_path_buf());
+    let mnt = std::fs::canonicalize(mnt).unwrap_or_else(|_| normalize(mnt));
     let text = std::fs::read("/proc/self/mountinfo").ok()?;
     let mut found = None;
     for line in text.split(|&b| b == b'\n') {
@@ -275,7 +291,9 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
 fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), String> {
     let detached = ready.is_some();
     init_logging(cfg, detached);
-    let signals = block_signals();
+    // Blocked before any thread starts, so that every thread inherits the mask
+    // and only the signal thread takes SIGTERM, SIGINT and SIGHUP.
+    block_signals();
     let fs = Arc::new(fs);
     let fuse = FuseFs::new(fs.clone());
     let mut fcfg = fuser::Config::default();
@@ -295,7 +313,13 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         mount_as_root(cfg, fuse, fcfg)
     } else {
         let mut opts = vec![
-            fuser::MountOption::FSName(cfg.repo.to_string_lossy().into_owned()),
+            // fusermount3 splits options on ',' unless escaped.
+            fuser::MountOption::FSName(
+                cfg.repo
+                    .to_string_lossy()
+                    .replace('\\', "\\\\")
+                    .replace(',', "\\,"),
+            ),
             fuser::MountOption::Subtype("commitfs".into()),
             fuser::MountOption::NoSuid,
             fuser::MountOption::NoDev,
@@ -319,6 +343,15 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
             return Err(msg);
         }
     };
+    // Everything the mount needs is started before the caller hears "ok".
+    let started = start_helpers(&fs, &session, &cfg.mountpoint);
+    if let Err(e) = started {
+        let _ = unmount_path(&cfg.mountpoint, true);
+        if let Some(mut r) = ready {
+            let _ = writeln!(r, "{e}");
+        }
+        return Err(e);
+    }
     log::info!(
         "mounted {} at {}",
         cfg.repo.display(),
@@ -329,21 +362,35 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         // Let go of the directory we were started in, like any daemon.
         let _ = std::env::set_current_dir("/");
     }
+    let run = session.run();
+    fs.disable_prefetch();
+    if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
+        // The session ended without an unmount (an error): leave no dead mount.
+        let _ = unmount_path(&cfg.mountpoint, true);
+    }
+    log::info!("unmounted {}", cfg.mountpoint.display());
+    run.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+/// The prefetch thread and the signal thread.
+fn start_helpers(
+    fs: &Arc<CommitFs>,
+    session: &fuser::Session<FuseFs>,
+    mnt: &Path,
+) -> Result<(), String> {
     let rx = fs.enable_prefetch();
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()
         .name("commitfs-prefetch".into())
         .spawn(move || crate::prefetch::run(pfs, rx, notifier))
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
-    let mnt = cfg.mountpoint.clone();
+    let mnt = mnt.to_path_buf();
+    let signals = block_signals();
     std::thread::Builder::new()
         .name("commitfs-signals".into())
         .spawn(move || wait_for_signal(signals, &mnt))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    let run = session.run();
-    fs.disable_prefetch();
-    log::info!("unmounted {}", cfg.mountpoint.display());
-    run.map_err(|e| format!("FUSE session ended with an error: {e}"))
+    Ok(())
 }
 
 /// As root, mount(2) directly with the type `fuse.commitfs` (fuser's own mount
@@ -444,7 +491,7 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
         return Ok(());
     }
     let mut cmd = std::process::Command::new("fusermount3");
-    cmd.arg("-u").arg("-q");
+    cmd.arg("-u");
     if lazy {
         cmd.arg("-z");
     }
@@ -454,7 +501,15 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("cannot unmount {}: {}", mnt.display(), err.trim()));
+        let err = err.trim().lines().next().unwrap_or("fusermount3 failed");
+        if err.contains("busy") {
+            return Err(format!(
+                "{} is busy: a program has a file or its working directory there (see fuser -vm {})",
+                mnt.display(),
+                mnt.display()
+            ));
+        }
+        return Err(format!("cannot unmount {}: {err}", mnt.display()));
     }
     Ok(())
 }
@@ -462,6 +517,8 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
 /// `commitfs unmount`: flush what is pending (syncfs), then unmount.
 pub fn unmount(mnt: &Path) -> Result<(), String> {
     let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+    // Lexically, without touching the mount: a dead one answers nothing.
+    let abs = normalize(&abs);
     match find_mount(&abs) {
         Some(m) if m.fstype == FSTYPE => {}
         Some(m) => {

@@ -19,6 +19,8 @@ pub enum FsError {
     ReadOnly,
     /// Not permitted for this kind of object (EPERM): link, mknod, chown to others.
     NotPermitted,
+    /// Permission denied (EACCES): access(X_OK) on a file that is not executable.
+    Access,
     /// Bad argument: a name Git must never store, a symlink readlink on a file (EINVAL).
     Invalid,
     /// A name longer than NAME_MAX (ENAMETOOLONG).
@@ -42,6 +44,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::ReadOnly => libc::EROFS,
             FsError::NotPermitted => libc::EPERM,
+            FsError::Access => libc::EACCES,
             FsError::Invalid => libc::EINVAL,
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::BadHandle => libc::EBADF,

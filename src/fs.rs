@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::blob_cache::BlobCache;
 use crate::error::{FsError, FsResult};
-use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
+use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::prefetch::{self, Job, Prefetcher};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 
@@ -45,6 +45,8 @@ const TREE_CACHE_ENTRIES: usize = 512 * 1024;
 const SIZE_CACHE_ENTRIES: usize = 1 << 20;
 /// st_blksize: the I/O size tools should use.
 pub const BLKSIZE: u32 = 128 * 1024;
+/// The longest symlink target served.
+const PATH_MAX: u64 = 4096;
 /// Entries one readdir call prepares: more than a kernel buffer holds.
 pub const READDIR_BATCH: usize = 512;
 
@@ -145,10 +147,32 @@ pub struct Statfs {
     pub frsize: u32,
 }
 
-/// An open directory: the listing taken at opendir, so that offsets stay
-/// meaningful while refs change.
+/// An open directory. A listing of refs is taken at opendir, so that offsets
+/// stay meaningful while refs change; a tree is shared with the tree cache.
 enum Handle {
-    Dir(Arc<[(Box<[u8]>, Kind)]>),
+    Refs(Arc<[(Box<[u8]>, Kind)]>),
+    Tree {
+        snap: Arc<Snap>,
+        entries: Arc<Vec<TreeEntry>>,
+    },
+}
+
+impl Handle {
+    fn len(&self) -> usize {
+        match self {
+            Handle::Refs(l) => l.len(),
+            Handle::Tree { entries, .. } => entries.len(),
+        }
+    }
+
+    fn child(&self, i: usize) -> (Box<[u8]>, Kind) {
+        match self {
+            Handle::Refs(l) => l[i].clone(),
+            Handle::Tree { snap, entries } => {
+                (entries[i].name.clone(), tree_kind(snap, &entries[i]))
+            }
+        }
+    }
 }
 
 pub struct CommitFs {
@@ -159,7 +183,7 @@ pub struct CommitFs {
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     blobs: BlobCache,
-    handles: Mutex<HashMap<u64, Handle>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
 }
@@ -284,7 +308,7 @@ impl CommitFs {
                 return Err(FsError::NotDir);
             }
         };
-        Ok(self.inodes.write().upsert(p.ino, name, kind))
+        Ok(self.upsert_keeping_snapshot(p.ino, name, kind))
     }
 
     /// Looks up `name` in a directory of refs: `refs_prefix` is `refs/heads/` or
@@ -296,20 +320,22 @@ impl CommitFs {
         ns: &[u8],
         name: &[u8],
     ) -> FsResult<Arc<Node>> {
-        if !valid_name(name) {
+        if !shown_ref_component(refs_prefix, ns, name) {
             return Err(FsError::NotFound);
         }
         let short = join(ns, name);
         let is_branch = refs_prefix == b"refs/heads/";
-        // A branch directory keeps the snapshot it was first looked up at.
-        if let Some(existing) = self.inodes.read().child(p.ino, name) {
-            if existing.kind.snap().is_some() {
-                return Ok(existing);
-            }
-        }
         let full = join_raw(refs_prefix, &short);
+        // The ref is read at every lookup, so that a deleted branch goes away and
+        // a namespace can take its name; one that still exists keeps the snapshot
+        // it was first looked up at.
         let kind = match self.repo.ref_target(&full)? {
             Some(target) => {
+                if let Some(existing) = self.inodes.read().child(p.ino, name) {
+                    if existing.kind.snap().is_some() {
+                        return Ok(existing);
+                    }
+                }
                 let snapshot = self.repo.snapshot(target)?;
                 let source = if is_branch {
                     SnapSource::Branch(short.clone().into())
@@ -339,7 +365,21 @@ impl CommitFs {
                 }
             }
         };
-        Ok(self.inodes.write().upsert(p.ino, name, kind))
+        Ok(self.upsert_keeping_snapshot(p.ino, name, kind))
+    }
+
+    /// Gives `name` its kind, unless another thread gave it a snapshot between our
+    /// look and now: an inode the kernel caches must never switch snapshots.
+    fn upsert_keeping_snapshot(&self, parent: Ino, name: &[u8], kind: Kind) -> Arc<Node> {
+        let mut inodes = self.inodes.write();
+        if kind.snap().is_some() {
+            if let Some(existing) = inodes.child(parent, name) {
+                if existing.kind.snap().is_some() {
+                    return existing;
+                }
+            }
+        }
+        inodes.upsert(parent, name, kind)
     }
 
     pub fn getattr(&self, ino: Ino) -> FsResult<Entry> {
@@ -348,14 +388,32 @@ impl CommitFs {
     }
 
     fn entry(&self, n: &Node) -> FsResult<Entry> {
-        let ttl = match n.kind.snap() {
-            Some(_) => SNAPSHOT_TTL,
-            None => REFS_TTL,
+        // A snapshot's contents never change, but the name of a branch, tag or
+        // revision directory follows the refs: that entry is cached briefly.
+        let ttl = if n.kind.snap().is_some() && !self.is_ref_level(n) {
+            SNAPSHOT_TTL
+        } else {
+            REFS_TTL
         };
         Ok(Entry {
             attr: self.attr(n)?,
             ttl,
         })
+    }
+
+    /// Whether `n` is a child of the root, `.tags`, `.commits` or a namespace.
+    fn is_ref_level(&self, n: &Node) -> bool {
+        n.ino != ROOT
+            && self.inodes.read().get(n.parent).is_some_and(|p| {
+                matches!(
+                    p.kind,
+                    Kind::Root
+                        | Kind::BranchNs(_)
+                        | Kind::TagsDir
+                        | Kind::TagNs(_)
+                        | Kind::CommitsDir
+                )
+            })
     }
 
     fn attr(&self, n: &Node) -> FsResult<Attr> {
@@ -447,7 +505,17 @@ impl CommitFs {
         let n = self.node(ino)?;
         match &n.kind {
             Kind::Head => self.head_target(),
-            Kind::Symlink { oid, .. } => Ok(self.blobs.get(&self.repo, *oid)?.to_vec()),
+            Kind::Symlink { oid, .. } => {
+                // A repository is untrusted: a "symlink" blob of gigabytes must
+                // not be read into memory.
+                let size = self.blob_size(*oid)?;
+                if size > PATH_MAX {
+                    return Err(FsError::io(format!(
+                        "symlink {oid} has a target of {size} bytes, over PATH_MAX"
+                    )));
+                }
+                Ok(self.blobs.get(&self.repo, *oid)?.to_vec())
+            }
             _ => Err(FsError::Invalid),
         }
     }
@@ -491,7 +559,7 @@ impl CommitFs {
 
     pub fn opendir(&self, ino: Ino) -> FsResult<Opened> {
         let n = self.node(ino)?;
-        let listing: Vec<(Box<[u8]>, Kind)> = match &n.kind {
+        let handle = match &n.kind {
             Kind::Root => {
                 let mut v = Vec::new();
                 if !matches!(self.repo.head()?, Head::Unborn) {
@@ -500,24 +568,27 @@ impl CommitFs {
                 v.push((Box::from(&b".commits"[..]), Kind::CommitsDir));
                 v.push((Box::from(&b".tags"[..]), Kind::TagsDir));
                 v.extend(self.namespace_listing(&n, b"refs/heads/", b"")?);
-                v
+                Handle::Refs(v.into())
             }
-            Kind::BranchNs(prefix) => self.namespace_listing(&n, b"refs/heads/", prefix)?,
-            Kind::TagsDir => self.namespace_listing(&n, b"refs/tags/", b"")?,
-            Kind::TagNs(prefix) => self.namespace_listing(&n, b"refs/tags/", prefix)?,
-            Kind::CommitsDir | Kind::Submodule { .. } => Vec::new(),
-            Kind::Tree { snap, oid } => self
-                .tree(*oid)?
-                .iter()
-                .map(|e| (e.name.clone(), tree_kind(snap, e)))
-                .collect(),
+            Kind::BranchNs(prefix) => {
+                Handle::Refs(self.namespace_listing(&n, b"refs/heads/", prefix)?.into())
+            }
+            Kind::TagsDir => Handle::Refs(self.namespace_listing(&n, b"refs/tags/", b"")?.into()),
+            Kind::TagNs(prefix) => {
+                Handle::Refs(self.namespace_listing(&n, b"refs/tags/", prefix)?.into())
+            }
+            Kind::CommitsDir | Kind::Submodule { .. } => Handle::Refs(Vec::new().into()),
+            Kind::Tree { snap, oid } => Handle::Tree {
+                snap: snap.clone(),
+                entries: self.tree(*oid)?,
+            },
             Kind::File { .. } | Kind::Symlink { .. } | Kind::Head => {
                 return Err(FsError::NotDir);
             }
         };
         let immutable = n.kind.snap().is_some();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Handle::Dir(listing.into()));
+        self.handles.lock().insert(fh, Arc::new(handle));
         Ok(Opened {
             fh,
             keep_cache: immutable,
@@ -550,7 +621,9 @@ impl CommitFs {
                 Some(i) => (&rest[..i], true),
                 None => (rest, false),
             };
-            if !valid_name(first) || out.last().is_some_and(|(n, _)| &**n == first) {
+            if !shown_ref_component(refs_prefix, ns, first)
+                || out.last().is_some_and(|(n, _)| &**n == first)
+            {
                 continue;
             }
             let kind = if nested {
@@ -579,10 +652,12 @@ impl CommitFs {
     /// so a bounded batch keeps a wide directory linear rather than quadratic.
     pub fn readdir(&self, ino: Ino, fh: u64, offset: u64, max: usize) -> FsResult<Vec<DirEntry>> {
         let n = self.node(ino)?;
-        let listing = match self.handles.lock().get(&fh) {
-            Some(Handle::Dir(l)) => l.clone(),
-            _ => return Err(FsError::BadHandle),
-        };
+        let listing = self
+            .handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let mut out = Vec::new();
         if offset == 0 {
             out.push(DirEntry {
@@ -604,18 +679,19 @@ impl CommitFs {
         if start < listing.len() {
             let mut inodes = self.inodes.write();
             let room = max.saturating_sub(out.len());
-            for (i, (name, kind)) in listing.iter().enumerate().skip(start).take(room) {
-                let existing = inodes.child(n.ino, name);
+            for i in (start..listing.len()).take(room) {
+                let (name, kind) = listing.child(i);
+                let existing = inodes.child(n.ino, &name);
                 let node = match existing {
                     // Keep what a lookup already decided (a branch's snapshot).
                     Some(e) if e.kind.snap().is_some() || !kind.is_dir() => e,
-                    _ => inodes.upsert(n.ino, name, kind.clone()),
+                    _ => inodes.upsert(n.ino, &name, kind),
                 };
                 out.push(DirEntry {
                     ino: node.ino,
                     next: i as u64 + 3,
                     kind: file_kind(&node.kind),
-                    name: name.clone(),
+                    name,
                 });
             }
         }
@@ -706,11 +782,23 @@ impl CommitFs {
         Err(FsError::ReadOnly)
     }
 
-    /// access(2): existence, and EROFS for W_OK.
+    /// access(2): existence, EROFS for W_OK, EACCES for X_OK on a file that is
+    /// not executable.
     pub fn access(&self, ino: Ino, mask: i32) -> FsResult<()> {
-        self.node(ino)?;
+        let n = self.node(ino)?;
         if mask & libc::W_OK != 0 {
             return Err(FsError::ReadOnly);
+        }
+        if mask & libc::X_OK != 0
+            && matches!(
+                n.kind,
+                Kind::File {
+                    executable: false,
+                    ..
+                }
+            )
+        {
+            return Err(FsError::Access);
         }
         Ok(())
     }
@@ -766,6 +854,15 @@ fn file_kind(k: &Kind) -> FileKind {
         Kind::Symlink { .. } | Kind::Head => FileKind::Symlink,
         _ => FileKind::Dir,
     }
+}
+
+/// Whether a ref name component is shown as a directory. Git never writes a
+/// component that begins with '.', nor the branch `HEAD`; a hostile repository
+/// that has one must not shadow `.tags`, `.commits` or the `HEAD` symlink.
+fn shown_ref_component(refs_prefix: &[u8], ns: &[u8], name: &[u8]) -> bool {
+    valid_name(name)
+        && !name.starts_with(b".")
+        && !(refs_prefix == b"refs/heads/" && ns.is_empty() && name == b"HEAD")
 }
 
 /// `ns/name`, or `name` at the top.

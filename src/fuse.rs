@@ -24,11 +24,13 @@ const MAX_IO: u32 = 1 << 20;
 
 pub struct FuseFs {
     fs: Arc<CommitFs>,
+    /// The kernel offered FUSE_NO_OPEN_SUPPORT: opens may be answered ENOSYS.
+    no_open: bool,
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<CommitFs>) -> FuseFs {
-        FuseFs { fs }
+        FuseFs { fs, no_open: false }
     }
 }
 
@@ -87,11 +89,11 @@ impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_NO_OPEN_SUPPORT;
         let supported = config.capabilities() & wanted;
+        self.no_open = supported.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         if let Err(missing) = config.add_capabilities(supported) {
             log::debug!("kernel lacks capabilities {missing:?}");
         }
@@ -223,7 +225,15 @@ impl Filesystem for FuseFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write) {
-            Ok(_) => reply.error(Errno::ENOSYS),
+            Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
+            Ok(o) => {
+                let keep = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(0), keep | FopenFlags::FOPEN_NOFLUSH)
+            }
             Err(e) => reply.error(fail("open", e)),
         }
     }

@@ -307,7 +307,6 @@ impl Repo {
         oid: Oid,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> FsResult<u64> {
-        let objects_dir = self.git_dir.join("objects");
         self.with(|repo| {
             let odb = repo.odb()?;
             if let Ok((reader, size, kind)) = odb.reader(oid) {
@@ -320,12 +319,17 @@ impl Repo {
                 .as_bytes()
                 .try_into()
                 .map_err(|_| FsError::io("object id is not SHA-1"))?;
-            if let Some((reader, size)) =
-                crate::pack_stream::open_packed_blob(&objects_dir, &raw)
+            for dir in object_dirs(repo) {
+                if let Some((reader, size)) = crate::pack_stream::open_packed_blob(&dir, &raw)
                     .map_err(|e| FsError::io(format!("reading pack for {oid}: {e}")))?
-            {
-                return copy_exact(reader, size, sink, oid);
+                {
+                    return copy_exact(reader, size, sink, oid);
+                }
             }
+            // A blob stored as a delta must be inflated whole; one at a time, so
+            // that the memory this takes is bounded by the largest such blob.
+            static WHOLE: Mutex<()> = Mutex::new(());
+            let _one = WHOLE.lock();
             log::debug!("blob {oid} is deltified; inflating it whole once");
             let obj = odb.read(oid)?;
             if obj.kind() != ObjectType::Blob {
@@ -394,6 +398,28 @@ fn copy_exact(
         )));
     }
     Ok(total)
+}
+
+/// The object directories to look for packs in: the repository's own (shared by
+/// linked worktrees through the common dir) and its alternates, one level deep.
+fn object_dirs(repo: &Repository) -> Vec<PathBuf> {
+    let own = repo.commondir().join("objects");
+    let mut dirs = vec![own.clone()];
+    if let Ok(text) = std::fs::read(own.join("info/alternates")) {
+        use std::os::unix::ffi::OsStrExt;
+        for line in text.split(|&b| b == b'\n') {
+            if line.is_empty() || line.starts_with(b"#") {
+                continue;
+            }
+            let p = Path::new(std::ffi::OsStr::from_bytes(line));
+            dirs.push(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                own.join(p)
+            });
+        }
+    }
+    dirs
 }
 
 /// Whether a tree entry name is one Git could have written and a kernel can serve.

@@ -411,3 +411,174 @@ fn blob_cache_is_bounded_in_bytes() {
         "the big blob is spilled, not cached"
     );
 }
+
+#[test]
+fn hostile_ref_names_do_not_shadow_head_tags_or_commits() {
+    let (dir, c1, _c2) = sample_repo();
+    let repo = Repository::open_bare(dir.path()).unwrap();
+    repo.reference("refs/heads/HEAD", c1, true, "").unwrap();
+    // Git never writes a component starting with '.', so write the ref by hand.
+    std::fs::write(dir.path().join("refs/heads/.tags"), format!("{c1}\n")).unwrap();
+    let fs = new_fs(dir.path(), FsConfig::default());
+    let d = fs.opendir(ROOT).unwrap();
+    let names: Vec<Vec<u8>> = fs
+        .readdir(ROOT, d.fh, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_vec())
+        .collect();
+    assert_eq!(names.iter().filter(|n| n.as_slice() == b"HEAD").count(), 1);
+    assert_eq!(names.iter().filter(|n| n.as_slice() == b".tags").count(), 1);
+    let head = path_ino(&fs, &[b"HEAD"]).unwrap();
+    assert_eq!(
+        fs.readlink(head).unwrap(),
+        b"main",
+        "HEAD stays the symlink"
+    );
+    assert_eq!(
+        cat(&fs, &[b".tags", b"v1", b"README"]),
+        b"one\n",
+        ".tags stays the tags"
+    );
+}
+
+#[test]
+fn deleted_branch_goes_away_and_its_name_can_become_a_namespace() {
+    let (dir, c1, _c2) = sample_repo();
+    let repo = Repository::open_bare(dir.path()).unwrap();
+    repo.reference("refs/heads/topic", c1, true, "").unwrap();
+    let fs = new_fs(dir.path(), FsConfig::default());
+    let topic = path_ino(&fs, &[b"topic"]).unwrap();
+    assert_eq!(cat(&fs, &[b"topic", b"README"]), b"one\n");
+    repo.find_reference("refs/heads/topic")
+        .unwrap()
+        .delete()
+        .unwrap();
+    assert_eq!(
+        path_ino(&fs, &[b"topic"]),
+        Err(commitfs::error::FsError::NotFound)
+    );
+    repo.reference("refs/heads/topic/sub", c1, true, "")
+        .unwrap();
+    let ns = fs.lookup(ROOT, b"topic").unwrap();
+    assert_eq!(ns.attr.ino, topic, "the path keeps its inode number");
+    assert_eq!(cat(&fs, &[b"topic", b"sub", b"README"]), b"one\n");
+}
+
+#[test]
+fn oversized_symlink_is_eio_and_access_checks_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let mut m = Model::new();
+    m.insert(vec![b"huge-link".to_vec()], Node::Link(vec![b'x'; 100_000]));
+    m.insert(vec![b"plain".to_vec()], Node::File(b"x".to_vec(), false));
+    m.insert(vec![b"tool".to_vec()], Node::File(b"x".to_vec(), true));
+    commit_model(&repo, "main", &m, None);
+    let fs = new_fs(dir.path(), FsConfig::default());
+    let link = path_ino(&fs, &[b"main", b"huge-link"]).unwrap();
+    assert!(matches!(
+        fs.readlink(link),
+        Err(commitfs::error::FsError::Io(_))
+    ));
+    let plain = path_ino(&fs, &[b"main", b"plain"]).unwrap();
+    let tool = path_ino(&fs, &[b"main", b"tool"]).unwrap();
+    assert_eq!(
+        fs.access(plain, libc::X_OK),
+        Err(commitfs::error::FsError::Access)
+    );
+    assert_eq!(fs.access(tool, libc::X_OK), Ok(()));
+    assert_eq!(fs.access(plain, libc::R_OK), Ok(()));
+    assert_eq!(
+        fs.access(plain, libc::W_OK),
+        Err(commitfs::error::FsError::ReadOnly)
+    );
+}
+
+/// Many threads reading one large blob at once share one spill, and every one
+/// of them reads the right bytes.
+#[test]
+fn concurrent_readers_of_a_large_blob_share_one_spill() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let big: Vec<u8> = (0..6_000_000u32)
+        .map(|j| (j.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut m = Model::new();
+    m.insert(vec![b"big".to_vec()], Node::File(big.clone(), false));
+    commit_model(&repo, "main", &m, None);
+    let fs = std::sync::Arc::new(new_fs(
+        dir.path(),
+        FsConfig {
+            cache_size: 1 << 20,
+            ..FsConfig::default()
+        },
+    ));
+    let ino = path_ino(&fs, &[b"main", b"big"]).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let fs = fs.clone();
+            let big = big.clone();
+            std::thread::spawn(move || {
+                let off = (t * 700_001) as u64;
+                let got = fs.read(ino, off, 65536).unwrap();
+                assert_eq!(got, big[off as usize..off as usize + 65536]);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(fs.blob_cache().spill_count(), 1);
+    assert_eq!(read_all(&fs, ino), big);
+}
+
+/// A loose object whose zlib stream is sound but whose content is another
+/// blob's (same length) is caught by the hash: EIO, never the wrong bytes.
+/// Checked for a blob served from memory and for one served from a spill file.
+#[test]
+fn content_that_does_not_match_its_id_is_eio() {
+    use std::io::Write;
+    for len in [1000usize, 3_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let good: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut evil = good.clone();
+        evil[len / 2] ^= 1;
+        let mut m = Model::new();
+        m.insert(vec![b"f".to_vec()], Node::File(good.clone(), false));
+        commit_model(&repo, "main", &m, None);
+        let oid = repo.revparse_single("main:f").unwrap().id().to_string();
+        let path = dir.path().join("objects").join(&oid[..2]).join(&oid[2..]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(format!("blob {len}\0").as_bytes()).unwrap();
+        z.write_all(&evil).unwrap();
+        let bytes = z.finish().unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        std::fs::set_permissions(&path, perms).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let fs = new_fs(
+            dir.path(),
+            FsConfig {
+                cache_size: 1 << 20,
+                ..FsConfig::default()
+            },
+        );
+        let ino = path_ino(&fs, &[b"main", b"f"]).unwrap();
+        // Read to the end: the whole blob must never come back as if it were good.
+        let mut got = Vec::new();
+        let err = loop {
+            match fs.read(ino, got.len() as u64, 1 << 16) {
+                Ok(chunk) if chunk.is_empty() => break None,
+                Ok(chunk) => got.extend_from_slice(&chunk),
+                Err(e) => break Some(e),
+            }
+        };
+        assert!(
+            matches!(err, Some(commitfs::error::FsError::Io(_))),
+            "len {len}: {err:?}"
+        );
+        // And once found out, nothing more of it is served.
+        assert!(fs.read(ino, 0, 10).is_err(), "len {len}");
+    }
+}
