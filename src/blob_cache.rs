@@ -32,6 +32,8 @@ use crate::repo::Repo;
 
 /// No blob larger than this is kept whole in memory, whatever the cache size.
 pub const MAX_MEMORY_BLOB: u64 = 16 << 20;
+/// Readers waiting on a spill are woken each time this much more is written.
+const NOTIFY_EVERY: u64 = 1 << 20;
 /// How many spill files are kept after their last handle closes.
 pub const SPILL_KEEP: usize = 8;
 
@@ -119,21 +121,24 @@ impl BlobCache {
     }
 
     /// Reads `len` bytes at `offset` of an opened blob.
-    pub fn read(
+    /// Hands `f` the `len` bytes at `offset` of an opened blob (fewer at its end),
+    /// without copying them out of the cache or a per-thread buffer.
+    pub fn read_with<R>(
         &self,
         repo: &Repo,
         content: &Content,
         offset: u64,
         len: usize,
-    ) -> FsResult<Vec<u8>> {
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> FsResult<R> {
         match content {
             Content::Cached(oid) => {
                 let data = self.get(repo, *oid)?;
                 let start = (offset.min(data.len() as u64)) as usize;
                 let end = start.saturating_add(len).min(data.len());
-                Ok(data[start..end].to_vec())
+                Ok(f(&data[start..end]))
             }
-            Content::Spilled(s) => s.read_at(offset, len),
+            Content::Spilled(s) => s.read_with(offset, len, f),
         }
     }
 
@@ -168,6 +173,9 @@ impl BlobCache {
 #[derive(Default)]
 struct SpillState {
     written: u64,
+    /// The writer has written all it will (not yet checked).
+    streamed: bool,
+    /// Written and checked (or failed).
     done: bool,
     error: Option<String>,
 }
@@ -217,26 +225,49 @@ impl Spill {
             }
         }
         let _finish = Finish(self);
-        let mut hasher = Sha1::new();
-        hasher.update(format!("blob {}\0", self.size).as_bytes());
-        let mut pos = 0u64;
-        let result = repo.stream_blob(oid, &mut |chunk| {
-            hasher.update(chunk);
-            self.file.write_all_at(chunk, pos)?;
-            pos += chunk.len() as u64;
+        // The SHA-1 is computed by a second thread that follows the writer
+        // through the spill file, so that hashing does not slow the inflate
+        // that readers are waiting on.
+        let (result, digest) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| self.hash_behind_writer());
+            // Tells the hasher the stream is over, even if streaming panics
+            // (the scope joins the hasher before unwinding further).
+            struct Streamed<'a>(&'a Spill);
+            impl Drop for Streamed<'_> {
+                fn drop(&mut self) {
+                    self.0.state.lock().streamed = true;
+                    self.0.progress.notify_all();
+                }
+            }
+            let streamed = Streamed(self);
+            let mut pos = 0u64;
+            let mut told = 0u64;
+            let result = repo.stream_blob(oid, &mut |chunk| {
+                self.file.write_all_at(chunk, pos)?;
+                pos += chunk.len() as u64;
+                // Readers are woken every NOTIFY_EVERY bytes, not every chunk:
+                // the kernel keeps several reads waiting, and waking them all
+                // for each chunk costs more than the copying.
+                if pos - told >= NOTIFY_EVERY {
+                    self.state.lock().written = pos;
+                    self.progress.notify_all();
+                    told = pos;
+                }
+                Ok(())
+            });
             self.state.lock().written = pos;
-            self.progress.notify_all();
-            Ok(())
+            drop(streamed);
+            (result, hasher.join())
         });
-        let error = match result {
-            Ok(n) if n != self.size => {
+        let error = match (result, digest) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(n), _) if n != self.size => {
                 Some(format!("blob {oid}: got {n} bytes, expected {}", self.size))
             }
-            Ok(_) if hasher.finalize().as_slice() != oid.as_bytes() => {
-                Some(format!("blob {oid}: content does not match its SHA-1"))
-            }
-            Ok(_) => None,
-            Err(e) => Some(e.to_string()),
+            (Ok(_), Ok(Ok(d))) if d.as_slice() == oid.as_bytes() => None,
+            (Ok(_), Ok(Ok(_))) => Some(format!("blob {oid}: content does not match its SHA-1")),
+            (Ok(_), Ok(Err(e))) => Some(format!("blob {oid}: cannot hash the spill file: {e}")),
+            (Ok(_), Err(_)) => Some(format!("blob {oid}: the hashing thread failed")),
         };
         if let Some(e) = &error {
             log::warn!("spilling blob {oid} failed: {e}");
@@ -244,6 +275,32 @@ impl Spill {
         let mut st = self.state.lock();
         st.error = error;
         st.done = true;
+    }
+
+    /// Hashes the spill file as it is written, until the writer is through.
+    fn hash_behind_writer(&self) -> std::io::Result<Vec<u8>> {
+        let mut hasher = Sha1::new();
+        hasher.update(format!("blob {}\0", self.size).as_bytes());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
+        loop {
+            let (written, streamed) = {
+                let mut st = self.state.lock();
+                while st.written <= pos && !st.streamed {
+                    self.progress.wait(&mut st);
+                }
+                (st.written, st.streamed)
+            };
+            while pos < written {
+                let n = (written - pos).min(buf.len() as u64) as usize;
+                self.file.read_exact_at(&mut buf[..n], pos)?;
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+            }
+            if streamed {
+                return Ok(hasher.finalize().to_vec());
+            }
+        }
     }
 
     fn finished(&self) -> bool {
@@ -254,7 +311,7 @@ impl Spill {
     /// A read that reaches the end of the blob waits until the whole blob has
     /// been checked against its id, so a program that reads to the end never
     /// sees a clean end of file on damaged content: it gets EIO instead.
-    pub fn read_at(&self, offset: u64, len: usize) -> FsResult<Vec<u8>> {
+    pub fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> FsResult<R> {
         let end = offset.saturating_add(len as u64).min(self.size);
         let to_the_end = end >= self.size;
         {
@@ -272,10 +329,22 @@ impl Spill {
             }
         }
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(f(&[]));
         }
-        let mut buf = vec![0u8; (end - offset) as usize];
-        self.file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
+        let n = (end - offset) as usize;
+        READ_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            if buf.len() < n {
+                buf.resize(n, 0);
+            }
+            self.file.read_exact_at(&mut buf[..n], offset)?;
+            Ok(f(&buf[..n]))
+        })
     }
+}
+
+thread_local! {
+    /// Each FUSE thread's buffer for reads from spill files (at most one request,
+    /// 1 MiB, long).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

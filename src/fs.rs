@@ -542,8 +542,19 @@ impl CommitFs {
         })
     }
 
-    /// Reads `size` bytes at `offset` of a file.
+    /// Reads `size` bytes at `offset` of a file (fewer at its end).
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.read_with(ino, offset, size, |d| d.to_vec())
+    }
+
+    /// Hands `f` the bytes a read asks for, without copying them first.
+    pub fn read_with<R>(
+        &self,
+        ino: Ino,
+        offset: u64,
+        size: u32,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> FsResult<R> {
         let n = self.node(ino)?;
         let oid = match &n.kind {
             Kind::File { oid, .. } => *oid,
@@ -552,7 +563,8 @@ impl CommitFs {
         };
         let blob_size = self.blob_size(oid)?;
         let content = self.blobs.open(&self.repo, oid, blob_size)?;
-        self.blobs.read(&self.repo, &content, offset, size as usize)
+        self.blobs
+            .read_with(&self.repo, &content, offset, size as usize, f)
     }
 
     // ---- directories ----------------------------------------------------------

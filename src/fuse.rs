@@ -249,9 +249,15 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(fail("read", e)),
+        // The closure runs only on success; on an error the reply is still ours.
+        let mut reply = Some(reply);
+        let res = self.fs.read_with(ino.0, offset, size, |d| {
+            if let Some(r) = reply.take() {
+                r.data(d)
+            }
+        });
+        if let (Err(e), Some(r)) = (res, reply.take()) {
+            r.error(fail("read", e));
         }
     }
 

@@ -168,22 +168,28 @@ fn daemon_pids(mnt: &Path) -> Vec<u32> {
 }
 
 /// Puts the binary where mount(8) looks for helpers (/usr/local/bin) for the
-/// length of a test, unless something else is already there.
+/// length of a test. Something else already there is left alone, and the test
+/// fails saying so: mount(8) would run that instead of the binary under test.
 struct Installed(bool);
 
 impl Installed {
-    fn new() -> Option<Installed> {
+    fn new() -> Installed {
         let dst = Path::new("/usr/local/bin/commitfs");
-        match std::fs::read_link(dst) {
-            Ok(t) if t == Path::new(BIN) => return Some(Installed(false)),
-            _ => {}
+        if let Ok(t) = std::fs::read_link(dst) {
+            if t == Path::new(BIN) {
+                return Installed(false);
+            }
         }
         if dst.exists() {
-            // An installed commitfs (scripts/test.sh installs the one under test).
-            return Some(Installed(false));
+            let same = std::fs::read(dst).ok() == std::fs::read(BIN).ok();
+            assert!(
+                same,
+                "/usr/local/bin/commitfs is not the binary under test: remove it or install this build there"
+            );
+            return Installed(false);
         }
-        std::os::unix::fs::symlink(BIN, dst).ok()?;
-        Some(Installed(true))
+        std::os::unix::fs::symlink(BIN, dst).expect("can link the helper into /usr/local/bin");
+        Installed(true)
     }
 }
 
@@ -201,7 +207,7 @@ fn mount8_helper_form_and_fstab_line() {
         eprintln!("skipped: mount(8) with fuse.commitfs needs root");
         return;
     }
-    let _installed = Installed::new().expect("can install the helper in /usr/local/bin");
+    let _installed = Installed::new();
     let (r, bare) = small_repo();
     // mount -t fuse.commitfs REPO MNT -o ref=main
     let mnt = r.mountpoint("mnt");
@@ -305,4 +311,50 @@ fn allow_other_lets_other_users_in() {
     let out = as_nobody(&m.path.join("main/a.txt"));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"alpha\n");
+}
+
+/// `-f -v` stays attached and logs to stderr; the daemon serves requests on
+/// several FUSE threads.
+#[test]
+fn foreground_verbose_logs_and_serves_on_several_threads() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let mut child = Command::new(BIN)
+        .args([
+            OsStr::new("mount"),
+            os(&bare),
+            os(&mnt),
+            OsStr::new("-f"),
+            OsStr::new("-v"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || is_mounted(&mnt)));
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter(|t| {
+            std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"))
+                .is_ok_and(|c| c.starts_with("fuser-"))
+        })
+        .count();
+    assert!(workers >= 2, "{workers} FUSE worker threads");
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || matches!(
+        child.try_wait(),
+        Ok(Some(_))
+    )));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("mounted") && log.contains("unmounted"),
+        "{log}"
+    );
 }
