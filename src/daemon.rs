@@ -258,17 +258,18 @@ fn detach() -> Result<(), String> {
 }
 
 fn init_logging(cfg: &MountConfig, detached: bool) {
-    let level = match cfg.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    // The adapter logs every error itself. fuser's own log adds one line when a
+    // reply finds its request gone, which happens to the RELEASEDIR of
+    // `commitfs unmount`'s syncfs at every unmount; it is shown from -v on.
+    let (level, fuser) = match cfg.verbose {
+        0 => ("warn", "off"),
+        1 => ("info", "error"),
+        2 => ("debug", "error"),
+        _ => ("trace", "debug"),
     };
-    let mut b =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!(
-            "{level},fuser={}",
-            if cfg.verbose >= 3 { "debug" } else { "error" }
-        )));
+    let mut b = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(format!("{level},fuser={fuser}")),
+    );
     if detached {
         match cfg.log_file.as_ref().map(|p| {
             std::fs::OpenOptions::new()
