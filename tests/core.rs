@@ -225,6 +225,19 @@ fn sample_repo() -> (tempfile::TempDir, Oid, Oid) {
     (dir, c1, c2)
 }
 
+/// The names a directory lists, `.` and `..` included.
+fn names(fs: &CommitFs, ino: u64) -> Vec<Vec<u8>> {
+    let d = fs.opendir(ino).unwrap();
+    let out = fs
+        .readdir(ino, d.fh, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_vec())
+        .collect();
+    fs.releasedir(d.fh);
+    out
+}
+
 fn path_ino(fs: &CommitFs, path: &[&[u8]]) -> Result<u64, commitfs::error::FsError> {
     let mut ino = ROOT;
     for c in path {
@@ -296,13 +309,7 @@ fn path_resolution_in_a_whole_repository_mount() {
 fn root_listing_and_ref_root() {
     let (dir, _c1, c2) = sample_repo();
     let fs = new_fs(dir.path(), FsConfig::default());
-    let d = fs.opendir(ROOT).unwrap();
-    let names: Vec<Vec<u8>> = fs
-        .readdir(ROOT, d.fh, 0, 100)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name.to_vec())
-        .collect();
+    let names = names(&fs, ROOT);
     assert_eq!(
         names,
         vec![
@@ -316,6 +323,7 @@ fn root_listing_and_ref_root() {
         ]
     );
     // Resuming at an offset gives the rest.
+    let d = fs.opendir(ROOT).unwrap();
     let rest = fs.readdir(ROOT, d.fh, 5, 100).unwrap();
     assert_eq!(
         rest.iter().map(|e| e.name.to_vec()).collect::<Vec<_>>(),
@@ -420,13 +428,7 @@ fn hostile_ref_names_do_not_shadow_head_tags_or_commits() {
     // Git never writes a component starting with '.', so write the ref by hand.
     std::fs::write(dir.path().join("refs/heads/.tags"), format!("{c1}\n")).unwrap();
     let fs = new_fs(dir.path(), FsConfig::default());
-    let d = fs.opendir(ROOT).unwrap();
-    let names: Vec<Vec<u8>> = fs
-        .readdir(ROOT, d.fh, 0, 100)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name.to_vec())
-        .collect();
+    let names = names(&fs, ROOT);
     assert_eq!(names.iter().filter(|n| n.as_slice() == b"HEAD").count(), 1);
     assert_eq!(names.iter().filter(|n| n.as_slice() == b".tags").count(), 1);
     let head = path_ino(&fs, &[b"HEAD"]).unwrap();
