@@ -332,15 +332,22 @@ impl Spill {
             return Ok(f(&[]));
         }
         let n = (end - offset) as usize;
-        READ_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            if buf.len() < n {
-                buf.resize(n, 0);
-            }
-            self.file.read_exact_at(&mut buf[..n], offset)?;
-            Ok(f(&buf[..n]))
+        with_read_buf(n, |buf| {
+            self.file.read_exact_at(buf, offset)?;
+            Ok(f(buf))
         })
     }
+}
+
+/// Runs `f` with this thread's read buffer, `n` bytes long (contents unspecified).
+pub fn with_read_buf<R>(n: usize, f: impl FnOnce(&mut [u8]) -> FsResult<R>) -> FsResult<R> {
+    READ_BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        f(&mut buf[..n])
+    })
 }
 
 thread_local! {

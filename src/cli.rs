@@ -66,6 +66,16 @@ struct MountArgs {
     /// Where a detached daemon writes its log (default: nowhere).
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// Milliseconds after the last change before a branch is committed.
+    #[arg(long, value_name = "MS")]
+    settle: Option<u64>,
+    /// A file name pattern that is never committed (repeatable), besides the
+    /// editor swap, backup and lock files.
+    #[arg(long, value_name = "GLOB")]
+    scratch: Vec<String>,
+    /// Commit editor swap, backup and lock files too (only --scratch applies).
+    #[arg(long)]
+    no_default_scratch: bool,
     /// Directory for spill files of large blobs (default $TMPDIR, else /var/tmp).
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
@@ -80,7 +90,6 @@ pub struct MountConfig {
     pub repo: PathBuf,
     pub mountpoint: PathBuf,
     pub fs: FsConfig,
-    pub author: Option<String>,
     pub allow_other: bool,
     pub verbose: u8,
     pub foreground: bool,
@@ -149,9 +158,12 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
             },
             read_only: m.read_only,
             spill_dir: m.spill_dir.unwrap_or_else(default_spill_dir),
+            author: m.author,
+            settle: std::time::Duration::from_millis(m.settle.unwrap_or(200)),
+            scratch: m.scratch,
+            default_scratch: !m.no_default_scratch,
             ..FsConfig::default()
         },
-        author: m.author,
         allow_other: m.allow_other,
         verbose: m.verbose,
         foreground: m.foreground,
@@ -238,7 +250,16 @@ fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
     match key_norm.as_str() {
         "ref" => cfg.fs.root = RootSpec::Ref(need(value)?),
         "ro" | "read-only" => cfg.fs.read_only = true,
-        "author" => cfg.author = Some(need(value)?),
+        "author" => cfg.fs.author = Some(need(value)?),
+        "settle" => {
+            let v = need(value)?;
+            let ms: u64 = v.parse().map_err(|_| {
+                CliError::Usage(format!("settle={v} is not a number of milliseconds"))
+            })?;
+            cfg.fs.settle = std::time::Duration::from_millis(ms);
+        }
+        "scratch" => cfg.fs.scratch.push(need(value)?),
+        "no-default-scratch" => cfg.fs.default_scratch = false,
         "cache-size" => cfg.fs.cache_size = parse_size(&need(value)?)?,
         "allow-other" => cfg.allow_other = true,
         "verbose" | "v" => cfg.verbose = cfg.verbose.saturating_add(1),

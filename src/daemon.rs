@@ -365,6 +365,11 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     }
     let run = session.run();
     fs.disable_prefetch();
+    fs.stop_scheduler();
+    // Unmounted: commit everything still pending before the daemon exits.
+    if let Err(e) = fs.commit_all() {
+        log::error!("committing at unmount: {e}");
+    }
     if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
         // The session ended without an unmount (an error): leave no dead mount.
         let _ = unmount_path(&cfg.mountpoint, true);
@@ -373,12 +378,17 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     run.map_err(|e| format!("FUSE session ended with an error: {e}"))
 }
 
-/// The prefetch thread and the signal thread.
+/// The prefetch, commit and signal threads.
 fn start_helpers(
     fs: &Arc<CommitFs>,
     session: &fuser::Session<FuseFs>,
     mnt: &Path,
 ) -> Result<(), String> {
+    let sfs = fs.clone();
+    std::thread::Builder::new()
+        .name("commitfs-commit".into())
+        .spawn(move || sfs.run_scheduler())
+        .map_err(|e| format!("cannot start the commit thread: {e}"))?;
     let rx = fs.enable_prefetch();
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()
@@ -387,9 +397,10 @@ fn start_helpers(
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     let mnt = mnt.to_path_buf();
     let signals = block_signals();
+    let sigfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-signals".into())
-        .spawn(move || wait_for_signal(signals, &mnt))
+        .spawn(move || wait_for_signal(signals, &mnt, &sigfs))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(())
 }
@@ -457,11 +468,17 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: libc::sigset_t, mnt: &Path) {
+fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
     let mut sig = 0;
     // SAFETY: set is a valid signal set blocked in every thread.
     unsafe { libc::sigwait(&set, &mut sig) };
-    log::info!("signal {sig}: unmounting {}", mnt.display());
+    log::info!(
+        "signal {sig}: committing what is pending, then unmounting {}",
+        mnt.display()
+    );
+    if let Err(e) = fs.commit_all() {
+        log::error!("committing on signal {sig}: {e}");
+    }
     if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
         log::error!("cannot unmount {}: {e}", mnt.display());
     }

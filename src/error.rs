@@ -25,6 +25,12 @@ pub enum FsError {
     Invalid,
     /// A name longer than NAME_MAX (ENAMETOOLONG).
     NameTooLong,
+    /// The name is taken (EEXIST).
+    Exists,
+    /// rmdir or rename over a directory that is not empty (ENOTEMPTY).
+    NotEmpty,
+    /// A rename across branches or into a snapshot (EXDEV), so that mv copies.
+    CrossDevice,
     /// Not a handle this mount gave out (EBADF).
     BadHandle,
     /// Extended attributes and other things Git has no place for (ENOTSUP).
@@ -47,6 +53,9 @@ impl FsError {
             FsError::Access => libc::EACCES,
             FsError::Invalid => libc::EINVAL,
             FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::CrossDevice => libc::EXDEV,
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported => libc::ENOTSUP,
             FsError::NoData => libc::ENODATA,

@@ -28,8 +28,10 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
 use crate::blob_cache::BlobCache;
+use crate::commit::{BranchW, Scheduler};
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::overlay::Overlay;
 use crate::prefetch::{self, Job, Prefetcher};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 
@@ -67,6 +69,59 @@ pub struct FsConfig {
     pub gid: u32,
     pub cache_size: usize,
     pub spill_dir: PathBuf,
+    /// "Name <email>" for commits; else the repository's user.name/user.email.
+    pub author: Option<String>,
+    /// How long after the last change a branch is committed.
+    pub settle: Duration,
+    /// More scratch patterns (`--scratch`).
+    pub scratch: Vec<String>,
+    /// Whether the default scratch patterns apply (`--no-default-scratch`).
+    pub default_scratch: bool,
+}
+
+/// Editor swap, backup, lock and probe files: never committed.
+pub const DEFAULT_SCRATCH: &[&str] = &[
+    ".*.sw[a-p]",
+    ".*.sw[a-p]x",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",
+    ".~lock.*#",
+    "*.kate-swp",
+    ".*.kate-swp",
+    ".goutputstream-*",
+    ".nfs*",
+];
+
+fn scratch_set(cfg: &FsConfig) -> Result<globset::GlobSet, String> {
+    let mut b = globset::GlobSetBuilder::new();
+    let defaults = if cfg.default_scratch {
+        DEFAULT_SCRATCH
+    } else {
+        &[]
+    };
+    for p in defaults
+        .iter()
+        .copied()
+        .chain(cfg.scratch.iter().map(String::as_str))
+    {
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| format!("--scratch '{p}' is not a glob: {e}"))?;
+        b.add(g);
+    }
+    b.build().map_err(|e| format!("scratch patterns: {e}"))
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Default for FsConfig {
@@ -78,6 +133,10 @@ impl Default for FsConfig {
             gid: unsafe { libc::getgid() },
             cache_size: 256 << 20,
             spill_dir: default_spill_dir(),
+            author: None,
+            settle: Duration::from_millis(200),
+            scratch: Vec::new(),
+            default_scratch: true,
         }
     }
 }
@@ -176,10 +235,16 @@ impl Handle {
 }
 
 pub struct CommitFs {
-    repo: Arc<Repo>,
+    pub(crate) repo: Arc<Repo>,
     cfg: FsConfig,
     mount_time: i64,
-    inodes: RwLock<Inodes>,
+    pub(crate) inodes: RwLock<Inodes>,
+    /// Pending changes of branches (see `overlay.rs`).
+    pub(crate) ov: Mutex<Overlay>,
+    /// Branches this mount has written to (see `commit.rs`).
+    pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
+    pub(crate) sched: Scheduler,
+    pub(crate) scratch: globset::GlobSet,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     blobs: BlobCache,
@@ -197,6 +262,14 @@ impl CommitFs {
     /// Builds the filesystem. With `RootSpec::Ref`, the ref must resolve: the error
     /// says so in a sentence for the user.
     pub fn new(repo: Repo, cfg: FsConfig) -> Result<CommitFs, String> {
+        let scratch = scratch_set(&cfg)?;
+        if let Some(a) = &cfg.author {
+            if crate::commit::parse_author(a).is_none() {
+                return Err(format!(
+                    "--author '{a}' is not of the form \"Name <email>\""
+                ));
+            }
+        }
         let repo = Arc::new(repo);
         let root = match &cfg.root {
             RootSpec::Whole => Kind::Root,
@@ -228,6 +301,10 @@ impl CommitFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             prefetch: Mutex::new(None),
+            ov: Mutex::new(Overlay::default()),
+            branches: Mutex::new(HashMap::new()),
+            sched: Scheduler::default(),
+            scratch,
         })
     }
 
@@ -241,6 +318,14 @@ impl CommitFs {
 
     fn node(&self, ino: Ino) -> FsResult<Arc<Node>> {
         self.inodes.read().get(ino).ok_or(FsError::NotFound)
+    }
+
+    pub(crate) fn node_of(&self, ino: Ino) -> FsResult<Arc<Node>> {
+        self.node(ino)
+    }
+
+    pub(crate) fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Vec<TreeEntry>>> {
+        self.tree(oid)
     }
 
     // ---- reading the namespace -------------------------------------------------
@@ -303,8 +388,16 @@ impl CommitFs {
                     .map_err(|_| FsError::NotFound)?;
                 tree_kind(snap, &entries[i])
             }
+            Kind::MDir { .. } => {
+                let ino = self.mat_child(p.ino, name).ok_or(FsError::NotFound)?;
+                return self.node(ino);
+            }
             Kind::Submodule { .. } => return Err(FsError::NotFound),
-            Kind::File { .. } | Kind::Symlink { .. } | Kind::Head => {
+            Kind::File { .. }
+            | Kind::Symlink { .. }
+            | Kind::Head
+            | Kind::MFile { .. }
+            | Kind::MSymlink { .. } => {
                 return Err(FsError::NotDir);
             }
         };
@@ -431,7 +524,7 @@ impl CommitFs {
                 )
             }
             Kind::Tree { snap, .. } => (FileKind::Dir, 0o755, 0, snap.snapshot.time),
-            Kind::Submodule { snap } => (FileKind::Dir, 0o555, 0, snap.snapshot.time),
+            Kind::Submodule { snap, .. } => (FileKind::Dir, 0o555, 0, snap.snapshot.time),
             Kind::File {
                 snap,
                 oid,
@@ -451,6 +544,32 @@ impl CommitFs {
                 self.blob_size(*oid)?,
                 snap.snapshot.time,
             ),
+            Kind::MDir { snap } => (FileKind::Dir, 0o755, 0, snap.snapshot.time),
+            Kind::MFile { executable, .. } => {
+                let wf = self
+                    .wfile(n.ino)
+                    .ok_or_else(|| FsError::io("written file lost its data"))?;
+                let st = wf.st.lock();
+                let perm = if *executable { 0o755 } else { 0o644 };
+                (FileKind::File, perm, st.size, st.mtime)
+            }
+            Kind::MSymlink { snap, target } => (
+                FileKind::Symlink,
+                0o777,
+                target.len() as u64,
+                snap.snapshot.time,
+            ),
+        };
+        // What Git cannot store, kept in memory for this mount.
+        let (perm, time) = if n.kind.snap().is_some() {
+            let m = self.meta_of(n.ino);
+            let perm = match (m.perm, kind) {
+                (Some(p), FileKind::File) | (Some(p), FileKind::Dir) => p,
+                _ => perm,
+            };
+            (perm, m.mtime.unwrap_or(time))
+        } else {
+            (perm, time)
         };
         Ok(Attr {
             ino: n.ino,
@@ -516,6 +635,7 @@ impl CommitFs {
                 }
                 Ok(self.blobs.get(&self.repo, *oid)?.to_vec())
             }
+            Kind::MSymlink { target, .. } => Ok(target.to_vec()),
             _ => Err(FsError::Invalid),
         }
     }
@@ -529,12 +649,14 @@ impl CommitFs {
     pub fn open(&self, ino: Ino, write: bool) -> FsResult<Opened> {
         let n = self.node(ino)?;
         match &n.kind {
-            Kind::File { .. } => {}
-            Kind::Symlink { .. } | Kind::Head => return Err(FsError::Invalid),
+            Kind::File { .. } | Kind::MFile { .. } => {}
+            Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => {
+                return Err(FsError::Invalid);
+            }
             _ => return Err(FsError::IsDir),
         }
         if write {
-            return Err(FsError::ReadOnly);
+            self.writable_snap(&n)?;
         }
         Ok(Opened {
             fh: 0,
@@ -558,7 +680,23 @@ impl CommitFs {
         let n = self.node(ino)?;
         let oid = match &n.kind {
             Kind::File { oid, .. } => *oid,
-            Kind::Symlink { .. } | Kind::Head => return Err(FsError::Invalid),
+            Kind::MFile { .. } => {
+                let wf = self
+                    .wfile(ino)
+                    .ok_or_else(|| FsError::io("written file lost its data"))?;
+                let len = wf.st.lock().size;
+                let end = offset.saturating_add(size as u64).min(len);
+                let n = end.saturating_sub(offset) as usize;
+                return crate::blob_cache::with_read_buf(n, |buf| {
+                    // Holes and a concurrent truncate read as zeros, never garbage.
+                    let got = read_up_to(&wf.file, buf, offset)?;
+                    buf[got..].fill(0);
+                    Ok(f(buf))
+                });
+            }
+            Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => {
+                return Err(FsError::Invalid);
+            }
             _ => return Err(FsError::IsDir),
         };
         let blob_size = self.blob_size(oid)?;
@@ -594,11 +732,27 @@ impl CommitFs {
                 snap: snap.clone(),
                 entries: self.tree(*oid)?,
             },
-            Kind::File { .. } | Kind::Symlink { .. } | Kind::Head => {
+            Kind::MDir { .. } => {
+                let inodes = self.inodes.read();
+                let list: Vec<(Box<[u8]>, Kind)> = self
+                    .mat_children(n.ino)
+                    .into_iter()
+                    .filter_map(|(name, ino)| inodes.get(ino).map(|c| (name, c.kind.clone())))
+                    .collect();
+                Handle::Refs(list.into())
+            }
+            Kind::File { .. }
+            | Kind::Symlink { .. }
+            | Kind::Head
+            | Kind::MFile { .. }
+            | Kind::MSymlink { .. } => {
                 return Err(FsError::NotDir);
             }
         };
-        let immutable = n.kind.snap().is_some();
+        // A snapshot that cannot change lets the kernel keep its listings; a
+        // branch directory changes through the kernel, which then drops them, but
+        // is not worth the risk.
+        let immutable = n.kind.snap().is_some_and(|s| s.immutable());
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(handle));
         Ok(Opened {
@@ -790,8 +944,8 @@ impl CommitFs {
     /// Every operation that would change something: the node must exist, and then
     /// the answer is EROFS (writes come with the write side).
     pub fn check_writable(&self, ino: Ino) -> FsResult<()> {
-        self.node(ino)?;
-        Err(FsError::ReadOnly)
+        let n = self.node(ino)?;
+        self.writable_snap(&n).map(|_| ())
     }
 
     /// access(2): existence, EROFS for W_OK, EACCES for X_OK on a file that is
@@ -799,12 +953,15 @@ impl CommitFs {
     pub fn access(&self, ino: Ino, mask: i32) -> FsResult<()> {
         let n = self.node(ino)?;
         if mask & libc::W_OK != 0 {
-            return Err(FsError::ReadOnly);
+            self.writable_snap(&n)?;
         }
         if mask & libc::X_OK != 0
             && matches!(
                 n.kind,
                 Kind::File {
+                    executable: false,
+                    ..
+                } | Kind::MFile {
                     executable: false,
                     ..
                 }
@@ -846,7 +1003,7 @@ impl CommitFs {
     }
 }
 
-fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
+pub(crate) fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
     let snap = snap.clone();
     match e.kind {
         EntryKind::Dir => Kind::Tree { snap, oid: e.oid },
@@ -856,16 +1013,31 @@ fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
             executable,
         },
         EntryKind::Symlink => Kind::Symlink { snap, oid: e.oid },
-        EntryKind::Submodule => Kind::Submodule { snap },
+        EntryKind::Submodule => Kind::Submodule { snap, oid: e.oid },
     }
 }
 
 fn file_kind(k: &Kind) -> FileKind {
     match k {
-        Kind::File { .. } => FileKind::File,
-        Kind::Symlink { .. } | Kind::Head => FileKind::Symlink,
+        Kind::File { .. } | Kind::MFile { .. } => FileKind::File,
+        Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => FileKind::Symlink,
         _ => FileKind::Dir,
     }
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends.
+fn read_up_to(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Whether a ref name component is shown as a directory. Git never writes a

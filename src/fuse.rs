@@ -18,6 +18,7 @@ use fuser::{
 
 use crate::error::FsError;
 use crate::fs::{Attr, CommitFs, Entry, FileKind};
+use crate::overlay::SetAttr;
 
 /// Largest request the kernel may send us, and its read-ahead.
 const MAX_IO: u32 = 1 << 20;
@@ -42,6 +43,16 @@ fn errno(e: &FsError) -> Errno {
 fn fail(op: &str, e: FsError) -> Errno {
     log::log!(e.level(), "{op}: {e}");
     errno(&e)
+}
+
+fn secs_of(t: TimeOrNow) -> i64 {
+    match t {
+        TimeOrNow::Now => crate::fs::now_secs(),
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        },
+    }
 }
 
 fn time(secs: i64) -> SystemTime {
@@ -120,12 +131,12 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -134,8 +145,16 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.fs.check_writable(ino.0) {
-            Ok(()) => reply.error(Errno::EROFS),
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(secs_of),
+            mtime: mtime.map(secs_of),
+        };
+        match self.fs.setattr(ino.0, a) {
+            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
             Err(e) => reply.error(fail("setattr", e)),
         }
     }
@@ -151,57 +170,91 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
+        name: &OsStr,
+        mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mknod", write_error(&self.fs, parent)));
+        // Git stores regular files only: no devices, fifos or sockets.
+        let res = if mode & libc::S_IFMT == libc::S_IFREG {
+            self.fs.create(parent.0, name.as_bytes(), mode)
+        } else {
+            Err(refuse(&self.fs, parent, FsError::NotPermitted))
+        };
+        match res {
+            Ok(e) => reply_entry(reply, &e),
+            Err(e) => reply.error(fail("mknod", e)),
+        }
     }
 
     fn mkdir(
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
+        name: &OsStr,
+        mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mkdir", write_error(&self.fs, parent)));
+        match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
+            Ok(e) => reply_entry(reply, &e),
+            Err(e) => reply.error(fail("mkdir", e)),
+        }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("unlink", write_error(&self.fs, parent)));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", e)),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("rmdir", write_error(&self.fs, parent)));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", e)),
+        }
     }
 
     fn symlink(
         &self,
         _req: &Request,
         parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("symlink", write_error(&self.fs, parent)));
+        match self.fs.symlink(
+            parent.0,
+            link_name.as_bytes(),
+            target.as_os_str().as_bytes(),
+        ) {
+            Ok(e) => reply_entry(reply, &e),
+            Err(e) => reply.error(fail("symlink", e)),
+        }
     }
 
     fn rename(
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("rename", write_error(&self.fs, parent)));
+        match self.fs.rename(
+            parent.0,
+            name.as_bytes(),
+            newparent.0,
+            newname.as_bytes(),
+            flags.bits(),
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", e)),
+        }
     }
 
     fn link(
@@ -212,16 +265,10 @@ impl Filesystem for FuseFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("link", write_error(&self.fs, ino)));
+        // Git has no hard links.
+        reply.error(fail("link", refuse(&self.fs, ino, FsError::NotPermitted)));
     }
 
-    /// The first open of a file is checked (EROFS for a write, EISDIR, ENOENT) and
-    /// then answered ENOSYS: the kernel then never sends an open (nor a flush or
-    /// release) again, opens every file with FOPEN_KEEP_CACHE, and sends reads by
-    /// inode. Each open would otherwise cost a round trip to the daemon, and a
-    /// warm read of many small files would be bound by them rather than served
-    /// from the page cache. After that, a write to a snapshot fails with EROFS at
-    /// the write instead of at the open.
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         match self.fs.open(ino.0, write) {
@@ -266,21 +313,19 @@ impl Filesystem for FuseFs {
         _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(fail("write", write_error(&self.fs, ino)));
+        match self.fs.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", e)),
+        }
     }
 
-    /// Answered ENOSYS, so that the kernel stops sending flushes: a close then
-    /// costs no round trip. Nothing is ever dirty on the read side. (With the
-    /// kernel's writeback cache, dirty pages are still written back at close
-    /// before the kernel looks at this; the write side learns of a close from
-    /// those writes.)
     fn flush(
         &self,
         _req: &Request,
@@ -305,15 +350,19 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
+    /// fsync and fdatasync commit the file's branch at once, durably.
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        match self.fs.fsync(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsync", e)),
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -407,12 +456,15 @@ impl Filesystem for FuseFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        match self.fs.fsync(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsyncdir", e)),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -432,7 +484,10 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("setxattr", write_error(&self.fs, ino)));
+        reply.error(fail(
+            "setxattr",
+            refuse(&self.fs, ino, FsError::NotSupported),
+        ));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
@@ -451,7 +506,10 @@ impl Filesystem for FuseFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("removexattr", write_error(&self.fs, ino)));
+        reply.error(fail(
+            "removexattr",
+            refuse(&self.fs, ino, FsError::NotSupported),
+        ));
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -465,13 +523,22 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
+        name: &OsStr,
+        mode: u32,
         _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(fail("create", write_error(&self.fs, parent)));
+        match self.fs.create(parent.0, name.as_bytes(), mode) {
+            Ok(e) => reply.created(
+                &e.ttl,
+                &file_attr(&e.attr),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(fail("create", e)),
+        }
     }
 
     fn fallocate(
@@ -479,19 +546,27 @@ impl Filesystem for FuseFs {
         _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("fallocate", write_error(&self.fs, ino)));
+        match self.fs.fallocate(ino.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fallocate", e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        self.fs.forget(ino.0);
     }
 }
 
-/// The error for an operation that would change `ino` (or a child of it).
-fn write_error(fs: &CommitFs, ino: INodeNo) -> FsError {
+/// `e` for an operation Git cannot store on a writable `ino`; EROFS (or
+/// ENOENT) where nothing may be written at all.
+fn refuse(fs: &CommitFs, ino: INodeNo, e: FsError) -> FsError {
     match fs.check_writable(ino.0) {
-        Ok(()) => FsError::ReadOnly,
-        Err(e) => e,
+        Ok(()) => e,
+        Err(ro) => ro,
     }
 }

@@ -71,6 +71,23 @@ pub enum Kind {
     /// A submodule (gitlink): an empty read-only directory.
     Submodule {
         snap: Arc<Snap>,
+        oid: Oid,
+    },
+    /// A directory of a branch with changes below it: its children are listed
+    /// in the overlay (see `overlay.rs`).
+    MDir {
+        snap: Arc<Snap>,
+    },
+    /// A file of a branch that has been written: its bytes are in a spill file
+    /// in the overlay.
+    MFile {
+        snap: Arc<Snap>,
+        executable: bool,
+    },
+    /// A symlink made in a branch.
+    MSymlink {
+        snap: Arc<Snap>,
+        target: Box<[u8]>,
     },
 }
 
@@ -80,13 +97,31 @@ impl Kind {
             Kind::Tree { snap, .. }
             | Kind::File { snap, .. }
             | Kind::Symlink { snap, .. }
-            | Kind::Submodule { snap } => Some(snap),
+            | Kind::Submodule { snap, .. }
+            | Kind::MDir { snap }
+            | Kind::MFile { snap, .. }
+            | Kind::MSymlink { snap, .. } => Some(snap),
             _ => None,
         }
     }
 
     pub fn is_dir(&self) -> bool {
-        !matches!(self, Kind::File { .. } | Kind::Symlink { .. } | Kind::Head)
+        !matches!(
+            self,
+            Kind::File { .. }
+                | Kind::Symlink { .. }
+                | Kind::Head
+                | Kind::MFile { .. }
+                | Kind::MSymlink { .. }
+        )
+    }
+
+    /// Whether this node or something below it has changed (it is in the overlay).
+    pub fn materialized(&self) -> bool {
+        matches!(
+            self,
+            Kind::MDir { .. } | Kind::MFile { .. } | Kind::MSymlink { .. }
+        )
     }
 }
 
@@ -153,6 +188,94 @@ impl Inodes {
         });
         self.nodes.insert(ino, node.clone());
         node
+    }
+
+    /// Replaces what an existing inode is, keeping its number and place.
+    pub fn set_kind(&mut self, ino: Ino, kind: Kind) -> Option<Arc<Node>> {
+        let old = self.nodes.get(&ino)?.clone();
+        let node = Arc::new(Node {
+            ino,
+            parent: old.parent,
+            name: old.name.clone(),
+            kind,
+        });
+        self.nodes.insert(ino, node.clone());
+        Some(node)
+    }
+
+    /// Takes `name` out of `parent`: the inode keeps its data for as long as the
+    /// kernel holds it (an open file stays readable), but no path leads to it.
+    pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.by_path.remove(&(parent, Box::<[u8]>::from(name)))
+    }
+
+    /// Moves the inode at `parent/name` to `new_parent/new_name`, as rename(2)
+    /// does: the number goes with the object. An inode that was at the target
+    /// is unlinked and returned.
+    pub fn rename(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> Option<Ino> {
+        let ino = self.by_path.remove(&(parent, Box::<[u8]>::from(name)))?;
+        let replaced = self
+            .by_path
+            .insert((new_parent, Box::<[u8]>::from(new_name)), ino);
+        if let Some(old) = self.nodes.get(&ino).cloned() {
+            self.nodes.insert(
+                ino,
+                Arc::new(Node {
+                    ino,
+                    parent: new_parent,
+                    name: new_name.into(),
+                    kind: old.kind.clone(),
+                }),
+            );
+        }
+        replaced
+    }
+
+    /// Swaps the inodes at two paths (RENAME_EXCHANGE).
+    pub fn exchange(&mut self, p1: Ino, n1: &[u8], p2: Ino, n2: &[u8]) {
+        let k1 = (p1, Box::<[u8]>::from(n1));
+        let k2 = (p2, Box::<[u8]>::from(n2));
+        let (Some(a), Some(b)) = (
+            self.by_path.get(&k1).copied(),
+            self.by_path.get(&k2).copied(),
+        ) else {
+            return;
+        };
+        self.by_path.insert(k1, b);
+        self.by_path.insert(k2, a);
+        for (ino, parent, name) in [(a, p2, n2), (b, p1, n1)] {
+            if let Some(old) = self.nodes.get(&ino).cloned() {
+                self.nodes.insert(
+                    ino,
+                    Arc::new(Node {
+                        ino,
+                        parent,
+                        name: name.into(),
+                        kind: old.kind.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Forgets an inode no path leads to any more.
+    pub fn drop_orphan(&mut self, ino: Ino) {
+        self.nodes.remove(&ino);
+    }
+
+    /// Whether a path leads to `ino`.
+    pub fn is_linked(&self, n: &Node) -> bool {
+        n.ino == ROOT
+            || self
+                .by_path
+                .get(&(n.parent, n.name.clone()))
+                .is_some_and(|&i| i == n.ino)
     }
 
     pub fn len(&self) -> usize {

@@ -6,17 +6,21 @@
 //! - `fuse`: the thin adapter from fuser's requests to the core.
 //! - `fs`: the semantic core (lookup, getattr, read, readdir, ...).
 //! - `inodes`: inode numbers <-> paths.
+//! - `overlay`: a branch's pending changes (materialized directories and files).
+//! - `commit`: overlay -> trees -> commit -> ref; the settle window; scratch files.
 //! - `prefetch`: pushes small files of listed directories into the page cache.
 //! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
 //! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
 
 pub mod blob_cache;
 pub mod cli;
+pub mod commit;
 pub mod daemon;
 pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod inodes;
+pub mod overlay;
 pub mod pack_stream;
 pub mod prefetch;
 pub mod repo;

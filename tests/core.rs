@@ -298,11 +298,15 @@ fn path_resolution_in_a_whole_repository_mount() {
         fs.lookup(a, b"..").unwrap().attr.ino,
         path_ino(&fs, &[b"main"]).unwrap()
     );
-    // Directories that are not snapshots cannot be opened as files; writes are EROFS.
+    // Directories cannot be opened as files; a branch's files are writable, a
+    // tag's are not.
     assert_eq!(fs.open(a, false), Err(FsError::IsDir));
     let readme = path_ino(&fs, &[b"main", b"README"]).unwrap();
-    assert_eq!(fs.open(readme, true), Err(FsError::ReadOnly));
-    assert_eq!(fs.check_writable(readme), Err(FsError::ReadOnly));
+    assert!(fs.open(readme, true).is_ok());
+    assert_eq!(fs.check_writable(readme), Ok(()));
+    let tagged = path_ino(&fs, &[b".tags", b"v1", b"README"]).unwrap();
+    assert_eq!(fs.open(tagged, true), Err(FsError::ReadOnly));
+    assert_eq!(fs.check_writable(tagged), Err(FsError::ReadOnly));
 }
 
 #[test]
@@ -490,8 +494,17 @@ fn oversized_symlink_is_eio_and_access_checks_exec() {
     );
     assert_eq!(fs.access(tool, libc::X_OK), Ok(()));
     assert_eq!(fs.access(plain, libc::R_OK), Ok(()));
+    assert_eq!(fs.access(plain, libc::W_OK), Ok(()), "a branch is writable");
+    let ro = new_fs(
+        dir.path(),
+        FsConfig {
+            read_only: true,
+            ..FsConfig::default()
+        },
+    );
+    let plain_ro = path_ino(&ro, &[b"main", b"plain"]).unwrap();
     assert_eq!(
-        fs.access(plain, libc::W_OK),
+        ro.access(plain_ro, libc::W_OK),
         Err(commitfs::error::FsError::ReadOnly)
     );
 }

@@ -1,0 +1,579 @@
+//! Overlay -> trees -> commit -> ref update; the settle window; scratch files.
+//!
+//! When commits are made (SPEC section 4):
+//! - `fsync` of a file commits its branch at once, and returns once the objects
+//!   and then the ref are on stable storage (`syncfs` of the repository).
+//! - Every other change marks its branch dirty; the scheduler thread commits a
+//!   dirty branch once no change has come for the settle window (`--settle`,
+//!   200 ms), or once the branch has been dirty for `SETTLE_CAP` whatever comes.
+//!   (The kernel sends no close to the daemon; the last writes of a close are
+//!   the last change.)
+//! - Unmount and SIGTERM commit every dirty branch (`commit_all`).
+//!
+//! A commit is built from this mount's view of the branch: clean subtrees keep
+//! their ids, materialized directories are rebuilt, written files become blobs.
+//! Scratch files (editor swap, backup, lock and probe files) that were made or
+//! changed here never enter a tree. The ref is moved with a compare-and-swap on
+//! the tip the commit was built on; if someone else moved it, this mount's
+//! changes since its last commit are applied on top of the new tip instead, and
+//! where both changed a path, this mount's version wins and the message says so.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use git2::{Oid, Repository};
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{FsError, FsResult};
+use crate::fs::CommitFs;
+use crate::inodes::{Ino, Inodes, Kind, Node};
+
+/// However many changes keep coming, a dirty branch is committed this long
+/// after it became dirty.
+pub const SETTLE_CAP: Duration = Duration::from_secs(3);
+/// Blobs up to this size are written from one buffer; larger ones are streamed.
+const BLOB_BUFFER: u64 = 8 << 20;
+
+/// A branch this mount has written to.
+pub struct BranchW {
+    pub name: Box<[u8]>,
+    pub root: Ino,
+    pub st: Mutex<BranchSt>,
+    /// One commit of a branch at a time.
+    commit_lock: Mutex<()>,
+}
+
+pub struct BranchSt {
+    /// The commit the last commit of this mount made (or found at first lookup).
+    pub base: Option<Oid>,
+    /// The tree of this mount's view at that commit.
+    pub view: Oid,
+    pub dirty: bool,
+    pub first_dirty: Option<Instant>,
+    pub last_change: Option<Instant>,
+}
+
+/// The scheduler's wake-up call.
+#[derive(Default)]
+pub struct Scheduler {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl CommitFs {
+    /// The branch `n` belongs to (made on first use).
+    pub(crate) fn branch_for(&self, inodes: &Inodes, n: &Node) -> Option<Arc<BranchW>> {
+        let snap = n.kind.snap()?;
+        let crate::inodes::SnapSource::Branch(name) = &snap.source else {
+            return None;
+        };
+        if let Some(b) = self.branches.lock().get(name) {
+            return Some(b.clone());
+        }
+        // Walk up to the branch root.
+        let mut at = inodes.get(n.ino)?;
+        for _ in 0..4096 {
+            if self.is_branch_root(inodes, &at) {
+                break;
+            }
+            at = inodes.get(at.parent)?;
+        }
+        let b = Arc::new(BranchW {
+            name: name.clone(),
+            root: at.ino,
+            st: Mutex::new(BranchSt {
+                base: snap.snapshot.commit,
+                view: snap.snapshot.tree,
+                dirty: false,
+                first_dirty: None,
+                last_change: None,
+            }),
+            commit_lock: Mutex::new(()),
+        });
+        Some(
+            self.branches
+                .lock()
+                .entry(name.clone())
+                .or_insert(b)
+                .clone(),
+        )
+    }
+
+    /// Something in `ino`'s branch changed: restart its settle window.
+    pub(crate) fn changed(&self, ino: Ino) {
+        let b = {
+            let inodes = self.inodes.read();
+            match inodes.get(ino) {
+                Some(n) => self.branch_for(&inodes, &n),
+                None => None,
+            }
+        };
+        if let Some(b) = b {
+            let now = Instant::now();
+            let mut st = b.st.lock();
+            st.dirty = true;
+            st.last_change = Some(now);
+            st.first_dirty.get_or_insert(now);
+            drop(st);
+            self.sched.wake.notify_all();
+        }
+    }
+
+    /// fsync: commits the branch of `ino` now, durably. Nothing to commit is fine.
+    pub fn fsync(&self, ino: Ino) -> FsResult<()> {
+        let b = {
+            let inodes = self.inodes.read();
+            let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+            self.branch_for(&inodes, &n)
+        };
+        match b {
+            Some(b) => self.commit_branch(&b, true).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits every dirty branch (unmount, SIGTERM, syncfs).
+    pub fn commit_all(&self) -> FsResult<()> {
+        let all: Vec<_> = self.branches.lock().values().cloned().collect();
+        let mut result = Ok(());
+        for b in all {
+            if b.st.lock().dirty {
+                if let Err(e) = self.commit_branch(&b, true) {
+                    log::error!("committing {}: {e}", String::from_utf8_lossy(&b.name));
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Commits branch `b` if its view changed. Returns the new commit.
+    pub fn commit_branch(&self, b: &BranchW, durable: bool) -> FsResult<Option<Oid>> {
+        let _one = b.commit_lock.lock();
+        {
+            let mut st = b.st.lock();
+            st.dirty = false;
+            st.first_dirty = None;
+        }
+        let result = self.commit_locked(b, durable);
+        if result.is_err() {
+            // Nothing was lost: try again at the next window.
+            let mut st = b.st.lock();
+            st.dirty = true;
+            st.first_dirty.get_or_insert(Instant::now());
+        }
+        result
+    }
+
+    fn commit_locked(&self, b: &BranchW, durable: bool) -> FsResult<Option<Oid>> {
+        let name = std::str::from_utf8(&b.name)
+            .map_err(|_| FsError::io("branch name is not UTF-8; libgit2 cannot update it"))?;
+        let refname = format!("refs/heads/{name}");
+        let (base, view) = {
+            let st = b.st.lock();
+            (st.base, st.view)
+        };
+        let repo_arc = self.repo.clone();
+        repo_arc.with(|repo| {
+            let new_view = self.build_tree(repo, b.root, true)?.unwrap_or(view);
+            if new_view == view {
+                return Ok(None);
+            }
+            let changes = diff_paths(repo, view, new_view)?;
+            let sig = self.signature(repo)?;
+            let mut message = summary(&changes);
+            for _attempt in 0..8 {
+                let tip = repo.refname_to_id(&refname).ok();
+                let (tree, parents, note) = if tip == base {
+                    (new_view, tip, Vec::new())
+                } else {
+                    // Someone else moved the branch: apply our changes on their tip.
+                    let tip = tip.ok_or_else(|| FsError::io(format!("branch {name} was deleted")))?;
+                    let tip_tree = repo.find_commit(tip)?.tree_id();
+                    let base_tree = match base {
+                        Some(c) => repo.find_commit(c)?.tree_id(),
+                        None => view,
+                    };
+                    let theirs = diff_paths(repo, base_tree, tip_tree)?;
+                    let merged = apply_changes(repo, tip_tree, &changes)?;
+                    let both: Vec<Vec<u8>> = changes
+                        .iter()
+                        .filter(|c| theirs.iter().any(|t| t.path == c.path))
+                        .map(|c| c.path.clone())
+                        .collect();
+                    (merged, Some(tip), both)
+                };
+                let mut msg = message.clone();
+                if !note.is_empty() {
+                    msg.push_str(&format!(
+                        "\n\nAlso changed by another writer since this mount's last commit; this mount's version is kept, the other stays in history:\n{}",
+                        note.iter()
+                            .map(|p| format!("  {}", String::from_utf8_lossy(p)))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ));
+                }
+                let tree_obj = repo.find_tree(tree)?;
+                let parent_commits: Vec<git2::Commit<'_>> = match parents {
+                    Some(p) => vec![repo.find_commit(p)?],
+                    None => Vec::new(),
+                };
+                let refs: Vec<&git2::Commit<'_>> = parent_commits.iter().collect();
+                let commit = repo.commit(None, &sig, &sig, &msg, &tree_obj, &refs)?;
+                if durable {
+                    syncfs(repo.path())?;
+                }
+                let updated = match parents {
+                    Some(p) => repo.reference_matching(&refname, commit, true, p, &first_line(&msg)),
+                    None => repo.reference(&refname, commit, false, &first_line(&msg)),
+                };
+                match updated {
+                    Ok(_) => {
+                        if durable {
+                            syncfs(repo.path())?;
+                        }
+                        let mut st = b.st.lock();
+                        st.base = Some(commit);
+                        st.view = new_view;
+                        log::info!("{name}: {}", first_line(&msg));
+                        return Ok(Some(commit));
+                    }
+                    Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => {
+                        log::info!("{name} moved under us; applying again on its new tip");
+                        message = summary(&changes);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(FsError::io(format!("branch {name} keeps moving; will try again")))
+        })
+    }
+
+    /// The tree of directory `ino` as this mount sees it; `None` for an empty
+    /// directory below the root (Git has no empty trees).
+    fn build_tree(&self, repo: &Repository, ino: Ino, top: bool) -> FsResult<Option<Oid>> {
+        let n = self.node_of(ino)?;
+        match &n.kind {
+            Kind::Tree { oid, .. } => return Ok(Some(*oid)),
+            Kind::MDir { .. } => {}
+            _ => return Err(FsError::NotDir),
+        }
+        let mut tb = repo.treebuilder(None)?;
+        for (name, child) in self.mat_children(ino) {
+            let c = self.node_of(child)?;
+            let scratch = self.is_scratch(&name);
+            let entry: Option<(Oid, i32)> = match &c.kind {
+                Kind::Tree { oid, .. } => Some((*oid, 0o040000)),
+                Kind::File {
+                    oid, executable, ..
+                } => Some((*oid, file_mode(*executable))),
+                Kind::Symlink { oid, .. } => Some((*oid, 0o120000)),
+                Kind::Submodule { oid, .. } => Some((*oid, 0o160000)),
+                Kind::MDir { .. } => self.build_tree(repo, child, false)?.map(|o| (o, 0o040000)),
+                Kind::MFile { executable, .. } if !scratch => {
+                    Some((self.write_blob(repo, child)?, file_mode(*executable)))
+                }
+                Kind::MSymlink { target, .. } if !scratch => Some((repo.blob(target)?, 0o120000)),
+                _ => None,
+            };
+            if let Some((oid, mode)) = entry {
+                tb.insert(name.to_vec(), oid, mode)?;
+            }
+        }
+        if tb.is_empty() && !top {
+            return Ok(None);
+        }
+        Ok(Some(tb.write()?))
+    }
+
+    /// The blob of a written file (written once per version).
+    fn write_blob(&self, repo: &Repository, ino: Ino) -> FsResult<Oid> {
+        let wf = self
+            .wfile(ino)
+            .ok_or_else(|| FsError::io("written file lost its data"))?;
+        let mut st = wf.st.lock();
+        if let Some((v, oid)) = st.committed {
+            if v == st.version {
+                return Ok(oid);
+            }
+        }
+        let size = st.size;
+        let oid = if size <= BLOB_BUFFER {
+            let mut buf = vec![0u8; size as usize];
+            wf.file.read_exact_at(&mut buf, 0)?;
+            repo.blob(&buf)?
+        } else {
+            let odb = repo.odb()?;
+            let mut w = odb.writer(size as usize, git2::ObjectType::Blob)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut pos = 0u64;
+            while pos < size {
+                let n = (size - pos).min(buf.len() as u64) as usize;
+                wf.file.read_exact_at(&mut buf[..n], pos)?;
+                std::io::Write::write_all(&mut w, &buf[..n])?;
+                pos += n as u64;
+            }
+            w.finalize()?
+        };
+        st.committed = Some((st.version, oid));
+        Ok(oid)
+    }
+
+    fn signature(&self, repo: &Repository) -> FsResult<git2::Signature<'static>> {
+        let (name, email) = match &self.config().author {
+            Some(a) => parse_author(a).ok_or_else(|| FsError::io(format!("bad --author '{a}'")))?,
+            None => {
+                let cfg = repo.config()?;
+                match (cfg.get_string("user.name"), cfg.get_string("user.email")) {
+                    (Ok(n), Ok(e)) => (n, e),
+                    _ => ("commitfs".to_string(), format!("commitfs@{}", hostname())),
+                }
+            }
+        };
+        Ok(git2::Signature::now(&name, &email)?)
+    }
+
+    /// The scheduler's loop: commits each dirty branch once it has settled.
+    pub fn run_scheduler(&self) {
+        loop {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            let mut due = Vec::new();
+            for b in self.branches.lock().values() {
+                let st = b.st.lock();
+                if !st.dirty {
+                    continue;
+                }
+                let (Some(last), Some(first)) = (st.last_change, st.first_dirty) else {
+                    continue;
+                };
+                let at = (last + self.config().settle).min(first + SETTLE_CAP);
+                if at <= now {
+                    due.push(b.clone());
+                } else {
+                    next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                }
+            }
+            for b in due {
+                if let Err(e) = self.commit_branch(&b, false) {
+                    log::error!("committing {}: {e}", String::from_utf8_lossy(&b.name));
+                }
+            }
+            let mut stop = self.sched.stop.lock();
+            if *stop {
+                return;
+            }
+            match next {
+                Some(at) => {
+                    let _ = self.sched.wake.wait_until(&mut stop, at);
+                }
+                None => {
+                    let _ = self.sched.wake.wait_for(&mut stop, Duration::from_secs(1));
+                }
+            }
+            if *stop {
+                return;
+            }
+        }
+    }
+
+    pub fn stop_scheduler(&self) {
+        *self.sched.stop.lock() = true;
+        self.sched.wake.notify_all();
+    }
+
+    /// Whether `name` is a scratch file that never enters history.
+    pub fn is_scratch(&self, name: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.scratch
+            .is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(name)))
+    }
+}
+
+fn file_mode(executable: bool) -> i32 {
+    if executable { 0o100755 } else { 0o100644 }
+}
+
+fn first_line(msg: &str) -> String {
+    msg.lines().next().unwrap_or("commitfs").to_string()
+}
+
+/// `Name <email>`.
+pub fn parse_author(a: &str) -> Option<(String, String)> {
+    let (name, rest) = a.split_once('<')?;
+    let email = rest.strip_suffix('>')?;
+    let name = name.trim();
+    if name.is_empty() || email.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), email.to_string()))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn syncfs(dir: &std::path::Path) -> FsResult<()> {
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(dir)?;
+    // SAFETY: d is an open descriptor.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// One changed path between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub status: char,
+    pub path: Vec<u8>,
+    /// The new (id, mode), or `None` for a deletion.
+    pub new: Option<(Oid, i32)>,
+}
+
+fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
+    let old = repo.find_tree(old)?;
+    let new = repo.find_tree(new)?;
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None)?;
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        let (status, file) = match d.status() {
+            git2::Delta::Added => ('A', d.new_file()),
+            git2::Delta::Deleted => ('D', d.old_file()),
+            _ => ('M', d.new_file()),
+        };
+        let Some(path) = file.path_bytes() else {
+            continue;
+        };
+        let new = match status {
+            'D' => None,
+            _ => Some((d.new_file().id(), u32::from(d.new_file().mode()) as i32)),
+        };
+        out.push(Change {
+            status,
+            path: path.to_vec(),
+            new,
+        });
+    }
+    Ok(out)
+}
+
+/// Applies `changes` to tree `base`.
+fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
+    let base = repo.find_tree(base)?;
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    for c in changes {
+        match c.new {
+            Some((oid, mode)) => {
+                let mode = match mode {
+                    0o100755 => git2::FileMode::BlobExecutable,
+                    0o120000 => git2::FileMode::Link,
+                    0o160000 => git2::FileMode::Commit,
+                    _ => git2::FileMode::Blob,
+                };
+                b.upsert(c.path.clone(), oid, mode);
+            }
+            None => {
+                b.remove(c.path.clone());
+            }
+        }
+    }
+    Ok(b.create_updated(repo, &base)?)
+}
+
+/// `Update README.md`, or `Add 3 files, update 1, delete 2 in src/`, and the
+/// paths in the body.
+pub fn summary(changes: &[Change]) -> String {
+    let verb = |s: char| match s {
+        'A' => "Add",
+        'D' => "Delete",
+        _ => "Update",
+    };
+    let line = if let [c] = changes {
+        format!("{} {}", verb(c.status), String::from_utf8_lossy(&c.path))
+    } else {
+        let count = |s: char| changes.iter().filter(|c| c.status == s).count();
+        let mut parts = Vec::new();
+        for (s, word) in [('A', "add"), ('M', "update"), ('D', "delete")] {
+            let n = count(s);
+            if n > 0 {
+                if parts.is_empty() {
+                    parts.push(format!("{word} {n} file{}", if n == 1 { "" } else { "s" }));
+                } else {
+                    parts.push(format!("{word} {n}"));
+                }
+            }
+        }
+        let mut line = parts.join(", ");
+        if let Some(first) = line.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        let dirs: HashMap<&[u8], ()> = changes
+            .iter()
+            .map(|c| match c.path.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&c.path[..=i], ()),
+                None => (&b""[..], ()),
+            })
+            .collect();
+        if dirs.len() == 1 {
+            if let Some(d) = dirs.keys().next() {
+                if !d.is_empty() {
+                    line.push_str(&format!(" in {}", String::from_utf8_lossy(d)));
+                }
+            }
+        }
+        line
+    };
+    let body: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {}", c.status, String::from_utf8_lossy(&c.path)))
+        .collect();
+    format!("{line}\n\n{}\n", body.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(status: char, path: &str) -> Change {
+        Change {
+            status,
+            path: path.as_bytes().to_vec(),
+            new: None,
+        }
+    }
+
+    #[test]
+    fn messages_say_what_changed() {
+        assert!(summary(&[ch('M', "README.md")]).starts_with("Update README.md\n"));
+        let m = summary(&[
+            ch('A', "src/a"),
+            ch('A', "src/b"),
+            ch('A', "src/c"),
+            ch('M', "src/d"),
+            ch('D', "src/e"),
+            ch('D', "src/f"),
+        ]);
+        assert!(
+            m.starts_with("Add 3 files, update 1, delete 2 in src/\n"),
+            "{m}"
+        );
+        assert!(m.contains("\nD src/f"));
+        assert!(summary(&[ch('D', "a"), ch('D', "b/c")]).starts_with("Delete 2 files\n"));
+    }
+
+    #[test]
+    fn authors_parse() {
+        assert_eq!(
+            parse_author("A B <a@b>"),
+            Some(("A B".into(), "a@b".into()))
+        );
+        assert_eq!(parse_author("nobody"), None);
+    }
+}

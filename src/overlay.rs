@@ -1,0 +1,639 @@
+//! A branch's pending changes: the materialized part of its tree.
+//!
+//! A clean node of a branch is only an object id (`Kind::Tree`, `Kind::File`,
+//! `Kind::Symlink`). A node that changes is *materialized*:
+//! - a directory becomes `Kind::MDir`, and its children (name -> inode) move
+//!   into the overlay, loaded once from its tree;
+//! - a file becomes `Kind::MFile`, and its bytes move into an unlinked spill
+//!   file on disk (copied from the blob, unless the change truncates it);
+//! - a new symlink is `Kind::MSymlink`, its target inline.
+//!
+//! Invariants:
+//! - Every ancestor of a materialized node, up to the branch's root, is an
+//!   `MDir`: a commit only has to walk `MDir`s to find every change, and reuses
+//!   the object id of every clean subtree.
+//! - An `MDir`'s children in the overlay are exactly what the directory holds.
+//! - An unlinked inode keeps its data (an open file stays readable and
+//!   writable) until the kernel forgets it.
+//!
+//! Lock order: `inodes` (write), then `ov`; a file's own `st` lock is taken
+//! after both or alone. File data is read and written with neither of the
+//! first two held.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use git2::Oid;
+use parking_lot::Mutex;
+
+use crate::error::{FsError, FsResult};
+use crate::fs::{CommitFs, Entry, now_secs};
+use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::repo::{NAME_MAX, valid_name};
+
+/// A written file: its bytes in an unlinked spill file.
+pub struct WFile {
+    pub file: File,
+    pub st: Mutex<WState>,
+}
+
+pub struct WState {
+    pub size: u64,
+    pub mtime: i64,
+    /// Bumped by every change of content.
+    pub version: u64,
+    /// The blob written for this file at the last commit, and the version it was.
+    pub committed: Option<(u64, Oid)>,
+}
+
+pub enum Mat {
+    Dir(BTreeMap<Box<[u8]>, Ino>),
+    File(Arc<WFile>),
+}
+
+/// What Git cannot store, kept in memory: permission bits beyond the
+/// executable bit, and times set by utimens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Meta {
+    pub perm: Option<u16>,
+    pub mtime: Option<i64>,
+    pub atime: Option<i64>,
+}
+
+#[derive(Default)]
+pub struct Overlay {
+    pub mats: HashMap<Ino, Mat>,
+    pub meta: HashMap<Ino, Meta>,
+}
+
+/// What a setattr asks for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<i64>,
+    pub mtime: Option<i64>,
+}
+
+pub const RENAME_NOREPLACE: u32 = 1;
+pub const RENAME_EXCHANGE: u32 = 2;
+
+/// A name a program may create: EINVAL for one Git must never store.
+fn check_new_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if !valid_name(name) || name.eq_ignore_ascii_case(b".git") {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
+fn branch_name(snap: &Snap) -> Option<&[u8]> {
+    match &snap.source {
+        SnapSource::Branch(b) => Some(b),
+        SnapSource::Fixed => None,
+    }
+}
+
+impl CommitFs {
+    /// The snapshot of a node that may be written: a branch's, on a mount that
+    /// is not read-only. EROFS for tags, commits, the root and namespaces.
+    pub(crate) fn writable_snap(&self, n: &Node) -> FsResult<Arc<Snap>> {
+        if self.config().read_only {
+            return Err(FsError::ReadOnly);
+        }
+        match n.kind.snap() {
+            Some(s) if branch_name(s).is_some() && !matches!(n.kind, Kind::Submodule { .. }) => {
+                Ok(s.clone())
+            }
+            _ => Err(FsError::ReadOnly),
+        }
+    }
+
+    /// Whether `n` is the root of its branch (the mount's root, or a branch
+    /// directory under the root or a namespace).
+    pub(crate) fn is_branch_root(&self, inodes: &Inodes, n: &Node) -> bool {
+        n.ino == ROOT
+            || inodes
+                .get(n.parent)
+                .is_some_and(|p| matches!(p.kind, Kind::Root | Kind::BranchNs(_)))
+    }
+
+    /// Materializes directory `ino` and its ancestors up to the branch root.
+    pub(crate) fn mat_dir(&self, inodes: &mut Inodes, ov: &mut Overlay, ino: Ino) -> FsResult<()> {
+        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+        let (snap, oid) = match &n.kind {
+            Kind::MDir { .. } => return Ok(()),
+            Kind::Tree { snap, oid } => (snap.clone(), *oid),
+            Kind::Submodule { .. } => return Err(FsError::ReadOnly),
+            k if k.is_dir() => return Err(FsError::ReadOnly),
+            _ => return Err(FsError::NotDir),
+        };
+        if !self.is_branch_root(inodes, &n) {
+            self.mat_dir(inodes, ov, n.parent)?;
+        }
+        let entries = self.tree_entries(oid)?;
+        let mut children = BTreeMap::new();
+        for e in entries.iter() {
+            let child = match inodes.child(ino, &e.name) {
+                Some(c) => c.ino,
+                None => {
+                    inodes
+                        .upsert(ino, &e.name, crate::fs::tree_kind(&snap, e))
+                        .ino
+                }
+            };
+            children.insert(e.name.clone(), child);
+        }
+        ov.mats.insert(ino, Mat::Dir(children));
+        inodes.set_kind(ino, Kind::MDir { snap });
+        Ok(())
+    }
+
+    fn children_mut<'a>(
+        ov: &'a mut Overlay,
+        ino: Ino,
+    ) -> FsResult<&'a mut BTreeMap<Box<[u8]>, Ino>> {
+        match ov.mats.get_mut(&ino) {
+            Some(Mat::Dir(c)) => Ok(c),
+            _ => Err(FsError::io("directory is not materialized")),
+        }
+    }
+
+    /// The written file behind `ino`, materializing it first (copying its blob
+    /// unless `truncate`).
+    pub(crate) fn mat_file(&self, ino: Ino, truncate: bool) -> FsResult<Arc<WFile>> {
+        let mut inodes = self.inodes.write();
+        let mut ov = self.ov.lock();
+        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+        match &n.kind {
+            Kind::MFile { .. } => match ov.mats.get(&ino) {
+                Some(Mat::File(f)) => Ok(f.clone()),
+                _ => Err(FsError::io("written file lost its data")),
+            },
+            Kind::File {
+                snap,
+                oid,
+                executable,
+            } => {
+                let snap = snap.clone();
+                self.writable_snap(&n)?;
+                if inodes.is_linked(&n) {
+                    self.mat_dir(&mut inodes, &mut ov, n.parent)?;
+                }
+                let file = self.new_spill()?;
+                let mut size = 0;
+                if !truncate {
+                    let mut pos = 0u64;
+                    self.repo.stream_blob(*oid, &mut |chunk| {
+                        file.write_all_at(chunk, pos)?;
+                        pos += chunk.len() as u64;
+                        Ok(())
+                    })?;
+                    size = pos;
+                }
+                let wf = Arc::new(WFile {
+                    file,
+                    st: Mutex::new(WState {
+                        size,
+                        mtime: snap.snapshot.time,
+                        version: 0,
+                        committed: if truncate { None } else { Some((0, *oid)) },
+                    }),
+                });
+                ov.mats.insert(ino, Mat::File(wf.clone()));
+                inodes.set_kind(
+                    ino,
+                    Kind::MFile {
+                        snap,
+                        executable: *executable,
+                    },
+                );
+                Ok(wf)
+            }
+            Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => Err(FsError::Invalid),
+            _ => Err(FsError::IsDir),
+        }
+    }
+
+    fn new_spill(&self) -> FsResult<File> {
+        let dir = &self.config().spill_dir;
+        tempfile::tempfile_in(dir).map_err(|e| {
+            FsError::io(format!(
+                "cannot create a spill file in {}: {e}",
+                dir.display()
+            ))
+        })
+    }
+
+    /// Common start of every namespace change below `parent`: the parent must be
+    /// a writable directory; it is materialized.
+    fn begin_change(
+        &self,
+        inodes: &mut Inodes,
+        ov: &mut Overlay,
+        parent: Ino,
+    ) -> FsResult<Arc<Snap>> {
+        let p = inodes.get(parent).ok_or(FsError::NotFound)?;
+        if !p.kind.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        let snap = self.writable_snap(&p)?;
+        self.mat_dir(inodes, ov, parent)?;
+        Ok(snap)
+    }
+
+    fn add_child(
+        &self,
+        inodes: &mut Inodes,
+        ov: &mut Overlay,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+    ) -> FsResult<Arc<Node>> {
+        let children = Self::children_mut(ov, parent)?;
+        if children.contains_key(name) {
+            return Err(FsError::Exists);
+        }
+        let node = inodes.upsert(parent, name, kind);
+        Self::children_mut(ov, parent)?.insert(name.into(), node.ino);
+        ov.meta.remove(&node.ino);
+        Ok(node)
+    }
+
+    /// create(2) and mknod(2) of a regular file.
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
+        check_new_name(name)?;
+        let file = self.new_spill()?;
+        let node = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+            let wf = Arc::new(WFile {
+                file,
+                st: Mutex::new(WState {
+                    size: 0,
+                    mtime: now_secs(),
+                    version: 1,
+                    committed: None,
+                }),
+            });
+            let node = self.add_child(
+                &mut inodes,
+                &mut ov,
+                parent,
+                name,
+                Kind::MFile {
+                    snap,
+                    executable: mode & 0o100 != 0,
+                },
+            )?;
+            ov.mats.insert(node.ino, Mat::File(wf));
+            self.remember_perm(&mut ov, node.ino, mode);
+            node
+        };
+        self.changed(parent);
+        self.getattr(node.ino)
+    }
+
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
+        check_new_name(name)?;
+        let node = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+            let node = self.add_child(&mut inodes, &mut ov, parent, name, Kind::MDir { snap })?;
+            ov.mats.insert(node.ino, Mat::Dir(BTreeMap::new()));
+            self.remember_perm(&mut ov, node.ino, mode);
+            ov.meta.entry(node.ino).or_default().mtime = Some(now_secs());
+            node
+        };
+        self.changed(parent);
+        self.getattr(node.ino)
+    }
+
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8]) -> FsResult<Entry> {
+        check_new_name(name)?;
+        if target.is_empty() || target.len() > 4096 {
+            return Err(FsError::Invalid);
+        }
+        let node = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+            let node = self.add_child(
+                &mut inodes,
+                &mut ov,
+                parent,
+                name,
+                Kind::MSymlink {
+                    snap,
+                    target: target.into(),
+                },
+            )?;
+            ov.meta.entry(node.ino).or_default().mtime = Some(now_secs());
+            node
+        };
+        self.changed(parent);
+        self.getattr(node.ino)
+    }
+
+    /// Keeps the permission bits Git cannot store (only the executable bit
+    /// goes into the tree).
+    fn remember_perm(&self, ov: &mut Overlay, ino: Ino, mode: u32) {
+        let perm = (mode & 0o7777) as u16;
+        if perm != 0 {
+            ov.meta.entry(ino).or_default().perm = Some(perm);
+        }
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
+        {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            self.begin_change(&mut inodes, &mut ov, parent)?;
+            let ino = *Self::children_mut(&mut ov, parent)?
+                .get(name)
+                .ok_or(FsError::NotFound)?;
+            let child = inodes.get(ino).ok_or(FsError::NotFound)?;
+            match (dir, child.kind.is_dir()) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) if !self.dir_is_empty(&ov, &child)? => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+            Self::children_mut(&mut ov, parent)?.remove(name);
+            inodes.unlink(parent, name);
+        }
+        self.changed(parent);
+        Ok(())
+    }
+
+    fn dir_is_empty(&self, ov: &Overlay, n: &Node) -> FsResult<bool> {
+        Ok(match &n.kind {
+            Kind::MDir { .. } => match ov.mats.get(&n.ino) {
+                Some(Mat::Dir(c)) => c.is_empty(),
+                _ => true,
+            },
+            Kind::Tree { oid, .. } => self.tree_entries(*oid)?.is_empty(),
+            _ => true,
+        })
+    }
+
+    /// rename(2), with RENAME_NOREPLACE and RENAME_EXCHANGE.
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
+        check_new_name(new_name)?;
+        {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let src_parent = inodes.get(parent).ok_or(FsError::NotFound)?;
+            let dst_parent = inodes.get(new_parent).ok_or(FsError::NotFound)?;
+            let src_snap = self.writable_snap(&src_parent)?;
+            // Into another branch or a read-only snapshot: EXDEV, so that mv copies.
+            let dst_snap = self
+                .writable_snap(&dst_parent)
+                .map_err(|_| FsError::CrossDevice)?;
+            if branch_name(&src_snap) != branch_name(&dst_snap) {
+                return Err(FsError::CrossDevice);
+            }
+            self.mat_dir(&mut inodes, &mut ov, parent)?;
+            self.mat_dir(&mut inodes, &mut ov, new_parent)?;
+            let src = *Self::children_mut(&mut ov, parent)?
+                .get(name)
+                .ok_or(FsError::NotFound)?;
+            let dst = Self::children_mut(&mut ov, new_parent)?
+                .get(new_name)
+                .copied();
+            if dst == Some(src) {
+                return Ok(());
+            }
+            let src_node = inodes.get(src).ok_or(FsError::NotFound)?;
+            // A directory cannot move below itself.
+            if src_node.kind.is_dir() {
+                let mut at = new_parent;
+                loop {
+                    if at == src {
+                        return Err(FsError::Invalid);
+                    }
+                    let Some(n) = inodes.get(at) else { break };
+                    if self.is_branch_root(&inodes, &n) || n.parent == at {
+                        break;
+                    }
+                    at = n.parent;
+                }
+            }
+            if flags & RENAME_EXCHANGE != 0 {
+                let dst = dst.ok_or(FsError::NotFound)?;
+                Self::children_mut(&mut ov, parent)?.insert(name.into(), dst);
+                Self::children_mut(&mut ov, new_parent)?.insert(new_name.into(), src);
+                inodes.exchange(parent, name, new_parent, new_name);
+            } else {
+                if let Some(d) = dst {
+                    if flags & RENAME_NOREPLACE != 0 {
+                        return Err(FsError::Exists);
+                    }
+                    let dst_node = inodes.get(d).ok_or(FsError::NotFound)?;
+                    match (src_node.kind.is_dir(), dst_node.kind.is_dir()) {
+                        (true, false) => return Err(FsError::NotDir),
+                        (false, true) => return Err(FsError::IsDir),
+                        (true, true) if !self.dir_is_empty(&ov, &dst_node)? => {
+                            return Err(FsError::NotEmpty);
+                        }
+                        _ => {}
+                    }
+                }
+                Self::children_mut(&mut ov, parent)?.remove(name);
+                Self::children_mut(&mut ov, new_parent)?.insert(new_name.into(), src);
+                inodes.rename(parent, name, new_parent, new_name);
+            }
+        }
+        self.changed(parent);
+        if new_parent != parent {
+            self.changed(new_parent);
+        }
+        Ok(())
+    }
+
+    /// write(2) at `offset`; a write past the end leaves a hole that reads as zeros.
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let wf = self.mat_file(ino, false)?;
+        let mut st = wf.st.lock();
+        wf.file.write_all_at(data, offset)?;
+        st.size = st.size.max(offset + data.len() as u64);
+        st.version += 1;
+        st.mtime = now_secs();
+        drop(st);
+        self.clear_mtime(ino);
+        self.changed(ino);
+        Ok(data.len() as u32)
+    }
+
+    fn clear_mtime(&self, ino: Ino) {
+        if let Some(m) = self.ov.lock().meta.get_mut(&ino) {
+            m.mtime = None;
+        }
+    }
+
+    /// chmod, chown, truncate, utimens.
+    pub fn setattr(&self, ino: Ino, a: SetAttr) -> FsResult<Entry> {
+        let n = self.node_of(ino)?;
+        let any_change =
+            a.mode.is_some() || a.size.is_some() || a.atime.is_some() || a.mtime.is_some();
+        if any_change {
+            self.writable_snap(&n)?;
+        }
+        let me = (self.config().uid, self.config().gid);
+        if a.uid.is_some_and(|u| u != me.0) || a.gid.is_some_and(|g| g != me.1) {
+            return Err(FsError::NotPermitted);
+        }
+        if let Some(size) = a.size {
+            let wf = self.mat_file(ino, size == 0)?;
+            let mut st = wf.st.lock();
+            wf.file.set_len(size)?;
+            st.size = size;
+            st.version += 1;
+            st.mtime = now_secs();
+            drop(st);
+            self.clear_mtime(ino);
+            self.changed(ino);
+        }
+        if let Some(mode) = a.mode {
+            let executable = mode & 0o100 != 0;
+            let changed = {
+                let mut inodes = self.inodes.write();
+                let mut ov = self.ov.lock();
+                let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+                ov.meta.entry(ino).or_default().perm = Some((mode & 0o7777) as u16);
+                let new_kind = match &n.kind {
+                    Kind::File {
+                        snap,
+                        oid,
+                        executable: e,
+                    } if *e != executable => Some(Kind::File {
+                        snap: snap.clone(),
+                        oid: *oid,
+                        executable,
+                    }),
+                    Kind::MFile {
+                        snap,
+                        executable: e,
+                    } if *e != executable => Some(Kind::MFile {
+                        snap: snap.clone(),
+                        executable,
+                    }),
+                    _ => None,
+                };
+                match new_kind {
+                    Some(k) => {
+                        // The executable bit goes into the tree: the parent must be
+                        // materialized for the commit to see it.
+                        if inodes.is_linked(&n) {
+                            self.mat_dir(&mut inodes, &mut ov, n.parent)?;
+                        }
+                        inodes.set_kind(ino, k);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if changed {
+                self.changed(ino);
+            }
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let mut ov = self.ov.lock();
+            let m = ov.meta.entry(ino).or_default();
+            if a.atime.is_some() {
+                m.atime = a.atime;
+            }
+            if a.mtime.is_some() {
+                m.mtime = a.mtime;
+            }
+        }
+        self.getattr(ino)
+    }
+
+    /// fallocate(2): mode 0 extends the file; KEEP_SIZE reserves nothing (there
+    /// is nothing to reserve in Git) and succeeds; other modes are EOPNOTSUPP.
+    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        let n = self.node_of(ino)?;
+        self.writable_snap(&n)?;
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(FsError::NotSupported);
+        }
+        let end = offset.checked_add(len).ok_or(FsError::Invalid)?;
+        let wf = self.mat_file(ino, false)?;
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+            let mut st = wf.st.lock();
+            if end > st.size {
+                wf.file.set_len(end)?;
+                st.size = end;
+                st.version += 1;
+                st.mtime = now_secs();
+                drop(st);
+                self.changed(ino);
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel no longer knows `ino`: an unlinked inode's data goes.
+    pub fn forget(&self, ino: Ino) {
+        let mut inodes = self.inodes.write();
+        let Some(n) = inodes.get(ino) else { return };
+        if inodes.is_linked(&n) {
+            return;
+        }
+        let mut ov = self.ov.lock();
+        ov.mats.remove(&ino);
+        ov.meta.remove(&ino);
+        inodes.drop_orphan(ino);
+    }
+
+    /// The written data of a materialized file, for reads and commits.
+    pub(crate) fn wfile(&self, ino: Ino) -> Option<Arc<WFile>> {
+        match self.ov.lock().mats.get(&ino) {
+            Some(Mat::File(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    /// The children of a materialized directory, in name order.
+    pub(crate) fn mat_children(&self, ino: Ino) -> Vec<(Box<[u8]>, Ino)> {
+        match self.ov.lock().mats.get(&ino) {
+            Some(Mat::Dir(c)) => c.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn mat_child(&self, ino: Ino, name: &[u8]) -> Option<Ino> {
+        match self.ov.lock().mats.get(&ino) {
+            Some(Mat::Dir(c)) => c.get(name).copied(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn meta_of(&self, ino: Ino) -> Meta {
+        self.ov.lock().meta.get(&ino).copied().unwrap_or_default()
+    }
+}
