@@ -17,6 +17,14 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 command -v mount >/dev/null || missing+=(mount)
 command -v tar >/dev/null || missing+=(tar)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# Real editors and copy tools, driven by the write tests as people use them.
+command -v vim >/dev/null || missing+=(vim)
+command -v nano >/dev/null || missing+=(nano)
+command -v emacs >/dev/null || missing+=(emacs-nox)
+command -v tmux >/dev/null || missing+=(tmux)
+command -v rsync >/dev/null || missing+=(rsync)
+command -v zip >/dev/null || missing+=(zip)
+command -v unzip >/dev/null || missing+=(unzip)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "commitfs setup: missing ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2

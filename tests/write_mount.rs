@@ -1,0 +1,688 @@
+//! The write side through a real mount: every operation of SPEC section 4 on a
+//! branch directory, and the history it leaves, checked with git.
+
+mod common;
+
+use std::ffi::CString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A repository with `main` (a file, a nested tree, a symlink) and branch
+/// `other`, tag `v1`; mounted with a short settle window.
+fn setup(extra: &[&str]) -> (TestRepo, PathBuf, Mount) {
+    let r = TestRepo::new();
+    r.write("README.md", b"hello\n");
+    r.write("src/lib.rs", b"pub fn f() {}\n");
+    r.write("src/deep/a.txt", b"a\n");
+    std::os::unix::fs::symlink("README.md", r.work().join("link")).unwrap();
+    r.commit("initial");
+    git(&r.work(), &["tag", "v1"]);
+    git(&r.work(), &["branch", "other"]);
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let args: Vec<&str> = [&["--settle", "100"][..], extra].concat();
+    let m = Mount::new(&bare, &mnt, &args);
+    (r, bare, m)
+}
+
+fn commits(bare: &Path, branch: &str) -> usize {
+    git(bare, &["rev-list", "--count", branch]).parse().unwrap()
+}
+
+/// Waits (bounded) until `branch` has `n` commits, then a little longer to be
+/// sure no more come.
+fn settle_to(bare: &Path, branch: &str, n: usize) {
+    let reached = wait_until(Duration::from_secs(10), || commits(bare, branch) >= n);
+    assert!(
+        reached,
+        "{branch} reached {n} commits (has {})",
+        commits(bare, branch)
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(commits(bare, branch), n, "no further commits on {branch}");
+}
+
+/// Paths changed by the last commit of `branch`.
+fn last_changed(bare: &Path, branch: &str) -> Vec<String> {
+    let out = git(bare, &["show", "--name-only", "--format=", branch]);
+    out.lines().map(str::to_string).collect()
+}
+
+fn fsck(bare: &Path) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["fsck", "--strict"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    r.expect_err("should fail").raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn files_write_read_truncate_and_fsync_is_durable_at_once() {
+    let (_r, bare, m) = setup(&[]);
+    let main = m.path.join("main");
+    // create + write + read back (read-your-writes), fsync: in git at once.
+    let mut f = std::fs::File::create(main.join("new.txt")).unwrap();
+    f.write_all(b"first line\n").unwrap();
+    assert_eq!(
+        std::fs::read(main.join("new.txt")).unwrap(),
+        b"first line\n"
+    );
+    f.sync_all().unwrap();
+    assert_eq!(git(&bare, &["show", "main:new.txt"]), "first line");
+    // pwrite past the end leaves a hole of zeros.
+    f.write_all_at(b"Z", 20).unwrap();
+    let data = std::fs::read(main.join("new.txt")).unwrap();
+    assert_eq!(data.len(), 21);
+    assert_eq!(&data[11..20], &[0u8; 9]);
+    // append
+    let mut a = std::fs::OpenOptions::new()
+        .append(true)
+        .open(main.join("README.md"))
+        .unwrap();
+    a.write_all(b"more\n").unwrap();
+    assert_eq!(
+        std::fs::read(main.join("README.md")).unwrap(),
+        b"hello\nmore\n"
+    );
+    // truncate shorter and longer, ftruncate
+    let t = std::fs::OpenOptions::new()
+        .write(true)
+        .open(main.join("src/lib.rs"))
+        .unwrap();
+    t.set_len(3).unwrap();
+    assert_eq!(std::fs::read(main.join("src/lib.rs")).unwrap(), b"pub");
+    t.set_len(6).unwrap();
+    assert_eq!(
+        std::fs::read(main.join("src/lib.rs")).unwrap(),
+        b"pub\0\0\0"
+    );
+    // O_TRUNC
+    std::fs::write(main.join("src/deep/a.txt"), b"rewritten\n").unwrap();
+    f.sync_data().unwrap();
+    assert_eq!(git(&bare, &["show", "main:src/deep/a.txt"]), "rewritten");
+    assert_eq!(git(&bare, &["show", "main:README.md"]), "hello\nmore");
+    let lib = git(&bare, &["cat-file", "-s", "main:src/lib.rs"]);
+    assert_eq!(lib, "6");
+    // fallocate extends.
+    let g = std::fs::OpenOptions::new()
+        .write(true)
+        .open(main.join("new.txt"))
+        .unwrap();
+    let rc = unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&g), 0, 0, 100) };
+    assert_eq!(rc, 0);
+    assert_eq!(std::fs::metadata(main.join("new.txt")).unwrap().len(), 100);
+    drop((f, a, t, g));
+    fsck(&bare);
+}
+
+#[test]
+fn an_unlinked_open_file_stays_readable_and_writable() {
+    let (_r, bare, m) = setup(&[]);
+    let p = m.path.join("main/README.md");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    std::fs::remove_file(&p).unwrap();
+    assert!(!p.exists());
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"after unlink\n").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hello\nafter unlink\n");
+    drop(f);
+    settle_to(&bare, "main", 2);
+    assert_eq!(last_changed(&bare, "main"), vec!["README.md"]);
+    assert!(
+        git(&bare, &["ls-tree", "--name-only", "main"])
+            .lines()
+            .all(|l| l != "README.md")
+    );
+}
+
+fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    let a = CString::new(from.as_os_str().as_bytes()).unwrap();
+    let b = CString::new(to.as_os_str().as_bytes()).unwrap();
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn directories_and_renames_follow_rename2() {
+    let (_r, bare, m) = setup(&[]);
+    let d = m.path.join("main");
+    std::fs::create_dir(d.join("empty")).unwrap();
+    std::fs::create_dir_all(d.join("full/inner")).unwrap();
+    std::fs::write(d.join("full/inner/f"), b"f\n").unwrap();
+    assert_eq!(errno(std::fs::remove_dir(d.join("full"))), libc::ENOTEMPTY);
+    assert_eq!(
+        errno(std::fs::remove_dir(d.join("README.md"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(errno(std::fs::remove_file(d.join("src"))), libc::EISDIR);
+    assert_eq!(errno(std::fs::create_dir(d.join("src"))), libc::EEXIST);
+    // file over file replaces; the inode moves with the file.
+    let ino = std::fs::metadata(d.join("src/lib.rs")).unwrap().ino();
+    std::fs::rename(d.join("src/lib.rs"), d.join("README.md")).unwrap();
+    assert_eq!(std::fs::metadata(d.join("README.md")).unwrap().ino(), ino);
+    assert_eq!(
+        std::fs::read(d.join("README.md")).unwrap(),
+        b"pub fn f() {}\n"
+    );
+    // directory over an empty directory, not over a full one; file over dir and back.
+    std::fs::create_dir(d.join("empty2")).unwrap();
+    std::fs::rename(d.join("empty2"), d.join("empty")).unwrap();
+    assert_eq!(
+        errno(std::fs::rename(d.join("src"), d.join("full"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno(std::fs::rename(d.join("link"), d.join("full"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno(std::fs::rename(d.join("full"), d.join("link"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno(std::fs::rename(d.join("full"), d.join("full/inner/x"))),
+        libc::EINVAL
+    );
+    // RENAME_NOREPLACE and RENAME_EXCHANGE.
+    assert_eq!(
+        errno(renameat2(
+            &d.join("link"),
+            &d.join("README.md"),
+            libc::RENAME_NOREPLACE
+        )),
+        libc::EEXIST
+    );
+    renameat2(
+        &d.join("full/inner/f"),
+        &d.join("README.md"),
+        libc::RENAME_EXCHANGE,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(d.join("README.md")).unwrap(), b"f\n");
+    assert_eq!(
+        std::fs::read(d.join("full/inner/f")).unwrap(),
+        b"pub fn f() {}\n"
+    );
+    // A whole directory moves.
+    std::fs::rename(d.join("full"), d.join("src/moved")).unwrap();
+    assert_eq!(
+        std::fs::read(d.join("src/moved/inner/f")).unwrap(),
+        b"pub fn f() {}\n"
+    );
+    std::fs::remove_dir(d.join("empty")).unwrap();
+    settle_to(&bare, "main", 2);
+    let tree = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert_eq!(
+        tree.lines().collect::<Vec<_>>(),
+        vec!["README.md", "link", "src/deep/a.txt", "src/moved/inner/f"]
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:src/moved/inner/f"]),
+        "pub fn f() {}"
+    );
+    fsck(&bare);
+}
+
+#[test]
+fn what_git_cannot_store_is_answered_honestly() {
+    let (_r, bare, m) = setup(&[]);
+    let d = m.path.join("main");
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    assert_eq!(
+        errno(std::fs::hard_link(d.join("README.md"), d.join("hard"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        unsafe { libc::mkfifo(c(&d.join("fifo")).as_ptr(), 0o644) },
+        -1
+    );
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM)
+    );
+    let v = b"v";
+    let rc = unsafe {
+        libc::setxattr(
+            c(&d.join("README.md")).as_ptr(),
+            c"user.x".as_ptr(),
+            v.as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTSUP)
+    );
+    let mut buf = [0u8; 8];
+    let rc = unsafe {
+        libc::getxattr(
+            c(&d.join("README.md")).as_ptr(),
+            c"user.x".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            8,
+        )
+    };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA)
+    );
+    for bad in [".git", ".GIT", ".Git"] {
+        assert_eq!(
+            errno(std::fs::write(d.join(bad), b"x")),
+            libc::EINVAL,
+            "{bad}"
+        );
+        assert_eq!(
+            errno(std::fs::create_dir(d.join(bad))),
+            libc::EINVAL,
+            "{bad}"
+        );
+    }
+    // chown: to the mounting user succeeds, to anyone else EPERM.
+    let me = unsafe { libc::getuid() };
+    std::os::unix::fs::chown(d.join("README.md"), Some(me), None).unwrap();
+    assert_eq!(
+        errno(std::os::unix::fs::chown(
+            d.join("README.md"),
+            Some(me + 1),
+            None
+        )),
+        libc::EPERM
+    );
+    // chmod: the executable bit goes into the tree, the rest stays in memory.
+    std::fs::set_permissions(d.join("README.md"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(
+        std::fs::metadata(d.join("README.md")).unwrap().mode() & 0o777,
+        0o700
+    );
+    // utimens is kept in memory.
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(d.join("src/lib.rs"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(d.join("src/lib.rs")).unwrap().mtime(),
+        1_000_000_000
+    );
+    // Across branches: EXDEV, so mv copies; into a tag: EXDEV; a tag: EROFS.
+    assert_eq!(
+        errno(std::fs::rename(
+            d.join("src/lib.rs"),
+            m.path.join("other/lib.rs")
+        )),
+        libc::EXDEV
+    );
+    assert_eq!(
+        errno(std::fs::rename(
+            d.join("src/lib.rs"),
+            m.path.join(".tags/v1/lib.rs")
+        )),
+        libc::EXDEV
+    );
+    assert_eq!(
+        errno(std::fs::write(m.path.join(".tags/v1/new"), b"x")),
+        libc::EROFS
+    );
+    let st = Command::new("mv")
+        .arg(d.join("src/lib.rs"))
+        .arg(m.path.join("other/lib.rs"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mv across branches copies");
+    settle_to(&bare, "main", 2);
+    assert_eq!(
+        git(&bare, &["ls-tree", "main", "README.md"])
+            .split_whitespace()
+            .next(),
+        Some("100755")
+    );
+    assert!(wait_until(Duration::from_secs(10), || commits(
+        &bare, "other"
+    ) == 2));
+    assert_eq!(git(&bare, &["show", "other:lib.rs"]), "pub fn f() {}");
+    fsck(&bare);
+}
+
+#[test]
+fn symlinks_are_made_and_committed() {
+    let (_r, bare, m) = setup(&[]);
+    let d = m.path.join("main");
+    std::os::unix::fs::symlink("src/lib.rs", d.join("to-lib")).unwrap();
+    assert_eq!(
+        std::fs::read_link(d.join("to-lib")).unwrap(),
+        Path::new("src/lib.rs")
+    );
+    assert_eq!(std::fs::read(d.join("to-lib")).unwrap(), b"pub fn f() {}\n");
+    settle_to(&bare, "main", 2);
+    assert_eq!(
+        git(&bare, &["ls-tree", "main", "to-lib"])
+            .split_whitespace()
+            .next(),
+        Some("120000")
+    );
+    assert_eq!(git(&bare, &["cat-file", "-p", "main:to-lib"]), "src/lib.rs");
+}
+
+/// History must never name a swap, backup or temporary file.
+fn assert_no_scratch_in_history(bare: &Path) {
+    let names = git(bare, &["log", "--all", "--name-only", "--format="]);
+    for n in names.lines() {
+        let base = n.rsplit('/').next().unwrap_or(n);
+        assert!(
+            !(base.ends_with(".swp")
+                || base.ends_with('~')
+                || base == "4913"
+                || base.starts_with(".#")
+                || base.contains(".tmp")),
+            "scratch name {n} in history"
+        );
+    }
+}
+
+fn assert_one_save(bare: &Path, before: usize, file: &str, content: &str) {
+    settle_to(bare, "main", before + 1);
+    assert_eq!(last_changed(bare, "main"), vec![file.to_string()]);
+    assert_eq!(git(bare, &["show", &format!("main:{file}")]), content);
+    assert_no_scratch_in_history(bare);
+}
+
+/// Runs `cmd` in a detached tmux session, types `keys`, waits (bounded) for it to end.
+fn in_tmux(session: &str, cmd: &str, keys: &[&str]) {
+    let st = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            cmd,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(500));
+    for k in keys {
+        Command::new("tmux")
+            .args(["send-keys", "-t", session, k])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let ended = wait_until(Duration::from_secs(15), || {
+        !Command::new("tmux")
+            .args(["has-session", "-t", session])
+            .status()
+            .unwrap()
+            .success()
+    });
+    if !ended {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", session])
+            .status();
+        panic!("{cmd} did not finish");
+    }
+}
+
+#[test]
+fn each_editor_save_is_exactly_one_commit() {
+    let (_r, bare, m) = setup(&[]);
+    let d = m.path.join("main");
+    let readme = d.join("README.md");
+    // vim, as a person runs it (swap file, 4913 probe, backup), through tmux.
+    let n = commits(&bare, "main");
+    let session = format!("cfs-vim-{}", std::process::id());
+    in_tmux(
+        &session,
+        &format!("vim -u NONE -i NONE -N '{}'", readme.display()),
+        &["A from vim", "Escape", ":wq", "Enter"],
+    );
+    assert_one_save(&bare, n, "README.md", "hello from vim");
+    // sed -i (a temporary file renamed over the original).
+    let n = commits(&bare, "main");
+    assert!(
+        Command::new("sed")
+            .args(["-i", "s/hello/HELLO/"])
+            .arg(&readme)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_one_save(&bare, n, "README.md", "HELLO from vim");
+    // A program that writes a temporary file, fsyncs it, and renames it over.
+    let n = commits(&bare, "main");
+    {
+        let tmp = d.join(".README.md.tmp123");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(b"atomic save\n").unwrap();
+        std::fs::rename(&tmp, &readme).unwrap();
+    }
+    assert_one_save(&bare, n, "README.md", "atomic save");
+    // nano, through tmux.
+    if Command::new("nano").arg("--version").output().is_ok() {
+        let n = commits(&bare, "main");
+        let session = format!("cfs-nano-{}", std::process::id());
+        in_tmux(
+            &session,
+            &format!("nano --ignorercfiles '{}'", readme.display()),
+            &["End", " nano", "C-o", "Enter", "C-x"],
+        );
+        assert_one_save(&bare, n, "README.md", "atomic save nano");
+    }
+    // emacs in batch mode (it writes README.md~ as a backup on the first save).
+    if Command::new("emacs").arg("--version").output().is_ok() {
+        let n = commits(&bare, "main");
+        let st = Command::new("emacs")
+            .args(["--batch", "-Q"])
+            .arg(&readme)
+            .args(["--eval", "(progn (setq make-backup-files t) (goto-char (point-max)) (insert \"emacs\\n\") (save-buffer))"])
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        assert_one_save(&bare, n, "README.md", "atomic save nano\nemacs");
+    }
+    fsck(&bare);
+}
+
+#[test]
+fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
+    let (r, bare, m) = setup(&[]);
+    let src = r.dir.path().join("many");
+    for i in 0..1000 {
+        let p = src.join(format!("d{}/f{i:04}.txt", i % 10));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("file {i}\n").repeat(i % 7 + 1)).unwrap();
+    }
+    let before = commits(&bare, "main");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(m.path.join("main/many"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(r.dir.path())
+        .args(["-cf"])
+        .arg(r.dir.path().join("many.tar"))
+        .arg("many")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(m.path.join("other"))
+        .arg("-xf")
+        .arg(r.dir.path().join("many.tar"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Wait for the last commit, then check history and content.
+    assert!(wait_until(Duration::from_secs(15), || {
+        git(&bare, &["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .filter(|l| l.starts_with("many/"))
+            .count()
+            == 1000
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    let made = commits(&bare, "main") - before;
+    assert!(
+        (1..=8).contains(&made),
+        "cp -a of 1000 files made {made} commits"
+    );
+    let out = r.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "git --git-dir='{}' archive main many | tar -x -C '{}'",
+            bare.display(),
+            out.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("diff")
+        .arg("-r")
+        .arg(&src)
+        .arg(out.join("many"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "every file arrives intact");
+    assert!(wait_until(Duration::from_secs(15), || {
+        git(&bare, &["ls-tree", "-r", "--name-only", "other"])
+            .lines()
+            .filter(|l| l.starts_with("many/"))
+            .count()
+            == 1000
+    }));
+    fsck(&bare);
+}
+
+#[test]
+fn scratch_files_live_in_the_mount_but_never_in_history() {
+    let (_r, bare, m) = setup(&["--scratch", "*.o"]);
+    let d = m.path.join("main");
+    for name in [
+        ".README.md.swp",
+        "notes~",
+        ".#lock",
+        "#autosave#",
+        "4913",
+        "build.o",
+    ] {
+        std::fs::write(d.join(name), b"scratch").unwrap();
+        assert_eq!(std::fs::read(d.join(name)).unwrap(), b"scratch");
+    }
+    std::fs::write(d.join("real.txt"), b"real\n").unwrap();
+    std::fs::File::open(d.join("real.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(last_changed(&bare, "main"), vec!["real.txt"]);
+    assert_no_scratch_in_history(&bare);
+    assert!(!git(&bare, &["ls-tree", "--name-only", "main"]).contains("build.o"));
+}
+
+#[test]
+fn unmount_and_sigterm_commit_what_is_pending() {
+    // A settle window far longer than the test: only unmount can commit.
+    let r = TestRepo::new();
+    r.write("a", b"a\n");
+    r.commit("c");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
+    std::fs::write(mnt.join("main/pending.txt"), b"pending\n").unwrap();
+    assert_eq!(commits(&bare, "main"), 1);
+    m.unmount();
+    assert_eq!(git(&bare, &["show", "main:pending.txt"]), "pending");
+    // SIGTERM
+    let mut child = Command::new(BIN)
+        .arg("mount")
+        .arg(&bare)
+        .arg(&mnt)
+        .args(["-f", "--settle", "600000"])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || is_mounted(&mnt)));
+    std::fs::write(mnt.join("main/term.txt"), b"term\n").unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_until(Duration::from_secs(10), || matches!(
+        child.try_wait(),
+        Ok(Some(_))
+    )));
+    let _ = child.wait();
+    assert!(!is_mounted(&mnt));
+    assert_eq!(git(&bare, &["show", "main:term.txt"]), "term");
+    fsck(&bare);
+}
+
+#[test]
+fn read_only_mount_refuses_every_write() {
+    let (_r, bare, m) = setup(&["--read-only"]);
+    let d = m.path.join("main");
+    assert_eq!(errno(std::fs::write(d.join("x"), b"x")), libc::EROFS);
+    assert_eq!(
+        errno(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(d.join("README.md"))
+        ),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno(std::fs::remove_file(d.join("README.md"))),
+        libc::EROFS
+    );
+    assert_eq!(commits(&bare, "main"), 1);
+}
