@@ -251,6 +251,8 @@ pub struct CommitFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
+    /// Inodes answered in readdirplus, per directory handle, not yet prefetched.
+    listed: Mutex<HashMap<u64, Vec<Ino>>>,
 }
 
 struct TreeCache {
@@ -301,6 +303,7 @@ impl CommitFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             prefetch: Mutex::new(None),
+            listed: Mutex::new(HashMap::new()),
             ov: Mutex::new(Overlay::default()),
             branches: Mutex::new(HashMap::new()),
             sched: Scheduler::default(),
@@ -904,16 +907,31 @@ impl CommitFs {
         self.prefetch.lock().take();
     }
 
-    /// Queues the small files among `entries` (just answered in a readdirplus of a
-    /// snapshot directory) for the page cache, within the per-listing budget.
-    pub fn prefetch_listed(&self, entries: &[DirEntry]) {
+    /// Remembers the entries just answered in a readdirplus on directory handle
+    /// `fh`, to be prefetched once the kernel has surely made their inodes: at
+    /// the next readdirplus or the releasedir of the same handle (the kernel
+    /// sends either only after it has processed this reply). A store sent
+    /// earlier could reach the kernel before the inode exists and be dropped.
+    pub fn listed(&self, fh: u64, entries: &[DirEntry]) {
+        if self.prefetch.lock().is_none() {
+            return;
+        }
+        let inos: Vec<Ino> = entries.iter().map(|e| e.ino).collect();
+        self.listed.lock().entry(fh).or_default().extend(inos);
+    }
+
+    /// Queues what `listed` remembered for handle `fh`.
+    pub fn prefetch_listed(&self, fh: u64) {
+        let Some(inos) = self.listed.lock().remove(&fh) else {
+            return;
+        };
         let Some(p) = self.prefetch.lock().clone() else {
             return;
         };
         let mut budget = prefetch::MAX_PER_LISTING;
         let inodes = self.inodes.read();
-        for e in entries {
-            let Some(n) = inodes.get(e.ino) else { continue };
+        for ino in inos {
+            let Some(n) = inodes.get(ino) else { continue };
             let Kind::File { oid, .. } = n.kind else {
                 continue;
             };
@@ -924,7 +942,7 @@ impl CommitFs {
                 continue;
             }
             budget -= size;
-            if !p.offer(Job { ino: e.ino, oid }) {
+            if !p.offer(Job { ino, oid }) {
                 break;
             }
         }
@@ -936,6 +954,7 @@ impl CommitFs {
     }
 
     pub fn releasedir(&self, fh: u64) {
+        self.prefetch_listed(fh);
         self.handles.lock().remove(&fh);
     }
 

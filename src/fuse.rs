@@ -412,6 +412,8 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        // The kernel has processed the previous reply on this handle.
+        self.fs.prefetch_listed(fh.0);
         match self
             .fs
             .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
@@ -435,7 +437,7 @@ impl Filesystem for FuseFs {
                 }
                 reply.ok();
                 // Only once the kernel has the entries can it take their pages.
-                self.fs.prefetch_listed(&entries[..sent]);
+                self.fs.listed(fh.0, &entries[..sent]);
             }
             Err(e) => reply.error(fail("readdirplus", e)),
         }

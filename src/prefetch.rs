@@ -4,15 +4,15 @@
 //! the READ, and a GETATTR after it (the kernel invalidates atime when a READ
 //! completes, and tools like `tar` stat the file again). For a tree of small
 //! files those round trips are nearly all of the cost. When a readdirplus of a
-//! snapshot directory has been answered, the files it listed that are small are
-//! queued here; a background thread reads each blob (through the blob cache) and
+//! snapshot directory has been answered and the kernel has processed the reply
+//! (it sends the next readdirplus or the releasedir of the same handle only
+//! then), the files it listed that are small are queued here; a background thread reads each blob (through the blob cache) and
 //! stores it in the page cache with `FUSE_NOTIFY_STORE`. A program that then
 //! reads the file finds its pages cached and sends nothing.
 //!
 //! This is only ever a hint. The queue is bounded and drops work rather than
-//! block a request; a store that arrives before the kernel has made the inode is
-//! dropped by the kernel; a read that comes first goes to the daemon as usual and
-//! gets the same bytes. Notifications are sent from this thread, never from a
+//! block a request; a read that comes first goes to the daemon as usual and gets
+//! the same bytes. Notifications are sent from this thread, never from a
 //! request handler, so that no handler waits on the kernel while the kernel
 //! waits on it.
 
