@@ -13,11 +13,33 @@
 #                        reported (a VM disk's cold reads vary 2x)  (default 3)
 #   BENCH_REFERENCE_ONLY 1 = skip commitfs entirely; only build the repos and
 #                        time the git / tmpfs references          (default 0)
+#   BENCH_WRITE          1 = also measure the write side, after the read
+#                        side; 0 = skip it                        (default 1)
+#   BENCH_SAVES          saves (open, 4 KiB write, fsync, close)  (default 200)
+#   BENCH_WRITE_MIB      size of the sequential write in MiB      (default 1024)
+#   BENCH_SETTLE         --settle MS for the write-side mounts    (default: the
+#                        daemon's own, 200 ms)
 #
 # "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches` right before the command
 # and, for commitfs, a freshly started daemon (empty daemon cache).
 # "warm" = the same command again, immediately afterwards. Cold figures that are
 # compared with git are the median of BENCH_ROUNDS interleaved runs of each.
+#
+# Write side (BENCH_WRITE=1), each on a fresh daemon, page cache not dropped,
+# `sync` before every timed part:
+# - saves: BENCH_SAVES times open(O_WRONLY|O_TRUNC) of the existing file
+#   main/d000/f00000.txt of tree.git, write 4 KiB, fsync, close, timed one by one
+#   inside one python3 process; against the same commit made by the git command
+#   line (hash-object -w, update-index, write-tree, commit-tree, update-ref) in a
+#   bare clone. p50 and p99 (nearest rank) of all saves, the first included.
+# - cp -r of 1,000 small files into main/copy (copy2, copy3, ... in later
+#   rounds), timed until the copy is committed: git's main:copy is exactly the
+#   tree of the source (polled every 20 ms, at most 30 s); against cp -r into a
+#   tmpfs checkout of tree.git plus `git add -A && git commit`. Median of
+#   BENCH_ROUNDS interleaved rounds.
+# - dd bs=1M conv=fsync of BENCH_WRITE_MIB MiB of random bytes from tmpfs to
+#   main/big.out, against the same dd from tmpfs to tmpfs; the daemon's RSS
+#   growth is VmHWM after the dd minus VmRSS right after mounting.
 #
 # Exits 0 when everything ran (even if a target is missed: this is a report),
 # non-zero when something failed to run (build, mount, content mismatch, ...).
@@ -30,13 +52,24 @@ CACHE_BYTES=${BENCH_CACHE_BYTES:-67108864}
 REPACK=${BENCH_REPACK:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 REFERENCE_ONLY=${BENCH_REFERENCE_ONLY:-0}
+WRITE=${BENCH_WRITE:-1}
+SAVES=${BENCH_SAVES:-200}
+WRITE_MIB=${BENCH_WRITE_MIB:-1024}
+SETTLE=${BENCH_SETTLE:-}
+SAVE_FILE=d000/f00000.txt   # an existing file of tree.git
+SAVE_BYTES=4096
+COPY_FILES=1000
+COPY_DIRS=10
+COPY_WAIT_STEPS=1500   # x 0.02 s = 30 s
 FILES_PER_DIR=100
 MOUNT_WAIT_STEPS=200   # x 0.05 s = 10 s
 EXIT_WAIT_STEPS=200    # x 0.05 s = 10 s
 
-for v in BIG_MIB NFILES CACHE_BYTES ROUNDS; do
+for v in BIG_MIB NFILES CACHE_BYTES ROUNDS SAVES WRITE_MIB; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
+[[ $WRITE == 0 || $WRITE == 1 ]] || { echo "bench: BENCH_WRITE must be 0 or 1 (got '$WRITE')" >&2; exit 2; }
+[[ -z $SETTLE || $SETTLE =~ ^[0-9]+$ ]] || { echo "bench: BENCH_SETTLE must be a number of milliseconds (got '$SETTLE')" >&2; exit 2; }
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
@@ -170,13 +203,21 @@ fi
 for tool in git awk tar cmp diff find xargs stat mountpoint head; do
     command -v "$tool" >/dev/null || die "required tool not found: $tool"
 done
+if [[ $WRITE == 1 ]]; then
+    for tool in python3 dd cp sort timeout; do
+        command -v "$tool" >/dev/null || die "required tool not found: $tool (BENCH_WRITE=0 skips the write side)"
+    done
+fi
 
 WORK=$(mktemp -d /var/tmp/commitfs-bench.XXXXXX)
 WORK_FS=$(stat -f -c %T "$WORK")
 [[ $WORK_FS == tmpfs ]] && warn "/var/tmp is a tmpfs: cold reads of the repositories are not from disk"
 
 # -------------------------------------------------------------------- tmpfs
-TMPFS_MIB=$((BIG_MIB * 2 + 512)); ((TMPFS_MIB < 2048)) && TMPFS_MIB=2048
+TMPFS_MIB=$((BIG_MIB * 2 + 512))
+# the write side holds its source and the tmpfs reference's copy at once
+[[ $WRITE == 1 ]] && TMPFS_MIB=$((TMPFS_MIB + WRITE_MIB * 2))
+((TMPFS_MIB < 2048)) && TMPFS_MIB=2048
 if [[ $IS_ROOT -eq 1 ]]; then
     TMPFS=$WORK/tmpfs
     mkdir -p -- "$TMPFS"
@@ -260,12 +301,13 @@ find_stat() { find "$1" -type f -print0 | xargs -0 -r stat -- > /dev/null; }
 # --------------------------------------------------------- commitfs mounts
 MOUNT_PID=
 MOUNT_SECS=
-mount_commitfs() { # mount_commitfs REPO MNT LOGFILE
+mount_commitfs() { # mount_commitfs REPO MNT LOGFILE [more daemon arguments...]
     local repo=$1 mnt=$2 logf=$3 i t0 t1
+    shift 3
     mkdir -p -- "$mnt"
     mountpoint -q "$mnt" && die "$mnt is already a mount point"
     t0=$(date +%s.%N)
-    "$BIN" mount "$repo" "$mnt" --foreground --cache-size "$CACHE_BYTES" </dev/null >>"$logf" 2>&1 &
+    "$BIN" mount "$repo" "$mnt" --foreground --cache-size "$CACHE_BYTES" "$@" </dev/null >>"$logf" 2>&1 &
     MOUNT_PID=$!
     DAEMONS+=("$MOUNT_PID")
     MOUNTS+=("$mnt")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A tour of commitfs: installs what is missing, builds, makes a small demo
 # repository (two branches and a tag), mounts it, lists and reads through it,
-# and unmounts. Everything happens in a temporary directory that is removed.
+# saves two files and shows the commits, and unmounts. Everything happens in a temporary directory that is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -56,6 +56,16 @@ say "git archive main | tar -t   (the same tree, from git)"
 g --git-dir="$work/demo.git" archive main | tar -t
 say "echo change > $mnt/.tags/v1.0/README.md   (snapshots are read-only)"
 echo change > "$mnt/.tags/v1.0/README.md" || true
+say "echo 'Saved through commitfs.' >> $mnt/main/README.md   (a save ...)"
+echo 'Saved through commitfs.' >> "$mnt/main/README.md"
+sleep 0.5
+say "git log -1 --stat main   (... is a commit)"
+g --git-dir="$work/demo.git" log -1 --stat main
+say "sed -i s/two/2/ $mnt/main/docs/guide.txt; sync $mnt/main/docs/guide.txt   (fsync commits at once)"
+sed -i s/two/2/ "$mnt/main/docs/guide.txt"
+sync "$mnt/main/docs/guide.txt"
+run g --git-dir="$work/demo.git" log --oneline -3 main
+run g --git-dir="$work/demo.git" show main:docs/guide.txt
 run "$BIN" unmount "$mnt"
 echo
-echo "demo: done (mounted, listed, read, unmounted)."
+echo "demo: done (mounted, listed, read, saved as commits, unmounted)."
