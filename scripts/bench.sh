@@ -102,6 +102,19 @@ timeit() {
     printf '    %-46s %9.3f s\n' "${TIMEIT_LABEL:-$*}" "$el" >&2
 }
 
+# pctl P FILE: nearest-rank P-th percentile of the numbers in FILE (one a line)
+pctl() {
+    sort -g -- "$2" | awk -v p="$1" '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        k = int((p * NR + 99) / 100); if (k < 1) k = 1
+        printf "%.3f", a[k] }'
+}
+# decimal MB/s for $1 MiB written in $2 seconds
+mbps_n() { awk -v m="$1" -v s="$2" 'BEGIN { if (s == "nan" || s + 0 <= 0) print "n/a"; else printf "%.1f", m * 1048576 / 1e6 / s }'; }
+
+# the arguments with 3 decimals, space-separated ("nan" stays)
+f3_list() { local x out=(); for x in "$@"; do if [[ $x == nan ]]; then out+=(nan); else out+=("$(f3 "$x")"); fi; done; printf '%s' "${out[*]}"; }
+
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
@@ -327,6 +340,13 @@ mount_commitfs() { # mount_commitfs REPO MNT LOGFILE [more daemon arguments...]
     MOUNT_SECS=$(fsub "$t1" "$t0")
 }
 
+rss_mib() { # VmRSS of pid, in MiB
+    local kb
+    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || kb=
+    [[ -n $kb ]] || return 1
+    awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
 peak_rss_mib() { # VmHWM of pid, in MiB
     local kb
     kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || kb=
@@ -465,6 +485,272 @@ if [[ $REFERENCE_ONLY != 1 ]]; then
     unmount_commitfs "$MNT" "$TREE_PID" "$LOGF"
 fi
 
+# =============================================================== write side
+# Each workload: the reference, then commitfs on a fresh daemon. No cache drop
+# (writes land in the page cache on both sides); `sync` before each timed part
+# so that no earlier run's dirty data is flushed inside it.
+if [[ $WRITE == 1 ]]; then
+    MNT=$WORK/mnt
+    LOGF=$WORK/daemon.log
+    touch -- "$LOGF"
+    MOUNT_ARGS=()
+    [[ -n $SETTLE ]] && MOUNT_ARGS=(--settle "$SETTLE")
+    SETTLE_DESC=${SETTLE:+$SETTLE ms}; SETTLE_DESC=${SETTLE_DESC:-daemon default}
+
+    # --------------------------------------------------------------- saves
+    SAVE_PY=$WORK/save_bench.py
+    cat > "$SAVE_PY" <<'PYEOF'
+"""Time saves: one line per save on stdout, in milliseconds.
+
+save_bench.py fs  FILE   N LAST_OUT         open(O_WRONLY|O_TRUNC), write, fsync, close
+save_bench.py git GITDIR N LAST_OUT PATH INDEX
+    the same commit with the git command line in a bare repository: hash-object -w,
+    update-index --cacheinfo, write-tree, commit-tree, update-ref (on branch main)
+Save i writes 4096 bytes that name i, so every save changes the file; LAST_OUT
+gets the last content written.
+"""
+import os
+import subprocess
+import sys
+import time
+
+
+def content(i, n):
+    line = (b"save %06d of %06d " % (i, n)).ljust(63, b".") + b"\n"
+    return line * 64
+
+
+def fs_saves(path, bufs):
+    lat = []
+    for b in bufs:
+        t0 = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            mv = memoryview(b)
+            while mv:
+                mv = mv[os.write(fd, mv):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def git_saves(gitdir, path, index, bufs):
+    env = dict(os.environ, GIT_DIR=gitdir, GIT_INDEX_FILE=index,
+               GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
+
+    def git(*args, data=None):
+        r = subprocess.run(("git",) + args, input=data, stdout=subprocess.PIPE, env=env, check=True)
+        return r.stdout.decode().strip()
+
+    git("read-tree", "main")
+    parent = git("rev-parse", "--verify", "main^{commit}")
+    lat = []
+    for b in bufs:
+        t0 = time.perf_counter()
+        oid = git("hash-object", "-w", "--stdin", data=b)
+        git("update-index", "--add", "--cacheinfo", "100644,%s,%s" % (oid, path))
+        tree = git("write-tree")
+        commit = git("commit-tree", tree, "-p", parent, "-m", "save")
+        git("update-ref", "refs/heads/main", commit, parent)
+        parent = commit
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def main():
+    mode, target, n, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    bufs = [content(i, n) for i in range(1, n + 1)]
+    if mode == "fs":
+        lat = fs_saves(target, bufs)
+    elif mode == "git":
+        lat = git_saves(target, sys.argv[5], sys.argv[6], bufs)
+    else:
+        sys.exit("save_bench.py: unknown mode " + mode)
+    with open(last, "wb") as f:
+        f.write(bufs[-1])
+    sys.stdout.write("".join("%.4f\n" % (s * 1000) for s in lat))
+
+
+main()
+PYEOF
+    SAVE_TIMEOUT=$((60 + SAVES))   # 1 s a save, and a minute
+
+    # check_saves LABEL GITDIR BEFORE LAST_FILE: >= SAVES new commits on main, content = the last save
+    check_saves() {
+        local label=$1 gd=$2 before=$3 lastf=$4 after
+        SAVE_NEW_COMMITS="?"
+        after=$(git --git-dir="$gd" rev-list --count main) || { fail_later "$label: cannot count commits of main"; return 0; }
+        if ((after - before < SAVES)); then
+            fail_later "$label: main has $((after - before)) new commits after $SAVES saves"
+        fi
+        if ! git --git-dir="$gd" cat-file blob "main:$SAVE_FILE" | cmp -s - "$lastf"; then
+            fail_later "$label: main:$SAVE_FILE is not the last content written"
+        fi
+        SAVE_NEW_COMMITS=$((after - before))
+    }
+
+    log "write: $SAVES saves of $SAVE_FILE (${SAVE_BYTES} B + fsync) - git command line, bare clone of tree.git"
+    SAVE_REF=$WORK/save-ref.git
+    git clone -q --bare -- "$TREE_REPO" "$SAVE_REF"
+    before=$(git --git-dir="$SAVE_REF" rev-list --count main)
+    sync
+    if timeout -k 5 "$SAVE_TIMEOUT" python3 "$SAVE_PY" git "$SAVE_REF" "$SAVES" "$WORK/save-ref.last" \
+            "$SAVE_FILE" "$WORK/save-ref.index" > "$WORK/save-ref.ms"; then
+        check_saves "git command line saves" "$SAVE_REF" "$before" "$WORK/save-ref.last"
+        G_SAVE_P50=$(pctl 50 "$WORK/save-ref.ms"); G_SAVE_P99=$(pctl 99 "$WORK/save-ref.ms")
+        printf '    %-46s %9s ms\n' "git CLI save p50 / p99" "$G_SAVE_P50 / $G_SAVE_P99" >&2
+    else
+        die "the git command line save loop failed"
+    fi
+
+    if [[ $REFERENCE_ONLY != 1 ]]; then
+        log "commitfs: $SAVES saves of main/$SAVE_FILE (fresh mount, settle: $SETTLE_DESC)"
+        before=$(git --git-dir="$TREE_REPO" rev-list --count main)
+        mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
+        SAVE_PID=$MOUNT_PID
+        sync
+        if timeout -k 5 "$SAVE_TIMEOUT" python3 "$SAVE_PY" fs "$MNT/main/$SAVE_FILE" "$SAVES" "$WORK/save-cf.last" \
+                > "$WORK/save-cf.ms"; then
+            # fsync returned: the commits must be in the repository already, before unmounting
+            check_saves "commitfs saves" "$TREE_REPO" "$before" "$WORK/save-cf.last"
+            CF_SAVE_COMMITS=$SAVE_NEW_COMMITS
+            CF_SAVE_P50=$(pctl 50 "$WORK/save-cf.ms"); CF_SAVE_P99=$(pctl 99 "$WORK/save-cf.ms")
+            printf '    %-46s %9s ms\n' "commitfs save p50 / p99" "$CF_SAVE_P50 / $CF_SAVE_P99" >&2
+        else
+            fail_later "the commitfs save loop failed (or took over $SAVE_TIMEOUT s)"
+            CF_SAVE_P50=nan; CF_SAVE_P99=nan
+        fi
+        unmount_commitfs "$MNT" "$SAVE_PID" "$LOGF"
+    fi
+
+    # ---------------------------------------------------------------- cp -r
+    log "write: $COPY_FILES small files in $COPY_DIRS dirs on tmpfs, and their git tree"
+    COPY_SRC=$TMPFS/copy-src
+    mkdir -p -- "$COPY_SRC"
+    (
+        cd -- "$COPY_SRC"
+        awk -v n="$COPY_FILES" -v nd="$COPY_DIRS" 'BEGIN {
+            per = int((n + nd - 1) / nd)
+            for (d = 0; d < nd; d++) system(sprintf("mkdir -p c%02d", d))
+            for (i = 0; i < n; i++) {
+                f = sprintf("c%02d/g%04d.txt", int(i / per), i)
+                for (l = 0; l < 3; l++)
+                    printf "%s copy line %d: %10d the quick brown fox jumps over the lazy dog\n",
+                        f, l, (i * 2246822519 + l * 3266489917) % 2147483647 > f
+                close(f)
+            }
+        }'
+    )
+    n=$(find "$COPY_SRC" -type f | wc -l)
+    [[ $n -eq $COPY_FILES ]] || die "generated $n files to copy, expected $COPY_FILES"
+    COPY_BYTES=$(du -sb --apparent-size "$COPY_SRC" | awk '{ print $1 }')
+    COPY_ID_REPO=$TMPFS/copy-id.git
+    new_bare_repo "$COPY_ID_REPO"
+    "${GIT[@]}" --git-dir="$COPY_ID_REPO" --work-tree="$COPY_SRC" add -A
+    COPY_TREE=$(git --git-dir="$COPY_ID_REPO" write-tree)
+    rm -rf -- "$COPY_ID_REPO"
+
+    log "write: tmpfs checkout of tree.git for the cp -r reference"
+    COPY_WT=$TMPFS/copy-ref
+    "${GIT[@]}" clone -q -- "$TREE_REPO" "$COPY_WT"
+    sleep 1.1                                                    # no racily clean index entries
+    "${GIT[@]}" -C "$COPY_WT" status --porcelain > /dev/null     # refresh + rewrite the index
+
+    copy_name() { if (($1 == 1)); then printf 'copy'; else printf 'copy%d' "$1"; fi; }
+    ref_copy() { # ref_copy NAME
+        cp -r -- "$COPY_SRC" "$COPY_WT/$1" &&
+            "${GIT[@]}" -C "$COPY_WT" add -A &&
+            "${GIT[@]}" -C "$COPY_WT" commit -q -m copy
+    }
+    COPY_TIMED_OUT=0
+    cf_copy() { # cf_copy NAME: cp -r into main, then wait until git's main:NAME is the source's tree
+        local i t0 t1
+        t0=$(date +%s.%N)
+        timeout -k 5 120 cp -r -- "$COPY_SRC" "$MNT/main/$1" || return 1
+        t1=$(date +%s.%N)
+        COPY_CP_SECS=$(fsub "$t1" "$t0")
+        for ((i = 0; i < COPY_WAIT_STEPS; i++)); do
+            [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify "main:$1" 2>/dev/null) == "$COPY_TREE" ]] && return 0
+            sleep 0.02
+        done
+        COPY_TIMED_OUT=1
+        return 0
+    }
+
+    G=(); C=(); K=(); P=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        name=$(copy_name "$round")
+        sync
+        TIMEIT_LABEL="cp -r + git add -A + commit, tmpfs ($name)" timeit t ref_copy "$name"
+        G+=("$t")
+        [[ $(git -C "$COPY_WT" rev-parse -q --verify "HEAD:$name") == "$COPY_TREE" ]] ||
+            die "reference copy: HEAD:$name is not the tree of the source"
+        if [[ $REFERENCE_ONLY != 1 ]]; then
+            log "commitfs: cp -r $COPY_FILES files into main/$name (fresh mount, settle: $SETTLE_DESC, round $round)"
+            before=$(git --git-dir="$TREE_REPO" rev-list --count main)
+            mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
+            COPY_PID=$MOUNT_PID
+            sync
+            COPY_TIMED_OUT=0
+            TIMEIT_LABEL="cp -r mnt/main/$name + until committed" timeit t cf_copy "$name"
+            if [[ $COPY_TIMED_OUT -eq 1 ]]; then
+                fail_later "commitfs: main:$name was not the copied tree $((COPY_WAIT_STEPS / 50)) s after cp -r"
+                t=nan
+            fi
+            C+=("$t"); P+=("$COPY_CP_SECS")
+            unmount_commitfs "$MNT" "$COPY_PID" "$LOGF"
+            after=$(git --git-dir="$TREE_REPO" rev-list --count main)
+            K+=("$((after - before))")
+            n=$(git --git-dir="$TREE_REPO" ls-tree -r --name-only main "$name" | wc -l)
+            [[ $n -eq $COPY_FILES ]] || fail_later "commitfs: main:$name has $n files after unmounting, expected $COPY_FILES"
+            [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify "main:$name") == "$COPY_TREE" ]] ||
+                fail_later "commitfs: main:$name is not the tree of the source after unmounting"
+        fi
+    done
+    rm -rf -- "$COPY_WT" "$COPY_SRC"
+    T_REF_COPY=$(median "${G[@]}"); T_REF_COPY_ALL=$(f3_list "${G[@]}")
+    if [[ $REFERENCE_ONLY != 1 ]]; then
+        if printf '%s\n' "${C[@]}" | grep -qx nan; then T_CF_COPY=nan; else T_CF_COPY=$(median "${C[@]}"); fi
+        T_CF_COPY_ALL=$(f3_list "${C[@]}"); T_CF_COPY_CP_ALL=$(f3_list "${P[@]}")
+        CF_COPY_COMMITS=$(median "${K[@]}"); CF_COPY_COMMITS_ALL="${K[*]}"
+        log "cp -r, median of $ROUNDS: commitfs $T_CF_COPY s ($T_CF_COPY_ALL), reference $T_REF_COPY s ($T_REF_COPY_ALL)"
+    fi
+
+    # ------------------------------------------------------- sequential write
+    log "write: ${WRITE_MIB} MiB of random bytes on tmpfs"
+    DD_SRC=$TMPFS/src.bin
+    DD_BYTES=$((WRITE_MIB * 1048576))
+    head -c "$DD_BYTES" /dev/urandom > "$DD_SRC"
+    DD_OID=$(git --git-dir="$TREE_REPO" hash-object --no-filters -- "$DD_SRC")
+    DD_TIMEOUT=$((120 + WRITE_MIB / 4))   # at least 4 MiB/s
+    sync
+    TIMEIT_LABEL="dd tmpfs/src.bin -> tmpfs/copy.bin (fsync)" \
+        timeit T_TMPFS_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M conv=fsync status=none
+    cmp -s -- "$DD_SRC" "$TMPFS/copy.bin" || die "dd to tmpfs: copy.bin differs from src.bin"
+    rm -f -- "$TMPFS/copy.bin"
+    if [[ $REFERENCE_ONLY != 1 ]]; then
+        log "commitfs: dd ${WRITE_MIB} MiB to main/big.out (fresh mount, settle: $SETTLE_DESC)"
+        mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
+        DD_PID=$MOUNT_PID
+        RSS_DD_START=$(rss_mib "$DD_PID") || die "cannot read VmRSS of daemon $DD_PID (did it die?)"
+        sync
+        TIMEIT_LABEL="dd tmpfs/src.bin -> mnt/main/big.out (fsync)" \
+            timeit T_CF_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M conv=fsync status=none
+        RSS_DD_PEAK=$(peak_rss_mib "$DD_PID") || die "cannot read VmHWM of daemon $DD_PID (did it die?)"
+        RSS_DD_GROWTH=$(awk -v a="$RSS_DD_PEAK" -v b="$RSS_DD_START" 'BEGIN { printf "%.1f", a - b }')
+        # fsync returned: the blob must be committed already, before unmounting
+        n=$(git --git-dir="$TREE_REPO" cat-file -s main:big.out 2>/dev/null) || n=missing
+        [[ $n == "$DD_BYTES" ]] || fail_later "commitfs: main:big.out has size $n after dd conv=fsync, expected $DD_BYTES"
+        [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify main:big.out) == "$DD_OID" ]] ||
+            fail_later "commitfs: main:big.out is not the blob of the bytes written"
+        TIMEIT_LABEL="unmount after the big write" timeit T_CF_DD_UNMOUNT unmount_commitfs "$MNT" "$DD_PID" "$LOGF"
+    fi
+    rm -f -- "$DD_SRC"
+fi
+
 # ==================================================================== report
 COLD_MARK=""; [[ $CAN_DROP -eq 1 ]] || COLD_MARK="*"
 RSS_BUDGET=$(awk -v b="$CACHE_BYTES" 'BEGIN { printf "%.1f", b / 1048576 + 64 }')
@@ -540,6 +826,68 @@ fi
 if [[ -n $COLD_MARK ]]; then
     echo
     echo "* not root: page cache was not dropped, so \"cold\" runs only had a fresh daemon; they are NOT cold."
+fi
+
+if [[ $WRITE == 1 ]]; then
+    ms() { if [[ -z ${1:-} || $1 == nan ]]; then printf -- '-'; else printf '%s ms' "$(f2 "$1")"; fi; }
+    WRITE_LABEL="${WRITE_MIB} MiB write, dd fsync"
+    echo
+    echo "Write side (tree.git; saves: ${SAVES} x ${SAVE_BYTES} B + fsync of main/${SAVE_FILE}; cp -r: ${COPY_FILES} files in ${COPY_DIRS} dirs; dd: ${WRITE_MIB} MiB; settle: ${SETTLE_DESC})"
+    row "operation" "commitfs" "reference" "ref" "ratio (commitfs/ref)" "target" "result"
+    row "---------" "--------" "---------" "---" "--------------------" "------" "------"
+    if [[ $REFERENCE_ONLY == 1 ]]; then
+        row "save p50 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" "-" "-" "-"
+        row "save p99 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" "-" "-" "-"
+        row "cp -r ${COPY_FILES} files+commit" "-" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" "-" "-" "-"
+        row "$WRITE_LABEL" "-" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" "-" "-" "-"
+        echo
+        echo "Write throughput: dd tmpfs -> tmpfs $(mbps_n "$WRITE_MIB" "$T_TMPFS_DD") MB/s"
+        echo "(BENCH_REFERENCE_ONLY=1: commitfs was not measured)"
+    else
+        # save: commitfs p50 at least 5x faster than git's  <=>  time ratio <= 0.2
+        r=$(fdiv "$CF_SAVE_P50" "$G_SAVE_P50"); sp=$(fdiv "$G_SAVE_P50" "$CF_SAVE_P50")
+        fle "$r" 0.2 && v=pass || v=miss
+        row "save p50 (write+fsync)" "$(ms "$CF_SAVE_P50")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" \
+            "$(f2 "$r")x; speed vs git: $(f2 "$sp")x" "speed >= 5x git" "$(verdict "$v")"
+        r=$(fdiv "$CF_SAVE_P99" "$G_SAVE_P99"); sp=$(fdiv "$G_SAVE_P99" "$CF_SAVE_P99")
+        row "save p99 (write+fsync)" "$(ms "$CF_SAVE_P99")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" \
+            "$(f2 "$r")x; speed vs git: $(f2 "$sp")x" "(no target)" "info"
+
+        r=$(fdiv "$T_CF_COPY" "$T_REF_COPY")
+        fle "$r" 1.5 && v=pass || v=miss
+        row "cp -r ${COPY_FILES} files+commit" "$(secs "$T_CF_COPY")" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" \
+            "$(f2 "$r")x" "time <= 1.5x" "$(verdict "$v")"
+        row "commits made by the cp -r" "$CF_COPY_COMMITS" "git add -A + commit" "1" "-" "(no target)" "info"
+
+        r=$(fdiv "$T_CF_DD" "$T_TMPFS_DD"); sp=$(fdiv "$T_TMPFS_DD" "$T_CF_DD")
+        fle "$r" 2 && v=pass || v=miss
+        row "$WRITE_LABEL" "$(secs "$T_CF_DD")" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" \
+            "$(f2 "$r")x; speed vs tmpfs: $(f2 "$sp")x" "speed >= 0.5x tmpfs" "$(verdict "$v")"
+        r=$(fdiv "$RSS_DD_GROWTH" 64)
+        flt "$RSS_DD_GROWTH" 64 && v=pass || v=miss
+        row "RSS growth, big write" "$RSS_DD_GROWTH MiB" "VmHWM after - VmRSS at mount" "-" \
+            "$(f2 "$r")x of budget" "< 64 MiB" "$(verdict "$v")"
+
+        echo
+        echo "Save latency (ms, ${SAVES} saves, first included; commitfs: python3 os.open/write/fsync/close; git: 5 commands via subprocess):"
+        printf '  %-28s min %8s  p50 %8s  p90 %8s  p99 %8s  max %8s\n' \
+            "commitfs" "$(pctl 0 "$WORK/save-cf.ms")" "$(pctl 50 "$WORK/save-cf.ms")" "$(pctl 90 "$WORK/save-cf.ms")" \
+                "$(pctl 99 "$WORK/save-cf.ms")" "$(pctl 100 "$WORK/save-cf.ms")" \
+            "git command line" "$(pctl 0 "$WORK/save-ref.ms")" "$(pctl 50 "$WORK/save-ref.ms")" "$(pctl 90 "$WORK/save-ref.ms")" \
+                "$(pctl 99 "$WORK/save-ref.ms")" "$(pctl 100 "$WORK/save-ref.ms")"
+        echo "  commitfs commits on main after the saves (counted before unmounting): ${CF_SAVE_COMMITS:-?}"
+        echo
+        echo "cp -r (${COPY_FILES} files, $COPY_BYTES bytes), median of $ROUNDS rounds; commitfs time ends when git's main:copy is the copied tree:"
+        echo "  commitfs   $T_CF_COPY_ALL s (of which cp -r itself: $T_CF_COPY_CP_ALL s)"
+        echo "             commits per round: $CF_COPY_COMMITS_ALL (rev-list --count before mounting / after unmounting)"
+        echo "  reference  $T_REF_COPY_ALL s"
+        echo
+        echo "Write throughput (${WRITE_MIB} MiB random bytes from tmpfs, dd bs=1M conv=fsync, decimal MB/s):"
+        printf '  %-28s %9s MB/s\n' \
+            "commitfs" "$(mbps_n "$WRITE_MIB" "$T_CF_DD")" \
+            "tmpfs" "$(mbps_n "$WRITE_MIB" "$T_TMPFS_DD")"
+        echo "  daemon RSS: $RSS_DD_START MiB after mounting, peak $RSS_DD_PEAK MiB; unmount afterwards $(f3 "$T_CF_DD_UNMOUNT") s"
+    fi
 fi
 
 if ((${#FAILURES[@]} > 0)); then

@@ -38,7 +38,9 @@ const BLOB_BUFFER: u64 = 8 << 20;
 
 /// A branch this mount has written to.
 pub struct BranchW {
-    pub name: Box<[u8]>,
+    /// The ref name (below refs/heads/) now: a rename of the branch directory
+    /// changes it, while the nodes keep the name they were made with.
+    pub name: Mutex<Box<[u8]>>,
     pub root: Ino,
     pub st: Mutex<BranchSt>,
     /// One commit of a branch at a time.
@@ -81,7 +83,7 @@ impl CommitFs {
             at = inodes.get(at.parent)?;
         }
         let b = Arc::new(BranchW {
-            name: name.clone(),
+            name: Mutex::new(name.clone()),
             root: at.ino,
             st: Mutex::new(BranchSt {
                 base: snap.snapshot.commit,
@@ -141,7 +143,10 @@ impl CommitFs {
         for b in all {
             if b.st.lock().dirty {
                 if let Err(e) = self.commit_branch(&b, true) {
-                    log::error!("committing {}: {e}", String::from_utf8_lossy(&b.name));
+                    log::error!(
+                        "committing {}: {e}",
+                        String::from_utf8_lossy(&b.name.lock())
+                    );
                     result = Err(e);
                 }
             }
@@ -168,7 +173,8 @@ impl CommitFs {
     }
 
     fn commit_locked(&self, b: &BranchW, durable: bool) -> FsResult<Option<Oid>> {
-        let name = std::str::from_utf8(&b.name)
+        let name = b.name.lock().clone();
+        let name = std::str::from_utf8(&name)
             .map_err(|_| FsError::io("branch name is not UTF-8; libgit2 cannot update it"))?;
         let refname = format!("refs/heads/{name}");
         let (base, view) = {
@@ -322,7 +328,7 @@ impl CommitFs {
         Ok(oid)
     }
 
-    fn signature(&self, repo: &Repository) -> FsResult<git2::Signature<'static>> {
+    pub(crate) fn signature(&self, repo: &Repository) -> FsResult<git2::Signature<'static>> {
         let (name, email) = match &self.config().author {
             Some(a) => parse_author(a).ok_or_else(|| FsError::io(format!("bad --author '{a}'")))?,
             None => {
@@ -359,7 +365,10 @@ impl CommitFs {
             }
             for b in due {
                 if let Err(e) = self.commit_branch(&b, false) {
-                    log::error!("committing {}: {e}", String::from_utf8_lossy(&b.name));
+                    log::error!(
+                        "committing {}: {e}",
+                        String::from_utf8_lossy(&b.name.lock())
+                    );
                 }
             }
             let mut stop = self.sched.stop.lock();

@@ -7,12 +7,14 @@
 //! - `fs`: the semantic core (lookup, getattr, read, readdir, ...).
 //! - `inodes`: inode numbers <-> paths.
 //! - `overlay`: a branch's pending changes (materialized directories and files).
+//! - `branches`: mkdir, rmdir and rename of branch directories.
 //! - `commit`: overlay -> trees -> commit -> ref; the settle window; scratch files.
 //! - `prefetch`: pushes small files of listed directories into the page cache.
 //! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
 //! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
 
 pub mod blob_cache;
+pub mod branches;
 pub mod cli;
 pub mod commit;
 pub mod daemon;

@@ -303,6 +303,10 @@ impl CommitFs {
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
         check_new_name(name)?;
+        let p = self.node_of(parent)?;
+        if let Some(ns) = crate::branches::branch_ns(&p) {
+            return self.mkdir_branch(&p, ns, name);
+        }
         let node = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
@@ -357,6 +361,10 @@ impl CommitFs {
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        let p = self.node_of(parent)?;
+        if let Some(ns) = crate::branches::branch_ns(&p) {
+            return self.rmdir_branch(&p, ns, name);
+        }
         self.remove(parent, name, true)
     }
 
@@ -403,6 +411,24 @@ impl CommitFs {
         flags: u32,
     ) -> FsResult<()> {
         check_new_name(new_name)?;
+        {
+            // Branch directories (children of the root or a namespace) rename
+            // branches; nothing moves between them and the inside of a branch.
+            let p = self.node_of(parent)?;
+            let np = self.node_of(new_parent)?;
+            let from_refs = crate::branches::branch_ns(&p).is_some();
+            let to_refs = crate::branches::branch_ns(&np).is_some();
+            if from_refs && to_refs {
+                return self.rename_branch(&p, name, &np, new_name, flags);
+            }
+            if from_refs || to_refs {
+                return Err(if self.config().read_only {
+                    FsError::ReadOnly
+                } else {
+                    FsError::CrossDevice
+                });
+            }
+        }
         {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();

@@ -686,3 +686,110 @@ fn read_only_mount_refuses_every_write() {
     );
     assert_eq!(commits(&bare, "main"), 1);
 }
+
+fn has_ref(bare: &Path, r: &str) -> bool {
+    Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["rev-parse", "--verify", "-q", r])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn branches_are_made_deleted_and_renamed_through_the_root() {
+    let r = TestRepo::new();
+    r.write("README.md", b"hello\n");
+    r.commit("initial");
+    git(&r.work(), &["branch", "feature/a"]);
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "100"]);
+    let tip = git(&bare, &["rev-parse", "main"]);
+    // mkdir in the root and in a namespace makes a branch at HEAD's tip.
+    std::fs::create_dir(mnt.join("topic")).unwrap();
+    std::fs::create_dir(mnt.join("feature/b")).unwrap();
+    assert_eq!(git(&bare, &["rev-parse", "topic"]), tip);
+    assert_eq!(git(&bare, &["rev-parse", "feature/b"]), tip);
+    assert_eq!(
+        std::fs::read(mnt.join("topic/README.md")).unwrap(),
+        b"hello\n"
+    );
+    assert_eq!(errno(std::fs::create_dir(mnt.join("main"))), libc::EEXIST);
+    assert_eq!(
+        errno(std::fs::create_dir(mnt.join("bad..name"))),
+        libc::EINVAL
+    );
+    // Writing in the new branch commits there, not on main.
+    std::fs::write(mnt.join("topic/t.txt"), b"topic\n").unwrap();
+    std::fs::File::open(mnt.join("topic/t.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(git(&bare, &["show", "topic:t.txt"]), "topic");
+    assert_eq!(git(&bare, &["rev-parse", "main"]), tip);
+    // rename renames the branch; later saves go to the new name.
+    std::fs::rename(mnt.join("topic"), mnt.join("feature/topic")).unwrap();
+    assert!(!has_ref(&bare, "refs/heads/topic"));
+    assert_eq!(git(&bare, &["show", "feature/topic:t.txt"]), "topic");
+    std::fs::write(mnt.join("feature/topic/u.txt"), b"u\n").unwrap();
+    std::fs::File::open(mnt.join("feature/topic/u.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(git(&bare, &["show", "feature/topic:u.txt"]), "u");
+    assert_eq!(
+        errno(std::fs::rename(mnt.join("feature/topic"), mnt.join("main"))),
+        libc::EEXIST
+    );
+    // rmdir deletes an empty branch only.
+    assert_eq!(
+        errno(std::fs::remove_dir(mnt.join("feature/b"))),
+        libc::ENOTEMPTY
+    );
+    std::fs::remove_file(mnt.join("feature/b/README.md")).unwrap();
+    std::fs::remove_dir(mnt.join("feature/b")).unwrap();
+    assert!(!has_ref(&bare, "refs/heads/feature/b"));
+    assert!(!mnt.join("feature/b").exists());
+    // A file cannot move between a branch's inside and the root.
+    assert_eq!(
+        errno(std::fs::rename(
+            mnt.join("main/README.md"),
+            mnt.join("README.md")
+        )),
+        libc::EXDEV
+    );
+    drop(m);
+    fsck(&bare);
+}
+
+#[test]
+fn mkdir_in_an_empty_repository_starts_a_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "empty.git"],
+    );
+    let bare = dir.path().join("empty.git");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = Mount::new(&bare, &mnt, &["--settle", "100"]);
+    assert!(!mnt.join("HEAD").exists(), "HEAD is unborn");
+    std::fs::create_dir(mnt.join("main")).unwrap();
+    assert!(has_ref(&bare, "refs/heads/main"));
+    assert_eq!(
+        std::fs::read_link(mnt.join("HEAD")).unwrap(),
+        Path::new("main")
+    );
+    std::fs::write(mnt.join("main/first.txt"), b"first\n").unwrap();
+    std::fs::File::open(mnt.join("main/first.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(git(&bare, &["show", "main:first.txt"]), "first");
+    assert_eq!(commits(&bare, "main"), 2);
+    drop(m);
+    fsck(&bare);
+}

@@ -1,0 +1,173 @@
+//! Branches through the root (SPEC section 2): `mkdir` in the root or in a
+//! namespace directory creates a branch at the tip of the branch HEAD names (an
+//! empty root commit in an empty repository); `rmdir` of an empty branch
+//! directory deletes the branch (its reflog keeps the commits); `rename` of a
+//! branch directory renames the branch.
+
+use crate::error::{FsError, FsResult};
+use crate::fs::{CommitFs, Entry};
+use crate::inodes::{Kind, Node, SnapSource};
+use crate::repo::Head;
+
+/// `refs/heads/NS/NAME`, if Git accepts it as a branch name.
+fn full_ref(ns: &[u8], name: &[u8]) -> FsResult<String> {
+    if name.starts_with(b".") || (ns.is_empty() && name == b"HEAD") {
+        return Err(FsError::Invalid);
+    }
+    let mut short = ns.to_vec();
+    if !short.is_empty() {
+        short.push(b'/');
+    }
+    short.extend_from_slice(name);
+    let short = String::from_utf8(short).map_err(|_| FsError::Invalid)?;
+    let full = format!("refs/heads/{short}");
+    if !git2::Reference::is_valid_name(&full) {
+        return Err(FsError::Invalid);
+    }
+    Ok(full)
+}
+
+/// The ref namespace a directory of refs stands for: the root or `feature/`.
+pub(crate) fn branch_ns(n: &Node) -> Option<&[u8]> {
+    match &n.kind {
+        Kind::Root => Some(b""),
+        Kind::BranchNs(p) => Some(p),
+        _ => None,
+    }
+}
+
+impl CommitFs {
+    pub(crate) fn mkdir_branch(&self, parent: &Node, ns: &[u8], name: &[u8]) -> FsResult<Entry> {
+        if self.config().read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let full = full_ref(ns, name)?;
+        let head = self.repo.head()?;
+        self.repo.with(|repo| {
+            if repo.find_reference(&full).is_ok() {
+                return Err(FsError::Exists);
+            }
+            let msg = format!("commitfs: mkdir {}", &full["refs/heads/".len()..]);
+            let target = match &head {
+                Head::Branch(b) => {
+                    let b = String::from_utf8_lossy(b);
+                    repo.refname_to_id(&format!("refs/heads/{b}")).ok()
+                }
+                Head::Detached(oid) => Some(*oid),
+                Head::Unborn => None,
+            };
+            match target {
+                Some(oid) => {
+                    repo.reference(&full, oid, false, &msg)?;
+                }
+                None => {
+                    // An empty repository: the branch starts at an empty root commit.
+                    let tree = repo.treebuilder(None)?.write()?;
+                    let tree = repo.find_tree(tree)?;
+                    let sig = self.signature(repo)?;
+                    repo.commit(Some(&full), &sig, &sig, "Create branch", &tree, &[])?;
+                }
+            }
+            Ok(())
+        })?;
+        self.lookup(parent.ino, name)
+    }
+
+    pub(crate) fn rmdir_branch(&self, parent: &Node, ns: &[u8], name: &[u8]) -> FsResult<()> {
+        if self.config().read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let full = full_ref(ns, name).map_err(|_| FsError::NotFound)?;
+        let ino = self.lookup(parent.ino, name)?.attr.ino;
+        let node = self.node_of(ino)?;
+        match &node.kind {
+            Kind::BranchNs(_) => return Err(FsError::NotEmpty),
+            k if k.snap().is_some() => {}
+            _ => return Err(FsError::NotDir),
+        }
+        if !self.dir_is_empty_now(&node)? {
+            return Err(FsError::NotEmpty);
+        }
+        // What the branch has pending (deleting its last files) is committed
+        // first, so that the reflog keeps it.
+        let b = {
+            let inodes = self.inodes.read();
+            self.branch_for(&inodes, &node)
+        };
+        if let Some(b) = &b {
+            self.commit_branch(b, false)?;
+        }
+        self.repo.with(|repo| {
+            let mut r = repo.find_reference(&full).map_err(|_| FsError::NotFound)?;
+            r.delete()?;
+            Ok(())
+        })?;
+        self.inodes.write().unlink(parent.ino, name);
+        if let Some(SnapSource::Branch(key)) = node.kind.snap().map(|s| &s.source) {
+            self.branches.lock().remove(key);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rename_branch(
+        &self,
+        parent: &Node,
+        name: &[u8],
+        new_parent: &Node,
+        new_name: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
+        if self.config().read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let (Some(ns), Some(new_ns)) = (branch_ns(parent), branch_ns(new_parent)) else {
+            return Err(FsError::CrossDevice);
+        };
+        let old = full_ref(ns, name).map_err(|_| FsError::NotFound)?;
+        let new = full_ref(new_ns, new_name)?;
+        let ino = self.lookup(parent.ino, name)?.attr.ino;
+        let node = self.node_of(ino)?;
+        if !matches!(
+            node.kind.snap().map(|s| &s.source),
+            Some(SnapSource::Branch(_))
+        ) {
+            // Renaming a namespace would rename every branch below it.
+            return Err(FsError::NotPermitted);
+        }
+        if flags & crate::overlay::RENAME_EXCHANGE != 0 {
+            return Err(FsError::NotSupported);
+        }
+        // An existing branch or namespace is never replaced.
+        if self.lookup(new_parent.ino, new_name).is_ok() {
+            return Err(FsError::Exists);
+        }
+        let b = {
+            let inodes = self.inodes.read();
+            self.branch_for(&inodes, &node)
+        }
+        .ok_or_else(|| FsError::io("not a branch"))?;
+        self.commit_branch(&b, false)?;
+        self.repo.with(|repo| {
+            let mut r = repo.find_reference(&old).map_err(|_| FsError::NotFound)?;
+            let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
+            r.rename(&new, false, &msg).map_err(|e| match e.code() {
+                git2::ErrorCode::Exists => FsError::Exists,
+                _ => FsError::from(e),
+            })?;
+            Ok(())
+        })?;
+        *b.name.lock() = new["refs/heads/".len()..].as_bytes().into();
+        self.inodes
+            .write()
+            .rename(parent.ino, name, new_parent.ino, new_name);
+        Ok(())
+    }
+
+    fn dir_is_empty_now(&self, n: &Node) -> FsResult<bool> {
+        Ok(match &n.kind {
+            Kind::MDir { .. } => self.mat_children(n.ino).is_empty(),
+            Kind::Tree { oid, .. } => self.tree_entries(*oid)?.is_empty(),
+            _ => false,
+        })
+    }
+}
