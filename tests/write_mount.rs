@@ -26,7 +26,12 @@ fn setup(extra: &[&str]) -> (TestRepo, PathBuf, Mount) {
     git(&r.work(), &["branch", "other"]);
     let bare = r.publish();
     let mnt = r.mountpoint("mnt");
-    let args: Vec<&str> = [&["--settle", "100"][..], extra].concat();
+    let settle: &[&str] = if extra.contains(&"--settle") {
+        &[]
+    } else {
+        &["--settle", "100"]
+    };
+    let args: Vec<&str> = [settle, extra].concat();
     let m = Mount::new(&bare, &mnt, &args);
     (r, bare, m)
 }
@@ -791,5 +796,183 @@ fn mkdir_in_an_empty_repository_starts_a_branch() {
     assert_eq!(git(&bare, &["show", "main:first.txt"]), "first");
     assert_eq!(commits(&bare, "main"), 2);
     drop(m);
+    fsck(&bare);
+}
+
+/// A file mapped for writing: msync, munmap and close make a commit.
+#[test]
+fn mmap_writes_become_a_commit() {
+    let (_r, bare, m) = setup(&[]);
+    let p = m.path.join("main/README.md");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    f.set_len(4096).unwrap();
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        let s = std::slice::from_raw_parts_mut(addr as *mut u8, 4096);
+        s[..6].copy_from_slice(b"mapped");
+        assert_eq!(libc::msync(addr, 4096, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(addr, 4096), 0);
+    }
+    drop(f);
+    let want = {
+        let mut v = b"mapped".to_vec();
+        v.resize(4096, 0);
+        v
+    };
+    assert_eq!(std::fs::read(&p).unwrap(), want);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&bare)
+            .args(["cat-file", "blob", "main:README.md"])
+            .output()
+            .unwrap();
+        out.stdout == want
+    }));
+    fsck(&bare);
+}
+
+#[test]
+fn rsync_and_unzip_arrive_intact() {
+    let (r, bare, m) = setup(&[]);
+    let src = r.dir.path().join("tree");
+    for i in 0..200 {
+        let p = src.join(format!("s{}/f{i}.txt", i % 4));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("{i}\n").repeat(i + 1)).unwrap();
+    }
+    if Command::new("rsync").arg("--version").output().is_ok() {
+        let st = Command::new("rsync")
+            .arg("-a")
+            .arg(format!("{}/", src.display()))
+            .arg(m.path.join("main/rs"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let zip = r.dir.path().join("t.zip");
+    let st = Command::new("zip")
+        .arg("-qr")
+        .arg(&zip)
+        .arg(".")
+        .current_dir(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("unzip")
+        .arg("-q")
+        .arg(&zip)
+        .arg("-d")
+        .arg(m.path.join("main/uz"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for sub in ["rs", "uz"] {
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                git(&bare, &["ls-tree", "-r", "--name-only", "main", sub])
+                    .lines()
+                    .count()
+                    == 200
+            }),
+            "{sub} committed"
+        );
+        let out = r.dir.path().join(format!("out-{sub}"));
+        std::fs::create_dir(&out).unwrap();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "git --git-dir='{}' archive main {sub} | tar -x -C '{}'",
+                bare.display(),
+                out.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            Command::new("diff")
+                .arg("-r")
+                .arg(&src)
+                .arg(out.join(sub))
+                .status()
+                .unwrap()
+                .success(),
+            "{sub} intact"
+        );
+    }
+    assert_no_scratch_in_history(&bare);
+}
+
+/// A steady stream of writes still commits regularly (the settle window is
+/// capped), and nothing written is lost.
+#[test]
+fn a_steady_stream_of_writes_commits_regularly() {
+    let (_r, bare, m) = setup(&[]);
+    let p = m.path.join("main/log.txt");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let start = std::time::Instant::now();
+    let mut lines = 0;
+    while start.elapsed() < Duration::from_millis(4500) {
+        writeln!(f, "line {lines}").unwrap();
+        lines += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let during = commits(&bare, "main") - 1;
+    assert!(during >= 1, "a commit came while writes kept coming");
+    drop(f);
+    std::thread::sleep(Duration::from_millis(600));
+    let content = git(&bare, &["show", "main:log.txt"]);
+    assert_eq!(content.lines().count(), lines, "every line is committed");
+}
+
+/// Another writer moves the branch while this mount has changes pending: the
+/// mount's changes are applied on top, nothing is lost, and where both changed
+/// a path the mount's version wins and the message says so.
+#[test]
+fn a_moved_tip_gets_the_changes_applied_on_top() {
+    let (r, bare, m) = setup(&["--settle", "600000"]);
+    std::fs::write(m.path.join("main/README.md"), b"from the mount\n").unwrap();
+    std::fs::write(m.path.join("main/mine.txt"), b"mine\n").unwrap();
+    // Meanwhile, someone pushes to main.
+    git(&r.work(), &["pull", "-q", bare.to_str().unwrap(), "main"]);
+    r.write("README.md", b"from elsewhere\n");
+    r.write("theirs.txt", b"theirs\n");
+    let theirs = r.commit("their change");
+    git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "main"]);
+    std::fs::File::open(m.path.join("main/mine.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(
+        git(&bare, &["rev-parse", "main^"]),
+        theirs,
+        "built on their tip"
+    );
+    assert_eq!(git(&bare, &["show", "main:theirs.txt"]), "theirs");
+    assert_eq!(git(&bare, &["show", "main:mine.txt"]), "mine");
+    assert_eq!(git(&bare, &["show", "main:README.md"]), "from the mount");
+    let msg = git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        msg.contains("another writer") && msg.contains("README.md"),
+        "{msg}"
+    );
+    assert_eq!(
+        git(&bare, &["show", &format!("{theirs}:README.md")]),
+        "from elsewhere",
+        "theirs stays in history"
+    );
     fsck(&bare);
 }
