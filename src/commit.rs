@@ -33,6 +33,8 @@ use crate::inodes::{Ino, Inodes, Kind, Node};
 /// However many changes keep coming, a dirty branch is committed this long
 /// after it became dirty.
 pub const SETTLE_CAP: Duration = Duration::from_secs(3);
+/// A committed file not written for this long gives up its spill file.
+const DEMATERIALIZE_IDLE: Duration = Duration::from_secs(2);
 /// Blobs up to this size are written from one buffer; larger ones are streamed.
 const BLOB_BUFFER: u64 = 8 << 20;
 
@@ -163,6 +165,9 @@ impl CommitFs {
             st.first_dirty = None;
         }
         let result = self.commit_locked(b, durable);
+        if result.is_ok() {
+            self.dematerialize_clean(DEMATERIALIZE_IDLE);
+        }
         if result.is_err() {
             // Nothing was lost: try again at the next window.
             let mut st = b.st.lock();

@@ -292,6 +292,7 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
 fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), String> {
     let detached = ready.is_some();
     init_logging(cfg, detached);
+    raise_fd_limit();
     // Blocked before any thread starts, so that every thread inherits the mask
     // and only the signal thread takes SIGTERM, SIGINT and SIGHUP.
     block_signals();
@@ -453,6 +454,19 @@ fn mount_as_root(
     fuser::Session::from_fd(fuse, OwnedFd::from(dev), acl, fcfg).inspect_err(|_| {
         let _ = unmount_path(&cfg.mountpoint, true);
     })
+}
+
+/// Files being written each hold a spill file open: take the hard limit on
+/// open files, as FUSE daemons do.
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 fn block_signals() -> libc::sigset_t {

@@ -46,6 +46,10 @@ pub struct WState {
     pub version: u64,
     /// The blob written for this file at the last commit, and the version it was.
     pub committed: Option<(u64, Oid)>,
+    /// When it was last written to.
+    pub last_write: Option<std::time::Instant>,
+    /// This spill went back to being its blob: it must not be written to.
+    pub retired: bool,
 }
 
 pub enum Mat {
@@ -168,56 +172,128 @@ impl CommitFs {
     /// The written file behind `ino`, materializing it first (copying its blob
     /// unless `truncate`).
     pub(crate) fn mat_file(&self, ino: Ino, truncate: bool) -> FsResult<Arc<WFile>> {
+        // Look first; copy the blob (it may be large) with no lock held; then
+        // install the copy unless another thread got there first.
+        let (snap, oid, executable) = {
+            let inodes = self.inodes.read();
+            let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+            match &n.kind {
+                Kind::MFile { .. } => {
+                    return self
+                        .wfile(ino)
+                        .ok_or_else(|| FsError::io("written file lost its data"));
+                }
+                Kind::File {
+                    snap,
+                    oid,
+                    executable,
+                } => {
+                    self.writable_snap(&n)?;
+                    (snap.clone(), *oid, *executable)
+                }
+                Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => {
+                    return Err(FsError::Invalid);
+                }
+                _ => return Err(FsError::IsDir),
+            }
+        };
+        let file = self.new_spill()?;
+        let mut size = 0;
+        if !truncate {
+            let mut pos = 0u64;
+            self.repo.stream_blob(oid, &mut |chunk| {
+                file.write_all_at(chunk, pos)?;
+                pos += chunk.len() as u64;
+                Ok(())
+            })?;
+            size = pos;
+        }
         let mut inodes = self.inodes.write();
         let mut ov = self.ov.lock();
         let n = inodes.get(ino).ok_or(FsError::NotFound)?;
         match &n.kind {
-            Kind::MFile { .. } => match ov.mats.get(&ino) {
-                Some(Mat::File(f)) => Ok(f.clone()),
-                _ => Err(FsError::io("written file lost its data")),
-            },
-            Kind::File {
-                snap,
-                oid,
-                executable,
-            } => {
-                let snap = snap.clone();
-                self.writable_snap(&n)?;
-                if inodes.is_linked(&n) {
-                    self.mat_dir(&mut inodes, &mut ov, n.parent)?;
-                }
-                let file = self.new_spill()?;
-                let mut size = 0;
-                if !truncate {
-                    let mut pos = 0u64;
-                    self.repo.stream_blob(*oid, &mut |chunk| {
-                        file.write_all_at(chunk, pos)?;
-                        pos += chunk.len() as u64;
-                        Ok(())
-                    })?;
-                    size = pos;
-                }
-                let wf = Arc::new(WFile {
-                    file,
-                    st: Mutex::new(WState {
-                        size,
-                        mtime: snap.snapshot.time,
-                        version: 0,
-                        committed: if truncate { None } else { Some((0, *oid)) },
-                    }),
-                });
-                ov.mats.insert(ino, Mat::File(wf.clone()));
-                inodes.set_kind(
-                    ino,
-                    Kind::MFile {
-                        snap,
-                        executable: *executable,
-                    },
-                );
-                Ok(wf)
+            Kind::File { oid: now, .. } if *now == oid => {}
+            Kind::MFile { .. } => {
+                return match ov.mats.get(&ino) {
+                    Some(Mat::File(f)) => Ok(f.clone()),
+                    _ => Err(FsError::io("written file lost its data")),
+                };
             }
-            Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => Err(FsError::Invalid),
-            _ => Err(FsError::IsDir),
+            _ => {
+                return Err(FsError::io(
+                    "file changed while being opened for writing; try again",
+                ));
+            }
+        }
+        if inodes.is_linked(&n) {
+            self.mat_dir(&mut inodes, &mut ov, n.parent)?;
+        }
+        let mtime = ov
+            .meta
+            .get(&ino)
+            .and_then(|m| m.mtime)
+            .unwrap_or(snap.snapshot.time);
+        let wf = Arc::new(WFile {
+            file,
+            st: Mutex::new(WState {
+                size,
+                mtime,
+                version: 0,
+                committed: if truncate { None } else { Some((0, oid)) },
+                last_write: None,
+                retired: false,
+            }),
+        });
+        ov.mats.insert(ino, Mat::File(wf.clone()));
+        inodes.set_kind(ino, Kind::MFile { snap, executable });
+        Ok(wf)
+    }
+
+    /// After a commit: a written file that has not changed since it was
+    /// committed, nor for `idle`, goes back to being its blob, and its spill
+    /// file is closed. A file being written keeps its spill (an append after
+    /// every commit would otherwise copy the whole file each time).
+    pub fn dematerialize_clean(&self, idle: std::time::Duration) {
+        let now = std::time::Instant::now();
+        let mut inodes = self.inodes.write();
+        let mut ov = self.ov.lock();
+        let candidates: Vec<Ino> = ov
+            .mats
+            .iter()
+            .filter(|(_, m)| matches!(m, Mat::File(_)))
+            .map(|(i, _)| *i)
+            .collect();
+        for ino in candidates {
+            let Some(n) = inodes.get(ino) else { continue };
+            let Kind::MFile { snap, executable } = &n.kind else {
+                continue;
+            };
+            if !inodes.is_linked(&n) {
+                continue;
+            }
+            let Some(Mat::File(wf)) = ov.mats.get(&ino) else {
+                continue;
+            };
+            let mut st = wf.st.lock();
+            let clean = matches!(st.committed, Some((v, _)) if v == st.version);
+            let idle_enough = st.last_write.is_none_or(|t| now.duration_since(t) >= idle);
+            let Some((_, oid)) = st.committed else {
+                continue;
+            };
+            if !(clean && idle_enough) {
+                continue;
+            }
+            let mtime = st.mtime;
+            st.retired = true;
+            drop(st);
+            let kind = Kind::File {
+                snap: snap.clone(),
+                oid,
+                executable: *executable,
+            };
+            ov.mats.remove(&ino);
+            ov.meta.entry(ino).or_default().mtime = Some(mtime);
+            inodes.set_kind(ino, kind);
         }
     }
 
@@ -281,6 +357,8 @@ impl CommitFs {
                     mtime: now_secs(),
                     version: 1,
                     committed: None,
+                    last_write: Some(std::time::Instant::now()),
+                    retired: false,
                 }),
             });
             let node = self.add_child(
@@ -500,19 +578,40 @@ impl CommitFs {
         Ok(())
     }
 
+    /// Runs `f` on the written file behind `ino` with its state locked,
+    /// materializing it first. A spill retired by `dematerialize_clean` between
+    /// the two is never written to: the file is materialized again.
+    fn modify<R>(
+        &self,
+        ino: Ino,
+        truncate: bool,
+        mut f: impl FnMut(&WFile, &mut WState) -> FsResult<R>,
+    ) -> FsResult<R> {
+        loop {
+            let wf = self.mat_file(ino, truncate)?;
+            let mut st = wf.st.lock();
+            if st.retired {
+                continue;
+            }
+            return f(&wf, &mut st);
+        }
+    }
+
     /// write(2) at `offset`; a write past the end leaves a hole that reads as zeros.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let wf = self.mat_file(ino, false)?;
         if data.is_empty() {
             // A write of nothing changes nothing, not even the size.
+            self.mat_file(ino, false)?;
             return Ok(0);
         }
-        let mut st = wf.st.lock();
-        wf.file.write_all_at(data, offset)?;
-        st.size = st.size.max(offset + data.len() as u64);
-        st.version += 1;
-        st.mtime = now_secs();
-        drop(st);
+        self.modify(ino, false, |wf, st| {
+            wf.file.write_all_at(data, offset)?;
+            st.size = st.size.max(offset + data.len() as u64);
+            st.version += 1;
+            st.mtime = now_secs();
+            st.last_write = Some(std::time::Instant::now());
+            Ok(())
+        })?;
         self.clear_mtime(ino);
         self.changed(ino);
         Ok(data.len() as u32)
@@ -537,13 +636,14 @@ impl CommitFs {
             return Err(FsError::NotPermitted);
         }
         if let Some(size) = a.size {
-            let wf = self.mat_file(ino, size == 0)?;
-            let mut st = wf.st.lock();
-            wf.file.set_len(size)?;
-            st.size = size;
-            st.version += 1;
-            st.mtime = now_secs();
-            drop(st);
+            self.modify(ino, size == 0, |wf, st| {
+                wf.file.set_len(size)?;
+                st.size = size;
+                st.version += 1;
+                st.mtime = now_secs();
+                st.last_write = Some(std::time::Instant::now());
+                Ok(())
+            })?;
             self.clear_mtime(ino);
             self.changed(ino);
         }
@@ -612,17 +712,20 @@ impl CommitFs {
             return Err(FsError::NotSupported);
         }
         let end = offset.checked_add(len).ok_or(FsError::Invalid)?;
-        let wf = self.mat_file(ino, false)?;
-        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
-            let mut st = wf.st.lock();
-            if end > st.size {
-                wf.file.set_len(end)?;
-                st.size = end;
-                st.version += 1;
-                st.mtime = now_secs();
-                drop(st);
-                self.changed(ino);
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let grew = self.modify(ino, false, |wf, st| {
+            if keep_size || end <= st.size {
+                return Ok(false);
             }
+            wf.file.set_len(end)?;
+            st.size = end;
+            st.version += 1;
+            st.mtime = now_secs();
+            st.last_write = Some(std::time::Instant::now());
+            Ok(true)
+        })?;
+        if grew {
+            self.changed(ino);
         }
         Ok(())
     }

@@ -78,6 +78,8 @@ enum Op {
     Rename(Path, Path, bool),
     Chmod(Path, bool),
     Fsync,
+    /// Commit, then let every clean written file go back to being its blob.
+    Quiesce,
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -99,13 +101,14 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (path(), path(), any::<bool>()).prop_map(|(a, b, n)| Op::Rename(a, b, n)),
         1 => (path(), any::<bool>()).prop_map(|(p, x)| Op::Chmod(p, x)),
         1 => Just(Op::Fsync),
+        1 => Just(Op::Quiesce),
     ]
 }
 
 /// Applies `op` to the model; returns what the core must answer.
 fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
     match op {
-        Op::Fsync => {}
+        Op::Fsync | Op::Quiesce => {}
         Op::Rename(a, b, _) => {
             m.parent_ok(a)?;
             m.parent_ok(b)?;
@@ -208,7 +211,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
             Some(M::Dir) => {}
             None => return Err(FsError::NotFound),
         },
-        Op::Fsync => {}
+        Op::Fsync | Op::Quiesce => {}
     }
     Ok(())
 }
@@ -322,6 +325,11 @@ impl Sut {
                     .map(|_| ())
             }
             Op::Fsync => self.fs.fsync(self.root),
+            Op::Quiesce => {
+                self.fs.fsync(self.root)?;
+                self.fs.dematerialize_clean(std::time::Duration::ZERO);
+                Ok(())
+            }
         }
     }
 
@@ -395,7 +403,7 @@ fn run(ops: &[Op]) {
             assert_eq!(g.errno(), e.errno(), "step {i} {op:?}: errno");
         }
         assert_eq!(s.seen().nodes, m.nodes, "tree after step {i} {op:?}");
-        if matches!(op, Op::Fsync) {
+        if matches!(op, Op::Fsync | Op::Quiesce) {
             assert_eq!(s.committed(), m.files(), "committed tree after step {i}");
         }
     }
@@ -423,6 +431,20 @@ fn regression_empty_write_past_the_end_changes_nothing() {
     run(&[
         Op::Create(p("a")),
         Op::Write(p("a"), 1, Vec::new()),
+        Op::Fsync,
+    ]);
+}
+
+#[test]
+fn written_files_that_went_back_to_blobs_can_be_written_again() {
+    run(&[
+        Op::Create(p("a")),
+        Op::Write(p("a"), 0, b"first".to_vec()),
+        Op::Quiesce,
+        Op::Write(p("a"), 5, b" second".to_vec()),
+        Op::Chmod(p("a"), true),
+        Op::Quiesce,
+        Op::Truncate(p("a"), 3),
         Op::Fsync,
     ]);
 }
