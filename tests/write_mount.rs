@@ -615,7 +615,12 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
 
 #[test]
 fn scratch_files_live_in_the_mount_but_never_in_history() {
-    let (_r, bare, m) = setup(&["--scratch", "*.o"]);
+    let (_r, bare, m) = setup(&[
+        "--scratch",
+        "*.o",
+        "--author",
+        "Ada Lovelace <ada@example.com>",
+    ]);
     let d = m.path.join("main");
     for name in [
         ".README.md.swp",
@@ -634,6 +639,13 @@ fn scratch_files_live_in_the_mount_but_never_in_history() {
         .sync_all()
         .unwrap();
     assert_eq!(last_changed(&bare, "main"), vec!["real.txt"]);
+    assert_eq!(
+        git(
+            &bare,
+            &["log", "-1", "--format=%an <%ae> / %cn <%ce> / %s", "main"]
+        ),
+        "Ada Lovelace <ada@example.com> / Ada Lovelace <ada@example.com> / Add real.txt"
+    );
     assert_no_scratch_in_history(&bare);
     assert!(!git(&bare, &["ls-tree", "--name-only", "main"]).contains("build.o"));
 }
@@ -975,4 +987,46 @@ fn a_moved_tip_gets_the_changes_applied_on_top() {
         "theirs stays in history"
     );
     fsck(&bare);
+}
+
+/// Writing a large file is buffered on disk: the daemon's memory barely moves,
+/// and the committed blob is the file.
+#[test]
+fn writing_a_large_file_takes_little_memory() {
+    let (r, bare, m) = setup(&[]);
+    let before = m.peak_rss();
+    let src = r.dir.path().join("big.src");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..(256 << 20) / 8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+    let st = Command::new("dd")
+        .arg(format!("if={}", src.display()))
+        .arg(format!("of={}", m.path.join("main/big.bin").display()))
+        .args(["bs=1M", "conv=fsync", "status=none"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let growth = m.peak_rss().saturating_sub(before);
+    assert!(
+        growth < 64 << 20,
+        "writing 256 MiB grew the daemon by {} MiB",
+        growth >> 20
+    );
+    assert_eq!(
+        git(&bare, &["cat-file", "-s", "main:big.bin"]),
+        (256u64 << 20).to_string()
+    );
+    let st = Command::new("cmp")
+        .arg(&src)
+        .arg(m.path.join("main/big.bin"))
+        .status()
+        .unwrap();
+    assert!(st.success());
 }
