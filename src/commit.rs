@@ -188,7 +188,8 @@ impl CommitFs {
         };
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
-            let new_view = self.build_tree(repo, b.root, true)?.unwrap_or(view);
+            let mut wrote = Vec::new();
+            let new_view = self.build_tree(repo, b.root, true, &mut wrote)?.unwrap_or(view);
             if new_view == view {
                 return Ok(None);
             }
@@ -233,8 +234,18 @@ impl CommitFs {
                 };
                 let refs: Vec<&git2::Commit<'_>> = parent_commits.iter().collect();
                 let commit = repo.commit(None, &sig, &sig, &msg, &tree_obj, &refs)?;
+                wrote.push(commit);
+                // The objects go to stable storage before the ref that names them:
+                // this commit's, and those of earlier commits that were not synced.
                 if durable {
-                    syncfs(repo.path())?;
+                    let mut all = std::mem::take(&mut *self.unsynced.lock());
+                    all.extend_from_slice(&wrote);
+                    if note.is_empty() {
+                        sync_objects(&repo.commondir().join("objects"), &all)?;
+                    } else {
+                        // Re-applied: the intermediate trees are not known by id.
+                        syncfs(repo.path())?;
+                    }
                 }
                 let updated = match parents {
                     Some(p) => repo.reference_matching(&refname, commit, true, p, &first_line(&msg)),
@@ -243,7 +254,9 @@ impl CommitFs {
                 match updated {
                     Ok(_) => {
                         if durable {
-                            syncfs(repo.path())?;
+                            sync_ref(repo.commondir(), &refname)?;
+                        } else {
+                            self.unsynced.lock().extend_from_slice(&wrote);
                         }
                         let mut st = b.st.lock();
                         st.base = Some(commit);
@@ -265,7 +278,13 @@ impl CommitFs {
 
     /// The tree of directory `ino` as this mount sees it; `None` for an empty
     /// directory below the root (Git has no empty trees).
-    fn build_tree(&self, repo: &Repository, ino: Ino, top: bool) -> FsResult<Option<Oid>> {
+    fn build_tree(
+        &self,
+        repo: &Repository,
+        ino: Ino,
+        top: bool,
+        wrote: &mut Vec<Oid>,
+    ) -> FsResult<Option<Oid>> {
         let n = self.node_of(ino)?;
         match &n.kind {
             Kind::Tree { oid, .. } => return Ok(Some(*oid)),
@@ -283,11 +302,19 @@ impl CommitFs {
                 } => Some((*oid, file_mode(*executable))),
                 Kind::Symlink { oid, .. } => Some((*oid, 0o120000)),
                 Kind::Submodule { oid, .. } => Some((*oid, 0o160000)),
-                Kind::MDir { .. } => self.build_tree(repo, child, false)?.map(|o| (o, 0o040000)),
+                Kind::MDir { .. } => self
+                    .build_tree(repo, child, false, wrote)?
+                    .map(|o| (o, 0o040000)),
                 Kind::MFile { executable, .. } if !scratch => {
-                    Some((self.write_blob(repo, child)?, file_mode(*executable)))
+                    let oid = self.write_blob(repo, child)?;
+                    wrote.push(oid);
+                    Some((oid, file_mode(*executable)))
                 }
-                Kind::MSymlink { target, .. } if !scratch => Some((repo.blob(target)?, 0o120000)),
+                Kind::MSymlink { target, .. } if !scratch => {
+                    let oid = repo.blob(target)?;
+                    wrote.push(oid);
+                    Some((oid, 0o120000))
+                }
                 _ => None,
             };
             if let Some((oid, mode)) = entry {
@@ -297,7 +324,9 @@ impl CommitFs {
         if tb.is_empty() && !top {
             return Ok(None);
         }
-        Ok(Some(tb.write()?))
+        let oid = tb.write()?;
+        wrote.push(oid);
+        Ok(Some(oid))
     }
 
     /// The blob of a written file (written once per version).
@@ -317,17 +346,7 @@ impl CommitFs {
             wf.file.read_exact_at(&mut buf, 0)?;
             repo.blob(&buf)?
         } else {
-            let odb = repo.odb()?;
-            let mut w = odb.writer(size as usize, git2::ObjectType::Blob)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut pos = 0u64;
-            while pos < size {
-                let n = (size - pos).min(buf.len() as u64) as usize;
-                wf.file.read_exact_at(&mut buf[..n], pos)?;
-                std::io::Write::write_all(&mut w, &buf[..n])?;
-                pos += n as u64;
-            }
-            w.finalize()?
+            crate::repo::write_loose_blob(&repo.commondir().join("objects"), &wf.file, size)?
         };
         st.committed = Some((st.version, oid));
         Ok(oid)
@@ -430,6 +449,50 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// fsyncs the loose files of `oids` (objects found only in packs were synced
+/// when packed) and the directories that hold them.
+fn sync_objects(objects: &std::path::Path, oids: &[Oid]) -> FsResult<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for oid in oids {
+        let hex = oid.to_string();
+        let path = objects.join(&hex[..2]).join(&hex[2..]);
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                f.sync_all()?;
+                dirs.insert(objects.join(&hex[..2]));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    dirs.insert(objects.to_path_buf());
+    for d in dirs {
+        std::fs::File::open(&d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// fsyncs a loose ref and the directories above it up to `refs/`; a packed
+/// ref is synced through packed-refs.
+fn sync_ref(git_dir: &std::path::Path, refname: &str) -> FsResult<()> {
+    let path = git_dir.join(refname);
+    let target = if path.exists() {
+        path
+    } else {
+        git_dir.join("packed-refs")
+    };
+    std::fs::File::open(&target)?.sync_all()?;
+    let mut dir = target.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == git_dir {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 fn syncfs(dir: &std::path::Path) -> FsResult<()> {

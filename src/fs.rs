@@ -244,6 +244,9 @@ pub struct CommitFs {
     /// Branches this mount has written to (see `commit.rs`).
     pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
     pub(crate) sched: Scheduler,
+    /// Objects written by commits that were not made durable (settle-window
+    /// commits): the next durable commit syncs them before moving a ref.
+    pub(crate) unsynced: Mutex<Vec<Oid>>,
     pub(crate) scratch: globset::GlobSet,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
@@ -307,6 +310,7 @@ impl CommitFs {
             ov: Mutex::new(Overlay::default()),
             branches: Mutex::new(HashMap::new()),
             sched: Scheduler::default(),
+            unsynced: Mutex::new(Vec::new()),
             scratch,
         })
     }
