@@ -307,7 +307,7 @@ fn what_git_cannot_store_is_answered_honestly() {
     assert_eq!(rc, -1);
     assert_eq!(
         std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENODATA)
+        Some(libc::ENOTSUP)
     );
     for bad in [".git", ".GIT", ".Git"] {
         assert_eq!(
