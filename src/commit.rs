@@ -514,31 +514,99 @@ pub struct Change {
     pub new: Option<(Oid, i32)>,
 }
 
+/// The changed paths between two trees: a merge-walk of their entries that
+/// descends only into subtrees whose ids differ (libgit2's tree diff was the
+/// largest cost of a small save in a large repository).
 fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
-    let old = repo.find_tree(old)?;
-    let new = repo.find_tree(new)?;
-    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None)?;
     let mut out = Vec::new();
-    for d in diff.deltas() {
-        let (status, file) = match d.status() {
-            git2::Delta::Added => ('A', d.new_file()),
-            git2::Delta::Deleted => ('D', d.old_file()),
-            _ => ('M', d.new_file()),
-        };
-        let Some(path) = file.path_bytes() else {
-            continue;
-        };
-        let new = match status {
-            'D' => None,
-            _ => Some((d.new_file().id(), u32::from(d.new_file().mode()) as i32)),
-        };
-        out.push(Change {
-            status,
-            path: path.to_vec(),
-            new,
-        });
-    }
+    diff_trees(repo, Some(old), Some(new), &mut Vec::new(), &mut out)?;
     Ok(out)
+}
+
+const TREE_MODE: i32 = 0o040000;
+
+fn tree_entries(repo: &Repository, oid: Option<Oid>) -> FsResult<Vec<(Vec<u8>, Oid, i32)>> {
+    let Some(oid) = oid else {
+        return Ok(Vec::new());
+    };
+    let tree = repo.find_tree(oid)?;
+    let mut v: Vec<_> = tree
+        .iter()
+        .map(|e| (e.name_bytes().to_vec(), e.id(), e.filemode()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+fn diff_trees(
+    repo: &Repository,
+    old: Option<Oid>,
+    new: Option<Oid>,
+    prefix: &mut Vec<u8>,
+    out: &mut Vec<Change>,
+) -> FsResult<()> {
+    if old == new {
+        return Ok(());
+    }
+    let a = tree_entries(repo, old)?;
+    let b = tree_entries(repo, new)?;
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (left, right) = match order {
+            std::cmp::Ordering::Less => (a.get(i), None),
+            std::cmp::Ordering::Greater => (None, b.get(j)),
+            std::cmp::Ordering::Equal => (a.get(i), b.get(j)),
+        };
+        let name = left.or(right).map(|e| e.0.clone()).unwrap_or_default();
+        let len = prefix.len();
+        prefix.extend_from_slice(&name);
+        let is_tree = |e: Option<&(Vec<u8>, Oid, i32)>| e.is_some_and(|e| e.2 == TREE_MODE);
+        let same = matches!((left, right), (Some(x), Some(y)) if x.1 == y.1 && x.2 == y.2);
+        if !same {
+            // Subtrees: recurse (a tree on one side only is all adds or deletes).
+            if is_tree(left) || is_tree(right) {
+                prefix.push(b'/');
+                let lt = left.filter(|e| e.2 == TREE_MODE).map(|e| e.1);
+                let rt = right.filter(|e| e.2 == TREE_MODE).map(|e| e.1);
+                diff_trees(repo, lt, rt, prefix, out)?;
+                prefix.pop();
+            }
+            // Files (or a file replacing a tree, or the other way round).
+            let lf = left.filter(|e| e.2 != TREE_MODE);
+            let rf = right.filter(|e| e.2 != TREE_MODE);
+            match (lf, rf) {
+                (Some(_), Some(y)) => out.push(Change {
+                    status: 'M',
+                    path: prefix.clone(),
+                    new: Some((y.1, y.2)),
+                }),
+                (Some(_), None) => out.push(Change {
+                    status: 'D',
+                    path: prefix.clone(),
+                    new: None,
+                }),
+                (None, Some(y)) => out.push(Change {
+                    status: 'A',
+                    path: prefix.clone(),
+                    new: Some((y.1, y.2)),
+                }),
+                (None, None) => {}
+            }
+        }
+        prefix.truncate(len);
+        if left.is_some() {
+            i += 1;
+        }
+        if right.is_some() {
+            j += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Applies `changes` to tree `base`.
