@@ -33,6 +33,8 @@ use crate::inodes::{Ino, Inodes, Kind, Node};
 /// However many changes keep coming, a dirty branch is committed this long
 /// after it became dirty.
 pub const SETTLE_CAP: Duration = Duration::from_secs(3);
+/// After a failed commit, the next try waits this long.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// A committed file not written for this long gives up its spill file.
 const DEMATERIALIZE_IDLE: Duration = Duration::from_secs(2);
 /// Blobs up to this size are written from one buffer; larger ones are streamed.
@@ -57,6 +59,8 @@ pub struct BranchSt {
     pub dirty: bool,
     pub first_dirty: Option<Instant>,
     pub last_change: Option<Instant>,
+    /// After a failed commit, the scheduler waits until then.
+    pub not_before: Option<Instant>,
 }
 
 /// The scheduler's wake-up call.
@@ -93,6 +97,7 @@ impl CommitFs {
                 dirty: false,
                 first_dirty: None,
                 last_change: None,
+                not_before: None,
             }),
             commit_lock: Mutex::new(()),
         });
@@ -166,13 +171,16 @@ impl CommitFs {
         }
         let result = self.commit_locked(b, durable);
         if result.is_ok() {
+            b.st.lock().not_before = None;
             self.dematerialize_clean(DEMATERIALIZE_IDLE);
         }
         if result.is_err() {
-            // Nothing was lost: try again at the next window.
+            // Nothing was lost: the changes stay pending and the scheduler
+            // tries again after a pause (not at once, which would spin).
             let mut st = b.st.lock();
             st.dirty = true;
             st.first_dirty.get_or_insert(Instant::now());
+            st.not_before = Some(Instant::now() + RETRY_PAUSE);
         }
         result
     }
@@ -380,7 +388,10 @@ impl CommitFs {
                 let (Some(last), Some(first)) = (st.last_change, st.first_dirty) else {
                     continue;
                 };
-                let at = (last + self.config().settle).min(first + SETTLE_CAP);
+                let mut at = (last + self.config().settle).min(first + SETTLE_CAP);
+                if let Some(nb) = st.not_before {
+                    at = at.max(nb);
+                }
                 if at <= now {
                     due.push(b.clone());
                 } else {

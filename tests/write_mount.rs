@@ -1030,3 +1030,53 @@ fn writing_a_large_file_takes_little_memory() {
         .unwrap();
     assert!(st.success());
 }
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A commit that cannot be made (the branch was deleted under the mount) loses
+/// nothing and does not spin: the change stays pending and lands once the
+/// branch is back.
+#[test]
+fn a_failing_commit_keeps_the_change_and_retries_calmly() {
+    let (_r, bare, m) = setup(&["--settle", "1000"]);
+    let tip = git(&bare, &["rev-parse", "main"]);
+    std::fs::write(m.path.join("main/kept.txt"), b"kept\n").unwrap();
+    git(&bare, &["update-ref", "-d", "refs/heads/main"]);
+    // The commit is tried after 1 s and fails; the next try waits 5 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = cpu_ticks(m.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(m.pid()) - before;
+    assert!(
+        used < 50,
+        "the daemon used {used} ticks in 2 s while the commit kept failing"
+    );
+    assert!(
+        !has_ref(&bare, "refs/heads/main"),
+        "nothing recreated the branch behind our back"
+    );
+    git(&bare, &["update-ref", "refs/heads/main", &tip]);
+    assert!(
+        wait_until(Duration::from_secs(12), || {
+            Command::new("git")
+                .arg("-C")
+                .arg(&bare)
+                .args(["show", "main:kept.txt"])
+                .output()
+                .unwrap()
+                .stdout
+                == b"kept\n"
+        }),
+        "the pending change landed once the branch was back"
+    );
+    fsck(&bare);
+}
