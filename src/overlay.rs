@@ -52,6 +52,16 @@ pub struct WState {
     pub retired: bool,
 }
 
+impl WState {
+    /// The content changed and is now `size` bytes long.
+    fn content_changed(&mut self, size: u64) {
+        self.size = size;
+        self.version += 1;
+        self.mtime = now_secs();
+        self.last_write = Some(std::time::Instant::now());
+    }
+}
+
 pub enum Mat {
     Dir(BTreeMap<Box<[u8]>, Ino>),
     File(Arc<WFile>),
@@ -606,21 +616,20 @@ impl CommitFs {
         }
         self.modify(ino, false, |wf, st| {
             wf.file.write_all_at(data, offset)?;
-            st.size = st.size.max(offset + data.len() as u64);
-            st.version += 1;
-            st.mtime = now_secs();
-            st.last_write = Some(std::time::Instant::now());
+            st.content_changed(st.size.max(offset + data.len() as u64));
             Ok(())
         })?;
-        self.clear_mtime(ino);
-        self.changed(ino);
+        self.file_changed(ino);
         Ok(data.len() as u32)
     }
 
-    fn clear_mtime(&self, ino: Ino) {
+    /// After a file's content changed: its mtime is the write's again (not one
+    /// utimens set), and its branch's settle window restarts.
+    fn file_changed(&self, ino: Ino) {
         if let Some(m) = self.ov.lock().meta.get_mut(&ino) {
             m.mtime = None;
         }
+        self.changed(ino);
     }
 
     /// chmod, chown, truncate, utimens.
@@ -638,14 +647,10 @@ impl CommitFs {
         if let Some(size) = a.size {
             self.modify(ino, size == 0, |wf, st| {
                 wf.file.set_len(size)?;
-                st.size = size;
-                st.version += 1;
-                st.mtime = now_secs();
-                st.last_write = Some(std::time::Instant::now());
+                st.content_changed(size);
                 Ok(())
             })?;
-            self.clear_mtime(ino);
-            self.changed(ino);
+            self.file_changed(ino);
         }
         if let Some(mode) = a.mode {
             let executable = mode & 0o100 != 0;
@@ -718,14 +723,11 @@ impl CommitFs {
                 return Ok(false);
             }
             wf.file.set_len(end)?;
-            st.size = end;
-            st.version += 1;
-            st.mtime = now_secs();
-            st.last_write = Some(std::time::Instant::now());
+            st.content_changed(end);
             Ok(true)
         })?;
         if grew {
-            self.changed(ino);
+            self.file_changed(ino);
         }
         Ok(())
     }
