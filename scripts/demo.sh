@@ -41,7 +41,7 @@ g init -q "$work/src"
 g clone -q --bare "$work/src" "$work/demo.git"
 mkdir "$mnt"
 
-run "$BIN" mount "$work/demo.git" "$mnt"
+run "$BIN" mount "$work/demo.git" "$mnt" --author "\"Demo <demo@example.com>\""
 run ls -la "$mnt"
 run ls -la "$mnt/main"
 run cat "$mnt/main/docs/guide.txt"

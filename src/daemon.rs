@@ -376,7 +376,12 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         let _ = unmount_path(&cfg.mountpoint, true);
     }
     log::info!("unmounted {}", cfg.mountpoint.display());
-    run.map_err(|e| format!("FUSE session ended with an error: {e}"))
+    match run {
+        // The kernel ends the connection at unmount; a worker that was between
+        // requests may see it as aborted rather than gone. Either is an end.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+        other => other.map_err(|e| format!("FUSE session ended with an error: {e}")),
+    }
 }
 
 /// The prefetch, commit and signal threads.
