@@ -209,6 +209,16 @@ fn mount8_helper_form_and_fstab_line() {
     }
     let _installed = Installed::new();
     let (r, bare) = small_repo();
+    // Whatever happens below, nothing stays mounted.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if is_mounted(&self.0) {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+    let _guard = Unmount(r.dir.path().join("mnt"));
     // mount -t fuse.commitfs REPO MNT -o ref=main
     let mnt = r.mountpoint("mnt");
     let st = Command::new("mount")
