@@ -1080,3 +1080,102 @@ fn a_failing_commit_keeps_the_change_and_retries_calmly() {
     );
     fsck(&bare);
 }
+
+/// A small fsx: random writes, truncates, mapped writes, reads and fsyncs on
+/// one file through the kernel (page cache included), checked against a model
+/// after every step, and the committed blob against the model at the end.
+#[test]
+fn random_io_through_the_kernel_matches_a_model() {
+    use std::os::fd::AsRawFd;
+    let (_r, bare, m) = setup(&[]);
+    let p = m.path.join("main/fsx.bin");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    let mut model: Vec<u8> = Vec::new();
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    };
+    const MAX: u64 = 256 * 1024;
+    for step in 0..1500 {
+        match rnd(10) {
+            0..=3 => {
+                let off = rnd(MAX);
+                let len = 1 + rnd(16 * 1024);
+                let byte = (step % 251) as u8;
+                let data = vec![byte; len as usize];
+                f.write_all_at(&data, off).unwrap();
+                let end = (off + len) as usize;
+                if model.len() < end {
+                    model.resize(end, 0);
+                }
+                model[off as usize..end].copy_from_slice(&data);
+            }
+            4 => {
+                let len = rnd(MAX);
+                f.set_len(len).unwrap();
+                model.resize(len as usize, 0);
+            }
+            5 if !model.is_empty() => {
+                // A mapped write inside the file.
+                let len = model.len();
+                let off = rnd(len as u64) as usize;
+                let n = (1 + rnd(8192) as usize).min(len - off);
+                unsafe {
+                    let addr = libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED,
+                        f.as_raw_fd(),
+                        0,
+                    );
+                    assert_ne!(addr, libc::MAP_FAILED, "step {step}");
+                    let s = std::slice::from_raw_parts_mut(addr as *mut u8, len);
+                    for b in &mut s[off..off + n] {
+                        *b = 0xA5;
+                    }
+                    assert_eq!(libc::msync(addr, len, libc::MS_SYNC), 0);
+                    libc::munmap(addr, len);
+                }
+                for b in &mut model[off..off + n] {
+                    *b = 0xA5;
+                }
+            }
+            6 => f.sync_all().unwrap(),
+            _ => {
+                let off = rnd(MAX);
+                let mut buf = vec![0u8; 1 + rnd(32 * 1024) as usize];
+                let n = f.read_at(&mut buf, off).unwrap();
+                let want = model
+                    .get(off as usize..)
+                    .map(|t| &t[..t.len().min(buf.len())])
+                    .unwrap_or(&[]);
+                assert_eq!(&buf[..n], want, "read at {off} after step {step}");
+            }
+        }
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            model.len() as u64,
+            "size after step {step}"
+        );
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), model);
+    f.sync_all().unwrap();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&bare)
+        .args(["cat-file", "blob", "main:fsx.bin"])
+        .output()
+        .unwrap();
+    assert!(out.stdout == model, "committed blob equals the model");
+    fsck(&bare);
+}
