@@ -156,7 +156,7 @@ impl CommitFs {
             })?;
             Ok(())
         })?;
-        *b.name.lock() = new["refs/heads/".len()..].as_bytes().into();
+        *b.name.lock() = new.as_bytes()["refs/heads/".len()..].into();
         self.inodes
             .write()
             .rename(parent.ino, name, new_parent.ino, new_name);

@@ -148,14 +148,14 @@ impl CommitFs {
         let all: Vec<_> = self.branches.lock().values().cloned().collect();
         let mut result = Ok(());
         for b in all {
-            if b.st.lock().dirty {
-                if let Err(e) = self.commit_branch(&b, true) {
-                    log::error!(
-                        "committing {}: {e}",
-                        String::from_utf8_lossy(&b.name.lock())
-                    );
-                    result = Err(e);
-                }
+            if b.st.lock().dirty
+                && let Err(e) = self.commit_branch(&b, true)
+            {
+                log::error!(
+                    "committing {}: {e}",
+                    String::from_utf8_lossy(&b.name.lock())
+                );
+                result = Err(e);
             }
         }
         result
@@ -343,10 +343,10 @@ impl CommitFs {
             .wfile(ino)
             .ok_or_else(|| FsError::io("written file lost its data"))?;
         let mut st = wf.st.lock();
-        if let Some((v, oid)) = st.committed {
-            if v == st.version {
-                return Ok(oid);
-            }
+        if let Some((v, oid)) = st.committed
+            && v == st.version
+        {
+            return Ok(oid);
         }
         let size = st.size;
         let oid = if size <= BLOB_BUFFER {
@@ -677,12 +677,11 @@ pub fn summary(changes: &[Change]) -> String {
                 None => (&b""[..], ()),
             })
             .collect();
-        if dirs.len() == 1 {
-            if let Some(d) = dirs.keys().next() {
-                if !d.is_empty() {
-                    line.push_str(&format!(" in {}", String::from_utf8_lossy(d)));
-                }
-            }
+        if dirs.len() == 1
+            && let Some(d) = dirs.keys().next()
+            && !d.is_empty()
+        {
+            line.push_str(&format!(" in {}", String::from_utf8_lossy(d)));
         }
         line
     };

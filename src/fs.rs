@@ -268,12 +268,12 @@ impl CommitFs {
     /// says so in a sentence for the user.
     pub fn new(repo: Repo, cfg: FsConfig) -> Result<CommitFs, String> {
         let scratch = scratch_set(&cfg)?;
-        if let Some(a) = &cfg.author {
-            if crate::commit::parse_author(a).is_none() {
-                return Err(format!(
-                    "--author '{a}' is not of the form \"Name <email>\""
-                ));
-            }
+        if let Some(a) = &cfg.author
+            && crate::commit::parse_author(a).is_none()
+        {
+            return Err(format!(
+                "--author '{a}' is not of the form \"Name <email>\""
+            ));
         }
         let repo = Arc::new(repo);
         let root = match &cfg.root {
@@ -431,10 +431,10 @@ impl CommitFs {
         // it was first looked up at.
         let kind = match self.repo.ref_target(&full)? {
             Some(target) => {
-                if let Some(existing) = self.inodes.read().child(p.ino, name) {
-                    if existing.kind.snap().is_some() {
-                        return Ok(existing);
-                    }
+                if let Some(existing) = self.inodes.read().child(p.ino, name)
+                    && existing.kind.snap().is_some()
+                {
+                    return Ok(existing);
                 }
                 let snapshot = self.repo.snapshot(target)?;
                 let source = if is_branch {
@@ -472,12 +472,11 @@ impl CommitFs {
     /// look and now: an inode the kernel caches must never switch snapshots.
     fn upsert_keeping_snapshot(&self, parent: Ino, name: &[u8], kind: Kind) -> Arc<Node> {
         let mut inodes = self.inodes.write();
-        if kind.snap().is_some() {
-            if let Some(existing) = inodes.child(parent, name) {
-                if existing.kind.snap().is_some() {
-                    return existing;
-                }
-            }
+        if kind.snap().is_some()
+            && let Some(existing) = inodes.child(parent, name)
+            && existing.kind.snap().is_some()
+        {
+            return existing;
         }
         inodes.upsert(parent, name, kind)
     }

@@ -169,10 +169,7 @@ impl CommitFs {
         Ok(())
     }
 
-    fn children_mut<'a>(
-        ov: &'a mut Overlay,
-        ino: Ino,
-    ) -> FsResult<&'a mut BTreeMap<Box<[u8]>, Ino>> {
+    fn children_mut(ov: &mut Overlay, ino: Ino) -> FsResult<&mut BTreeMap<Box<[u8]>, Ino>> {
         match ov.mats.get_mut(&ino) {
             Some(Mat::Dir(c)) => Ok(c),
             _ => Err(FsError::io("directory is not materialized")),

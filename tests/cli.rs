@@ -175,10 +175,10 @@ struct Installed(bool);
 impl Installed {
     fn new() -> Installed {
         let dst = Path::new("/usr/local/bin/commitfs");
-        if let Ok(t) = std::fs::read_link(dst) {
-            if t == Path::new(BIN) {
-                return Installed(false);
-            }
+        if let Ok(t) = std::fs::read_link(dst)
+            && t == Path::new(BIN)
+        {
+            return Installed(false);
         }
         if dst.exists() {
             let same = std::fs::read(dst).ok() == std::fs::read(BIN).ok();

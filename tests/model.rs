@@ -33,9 +33,6 @@ struct Model {
 }
 
 impl Model {
-    fn is_dir(&self, p: &Path) -> bool {
-        p.is_empty() || self.nodes.get(p) == Some(&M::Dir)
-    }
     fn children(&self, p: &Path) -> Vec<Path> {
         self.nodes
             .keys()
@@ -47,7 +44,7 @@ impl Model {
     /// a missing directory is ENOENT, a file in the way ENOTDIR.
     fn parent_ok(&self, p: &Path) -> Result<(), FsError> {
         for i in 1..p.len() {
-            match self.nodes.get(&p[..i].to_vec()) {
+            match self.nodes.get(&p[..i]) {
                 Some(M::Dir) => {}
                 Some(M::File(..)) => return Err(FsError::NotDir),
                 None => return Err(FsError::NotFound),
