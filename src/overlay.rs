@@ -613,7 +613,7 @@ impl CommitFs {
         }
         self.modify(ino, false, |wf, st| {
             wf.file.write_all_at(data, offset)?;
-            st.content_changed(st.size.max(offset + data.len() as u64));
+            st.content_changed(st.size.max(offset.saturating_add(data.len() as u64)));
             Ok(())
         })?;
         self.file_changed(ino);
