@@ -206,12 +206,21 @@ impl CommitFs {
             let mut message = summary(&changes);
             for _attempt in 0..8 {
                 let tip = repo.refname_to_id(&refname).ok();
-                let (tree, parents, note) = if tip == base {
+                let tip_tree = match tip {
+                    Some(t) => Some(repo.find_commit(t)?.tree_id()),
+                    None => None,
+                };
+                // The view can be committed as it is only when the branch holds
+                // exactly what this mount last committed and saw. Otherwise (someone
+                // moved the branch, now or before an earlier re-applied commit of
+                // ours) this mount's changes since its last commit are applied on
+                // the tip's tree, so that nobody else's change is reverted.
+                let as_is = tip == base && (tip.is_none() || tip_tree == Some(view));
+                let (tree, parents, note) = if as_is {
                     (new_view, tip, Vec::new())
                 } else {
-                    // Someone else moved the branch: apply our changes on their tip.
                     let tip = tip.ok_or_else(|| FsError::io(format!("branch {name} was deleted")))?;
-                    let tip_tree = repo.find_commit(tip)?.tree_id();
+                    let tip_tree = tip_tree.unwrap_or(view);
                     let base_tree = match base {
                         Some(c) => repo.find_commit(c)?.tree_id(),
                         None => view,
@@ -248,7 +257,7 @@ impl CommitFs {
                 if durable {
                     let mut all = std::mem::take(&mut *self.unsynced.lock());
                     all.extend_from_slice(&wrote);
-                    if note.is_empty() {
+                    if as_is {
                         sync_objects(&repo.commondir().join("objects"), &all)?;
                     } else {
                         // Re-applied: the intermediate trees are not known by id.

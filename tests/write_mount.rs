@@ -986,6 +986,21 @@ fn a_moved_tip_gets_the_changes_applied_on_top() {
         "from elsewhere",
         "theirs stays in history"
     );
+    // The next save must not revert their change: this mount's view does not
+    // show theirs.txt, but the branch keeps it.
+    std::fs::write(m.path.join("main/later.txt"), b"later\n").unwrap();
+    std::fs::File::open(m.path.join("main/later.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(git(&bare, &["show", "main:later.txt"]), "later");
+    assert_eq!(
+        git(&bare, &["show", "main:theirs.txt"]),
+        "theirs",
+        "their change survives our next commit"
+    );
+    assert_eq!(git(&bare, &["show", "main:mine.txt"]), "mine");
+    assert_eq!(last_changed(&bare, "main"), vec!["later.txt"]);
     fsck(&bare);
 }
 
