@@ -131,14 +131,18 @@ impl CommitFs {
     }
 
     /// fsync: commits the branch of `ino` now, durably. Nothing to commit is fine.
+    /// fsync of the root, `.tags`, `.commits` or a namespace directory commits
+    /// every branch (this is how `commitfs unmount` flushes before unmounting);
+    /// inside a tag or a commit there is nothing to commit.
     pub fn fsync(&self, ino: Ino) -> FsResult<()> {
-        let b = {
+        let (b, above_branches) = {
             let inodes = self.inodes.read();
             let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-            self.branch_for(&inodes, &n)
+            (self.branch_for(&inodes, &n), n.kind.snap().is_none())
         };
         match b {
             Some(b) => self.commit_branch(&b, true).map(|_| ()),
+            None if above_branches => self.commit_all(),
             None => Ok(()),
         }
     }

@@ -551,7 +551,7 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `commitfs unmount`: flush what is pending (syncfs), then unmount.
+/// `commitfs unmount`: commit what is pending, then unmount.
 pub fn unmount(mnt: &Path) -> Result<(), String> {
     let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
     // Lexically, without touching the mount: a dead one answers nothing.
@@ -567,10 +567,16 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
         }
         None => return Err(format!("{} is not mounted", abs.display())),
     }
+    // fsync of the mount's root commits every pending change and returns once
+    // it is durable (syncfs would not reach the daemon: Linux sends it only to
+    // virtiofs). A failure keeps the mount, so that nothing pending is dropped.
     if let Ok(d) = File::open(&abs) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: d is an open fd.
-        unsafe { libc::syncfs(d.as_raw_fd()) };
+        if let Err(e) = d.sync_all() {
+            return Err(format!(
+                "cannot commit what is pending in {} ({e}); it stays mounted: see the daemon's log (--log-file), or umount it to drop those changes",
+                abs.display()
+            ));
+        }
     }
     unmount_path(&abs, false)
 }

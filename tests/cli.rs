@@ -129,6 +129,8 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     let daemons = || daemon_pids(&mnt);
     assert_eq!(daemons().len(), 1, "one daemon serves the mount");
+    // A save just before unmount is in git the moment unmount returns.
+    std::fs::write(mnt.join("main/last.txt"), b"last\n").unwrap();
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
     assert!(
         out.status.success(),
@@ -136,6 +138,7 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!is_mounted(&mnt));
+    assert_eq!(git(&bare, &["show", "main:last.txt"]), "last");
     assert!(
         wait_until(Duration::from_secs(10), || daemons().is_empty()),
         "daemon exits"
