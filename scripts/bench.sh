@@ -763,6 +763,10 @@ RSS_BUDGET=$(awk -v b="$CACHE_BYTES" 'BEGIN { printf "%.1f", b / 1048576 + 64 }'
 
 ROW_FMT='%-26s %10s  %-30s %10s  %-30s %-22s %s\n'
 row() { printf "$ROW_FMT" "$@"; }
+table_header() {
+    row "operation" "commitfs" "reference" "ref" "ratio (commitfs/ref)" "target" "result"
+    row "---------" "--------" "---------" "---" "--------------------" "------" "------"
+}
 secs() { if [[ -n ${1:-} ]]; then printf '%s s' "$(f3 "$1")"; else printf -- '-'; fi; }
 verdict() { # verdict OK? -> PASS/MISS (+ cold marker)
     if [[ $1 == pass ]]; then printf 'PASS%s' "${2:-}"; else printf 'MISS%s' "${2:-}"; fi
@@ -770,8 +774,7 @@ verdict() { # verdict OK? -> PASS/MISS (+ cold marker)
 
 echo
 echo "Results (${BIG_MIB} MiB big.bin, ${NFILES} files, cache ${CACHE_BYTES} B)"
-row "operation" "commitfs" "reference" "ref" "ratio (commitfs/ref)" "target" "result"
-row "---------" "--------" "---------" "---" "--------------------" "------" "------"
+table_header
 
 if [[ $REFERENCE_ONLY == 1 ]]; then
     row "big read cold"  "-" "git cat-file blob (cold)"  "$(secs "$T_GIT_CAT")"        "-" "-" "-"
@@ -839,8 +842,7 @@ if [[ $WRITE == 1 ]]; then
     WRITE_LABEL="${WRITE_MIB} MiB write, dd fsync"
     echo
     echo "Write side (tree.git; saves: ${SAVES} x ${SAVE_BYTES} B + fsync of main/${SAVE_FILE}; cp -r: ${COPY_FILES} files in ${COPY_DIRS} dirs; dd: ${WRITE_MIB} MiB; settle: ${SETTLE_DESC})"
-    row "operation" "commitfs" "reference" "ref" "ratio (commitfs/ref)" "target" "result"
-    row "---------" "--------" "---------" "---" "--------------------" "------" "------"
+    table_header
     if [[ $REFERENCE_ONLY == 1 ]]; then
         row "save p50 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" "-" "-" "-"
         row "save p99 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" "-" "-" "-"

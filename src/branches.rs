@@ -85,7 +85,7 @@ impl CommitFs {
             k if k.snap().is_some() => {}
             _ => return Err(FsError::NotDir),
         }
-        if !self.dir_is_empty_now(&node)? {
+        if !self.dir_is_empty(&self.ov.lock(), &node)? {
             return Err(FsError::NotEmpty);
         }
         // What the branch has pending (deleting its last files) is committed
@@ -161,13 +161,5 @@ impl CommitFs {
             .write()
             .rename(parent.ino, name, new_parent.ino, new_name);
         Ok(())
-    }
-
-    fn dir_is_empty_now(&self, n: &Node) -> FsResult<bool> {
-        Ok(match &n.kind {
-            Kind::MDir { .. } => self.mat_children(n.ino).is_empty(),
-            Kind::Tree { oid, .. } => self.tree_entries(*oid)?.is_empty(),
-            _ => false,
-        })
     }
 }

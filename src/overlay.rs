@@ -475,7 +475,8 @@ impl CommitFs {
         Ok(())
     }
 
-    fn dir_is_empty(&self, ov: &Overlay, n: &Node) -> FsResult<bool> {
+    /// Whether directory `n` holds nothing (`ov` is the locked overlay).
+    pub(crate) fn dir_is_empty(&self, ov: &Overlay, n: &Node) -> FsResult<bool> {
         Ok(match &n.kind {
             Kind::MDir { .. } => match ov.mats.get(&n.ino) {
                 Some(Mat::Dir(c)) => c.is_empty(),

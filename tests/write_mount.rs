@@ -73,6 +73,12 @@ fn fsck(bare: &Path) {
     );
 }
 
+/// The errno of a libc call that must have failed (returned -1).
+fn c_errno(rc: isize) -> i32 {
+    assert_eq!(rc, -1, "the call should fail");
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
 fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
     r.expect_err("should fail").raw_os_error().unwrap_or(0)
 }
@@ -272,43 +278,29 @@ fn what_git_cannot_store_is_answered_honestly() {
         errno(std::fs::hard_link(d.join("README.md"), d.join("hard"))),
         libc::EPERM
     );
-    assert_eq!(
-        unsafe { libc::mkfifo(c(&d.join("fifo")).as_ptr(), 0o644) },
-        -1
-    );
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::EPERM)
-    );
-    let v = b"v";
-    let rc = unsafe {
+    let readme = c(&d.join("README.md"));
+    let fifo = unsafe { libc::mkfifo(c(&d.join("fifo")).as_ptr(), 0o644) };
+    assert_eq!(c_errno(fifo as isize), libc::EPERM);
+    let set = unsafe {
         libc::setxattr(
-            c(&d.join("README.md")).as_ptr(),
+            readme.as_ptr(),
             c"user.x".as_ptr(),
-            v.as_ptr().cast(),
+            b"v".as_ptr().cast(),
             1,
             0,
         )
     };
-    assert_eq!(rc, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENOTSUP)
-    );
+    assert_eq!(c_errno(set as isize), libc::ENOTSUP);
     let mut buf = [0u8; 8];
-    let rc = unsafe {
+    let get = unsafe {
         libc::getxattr(
-            c(&d.join("README.md")).as_ptr(),
+            readme.as_ptr(),
             c"user.x".as_ptr(),
             buf.as_mut_ptr().cast(),
             8,
         )
     };
-    assert_eq!(rc, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENOTSUP)
-    );
+    assert_eq!(c_errno(get), libc::ENOTSUP);
     for bad in [".git", ".GIT", ".Git"] {
         assert_eq!(
             errno(std::fs::write(d.join(bad), b"x")),
