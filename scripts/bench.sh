@@ -33,14 +33,15 @@
 #   line (hash-object -w, update-index, write-tree, commit-tree, update-ref) in a
 #   bare clone. p50 and p99 (nearest rank) of all saves, the first included.
 # - cp -r of 1,000 small files into main/copy (copy2, copy3, ... in later
-#   rounds), timed until the copy is committed: git's main:copy is exactly the
-#   tree of the source (polled every 20 ms, at most 30 s); against cp -r into a
-#   tmpfs checkout of tree.git plus `git add -A && git commit`. Median of
+#   rounds) followed by `sync main/copy` (an fsync: it commits at once, durably,
+#   instead of after the settle window), timed together; then git's main:copy
+#   must be exactly the tree of the source. Against cp -r into a tmpfs checkout
+#   of tree.git plus `git add -A && git commit` (which fsyncs nothing). Median of
 #   BENCH_ROUNDS interleaved rounds.
-# - dd bs=1M conv=fsync of BENCH_WRITE_MIB MiB of random bytes from tmpfs to
-#   main/big.out, against the same dd from tmpfs to tmpfs (after one untimed
-#   pass); the daemon's RSS growth is VmHWM after the dd minus VmRSS right
-#   after mounting.
+# - dd bs=1M of BENCH_WRITE_MIB MiB of random bytes from tmpfs to main/big.out,
+#   against the same dd from tmpfs to tmpfs, each after one untimed pass into
+#   the same file; then, timed apart, `sync main/big.out`, which commits it. The
+#   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
 #
 # Exits 0 when everything ran (even if a target is missed: this is a report),
 # non-zero when something failed to run (build, mount, content mismatch, ...).
@@ -61,7 +62,6 @@ SAVE_FILE=d000/f00000.txt   # an existing file of tree.git
 SAVE_BYTES=4096
 COPY_FILES=1000
 COPY_DIRS=10
-COPY_WAIT_STEPS=1500   # x 0.02 s = 30 s
 FILES_PER_DIR=100
 MOUNT_WAIT_STEPS=200   # x 0.05 s = 10 s
 EXIT_WAIT_STEPS=200    # x 0.05 s = 10 s
@@ -666,19 +666,13 @@ PYEOF
             "${GIT[@]}" -C "$COPY_WT" add -A &&
             "${GIT[@]}" -C "$COPY_WT" commit -q -m copy
     }
-    COPY_TIMED_OUT=0
-    cf_copy() { # cf_copy NAME: cp -r into main, then wait until git's main:NAME is the source's tree
-        local i t0 t1
+    cf_copy() { # cf_copy NAME: cp -r into main, then `sync` of the copy (fsync: commits now, durably)
+        local t0 t1
         t0=$(date +%s.%N)
         timeout -k 5 120 cp -r -- "$COPY_SRC" "$MNT/main/$1" || return 1
         t1=$(date +%s.%N)
         COPY_CP_SECS=$(fsub "$t1" "$t0")
-        for ((i = 0; i < COPY_WAIT_STEPS; i++)); do
-            [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify "main:$1" 2>/dev/null) == "$COPY_TREE" ]] && return 0
-            sleep 0.02
-        done
-        COPY_TIMED_OUT=1
-        return 0
+        timeout -k 5 120 sync -- "$MNT/main/$1"
     }
 
     G=(); C=(); K=(); P=()
@@ -695,10 +689,10 @@ PYEOF
             mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
             COPY_PID=$MOUNT_PID
             sync
-            COPY_TIMED_OUT=0
-            TIMEIT_LABEL="cp -r mnt/main/$name + until committed" timeit t cf_copy "$name"
-            if [[ $COPY_TIMED_OUT -eq 1 ]]; then
-                fail_later "commitfs: main:$name was not the copied tree $((COPY_WAIT_STEPS / 50)) s after cp -r"
+            TIMEIT_LABEL="cp -r mnt/main/$name + sync mnt/main/$name" timeit t cf_copy "$name"
+            # sync returned: the copy must be committed already
+            if [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify "main:$name" 2>/dev/null) != "$COPY_TREE" ]]; then
+                fail_later "commitfs: main:$name was not the copied tree when sync returned"
                 t=nan
             fi
             C+=("$t"); P+=("$COPY_CP_SECS")
@@ -729,12 +723,12 @@ PYEOF
     DD_TIMEOUT=$((120 + WRITE_MIB / 4))   # at least 4 MiB/s
     # warm-up, untimed: in a VM the first touch of fresh guest memory makes a
     # first pass several times slower (the read side warms up tmpfs the same way)
-    timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M conv=fsync status=none ||
+    timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M status=none ||
         die "dd to tmpfs (warm-up) failed"
     rm -f -- "$TMPFS/copy.bin"
     sync
-    TIMEIT_LABEL="dd tmpfs/src.bin -> tmpfs/copy.bin (fsync)" \
-        timeit T_TMPFS_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M conv=fsync status=none
+    TIMEIT_LABEL="dd tmpfs/src.bin -> tmpfs/copy.bin" \
+        timeit T_TMPFS_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M status=none
     cmp -s -- "$DD_SRC" "$TMPFS/copy.bin" || die "dd to tmpfs: copy.bin differs from src.bin"
     rm -f -- "$TMPFS/copy.bin"
     if [[ $REFERENCE_ONLY != 1 ]]; then
@@ -742,14 +736,20 @@ PYEOF
         mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
         DD_PID=$MOUNT_PID
         RSS_DD_START=$(rss_mib "$DD_PID") || die "cannot read VmRSS of daemon $DD_PID (did it die?)"
+        # the same untimed warm-up pass as tmpfs had, into the file the timed
+        # dd then truncates and rewrites (so no commit of it is made)
+        timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M status=none ||
+            die "dd to main/big.out (warm-up) failed"
         sync
-        TIMEIT_LABEL="dd tmpfs/src.bin -> mnt/main/big.out (fsync)" \
-            timeit T_CF_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M conv=fsync status=none
+        TIMEIT_LABEL="dd tmpfs/src.bin -> mnt/main/big.out" \
+            timeit T_CF_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M status=none
+        TIMEIT_LABEL="sync mnt/main/big.out (commits it, durably)" \
+            timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main/big.out"
         RSS_DD_PEAK=$(peak_rss_mib "$DD_PID") || die "cannot read VmHWM of daemon $DD_PID (did it die?)"
         RSS_DD_GROWTH=$(awk -v a="$RSS_DD_PEAK" -v b="$RSS_DD_START" 'BEGIN { printf "%.1f", a - b }')
-        # fsync returned: the blob must be committed already, before unmounting
+        # sync returned: the blob must be committed already, before unmounting
         n=$(git --git-dir="$TREE_REPO" cat-file -s main:big.out 2>/dev/null) || n=missing
-        [[ $n == "$DD_BYTES" ]] || fail_later "commitfs: main:big.out has size $n after dd conv=fsync, expected $DD_BYTES"
+        [[ $n == "$DD_BYTES" ]] || fail_later "commitfs: main:big.out has size $n after dd and sync, expected $DD_BYTES"
         [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify main:big.out) == "$DD_OID" ]] ||
             fail_later "commitfs: main:big.out is not the blob of the bytes written"
         TIMEIT_LABEL="unmount after the big write" timeit T_CF_DD_UNMOUNT unmount_commitfs "$MNT" "$DD_PID" "$LOGF"
@@ -839,14 +839,14 @@ fi
 
 if [[ $WRITE == 1 ]]; then
     ms() { if [[ -z ${1:-} || $1 == nan ]]; then printf -- '-'; else printf '%s ms' "$(f2 "$1")"; fi; }
-    WRITE_LABEL="${WRITE_MIB} MiB write, dd fsync"
+    WRITE_LABEL="${WRITE_MIB} MiB write, dd"
     echo
     echo "Write side (tree.git; saves: ${SAVES} x ${SAVE_BYTES} B + fsync of main/${SAVE_FILE}; cp -r: ${COPY_FILES} files in ${COPY_DIRS} dirs; dd: ${WRITE_MIB} MiB; settle: ${SETTLE_DESC})"
     table_header
     if [[ $REFERENCE_ONLY == 1 ]]; then
         row "save p50 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" "-" "-" "-"
         row "save p99 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" "-" "-" "-"
-        row "cp -r ${COPY_FILES} files+commit" "-" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" "-" "-" "-"
+        row "cp -r ${COPY_FILES} files+sync" "-" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" "-" "-" "-"
         row "$WRITE_LABEL" "-" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" "-" "-" "-"
         echo
         echo "Write throughput: dd tmpfs -> tmpfs $(mbps_n "$WRITE_MIB" "$T_TMPFS_DD") MB/s"
@@ -863,7 +863,7 @@ if [[ $WRITE == 1 ]]; then
 
         r=$(fdiv "$T_CF_COPY" "$T_REF_COPY")
         fle "$r" 1.5 && v=pass || v=miss
-        row "cp -r ${COPY_FILES} files+commit" "$(secs "$T_CF_COPY")" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" \
+        row "cp -r ${COPY_FILES} files+sync" "$(secs "$T_CF_COPY")" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" \
             "$(f2 "$r")x" "time <= 1.5x" "$(verdict "$v")"
         row "commits made by the cp -r" "$CF_COPY_COMMITS" "git add -A + commit" "1" "-" "(no target)" "info"
 
@@ -871,6 +871,7 @@ if [[ $WRITE == 1 ]]; then
         fle "$r" 2 && v=pass || v=miss
         row "$WRITE_LABEL" "$(secs "$T_CF_DD")" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" \
             "$(f2 "$r")x; speed vs tmpfs: $(f2 "$sp")x" "speed >= 0.5x tmpfs" "$(verdict "$v")"
+        row "then sync (commit ${WRITE_MIB} MiB)" "$(secs "$T_CF_DD_SYNC")" "-" "-" "-" "(no target)" "info"
         r=$(fdiv "$RSS_DD_GROWTH" 64)
         flt "$RSS_DD_GROWTH" 64 && v=pass || v=miss
         row "RSS growth, big write" "$RSS_DD_GROWTH MiB" "VmHWM after - VmRSS at mount" "-" \
@@ -885,15 +886,16 @@ if [[ $WRITE == 1 ]]; then
                 "$(pctl 99 "$WORK/save-ref.ms")" "$(pctl 100 "$WORK/save-ref.ms")"
         echo "  commitfs commits on main after the saves (counted before unmounting): ${CF_SAVE_COMMITS:-?}"
         echo
-        echo "cp -r (${COPY_FILES} files, $COPY_BYTES bytes), median of $ROUNDS rounds; commitfs time ends when git's main:copy is the copied tree:"
+        echo "cp -r (${COPY_FILES} files, $COPY_BYTES bytes), median of $ROUNDS rounds; commitfs time ends when \`sync main/copy\` returns (committed, durably):"
         echo "  commitfs   $T_CF_COPY_ALL s (of which cp -r itself: $T_CF_COPY_CP_ALL s)"
         echo "             commits per round: $CF_COPY_COMMITS_ALL (rev-list --count before mounting / after unmounting)"
         echo "  reference  $T_REF_COPY_ALL s"
         echo
-        echo "Write throughput (${WRITE_MIB} MiB random bytes from tmpfs, dd bs=1M conv=fsync, decimal MB/s):"
+        echo "Write throughput (${WRITE_MIB} MiB random bytes from tmpfs, dd bs=1M, decimal MB/s):"
         printf '  %-28s %9s MB/s\n' \
             "commitfs" "$(mbps_n "$WRITE_MIB" "$T_CF_DD")" \
             "tmpfs" "$(mbps_n "$WRITE_MIB" "$T_TMPFS_DD")"
+        echo "  commitfs: then sync main/big.out (writes the blob, commits, fsyncs) $(f3 "$T_CF_DD_SYNC") s"
         echo "  daemon RSS: $RSS_DD_START MiB after mounting, peak $RSS_DD_PEAK MiB; unmount afterwards $(f3 "$T_CF_DD_UNMOUNT") s"
     fi
 fi

@@ -19,7 +19,6 @@
 //! where both changed a path, this mount's version wins and the message says so.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
 use crate::inodes::{Ino, Inodes, Kind, Node};
+use crate::repo::ObjectBatch;
+use crate::wdata::Contents;
 
 /// However many changes keep coming, a dirty branch is committed this long
 /// after it became dirty.
@@ -38,7 +39,10 @@ const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// A committed file not written for this long gives up its spill file.
 const DEMATERIALIZE_IDLE: Duration = Duration::from_secs(2);
 /// Blobs up to this size are written from one buffer; larger ones are streamed.
-const BLOB_BUFFER: u64 = 8 << 20;
+
+/// A file at least this large that is still being written does not go into
+/// the commits the settle cap forces (see `run_scheduler`).
+pub const BIG_FILE: u64 = 32 << 20;
 
 /// A branch this mount has written to.
 pub struct BranchW {
@@ -61,6 +65,8 @@ pub struct BranchSt {
     pub last_change: Option<Instant>,
     /// After a failed commit, the scheduler waits until then.
     pub not_before: Option<Instant>,
+    /// When a file of at least BIG_FILE bytes was last written.
+    pub big_write: Option<Instant>,
 }
 
 /// The scheduler's wake-up call.
@@ -98,6 +104,7 @@ impl CommitFs {
                 first_dirty: None,
                 last_change: None,
                 not_before: None,
+                big_write: None,
             }),
             commit_lock: Mutex::new(()),
         });
@@ -112,6 +119,11 @@ impl CommitFs {
 
     /// Something in `ino`'s branch changed: restart its settle window.
     pub(crate) fn changed(&self, ino: Ino) {
+        self.changed_file(ino, 0);
+    }
+
+    /// The content of `ino`, now `size` bytes long, changed.
+    pub(crate) fn changed_file(&self, ino: Ino, size: u64) {
         let b = {
             let inodes = self.inodes.read();
             match inodes.get(ino) {
@@ -122,11 +134,21 @@ impl CommitFs {
         if let Some(b) = b {
             let now = Instant::now();
             let mut st = b.st.lock();
+            let was_dirty = st.dirty;
             st.dirty = true;
             st.last_change = Some(now);
             st.first_dirty.get_or_insert(now);
+            if size >= BIG_FILE {
+                st.big_write = Some(now);
+            }
             drop(st);
-            self.sched.wake.notify_all();
+            // A branch that was dirty already has a deadline the scheduler sleeps
+            // towards; a later change only moves it later, which the scheduler
+            // sees when it wakes. Waking it on every write would cost a context
+            // switch per request.
+            if !was_dirty {
+                self.sched.wake.notify_all();
+            }
         }
     }
 
@@ -200,8 +222,22 @@ impl CommitFs {
         };
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
-            let mut wrote = Vec::new();
-            let new_view = self.build_tree(repo, b.root, true, &mut wrote)?.unwrap_or(view);
+            let mut w = Written::default();
+            let started = Instant::now();
+            let new_view = self.build_tree(repo, b.root, true, &mut w)?.unwrap_or(view);
+            // The batched blobs exist from here on; their files may say so.
+            w.batch.flush(repo)?;
+            for (wf, version, oid) in w.pending.drain(..) {
+                let mut st = wf.st.lock();
+                if st.version == version {
+                    st.committed = Some((version, oid));
+                }
+            }
+            if w.batch.take_wrote_pack() {
+                self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            let mut wrote = w.oids;
+            let built = started.elapsed();
             if new_view == view {
                 return Ok(None);
             }
@@ -261,11 +297,19 @@ impl CommitFs {
                 if durable {
                     let mut all = std::mem::take(&mut *self.unsynced.lock());
                     all.extend_from_slice(&wrote);
-                    if as_is {
+                    let pack = self.unsynced_pack.swap(false, std::sync::atomic::Ordering::SeqCst);
+                    if as_is && all.len() <= SYNC_ONE_BY_ONE && !pack {
                         sync_objects(&repo.commondir().join("objects"), &all)?;
                     } else {
-                        // Re-applied: the intermediate trees are not known by id.
-                        syncfs(repo.path())?;
+                        // Many objects (one journal commit instead of one per
+                        // file), a pack, or re-applied (the intermediate trees are
+                        // not known by id): the whole filesystem at once.
+                        if let Err(e) = syncfs(repo.path()) {
+                            if pack {
+                                self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            return Err(e);
+                        }
                     }
                 }
                 let updated = match parents {
@@ -283,6 +327,12 @@ impl CommitFs {
                         st.base = Some(commit);
                         st.view = new_view;
                         log::info!("{name}: {}", first_line(&msg));
+                        log::debug!(
+                            "{name}: {} objects written in {built:?}, committed{} in {:?}",
+                            wrote.len(),
+                            if durable { " durably" } else { "" },
+                            started.elapsed()
+                        );
                         return Ok(Some(commit));
                     }
                     Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => {
@@ -304,7 +354,7 @@ impl CommitFs {
         repo: &Repository,
         ino: Ino,
         top: bool,
-        wrote: &mut Vec<Oid>,
+        w: &mut Written,
     ) -> FsResult<Option<Oid>> {
         let n = self.node_of(ino)?;
         match &n.kind {
@@ -324,16 +374,16 @@ impl CommitFs {
                 Kind::Symlink { oid, .. } => Some((*oid, 0o120000)),
                 Kind::Submodule { oid, .. } => Some((*oid, 0o160000)),
                 Kind::MDir { .. } => self
-                    .build_tree(repo, child, false, wrote)?
+                    .build_tree(repo, child, false, w)?
                     .map(|o| (o, 0o040000)),
                 Kind::MFile { executable, .. } if !scratch => {
-                    let oid = self.write_blob(repo, child)?;
-                    wrote.push(oid);
+                    let oid = self.write_blob(repo, child, w)?;
+                    w.oids.push(oid);
                     Some((oid, file_mode(*executable)))
                 }
                 Kind::MSymlink { target, .. } if !scratch => {
                     let oid = repo.blob(target)?;
-                    wrote.push(oid);
+                    w.oids.push(oid);
                     Some((oid, 0o120000))
                 }
                 _ => None,
@@ -346,12 +396,13 @@ impl CommitFs {
             return Ok(None);
         }
         let oid = tb.write()?;
-        wrote.push(oid);
+        w.oids.push(oid);
         Ok(Some(oid))
     }
 
-    /// The blob of a written file (written once per version).
-    fn write_blob(&self, repo: &Repository, ino: Ino) -> FsResult<Oid> {
+    /// The blob of a written file (written once per version): a small one goes
+    /// into the commit's batch, a large one straight to a loose object.
+    fn write_blob(&self, repo: &Repository, ino: Ino, w: &mut Written) -> FsResult<Oid> {
         let wf = self
             .wfile(ino)
             .ok_or_else(|| FsError::io("written file lost its data"))?;
@@ -362,13 +413,34 @@ impl CommitFs {
             return Ok(oid);
         }
         let size = st.size;
-        let oid = if size <= BLOB_BUFFER {
+        if size <= ObjectBatch::MAX_OBJECT {
+            // A copy of the bytes (at most MAX_OBJECT): past what was written,
+            // zeros.
             let mut buf = vec![0u8; size as usize];
-            wf.file.read_exact_at(&mut buf, 0)?;
-            repo.blob(&buf)?
-        } else {
-            crate::repo::write_loose_blob(&repo.commondir().join("objects"), &wf.file, size)?
-        };
+            let n = wf.data.with(|c| match c {
+                Contents::Mem(v) => {
+                    let n = v.len().min(buf.len());
+                    buf[..n].copy_from_slice(&v[..n]);
+                    Ok(n)
+                }
+                Contents::Disk(f) => crate::wdata::read_up_to(f, &mut buf, 0),
+            })?;
+            buf[n..].fill(0);
+            let version = st.version;
+            drop(st);
+            let oid = w.batch.add_blob(repo, buf)?;
+            w.pending.push((wf.clone(), version, oid));
+            return Ok(oid);
+        }
+        let objects = repo.commondir().join("objects");
+        let oid = wf.data.with(|c| -> FsResult<Oid> {
+            Ok(match c {
+                Contents::Disk(f) => crate::repo::write_loose_blob(&objects, f, size)?,
+                Contents::Mem(_) => {
+                    return Err(FsError::io("a large written file is not on disk"));
+                }
+            })
+        })?;
         st.committed = Some((st.version, oid));
         Ok(oid)
     }
@@ -401,7 +473,14 @@ impl CommitFs {
                 let (Some(last), Some(first)) = (st.last_change, st.first_dirty) else {
                     continue;
                 };
-                let mut at = (last + self.config().settle).min(first + SETTLE_CAP);
+                let settled = last + self.config().settle;
+                let mut at = settled.min(first + SETTLE_CAP);
+                // A large file still being written is not committed half-written
+                // at the cap (each such commit would store all of it again): the
+                // branch waits for its writes to settle.
+                if st.big_write.is_some_and(|t| t + self.config().settle > now) {
+                    at = settled;
+                }
                 if let Some(nb) = st.not_before {
                     at = at.max(nb);
                 }
@@ -468,6 +547,22 @@ pub fn parse_author(a: &str) -> Option<(String, String)> {
     }
     Some((name.to_string(), email.to_string()))
 }
+
+/// What one commit writes.
+#[derive(Default)]
+struct Written {
+    /// Every object the new trees name that this commit wrote or reused.
+    oids: Vec<Oid>,
+    /// Small blobs, written together once the trees are built.
+    batch: ObjectBatch,
+    /// Files whose blob is in `batch`, with the version it holds: their
+    /// `committed` is set once the batch is flushed.
+    pending: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
+}
+
+/// Up to this many new objects are fsynced file by file; more are made durable
+/// with one syncfs, which on ext4 costs one journal commit instead of one each.
+const SYNC_ONE_BY_ONE: usize = 16;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -234,6 +234,10 @@ impl Handle {
     }
 }
 
+/// Memory that small written files may hold together before new ones go to
+/// spill files (see `wdata.rs`).
+const WRITE_MEMORY: usize = 32 << 20;
+
 pub struct CommitFs {
     pub(crate) repo: Arc<Repo>,
     cfg: FsConfig,
@@ -241,12 +245,17 @@ pub struct CommitFs {
     pub(crate) inodes: RwLock<Inodes>,
     /// Pending changes of branches (see `overlay.rs`).
     pub(crate) ov: Mutex<Overlay>,
+    /// Where written files keep their bytes (see `wdata.rs`).
+    pub(crate) wstore: Arc<crate::wdata::Store>,
     /// Branches this mount has written to (see `commit.rs`).
     pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
     pub(crate) sched: Scheduler,
     /// Objects written by commits that were not made durable (settle-window
     /// commits): the next durable commit syncs them before moving a ref.
     pub(crate) unsynced: Mutex<Vec<Oid>>,
+    /// A settle-window commit wrote a pack (libgit2 does not fsync packs): the
+    /// next durable commit syncs the whole filesystem.
+    pub(crate) unsynced_pack: std::sync::atomic::AtomicBool,
     pub(crate) scratch: globset::GlobSet,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
@@ -292,6 +301,7 @@ impl CommitFs {
             .unwrap_or(0);
         Ok(CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
+            wstore: crate::wdata::Store::new(cfg.spill_dir.clone(), WRITE_MEMORY),
             repo,
             cfg,
             mount_time,
@@ -311,6 +321,7 @@ impl CommitFs {
             branches: Mutex::new(HashMap::new()),
             sched: Scheduler::default(),
             unsynced: Mutex::new(Vec::new()),
+            unsynced_pack: std::sync::atomic::AtomicBool::new(false),
             scratch,
         })
     }
@@ -695,7 +706,7 @@ impl CommitFs {
                 let n = end.saturating_sub(offset) as usize;
                 return crate::blob_cache::with_read_buf(n, |buf| {
                     // Holes and a concurrent truncate read as zeros, never garbage.
-                    let got = read_up_to(&wf.file, buf, offset)?;
+                    let got = wf.data.read_at(buf, offset)?;
                     buf[got..].fill(0);
                     Ok(f(buf))
                 });
@@ -1045,21 +1056,6 @@ fn file_kind(k: &Kind) -> FileKind {
         Kind::Symlink { .. } | Kind::MSymlink { .. } | Kind::Head => FileKind::Symlink,
         _ => FileKind::Dir,
     }
-}
-
-/// Reads into `buf` from `offset` until it is full or the file ends.
-fn read_up_to(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Whether a ref name component is shown as a directory. Git never writes a

@@ -492,14 +492,19 @@ impl Filesystem for FuseFs {
         ));
     }
 
-    /// ENOTSUP: Git stores no extended attributes. The kernel then stops
-    /// asking, including the `security.capability` lookup it makes before every
-    /// write to a file, which would otherwise cost a round trip per write.
-    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        match self.fs.getattr(ino.0) {
-            Ok(_) => reply.error(Errno::ENOTSUP),
-            Err(e) => reply.error(fail("getxattr", e)),
-        }
+    /// Git stores no extended attributes. ENOSYS makes the kernel stop asking
+    /// and answer every later getxattr(2) with EOPNOTSUPP itself, including the
+    /// `security.capability` lookup it makes before each write to a file, which
+    /// would otherwise cost a round trip per write.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -524,26 +529,20 @@ impl Filesystem for FuseFs {
         }
     }
 
+    /// ENOSYS, once: the kernel then creates files with MKNOD and opens them as
+    /// it opens every file here (without asking, see `open`), so a created file
+    /// costs one round trip instead of CREATE plus a RELEASE at close.
     fn create(
         &self,
         _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
         _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name.as_bytes(), mode) {
-            Ok(e) => reply.created(
-                &e.ttl,
-                &file_attr(&e.attr),
-                Generation(0),
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(fail("create", e)),
-        }
+        reply.error(Errno::ENOSYS);
     }
 
     fn fallocate(

@@ -26,3 +26,4 @@ pub mod overlay;
 pub mod pack_stream;
 pub mod prefetch;
 pub mod repo;
+pub mod wdata;

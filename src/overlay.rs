@@ -21,8 +21,6 @@
 //! first two held.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use git2::Oid;
@@ -33,9 +31,9 @@ use crate::fs::{CommitFs, Entry, now_secs};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::repo::{NAME_MAX, valid_name};
 
-/// A written file: its bytes in an unlinked spill file.
+/// A written file: its bytes (in memory while small, else in a spill file).
 pub struct WFile {
-    pub file: File,
+    pub data: crate::wdata::Data,
     pub st: Mutex<WState>,
 }
 
@@ -204,12 +202,12 @@ impl CommitFs {
                 _ => return Err(FsError::IsDir),
             }
         };
-        let file = self.new_spill()?;
+        let file = crate::wdata::Data::new(&self.wstore);
         let mut size = 0;
         if !truncate {
             let mut pos = 0u64;
             self.repo.stream_blob(oid, &mut |chunk| {
-                file.write_all_at(chunk, pos)?;
+                file.write_at(chunk, pos)?;
                 pos += chunk.len() as u64;
                 Ok(())
             })?;
@@ -241,7 +239,7 @@ impl CommitFs {
             .and_then(|m| m.mtime)
             .unwrap_or(snap.snapshot.time);
         let wf = Arc::new(WFile {
-            file,
+            data: file,
             st: Mutex::new(WState {
                 size,
                 mtime,
@@ -304,16 +302,6 @@ impl CommitFs {
         }
     }
 
-    fn new_spill(&self) -> FsResult<File> {
-        let dir = &self.config().spill_dir;
-        tempfile::tempfile_in(dir).map_err(|e| {
-            FsError::io(format!(
-                "cannot create a spill file in {}: {e}",
-                dir.display()
-            ))
-        })
-    }
-
     /// Common start of every namespace change below `parent`: the parent must be
     /// a writable directory; it is materialized.
     fn begin_change(
@@ -352,13 +340,13 @@ impl CommitFs {
     /// create(2) and mknod(2) of a regular file.
     pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
         check_new_name(name)?;
-        let file = self.new_spill()?;
+        let data = crate::wdata::Data::new(&self.wstore);
         let node = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
             let wf = Arc::new(WFile {
-                file,
+                data,
                 st: Mutex::new(WState {
                     size: 0,
                     mtime: now_secs(),
@@ -612,22 +600,22 @@ impl CommitFs {
             self.mat_file(ino, false)?;
             return Ok(0);
         }
-        self.modify(ino, false, |wf, st| {
-            wf.file.write_all_at(data, offset)?;
+        let size = self.modify(ino, false, |wf, st| {
+            wf.data.write_at(data, offset)?;
             st.content_changed(st.size.max(offset.saturating_add(data.len() as u64)));
-            Ok(())
+            Ok(st.size)
         })?;
-        self.file_changed(ino);
+        self.file_changed(ino, size);
         Ok(data.len() as u32)
     }
 
     /// After a file's content changed: its mtime is the write's again (not one
     /// utimens set), and its branch's settle window restarts.
-    fn file_changed(&self, ino: Ino) {
+    fn file_changed(&self, ino: Ino, size: u64) {
         if let Some(m) = self.ov.lock().meta.get_mut(&ino) {
             m.mtime = None;
         }
-        self.changed(ino);
+        self.changed_file(ino, size);
     }
 
     /// chmod, chown, truncate, utimens.
@@ -644,11 +632,11 @@ impl CommitFs {
         }
         if let Some(size) = a.size {
             self.modify(ino, size == 0, |wf, st| {
-                wf.file.set_len(size)?;
+                wf.data.set_len(size)?;
                 st.content_changed(size);
                 Ok(())
             })?;
-            self.file_changed(ino);
+            self.file_changed(ino, size);
         }
         if let Some(mode) = a.mode {
             let executable = mode & 0o100 != 0;
@@ -720,12 +708,12 @@ impl CommitFs {
             if keep_size || end <= st.size {
                 return Ok(false);
             }
-            wf.file.set_len(end)?;
+            wf.data.set_len(end)?;
             st.content_changed(end);
             Ok(true)
         })?;
         if grew {
-            self.file_changed(ino);
+            self.file_changed(ino, end);
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -528,6 +528,14 @@ fn each_editor_save_is_exactly_one_commit() {
     fsck(&bare);
 }
 
+/// How many packfiles the repository has.
+fn packs(bare: &Path) -> usize {
+    std::fs::read_dir(bare.join("objects/pack"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some(OsStr::new("pack")))
+        .count()
+}
+
 #[test]
 fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
     let (r, bare, m) = setup(&[]);
@@ -538,6 +546,7 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
         std::fs::write(&p, format!("file {i}\n").repeat(i % 7 + 1)).unwrap();
     }
     let before = commits(&bare, "main");
+    let packs_before = packs(&bare);
     let st = Command::new("cp")
         .arg("-a")
         .arg(&src)
@@ -545,6 +554,23 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
         .status()
         .unwrap();
     assert!(st.success());
+    // `sync DIR` is an fsync of the directory: the copy is committed when it
+    // returns, its 1,000 blobs written as one pack rather than 1,000 files.
+    let st = Command::new("sync")
+        .arg(m.path.join("main/many"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let listed = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("many/")).count(),
+        1000
+    );
+    assert_eq!(
+        packs(&bare),
+        packs_before + 1,
+        "the copy's blobs went into one pack"
+    );
     let st = Command::new("tar")
         .arg("-C")
         .arg(r.dir.path())
@@ -940,6 +966,37 @@ fn a_steady_stream_of_writes_commits_regularly() {
     std::thread::sleep(Duration::from_millis(600));
     let content = git(&bare, &["show", "main:log.txt"]);
     assert_eq!(content.lines().count(), lines, "every line is committed");
+}
+
+/// A large file still being written is not committed half-written when the
+/// settle cap forces a commit: it waits until its writes stop.
+#[test]
+fn a_large_file_being_written_is_committed_once_whole() {
+    let (_r, bare, m) = setup(&["--settle", "300"]);
+    let p = m.path.join("main/big.bin");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    let start = std::time::Instant::now();
+    let mut written = 0usize;
+    // 2 MiB every 100 ms for 4.5 s: past 32 MiB, past the 3 s cap, never
+    // settled for 300 ms.
+    while start.elapsed() < Duration::from_millis(4500) {
+        f.write_all(&chunk).unwrap();
+        written += chunk.len();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        commits(&bare, "main"),
+        1,
+        "no commit while the big file was being written"
+    );
+    drop(f);
+    settle_to(&bare, "main", 2);
+    let size: usize = git(&bare, &["cat-file", "-s", "main:big.bin"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(size, written, "the one commit has all of it");
 }
 
 /// Another writer moves the branch while this mount has changes pending: the
