@@ -38,7 +38,6 @@ pub const SETTLE_CAP: Duration = Duration::from_secs(3);
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// A committed file not written for this long gives up its spill file.
 const DEMATERIALIZE_IDLE: Duration = Duration::from_secs(2);
-/// Blobs up to this size are written from one buffer; larger ones are streamed.
 
 /// A file at least this large that is still being written does not go into
 /// the commits the settle cap forces (see `run_scheduler`).
