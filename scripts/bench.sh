@@ -40,7 +40,7 @@
 #   BENCH_ROUNDS interleaved rounds.
 # - dd bs=1M of BENCH_WRITE_MIB MiB of random bytes from tmpfs to main/big.out,
 #   against the same dd from tmpfs to tmpfs, each after one untimed pass into
-#   the same file; then, timed apart, `sync main/big.out`, which commits it. The
+#   the same file; median of BENCH_ROUNDS interleaved rounds; then, timed apart, `sync main/big.out`, which commits it. The
 #   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
 #
 # Exits 0 when everything ran (even if a target is missed: this is a report),
@@ -721,28 +721,39 @@ PYEOF
     head -c "$DD_BYTES" /dev/urandom > "$DD_SRC"
     DD_OID=$(git --git-dir="$TREE_REPO" hash-object --no-filters -- "$DD_SRC")
     DD_TIMEOUT=$((120 + WRITE_MIB / 4))   # at least 4 MiB/s
-    # warm-up, untimed: in a VM the first touch of fresh guest memory makes a
-    # first pass several times slower (the read side warms up tmpfs the same way)
-    timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M status=none ||
-        die "dd to tmpfs (warm-up) failed"
-    rm -f -- "$TMPFS/copy.bin"
-    sync
-    TIMEIT_LABEL="dd tmpfs/src.bin -> tmpfs/copy.bin" \
-        timeit T_TMPFS_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M status=none
-    cmp -s -- "$DD_SRC" "$TMPFS/copy.bin" || die "dd to tmpfs: copy.bin differs from src.bin"
-    rm -f -- "$TMPFS/copy.bin"
+    tmpfs_dd() {
+        timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$TMPFS/copy.bin" bs=1M status=none
+    }
+    cf_dd() {
+        timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M status=none
+    }
     if [[ $REFERENCE_ONLY != 1 ]]; then
         log "commitfs: dd ${WRITE_MIB} MiB to main/big.out (fresh mount, settle: $SETTLE_DESC)"
         mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
         DD_PID=$MOUNT_PID
         RSS_DD_START=$(rss_mib "$DD_PID") || die "cannot read VmRSS of daemon $DD_PID (did it die?)"
-        # the same untimed warm-up pass as tmpfs had, into the file the timed
-        # dd then truncates and rewrites (so no commit of it is made)
-        timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M status=none ||
-            die "dd to main/big.out (warm-up) failed"
+    fi
+    # warm-up, untimed, on both sides: in a VM the first touch of fresh guest
+    # memory makes a first pass several times slower. Every later dd truncates
+    # and rewrites the same file; main/big.out is committed only by the sync.
+    tmpfs_dd || die "dd to tmpfs (warm-up) failed"
+    if [[ $REFERENCE_ONLY != 1 ]]; then cf_dd || die "dd to main/big.out (warm-up) failed"; fi
+    G=(); C=()
+    for ((round = 1; round <= ROUNDS; round++)); do
         sync
-        TIMEIT_LABEL="dd tmpfs/src.bin -> mnt/main/big.out" \
-            timeit T_CF_DD timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/big.out" bs=1M status=none
+        TIMEIT_LABEL="dd tmpfs/src.bin -> tmpfs/copy.bin (round $round)" timeit t tmpfs_dd
+        G+=("$t")
+        if [[ $REFERENCE_ONLY != 1 ]]; then
+            sync
+            TIMEIT_LABEL="dd tmpfs/src.bin -> mnt/main/big.out (round $round)" timeit t cf_dd
+            C+=("$t")
+        fi
+    done
+    cmp -s -- "$DD_SRC" "$TMPFS/copy.bin" || die "dd to tmpfs: copy.bin differs from src.bin"
+    rm -f -- "$TMPFS/copy.bin"
+    T_TMPFS_DD=$(median "${G[@]}"); T_TMPFS_DD_ALL=$(f3_list "${G[@]}")
+    if [[ $REFERENCE_ONLY != 1 ]]; then
+        T_CF_DD=$(median "${C[@]}"); T_CF_DD_ALL=$(f3_list "${C[@]}")
         TIMEIT_LABEL="sync mnt/main/big.out (commits it, durably)" \
             timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main/big.out"
         RSS_DD_PEAK=$(peak_rss_mib "$DD_PID") || die "cannot read VmHWM of daemon $DD_PID (did it die?)"
@@ -895,6 +906,7 @@ if [[ $WRITE == 1 ]]; then
         printf '  %-28s %9s MB/s\n' \
             "commitfs" "$(mbps_n "$WRITE_MIB" "$T_CF_DD")" \
             "tmpfs" "$(mbps_n "$WRITE_MIB" "$T_TMPFS_DD")"
+        echo "  rounds (s): commitfs $T_CF_DD_ALL, tmpfs $T_TMPFS_DD_ALL (median of $ROUNDS, interleaved)"
         echo "  commitfs: then sync main/big.out (writes the blob, commits, fsyncs) $(f3 "$T_CF_DD_SYNC") s"
         echo "  daemon RSS: $RSS_DD_START MiB after mounting, peak $RSS_DD_PEAK MiB; unmount afterwards $(f3 "$T_CF_DD_UNMOUNT") s"
     fi
