@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
-use crate::inodes::{Ino, Inodes, Kind, Node};
+use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::repo::ObjectBatch;
 use crate::wdata::Contents;
 
@@ -51,7 +51,7 @@ pub struct BranchW {
     pub root: Ino,
     pub st: Mutex<BranchSt>,
     /// One commit of a branch at a time.
-    commit_lock: Mutex<()>,
+    pub(crate) commit_lock: Mutex<()>,
 }
 
 pub struct BranchSt {
@@ -66,6 +66,9 @@ pub struct BranchSt {
     pub not_before: Option<Instant>,
     /// When a file of at least BIG_FILE bytes was last written.
     pub big_write: Option<Instant>,
+    /// Paths another writer changed that this mount changed too and keeps its
+    /// version of: named in the next commit's message.
+    pub overridden: Vec<Vec<u8>>,
 }
 
 /// The scheduler's wake-up call.
@@ -78,8 +81,7 @@ pub struct Scheduler {
 impl CommitFs {
     /// The branch `n` belongs to (made on first use).
     pub(crate) fn branch_for(&self, inodes: &Inodes, n: &Node) -> Option<Arc<BranchW>> {
-        let snap = n.kind.snap()?;
-        let crate::inodes::SnapSource::Branch(name) = &snap.source else {
+        let crate::inodes::SnapSource::Branch(name) = &n.kind.snap()?.source else {
             return None;
         };
         if let Some(b) = self.branches.lock().get(name) {
@@ -93,6 +95,9 @@ impl CommitFs {
             }
             at = inodes.get(at.parent)?;
         }
+        // The root holds the tip the branch shows (a path below may still hold
+        // the snapshot it was last changed in).
+        let snap = at.kind.snap()?;
         let b = Arc::new(BranchW {
             name: Mutex::new(name.clone()),
             root: at.ino,
@@ -104,6 +109,7 @@ impl CommitFs {
                 last_change: None,
                 not_before: None,
                 big_write: None,
+                overridden: Vec::new(),
             }),
             commit_lock: Mutex::new(()),
         });
@@ -173,9 +179,7 @@ impl CommitFs {
         let all: Vec<_> = self.branches.lock().values().cloned().collect();
         let mut result = Ok(());
         for b in all {
-            if b.st.lock().dirty
-                && let Err(e) = self.commit_branch(&b, true)
-            {
+            if let Err(e) = self.commit_if_dirty(&b) {
                 log::error!(
                     "committing {}: {e}",
                     String::from_utf8_lossy(&b.name.lock())
@@ -186,9 +190,29 @@ impl CommitFs {
         result
     }
 
+    /// Commits branch `b` durably if it has changes not committed yet. A commit
+    /// in progress (which took the changes it saw) is waited for first: its
+    /// changes are committed once it returns, or pending again if it failed.
+    fn commit_if_dirty(&self, b: &BranchW) -> FsResult<Option<Oid>> {
+        let one = b.commit_lock.lock();
+        if !b.st.lock().dirty {
+            return Ok(None);
+        }
+        self.commit_branch_locked(b, true, one)
+    }
+
     /// Commits branch `b` if its view changed. Returns the new commit.
     pub fn commit_branch(&self, b: &BranchW, durable: bool) -> FsResult<Option<Oid>> {
-        let _one = b.commit_lock.lock();
+        let one = b.commit_lock.lock();
+        self.commit_branch_locked(b, durable, one)
+    }
+
+    fn commit_branch_locked(
+        &self,
+        b: &BranchW,
+        durable: bool,
+        _one: parking_lot::MutexGuard<'_, ()>,
+    ) -> FsResult<Option<Oid>> {
         {
             let mut st = b.st.lock();
             st.dirty = false;
@@ -215,76 +239,71 @@ impl CommitFs {
         let name = std::str::from_utf8(&name)
             .map_err(|_| FsError::io("branch name is not UTF-8; libgit2 cannot update it"))?;
         let refname = format!("refs/heads/{name}");
-        let (base, view) = {
-            let st = b.st.lock();
-            (st.base, st.view)
-        };
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
-            let mut w = Written::default();
-            let started = Instant::now();
-            let new_view = self.build_tree(repo, b.root, true, &mut w)?.unwrap_or(view);
-            // The batched blobs exist from here on; their files may say so.
-            w.batch.flush(repo)?;
-            for (wf, version, oid) in w.pending.drain(..) {
-                let mut st = wf.st.lock();
-                if st.version == version {
-                    st.committed = Some((version, oid));
+            for attempt in 0..COMMIT_TRIES {
+                if attempt >= 4 {
+                    // Busy with other writers: step aside a little, differently
+                    // each time, so that two mounts do not keep colliding.
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0);
+                    let jitter = u64::from(nanos ^ attempt.wrapping_mul(7919)) % 20;
+                    std::thread::sleep(Duration::from_millis(5 + jitter));
                 }
-            }
-            if w.batch.take_wrote_pack() {
-                self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-            let mut wrote = w.oids;
-            let built = started.elapsed();
-            if new_view == view {
-                return Ok(None);
-            }
-            let changes = diff_paths(repo, view, new_view)?;
-            let sig = self.signature(repo)?;
-            let mut message = summary(&changes);
-            for _attempt in 0..8 {
+                // Someone else moved the branch: show their tip first (the mount's
+                // own changes stay), so that the commit goes on top of it and
+                // reverts nothing of theirs.
                 let tip = repo.refname_to_id(&refname).ok();
-                let tip_tree = match tip {
-                    Some(t) => Some(repo.find_commit(t)?.tree_id()),
-                    None => None,
+                if let Some(t) = tip
+                    && b.st.lock().base != Some(t)
+                {
+                    self.follow_locked(b, t)?;
+                }
+                let (base, view) = {
+                    let st = b.st.lock();
+                    (st.base, st.view)
                 };
-                // The view can be committed as it is only when the branch holds
-                // exactly what this mount last committed and saw. Otherwise (someone
-                // moved the branch, now or before an earlier re-applied commit of
-                // ours) this mount's changes since its last commit are applied on
-                // the tip's tree, so that nobody else's change is reverted.
-                let as_is = tip == base && (tip.is_none() || tip_tree == Some(view));
-                let (tree, parents, note) = if as_is {
-                    (new_view, tip, Vec::new())
-                } else {
-                    let tip = tip.ok_or_else(|| FsError::io(format!("branch {name} was deleted")))?;
-                    let tip_tree = tip_tree.unwrap_or(view);
-                    let base_tree = match base {
-                        Some(c) => repo.find_commit(c)?.tree_id(),
-                        None => view,
-                    };
-                    let theirs = diff_paths(repo, base_tree, tip_tree)?;
-                    let merged = apply_changes(repo, tip_tree, &changes)?;
-                    let both: Vec<Vec<u8>> = changes
-                        .iter()
-                        .filter(|c| theirs.iter().any(|t| t.path == c.path))
-                        .map(|c| c.path.clone())
-                        .collect();
-                    (merged, Some(tip), both)
-                };
-                let mut msg = message.clone();
-                if !note.is_empty() {
+                let mut w = Written::default();
+                let started = Instant::now();
+                let new_view = self.build_tree(repo, b.root, true, &mut w)?.unwrap_or(view);
+                // The batched blobs exist from here on; their files may say so.
+                w.batch.flush(repo)?;
+                for (wf, version, oid) in w.pending.drain(..) {
+                    let mut st = wf.st.lock();
+                    if st.version == version {
+                        st.committed = Some((version, oid));
+                    }
+                }
+                if w.batch.take_wrote_pack() {
+                    self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let mut wrote = w.oids;
+                let built = started.elapsed();
+                // (A branch deleted by someone else while this mount has changes
+                // in it is made again below, on this mount's last commit: nothing
+                // is lost.)
+                if new_view == view {
+                    log::debug!("{name}: nothing to commit");
+                    return Ok(None);
+                }
+                let changes = diff_paths(repo, view, new_view)?;
+                let sig = self.signature(repo)?;
+                let mut msg = summary(&changes);
+                let overridden = b.st.lock().overridden.clone();
+                if !overridden.is_empty() {
                     msg.push_str(&format!(
                         "\n\nAlso changed by another writer since this mount's last commit; this mount's version is kept, the other stays in history:\n{}",
-                        note.iter()
+                        overridden
+                            .iter()
                             .map(|p| format!("  {}", String::from_utf8_lossy(p)))
                             .collect::<Vec<_>>()
                             .join("\n")
                     ));
                 }
-                let tree_obj = repo.find_tree(tree)?;
-                let parent_commits: Vec<git2::Commit<'_>> = match parents {
+                let tree_obj = repo.find_tree(new_view)?;
+                let parent_commits: Vec<git2::Commit<'_>> = match base {
                     Some(p) => vec![repo.find_commit(p)?],
                     None => Vec::new(),
                 };
@@ -297,22 +316,24 @@ impl CommitFs {
                     let mut all = std::mem::take(&mut *self.unsynced.lock());
                     all.extend_from_slice(&wrote);
                     let pack = self.unsynced_pack.swap(false, std::sync::atomic::Ordering::SeqCst);
-                    if as_is && all.len() <= SYNC_ONE_BY_ONE && !pack {
-                        sync_objects(&repo.commondir().join("objects"), &all)?;
+                    let res = if all.len() <= SYNC_ONE_BY_ONE && !pack {
+                        sync_objects(&repo.commondir().join("objects"), &all)
                     } else {
                         // Many objects (one journal commit instead of one per
-                        // file), a pack, or re-applied (the intermediate trees are
-                        // not known by id): the whole filesystem at once.
-                        if let Err(e) = syncfs(repo.path()) {
-                            if pack {
-                                self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                            return Err(e);
+                        // file), or a pack: the whole filesystem at once.
+                        syncfs(repo.path())
+                    };
+                    if let Err(e) = res {
+                        self.unsynced.lock().extend_from_slice(&all);
+                        if pack {
+                            self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
+                        return Err(e);
                     }
                 }
-                let updated = match parents {
-                    Some(p) => repo.reference_matching(&refname, commit, true, p, &first_line(&msg)),
+                // Compare-and-swap on the tip the commit was built on.
+                let updated = match tip {
+                    Some(t) => repo.reference_matching(&refname, commit, true, t, &first_line(&msg)),
                     None => repo.reference(&refname, commit, false, &first_line(&msg)),
                 };
                 match updated {
@@ -325,6 +346,7 @@ impl CommitFs {
                         let mut st = b.st.lock();
                         st.base = Some(commit);
                         st.view = new_view;
+                        st.overridden.clear();
                         log::info!("{name}: {}", first_line(&msg));
                         log::debug!(
                             "{name}: {} objects written in {built:?}, committed{} in {:?}",
@@ -335,8 +357,10 @@ impl CommitFs {
                         return Ok(Some(commit));
                     }
                     Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => {
+                        // The objects written stay (unreferenced until the next try
+                        // names them, or gc): the next pass follows the new tip.
+                        self.unsynced.lock().extend_from_slice(&wrote);
                         log::info!("{name} moved under us; applying again on its new tip");
-                        message = summary(&changes);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -344,6 +368,41 @@ impl CommitFs {
             }
             Err(FsError::io(format!("branch {name} keeps moving; will try again")))
         })
+    }
+
+    /// Makes branch `b` (its commit lock held) show `tip`, a commit this mount
+    /// did not make, keeping the changes it has not committed yet.
+    pub(crate) fn follow_locked(&self, b: &BranchW, tip: Oid) -> FsResult<()> {
+        let (base, view) = {
+            let st = b.st.lock();
+            (st.base, st.view)
+        };
+        if base == Some(tip) {
+            return Ok(());
+        }
+        // Written files that are committed and unchanged are the branch's
+        // again, so that the other side's changes to them show.
+        self.dematerialize_clean(Duration::ZERO);
+        let snapshot = self.repo.snapshot(tip)?;
+        let name = b.name.lock().clone();
+        let snap = Arc::new(Snap {
+            snapshot,
+            source: SnapSource::Branch(name.clone()),
+        });
+        let overridden = self.repoint(b.root, view, &snap)?;
+        let mut st = b.st.lock();
+        st.base = Some(tip);
+        st.view = snapshot.tree;
+        for p in overridden {
+            if !st.overridden.contains(&p) {
+                st.overridden.push(p);
+            }
+        }
+        log::info!(
+            "{}: now at {tip} (moved by another writer)",
+            String::from_utf8_lossy(&name)
+        );
+        Ok(())
     }
 
     /// The tree of directory `ino` as this mount sees it; `None` for an empty
@@ -412,6 +471,7 @@ impl CommitFs {
             return Ok(oid);
         }
         let size = st.size;
+        log::trace!("blob of inode {ino}: version {}, {size} bytes", st.version);
         if size <= ObjectBatch::MAX_OBJECT {
             // A copy of the bytes (at most MAX_OBJECT): past what was written,
             // zeros.
@@ -558,6 +618,10 @@ struct Written {
     /// `committed` is set once the batch is flushed.
     pending: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
 }
+
+/// A commit whose compare-and-swap keeps losing to other writers is tried this
+/// many times before the attempt fails (and is retried later).
+const COMMIT_TRIES: u32 = 64;
 
 /// Up to this many new objects are fsynced file by file; more are made durable
 /// with one syncfs, which on ext4 costs one journal commit instead of one each.
@@ -725,29 +789,6 @@ fn diff_trees(
         }
     }
     Ok(())
-}
-
-/// Applies `changes` to tree `base`.
-fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
-    let base = repo.find_tree(base)?;
-    let mut b = git2::build::TreeUpdateBuilder::new();
-    for c in changes {
-        match c.new {
-            Some((oid, mode)) => {
-                let mode = match mode {
-                    0o100755 => git2::FileMode::BlobExecutable,
-                    0o120000 => git2::FileMode::Link,
-                    0o160000 => git2::FileMode::Commit,
-                    _ => git2::FileMode::Blob,
-                };
-                b.upsert(c.path.clone(), oid, mode);
-            }
-            None => {
-                b.remove(c.path.clone());
-            }
-        }
-    }
-    Ok(b.create_updated(repo, &base)?)
 }
 
 /// `Update README.md`, or `Add 3 files, update 1, delete 2 in src/`, and the

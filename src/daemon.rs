@@ -87,6 +87,7 @@ pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
 }
 
 fn check_mountpoint(mnt: &Path) -> Result<(), String> {
+    clean_up_dead_mount(mnt)?;
     let md = std::fs::metadata(mnt).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "mount point {} does not exist: create it with mkdir -p {}",
@@ -110,6 +111,40 @@ fn check_mountpoint(mnt: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A FUSE mount whose daemon died (kill -9, a crash) answers every access with
+/// ENOTCONN until it is unmounted. Mounting over it would fail or stack on a
+/// dead mount: it is unmounted first, with a note. What the dead daemon had not
+/// committed is gone with it; what it committed, or fsync returned for, is in
+/// the repository.
+fn clean_up_dead_mount(mnt: &Path) -> Result<(), String> {
+    // statfs always reaches the daemon (a stat may be answered from the
+    // kernel's attribute cache even on a dead mount).
+    let Ok(c) = CString::new(mnt.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: c is a valid C string, st is written by the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0
+        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN)
+    {
+        return Ok(());
+    }
+    let abs = normalize(mnt);
+    match find_mount(&abs) {
+        Some(m) if m.fstype.starts_with("fuse") => {
+            unmount_path(&abs, true)?;
+            eprintln!(
+                "commitfs: {} was a FUSE mount whose daemon had died ({} from {}); unmounted it",
+                abs.display(),
+                m.fstype,
+                m.source
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_fuse() -> Result<(), String> {
@@ -270,20 +305,22 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
     let mut b = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(format!("{level},fuser={fuser}")),
     );
-    if detached {
-        match cfg.log_file.as_ref().map(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-        }) {
-            Some(Ok(f)) => {
-                b.target(env_logger::Target::Pipe(Box::new(f)));
-            }
-            _ => {
-                b.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
-            }
+    // --log-file wins; without it a detached daemon has nowhere to log, and a
+    // foreground one logs to stderr.
+    let file = cfg.log_file.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    });
+    match file {
+        Some(Ok(f)) => {
+            b.target(env_logger::Target::Pipe(Box::new(f)));
         }
+        _ if detached => {
+            b.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+        }
+        _ => {}
     }
     let _ = b.try_init();
 }
@@ -401,6 +438,36 @@ fn start_helpers(
         .name("commitfs-prefetch".into())
         .spawn(move || crate::prefetch::run(pfs, rx, notifier))
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
+    // Kernel invalidations are sent from their own thread, never from a
+    // request (see follow.rs).
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<crate::follow::Inval>>();
+    fs.set_invalidator(tx);
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("commitfs-inval".into())
+        .spawn(move || {
+            use std::os::unix::ffi::OsStrExt;
+            for batch in rx {
+                for i in batch {
+                    // ENOENT: the kernel does not have it cached; nothing to drop.
+                    let _ = match i {
+                        crate::follow::Inval::Entry { parent, name } => notifier.inval_entry(
+                            fuser::INodeNo(parent),
+                            std::ffi::OsStr::from_bytes(&name),
+                        ),
+                        crate::follow::Inval::Inode(ino) => {
+                            notifier.inval_inode(fuser::INodeNo(ino), 0, 0)
+                        }
+                    };
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
+    let wfs = fs.clone();
+    std::thread::Builder::new()
+        .name("commitfs-watch".into())
+        .spawn(move || crate::watch::run(wfs))
+        .map_err(|e| format!("cannot start the ref watcher: {e}"))?;
     let mnt = mnt.to_path_buf();
     let signals = block_signals();
     let sigfs = fs.clone();
@@ -570,12 +637,22 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
     // fsync of the mount's root commits every pending change and returns once
     // it is durable (syncfs would not reach the daemon: Linux sends it only to
     // virtiofs). A failure keeps the mount, so that nothing pending is dropped.
-    if let Ok(d) = File::open(&abs) {
-        if let Err(e) = d.sync_all() {
-            return Err(format!(
-                "cannot commit what is pending in {} ({e}); it stays mounted: see the daemon's log (--log-file), or umount it to drop those changes",
+    match File::open(&abs) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            eprintln!(
+                "commitfs: the daemon of {} had died; what it had not committed is lost, what it committed is in the repository",
                 abs.display()
-            ));
+            );
+            return unmount_path(&abs, true);
+        }
+        Err(_) => {}
+        Ok(d) => {
+            if let Err(e) = d.sync_all() {
+                return Err(format!(
+                    "cannot commit what is pending in {} ({e}); it stays mounted: see the daemon's log (--log-file), or umount it to drop those changes",
+                    abs.display()
+                ));
+            }
         }
     }
     unmount_path(&abs, false)

@@ -245,6 +245,8 @@ pub struct CommitFs {
     pub(crate) inodes: RwLock<Inodes>,
     /// Pending changes of branches (see `overlay.rs`).
     pub(crate) ov: Mutex<Overlay>,
+    /// Where kernel invalidations go (see `follow.rs`).
+    pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<crate::follow::Inval>>>>,
     /// Where written files keep their bytes (see `wdata.rs`).
     pub(crate) wstore: Arc<crate::wdata::Store>,
     /// Branches this mount has written to (see `commit.rs`).
@@ -302,6 +304,7 @@ impl CommitFs {
         Ok(CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
             wstore: crate::wdata::Store::new(cfg.spill_dir.clone(), WRITE_MEMORY),
+            inval_tx: Mutex::new(None),
             repo,
             cfg,
             mount_time,
@@ -939,6 +942,7 @@ impl CommitFs {
         let Some(inos) = self.listed.lock().remove(&fh) else {
             return;
         };
+        log::trace!("prefetch: {} entries listed on handle {fh}", inos.len());
         let Some(p) = self.prefetch.lock().clone() else {
             return;
         };

@@ -435,9 +435,12 @@ impl Filesystem for FuseFs {
                     }
                     sent += 1;
                 }
-                reply.ok();
-                // Only once the kernel has the entries can it take their pages.
+                // Remembered before the reply goes out: the kernel may send the
+                // next READDIRPLUS or the RELEASEDIR of this handle (which queue
+                // these entries' prefetch, once it surely has their inodes) as
+                // soon as it has the reply, to another thread.
                 self.fs.listed(fh.0, &entries[..sent]);
+                reply.ok();
             }
             Err(e) => reply.error(fail("readdirplus", e)),
         }

@@ -600,6 +600,7 @@ impl CommitFs {
             self.mat_file(ino, false)?;
             return Ok(0);
         }
+        log::trace!("write of inode {ino}: {} bytes at {offset}", data.len());
         let size = self.modify(ino, false, |wf, st| {
             wf.data.write_at(data, offset)?;
             st.content_changed(st.size.max(offset.saturating_add(data.len() as u64)));

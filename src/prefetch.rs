@@ -68,6 +68,11 @@ pub fn run(fs: Arc<CommitFs>, rx: Receiver<Job>, notifier: fuser::Notifier) {
                 continue;
             }
         };
+        log::trace!(
+            "prefetch: storing {} bytes for inode {}",
+            data.len(),
+            job.ino
+        );
         if let Err(e) = notifier.store(fuser::INodeNo(job.ino), 0, &data) {
             // The connection is gone (unmounted) or the kernel refused: stop
             // quietly, prefetching is only a hint.

@@ -472,7 +472,12 @@ fn listing_prefetches_small_files_into_the_page_cache() {
     r.commit("files");
     let bare = r.publish();
     let mnt = r.mountpoint("mnt");
-    let m = Mount::new(&bare, &mnt, &[]);
+    let log = r.dir.path().join("daemon.log");
+    let m = Mount::new(
+        &bare,
+        &mnt,
+        &["-v", "-v", "-v", "--log-file", log.to_str().unwrap()],
+    );
     let dir = m.path.join("main/dir");
     // readdirplus, as `ls -l` does; nothing is read.
     let mut listed = 0;
@@ -495,7 +500,15 @@ fn listing_prefetches_small_files_into_the_page_cache() {
     assert!(
         wait_until(std::time::Duration::from_secs(5), || (0..50)
             .all(|i| resident(&format!("f{i:02}.txt")) > 0)),
-        "small files are in the page cache after a listing"
+        "small files are in the page cache after a listing: {:?}\n{}",
+        (0..50)
+            .map(|i| resident(&format!("f{i:02}.txt")))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
+            .lines()
+            .filter(|l| l.contains("DIR") || l.contains("prefetch") || l.contains("OPEN"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         resident("big.bin"),

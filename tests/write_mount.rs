@@ -1106,15 +1106,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// A commit that cannot be made (the branch was deleted under the mount) loses
-/// nothing and does not spin: the change stays pending and lands once the
-/// branch is back.
+/// A commit that cannot be made (another program holds the branch's ref lock)
+/// loses nothing and does not spin: the change stays pending and lands once
+/// the lock is gone.
 #[test]
 fn a_failing_commit_keeps_the_change_and_retries_calmly() {
     let (_r, bare, m) = setup(&["--settle", "1000"]);
     let tip = git(&bare, &["rev-parse", "main"]);
+    let lock = bare.join("refs/heads/main.lock");
+    std::fs::write(&lock, format!("{tip}\n")).unwrap();
     std::fs::write(m.path.join("main/kept.txt"), b"kept\n").unwrap();
-    git(&bare, &["update-ref", "-d", "refs/heads/main"]);
     // The commit is tried after 1 s and fails; the next try waits 5 s.
     std::thread::sleep(Duration::from_millis(1500));
     let before = cpu_ticks(m.pid());
@@ -1124,11 +1125,12 @@ fn a_failing_commit_keeps_the_change_and_retries_calmly() {
         used < 50,
         "the daemon used {used} ticks in 2 s while the commit kept failing"
     );
-    assert!(
-        !has_ref(&bare, "refs/heads/main"),
-        "nothing recreated the branch behind our back"
+    assert_eq!(
+        git(&bare, &["rev-parse", "main"]),
+        tip,
+        "the ref did not move"
     );
-    git(&bare, &["update-ref", "refs/heads/main", &tip]);
+    std::fs::remove_file(&lock).unwrap();
     assert!(
         wait_until(Duration::from_secs(12), || {
             Command::new("git")
@@ -1140,7 +1142,7 @@ fn a_failing_commit_keeps_the_change_and_retries_calmly() {
                 .stdout
                 == b"kept\n"
         }),
-        "the pending change landed once the branch was back"
+        "the pending change landed once the lock was gone"
     );
     fsck(&bare);
 }

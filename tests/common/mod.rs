@@ -117,6 +117,15 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|l| l.split(|&b| b == b' ').nth(4) == Some(want))
 }
 
+/// Whether statfs(2) of `path` succeeds: it always reaches a FUSE daemon, so a
+/// dead mount (ENOTCONN) fails it even while its attributes are cached.
+pub fn statfs_ok(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid C string; st is written by the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 }
+}
+
 /// Polls `cond` every 10 ms for at most `limit`.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -147,10 +156,13 @@ impl Mount {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("commitfs starts");
+        // Mounted and answering (a dead mount left by a killed daemon is in the
+        // mount table too, but answers ENOTCONN).
+        let answers = |p: &Path| is_mounted(p) && statfs_ok(p);
         let up = wait_until(Duration::from_secs(10), || {
-            is_mounted(mnt) || matches!(child.try_wait(), Ok(Some(_)))
+            answers(mnt) || matches!(child.try_wait(), Ok(Some(_)))
         });
-        if !is_mounted(mnt) {
+        if !answers(mnt) {
             let _ = child.kill();
             let status = child.wait();
             panic!("mount did not come up (up={up}, daemon: {status:?})");
@@ -177,10 +189,26 @@ impl Mount {
         self.do_unmount();
     }
 
+    /// SIGKILL to the daemon, as a crash: the mount is left dead (ENOTCONN),
+    /// for the next mount or `commitfs unmount` to clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn do_unmount(&mut self) {
         if let Some(mut child) = self.child.take() {
             let out = Command::new(BIN).arg("unmount").arg(&self.path).output();
             if !matches!(&out, Ok(o) if o.status.success()) {
+                if let Ok(o) = &out {
+                    eprintln!(
+                        "commitfs unmount {} failed: {}",
+                        self.path.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                }
                 let _ = Command::new("umount").arg("-l").arg(&self.path).status();
             }
             let exited = wait_until(Duration::from_secs(10), || {

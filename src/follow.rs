@@ -1,0 +1,438 @@
+//! Following refs that others move (SPEC section 5).
+//!
+//! When a ref moves to a commit this mount did not make, the directory that
+//! shows it is re-pointed at the new tip, path by path ([`CommitFs::repoint`]):
+//!
+//! - A path whose content the other side changed gets a new inode, as a file
+//!   that `git checkout` or a rename replaced would: a descriptor opened before
+//!   keeps reading the version it opened (its inode still holds that blob), and
+//!   every new lookup, stat and open finds the new one. The kernel's cached
+//!   entry for the name is dropped.
+//! - A directory whose tree changed keeps its inode; its cached listing and
+//!   attributes are dropped, and the same is done below it for the names that
+//!   changed. Paths nobody changed keep their inode, their kernel caches and
+//!   their mtime, so `make` after a pull rebuilds only what changed.
+//! - In a branch with changes this mount has not committed yet, what the mount
+//!   changed stays as it is (the mount's version wins); the paths the other side
+//!   changed too are remembered and named in the next commit's message.
+//!
+//! Kernel invalidations are queued and sent by their own thread (see
+//! `daemon.rs`), never from a request: an invalidation waits for locks in the
+//! kernel that a request in progress may hold.
+
+use std::sync::Arc;
+
+use git2::Oid;
+
+use crate::error::FsResult;
+use crate::fs::{CommitFs, tree_kind};
+use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
+use crate::overlay::{Mat, Overlay};
+use crate::repo::{EntryKind, TreeEntry};
+
+/// A kernel cache entry to drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inval {
+    /// The name `name` in directory `parent`.
+    Entry { parent: Ino, name: Box<[u8]> },
+    /// The attributes and the pages (or cached listing) of an inode.
+    Inode(Ino),
+}
+
+/// The names whose entries differ between two sorted tree listings, with the
+/// entry on each side.
+fn changed<'a>(
+    a: &'a [TreeEntry],
+    b: &'a [TreeEntry],
+) -> Vec<(&'a [u8], Option<&'a TreeEntry>, Option<&'a TreeEntry>)> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                out.push((&*a[i].name, Some(&a[i]), None));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push((&*b[j].name, None, Some(&b[j])));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if a[i].oid != b[j].oid || a[i].kind != b[j].kind {
+                    out.push((&*a[i].name, Some(&a[i]), Some(&b[j])));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether the mount's node shows exactly tree entry `e`.
+fn shows(k: &Kind, e: &TreeEntry) -> bool {
+    match (k, e.kind) {
+        (
+            Kind::File {
+                oid, executable, ..
+            },
+            EntryKind::File { executable: x },
+        ) => *oid == e.oid && *executable == x,
+        (Kind::Tree { oid, .. }, EntryKind::Dir)
+        | (Kind::Symlink { oid, .. }, EntryKind::Symlink)
+        | (Kind::Submodule { oid, .. }, EntryKind::Submodule) => *oid == e.oid,
+        _ => false,
+    }
+}
+
+fn is_dir(e: Option<&TreeEntry>) -> Option<Oid> {
+    e.filter(|e| e.kind == EntryKind::Dir).map(|e| e.oid)
+}
+
+fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = path.to_vec();
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// One re-pointing pass: the locks it holds and what it collects.
+struct Pass<'a> {
+    inodes: &'a mut Inodes,
+    ov: &'a mut Overlay,
+    snap: &'a Arc<Snap>,
+    invals: Vec<Inval>,
+    /// Paths both sides changed, where the mount's version stays.
+    overridden: Vec<Vec<u8>>,
+}
+
+impl CommitFs {
+    /// Makes directory `root` (a branch's or tag's root) show snapshot `snap`
+    /// instead of tree `base`, the tree its unchanged entries come from.
+    /// Returns the paths both sides changed (the mount's version stays).
+    pub(crate) fn repoint(&self, root: Ino, base: Oid, snap: &Arc<Snap>) -> FsResult<Vec<Vec<u8>>> {
+        let (invals, overridden) = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let mut pass = Pass {
+                inodes: &mut inodes,
+                ov: &mut ov,
+                snap,
+                invals: Vec::new(),
+                overridden: Vec::new(),
+            };
+            self.repoint_dir(&mut pass, root, Some(base), Some(snap.snapshot.tree), b"")?;
+            // The root takes the new snapshot even when its tree is the same.
+            if let Some(n) = pass.inodes.get(root) {
+                let kind = match &n.kind {
+                    Kind::Tree { .. } => Some(Kind::Tree {
+                        snap: snap.clone(),
+                        oid: snap.snapshot.tree,
+                    }),
+                    Kind::MDir { .. } => Some(Kind::MDir { snap: snap.clone() }),
+                    _ => None,
+                };
+                if let Some(k) = kind {
+                    pass.inodes.set_kind(root, k);
+                }
+            }
+            pass.invals.push(Inval::Inode(root));
+            (pass.invals, pass.overridden)
+        };
+        self.invalidate(invals);
+        Ok(overridden)
+    }
+
+    /// Re-points directory `dir`, which showed `base` (None: it was not in the
+    /// base tree), at `new` (None: it is not in the new one).
+    fn repoint_dir(
+        &self,
+        pass: &mut Pass<'_>,
+        dir: Ino,
+        base: Option<Oid>,
+        new: Option<Oid>,
+        path: &[u8],
+    ) -> FsResult<()> {
+        let Some(n) = pass.inodes.get(dir) else {
+            return Ok(());
+        };
+        let empty = Arc::new(Vec::new());
+        let list = |o: Option<Oid>| -> FsResult<Arc<Vec<TreeEntry>>> {
+            match o {
+                Some(o) => self.tree_entries(o),
+                None => Ok(empty.clone()),
+            }
+        };
+        match &n.kind {
+            Kind::Tree { oid, .. } => {
+                // Unchanged by this mount: it shows exactly `oid`.
+                let Some(new) = new else { return Ok(()) };
+                if *oid == new {
+                    return Ok(());
+                }
+                let (before, after) = (list(Some(*oid))?, list(Some(new))?);
+                for (name, b, t) in changed(&before, &after) {
+                    let Some(child) = pass.inodes.child(dir, name) else {
+                        continue; // never looked up: nothing cached
+                    };
+                    match (&child.kind, is_dir(b), is_dir(t)) {
+                        (Kind::Tree { .. }, Some(bo), Some(to)) => {
+                            self.repoint_dir(
+                                pass,
+                                child.ino,
+                                Some(bo),
+                                Some(to),
+                                &join(path, name),
+                            )?;
+                        }
+                        _ => {
+                            pass.inodes.unlink(dir, name);
+                            pass.invals.push(Inval::Entry {
+                                parent: dir,
+                                name: name.into(),
+                            });
+                        }
+                    }
+                }
+                pass.inodes.set_kind(
+                    dir,
+                    Kind::Tree {
+                        snap: pass.snap.clone(),
+                        oid: new,
+                    },
+                );
+                pass.invals.push(Inval::Inode(dir));
+            }
+            Kind::MDir { .. } => {
+                let (before, after) = (list(base)?, list(new)?);
+                for (name, b, t) in changed(&before, &after) {
+                    let here = join(path, name);
+                    let ours = match pass.ov.mats.get(&dir) {
+                        Some(Mat::Dir(c)) => c.get(name).and_then(|&i| pass.inodes.get(i)),
+                        _ => None,
+                    };
+                    let unchanged_by_us = match (&ours, b) {
+                        (None, None) => true,
+                        (Some(o), Some(b)) => shows(&o.kind, b),
+                        _ => false,
+                    };
+                    if unchanged_by_us {
+                        log::debug!(
+                            "follow: {} takes the other side's version ({:?} -> {:?}, ours {:?})",
+                            String::from_utf8_lossy(&here),
+                            b.map(|e| e.oid),
+                            t.map(|e| e.oid),
+                            ours.as_ref().map(|o| (o.ino, o.kind.clone()))
+                        );
+                        match (&ours, t) {
+                            (Some(o), Some(t))
+                                if matches!(o.kind, Kind::Tree { .. })
+                                    && t.kind == EntryKind::Dir =>
+                            {
+                                self.repoint_dir(
+                                    pass,
+                                    o.ino,
+                                    b.map(|b| b.oid),
+                                    Some(t.oid),
+                                    &here,
+                                )?;
+                            }
+                            (_, t) => {
+                                if ours.is_some() {
+                                    pass.inodes.unlink(dir, name);
+                                }
+                                let map = match pass.ov.mats.get_mut(&dir) {
+                                    Some(Mat::Dir(c)) => c,
+                                    _ => continue,
+                                };
+                                match t {
+                                    Some(t) => {
+                                        let node =
+                                            pass.inodes.upsert(dir, name, tree_kind(pass.snap, t));
+                                        map.insert(name.into(), node.ino);
+                                        pass.ov.meta.remove(&node.ino);
+                                    }
+                                    None => {
+                                        map.remove(name);
+                                    }
+                                }
+                                pass.invals.push(Inval::Entry {
+                                    parent: dir,
+                                    name: name.into(),
+                                });
+                            }
+                        }
+                        continue;
+                    }
+                    // This mount changed the path too.
+                    match &ours {
+                        Some(o)
+                            if matches!(o.kind, Kind::MDir { .. })
+                                && (b.is_none() || is_dir(b).is_some())
+                                && (t.is_none() || is_dir(t).is_some()) =>
+                        {
+                            // Both changed things inside a directory: per path below.
+                            self.repoint_dir(pass, o.ino, is_dir(b), is_dir(t), &here)?;
+                        }
+                        Some(o) if t.is_some_and(|t| shows(&o.kind, t)) => {} // the same change
+                        None if t.is_none() => {}                             // both deleted it
+                        _ => pass.overridden.push(here),
+                    }
+                }
+                pass.invals.push(Inval::Inode(dir));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The refs changed from `old` to `new` (see `watch.rs`): moved branches and
+    /// tags are followed; names that came or went, and HEAD, are invalidated.
+    pub fn refs_changed(&self, old: &crate::watch::RefState, new: &crate::watch::RefState) {
+        log::debug!("refs changed: {old:?} -> {new:?}");
+        let mut invals = Vec::new();
+        for (tags, (o, n)) in [
+            (false, (&old.branches, &new.branches)),
+            (true, (&old.tags, &new.tags)),
+        ] {
+            for (name, tip) in n {
+                match o.get(name) {
+                    Some(was) if was == tip => {}
+                    Some(_) => {
+                        if let Err(e) = self.follow_ref(tags, name, *tip) {
+                            log::warn!("following {} to {tip}: {e}", String::from_utf8_lossy(name));
+                        }
+                    }
+                    None => invals.extend(self.ref_entry(tags, name)),
+                }
+            }
+            for name in o.keys().filter(|k| !n.contains_key(*k)) {
+                invals.extend(self.ref_entry(tags, name));
+            }
+        }
+        if old.head != new.head {
+            if let Some(h) = self.inodes.read().child(ROOT, b"HEAD") {
+                invals.push(Inval::Inode(h.ino));
+            }
+            invals.push(Inval::Entry {
+                parent: ROOT,
+                name: b"HEAD".as_slice().into(),
+            });
+        }
+        self.invalidate(invals);
+    }
+
+    /// The directory that shows ref `name` (a branch, or a tag when `tag`), if
+    /// the kernel has looked it up.
+    fn ref_dir(&self, tag: bool, name: &[u8]) -> Option<Ino> {
+        let inodes = self.inodes.read();
+        let root = inodes.get(ROOT)?;
+        if let Some(snap) = root.kind.snap() {
+            // A --ref mount: the root is the ref, if it is this one.
+            return match &snap.source {
+                SnapSource::Branch(b) if !tag && **b == *name => Some(ROOT),
+                _ => None,
+            };
+        }
+        let mut at = if tag {
+            inodes.child(ROOT, b".tags")?.ino
+        } else {
+            ROOT
+        };
+        for comp in name.split(|&c| c == b'/') {
+            at = inodes.child(at, comp)?.ino;
+        }
+        Some(at)
+    }
+
+    /// The kernel's entry for the first name of ref `name` that the kernel
+    /// knows (a ref that came or went may add or remove a namespace too).
+    fn ref_entry(&self, tag: bool, name: &[u8]) -> Option<Inval> {
+        let inodes = self.inodes.read();
+        if inodes.get(ROOT)?.kind.snap().is_some() {
+            return None;
+        }
+        let mut at = if tag {
+            inodes.child(ROOT, b".tags")?.ino
+        } else {
+            ROOT
+        };
+        for comp in name.split(|&c| c == b'/') {
+            match inodes.child(at, comp) {
+                Some(c) => at = c.ino,
+                None => {
+                    return Some(Inval::Entry {
+                        parent: at,
+                        name: comp.into(),
+                    });
+                }
+            }
+        }
+        let n = inodes.get(at)?;
+        Some(Inval::Entry {
+            parent: n.parent,
+            name: n.name.clone(),
+        })
+    }
+
+    /// Follows a branch or tag that moved to `tip`.
+    fn follow_ref(&self, tag: bool, name: &[u8], tip: Oid) -> FsResult<()> {
+        if !tag {
+            let b = self.branches.lock().get(name).cloned();
+            if let Some(b) = b {
+                let _one = b.commit_lock.lock();
+                // What the watcher read may be older than a commit this mount
+                // made since: the ref is read again under the commit lock, so
+                // that the mount never follows its own past.
+                let refname = [b"refs/heads/".as_slice(), &b.name.lock()].concat();
+                return match self.repo.ref_target(&refname)? {
+                    Some(now) => self.follow_locked(&b, now),
+                    None => Ok(()),
+                };
+            }
+        }
+        let Some(dir) = self.ref_dir(tag, name) else {
+            return Ok(()); // never looked up: the next lookup reads the ref
+        };
+        let Some(n) = self.inodes.read().get(dir) else {
+            return Ok(());
+        };
+        let Kind::Tree { snap, oid } = &n.kind else {
+            return Ok(());
+        };
+        let snapshot = self.repo.snapshot(tip)?;
+        if snap.snapshot == snapshot {
+            return Ok(());
+        }
+        let new = Arc::new(Snap {
+            snapshot,
+            source: snap.source.clone(),
+        });
+        self.repoint(dir, *oid, &new)?;
+        log::info!("{}: now at {tip}", String::from_utf8_lossy(name));
+        Ok(())
+    }
+
+    /// Queues kernel invalidations for the invalidation thread; without one
+    /// (no kernel: the core's tests) they are dropped.
+    pub(crate) fn invalidate(&self, invals: Vec<Inval>) {
+        if invals.is_empty() {
+            return;
+        }
+        if let Some(tx) = &*self.inval_tx.lock() {
+            let _ = tx.send(invals);
+        }
+    }
+
+    /// Sets where invalidations go (the daemon's invalidation thread).
+    pub fn set_invalidator(&self, tx: std::sync::mpsc::Sender<Vec<Inval>>) {
+        *self.inval_tx.lock() = Some(tx);
+    }
+}
