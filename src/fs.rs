@@ -719,10 +719,18 @@ impl CommitFs {
             }
             _ => return Err(FsError::IsDir),
         };
-        let blob_size = self.blob_size(oid)?;
-        let content = self.blobs.open(&self.repo, oid, blob_size)?;
+        // A failure names the blob, so that the log says which object is damaged.
+        let named = |e: FsError| match e {
+            FsError::Io(s) if !s.contains(&oid.to_string()) => {
+                FsError::io(format!("blob {oid}: {s}"))
+            }
+            e => e,
+        };
+        let blob_size = self.blob_size(oid).map_err(named)?;
+        let content = self.blobs.open(&self.repo, oid, blob_size).map_err(named)?;
         self.blobs
             .read_with(&self.repo, &content, offset, size as usize, f)
+            .map_err(named)
     }
 
     // ---- directories ----------------------------------------------------------

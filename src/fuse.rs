@@ -40,8 +40,28 @@ fn errno(e: &FsError) -> Errno {
 }
 
 /// Logs an error once, at its level, and returns the errno to reply with.
+/// Logs a failed operation and gives its errno. A damaged repository fails
+/// the same way on every access (the kernel retries a failed read, programs
+/// retry too): each distinct failure is logged once at its level, repeats only
+/// at debug level. The memory of what was logged is bounded.
 fn fail(op: &str, e: FsError) -> Errno {
-    log::log!(e.level(), "{op}: {e}");
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let level = e.level();
+    let msg = format!("{op}: {e}");
+    let first = level > log::Level::Warn || {
+        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = seen.get_or_insert_with(Default::default);
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(msg.clone())
+    };
+    if first {
+        log::log!(level, "{msg}");
+    } else {
+        log::debug!("{msg} (again)");
+    }
     errno(&e)
 }
 

@@ -456,6 +456,68 @@ fn corrupt_object_is_eio_and_the_rest_works() {
     assert_eq!(std::fs::read_dir(m.path.join("main")).unwrap().count(), 2);
 }
 
+/// A missing loose object and a damaged object in a pack give EIO for the
+/// paths that need them, and only for those.
+#[test]
+fn missing_and_damaged_objects_fail_only_their_paths() {
+    let r = TestRepo::new();
+    r.write("good.txt", b"good\n");
+    // Random, so that the pack stores it whole (no delta) and a flipped byte
+    // in its data cannot go unnoticed.
+    r.write("packed.bin", &random_bytes(64 << 10, 9));
+    r.commit("packed");
+    let bare = r.publish();
+    git(&bare, &["repack", "-a", "-d", "-q"]);
+    r.write("loose.txt", b"loose\n");
+    r.commit("loose");
+    r.publish();
+    // The loose object goes away.
+    let oid = git(&bare, &["rev-parse", "main:loose.txt"]);
+    std::fs::remove_file(bare.join("objects").join(&oid[..2]).join(&oid[2..])).unwrap();
+    // A byte in the middle of packed.bin's data in the pack is flipped.
+    let blob = git(&bare, &["rev-parse", "main:packed.bin"]);
+    let pack = std::fs::read_dir(bare.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let idx = pack.with_extension("idx");
+    let listing = git(&bare, &["verify-pack", "-v", idx.to_str().unwrap()]);
+    let line = listing.lines().find(|l| l.starts_with(&blob)).unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (size, offset): (usize, usize) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[offset + size / 2] ^= 0xff;
+    let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+    perms.set_mode(0o644);
+    std::fs::set_permissions(&pack, perms).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let main = m.path.join("main");
+    for name in ["loose.txt", "packed.bin"] {
+        let e = std::fs::read(main.join(name)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}: {e}");
+    }
+    assert_eq!(std::fs::read(main.join("good.txt")).unwrap(), b"good\n");
+    let mut names: Vec<String> = std::fs::read_dir(&main)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["good.txt", "loose.txt", "packed.bin"],
+        "the listing still works"
+    );
+    // The branch's history is still readable where it is whole.
+    assert_eq!(
+        std::fs::read(m.path.join(".commits/main~1/good.txt")).unwrap(),
+        b"good\n"
+    );
+}
+
 /// Listing a directory pushes its small files into the page cache: `fincore`
 /// (which maps the file and asks the kernel, without reading it) finds their
 /// pages resident, and what is read is the blob.
