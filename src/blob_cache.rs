@@ -43,6 +43,10 @@ struct Lru {
 }
 
 pub struct BlobCache {
+    /// Reads of cached blobs served from memory, and those that had to read
+    /// the object (for `commitfs status`).
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
     capacity: usize,
     mem: Mutex<Lru>,
     spills: Mutex<LruCache<Oid, Arc<Spill>>>,
@@ -61,6 +65,8 @@ pub enum Content {
 impl BlobCache {
     pub fn new(capacity: usize, spill_dir: PathBuf) -> BlobCache {
         BlobCache {
+            hits: Default::default(),
+            misses: Default::default(),
             capacity,
             mem: Mutex::new(Lru {
                 map: LruCache::unbounded(),
@@ -81,6 +87,17 @@ impl BlobCache {
     }
 
     /// Bytes of blob content held in memory now.
+    /// (hits, misses, bytes held, capacity) of the memory cache.
+    pub fn stats(&self) -> (u64, u64, usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.hits.load(Relaxed),
+            self.misses.load(Relaxed),
+            self.memory_bytes(),
+            self.capacity,
+        )
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.mem.lock().bytes
     }
@@ -145,8 +162,11 @@ impl BlobCache {
     /// The whole content of a small blob, through the cache.
     pub fn get(&self, repo: &Repo, oid: Oid) -> FsResult<Arc<[u8]>> {
         if let Some(d) = self.mem.lock().map.get(&oid) {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(d.clone());
         }
+        self.misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data: Arc<[u8]> = repo.read_blob(oid)?.into();
         self.insert(oid, data.clone());
         Ok(data)

@@ -34,6 +34,14 @@ enum Cmd {
         /// The mount point to unmount.
         mountpoint: PathBuf,
     },
+    /// Show each branch's uncommitted changes, last commit and last error, and the cache.
+    Status {
+        /// The mount point to ask.
+        mountpoint: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +108,7 @@ pub struct MountConfig {
 pub enum Command {
     Mount(MountConfig),
     Unmount(PathBuf),
+    Status { mountpoint: PathBuf, json: bool },
 }
 
 /// What went wrong on the command line, or a request for help/version text.
@@ -111,7 +120,7 @@ pub enum CliError {
     Usage(String),
 }
 
-const SUBCOMMANDS: &[&str] = &["mount", "unmount", "help"];
+const SUBCOMMANDS: &[&str] = &["mount", "unmount", "status", "help"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut args = args;
@@ -143,6 +152,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     })?;
     match cli.cmd {
         Cmd::Unmount { mountpoint } => Ok(Command::Unmount(mountpoint)),
+        Cmd::Status { mountpoint, json } => Ok(Command::Status { mountpoint, json }),
         Cmd::Mount(m) => mount_config(m).map(Command::Mount),
     }
 }

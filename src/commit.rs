@@ -69,6 +69,10 @@ pub struct BranchSt {
     /// Paths another writer changed that this mount changed too and keeps its
     /// version of: named in the next commit's message.
     pub overridden: Vec<Vec<u8>>,
+    /// The last commit this mount made here, when, and its first line.
+    pub last_commit: Option<(Oid, Instant, String)>,
+    /// The last failure to commit, cleared by the next commit.
+    pub last_error: Option<(Instant, String)>,
 }
 
 /// The scheduler's wake-up call.
@@ -110,6 +114,8 @@ impl CommitFs {
                 not_before: None,
                 big_write: None,
                 overridden: Vec::new(),
+                last_commit: None,
+                last_error: None,
             }),
             commit_lock: Mutex::new(()),
         });
@@ -230,6 +236,9 @@ impl CommitFs {
             st.dirty = true;
             st.first_dirty.get_or_insert(Instant::now());
             st.not_before = Some(Instant::now() + RETRY_PAUSE);
+            if let Err(e) = &result {
+                st.last_error = Some((Instant::now(), e.to_string()));
+            }
         }
         result
     }
@@ -347,6 +356,8 @@ impl CommitFs {
                         st.base = Some(commit);
                         st.view = new_view;
                         st.overridden.clear();
+                        st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
+                        st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
                         log::debug!(
                             "{name}: {} objects written in {built:?}, committed{} in {:?}",
@@ -516,6 +527,78 @@ impl CommitFs {
             }
         };
         Ok(git2::Signature::now(&name, &email)?)
+    }
+
+    /// What `commitfs status` shows (see `control.rs`). Takes only short locks,
+    /// never a branch's commit lock, so that it answers while commits run.
+    pub fn status(&self, mnt: &std::path::Path, repo: &std::path::Path) -> crate::control::Status {
+        use crate::control::{BranchStatus, CacheStatus, Status};
+        let now = Instant::now();
+        let tips: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").unwrap_or_default();
+        let written: HashMap<Box<[u8]>, Arc<BranchW>> = self.branches.lock().clone();
+        let mut names: Vec<Vec<u8>> = tips.iter().map(|(n, _)| n.clone()).collect();
+        for b in written.values() {
+            let n = b.name.lock().to_vec();
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names.sort();
+        let branches = names
+            .into_iter()
+            .map(|name| {
+                let tip = tips
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, o)| o.to_string());
+                let b = written.values().find(|b| **b.name.lock() == *name);
+                let mut s = BranchStatus {
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                    tip,
+                    uncommitted: false,
+                    uncommitted_for: None,
+                    last_commit: None,
+                    last_commit_message: None,
+                    last_commit_age: None,
+                    last_error: None,
+                    last_error_age: None,
+                    unpushed: None,
+                };
+                if let Some(b) = b {
+                    let st = b.st.lock();
+                    s.uncommitted = st.dirty;
+                    s.uncommitted_for = st
+                        .first_dirty
+                        .filter(|_| st.dirty)
+                        .map(|t| now.duration_since(t).as_secs_f64());
+                    if let Some((c, t, m)) = &st.last_commit {
+                        s.last_commit = Some(c.to_string());
+                        s.last_commit_message = Some(m.clone());
+                        s.last_commit_age = Some(now.duration_since(*t).as_secs_f64());
+                    }
+                    if let Some((t, e)) = &st.last_error {
+                        s.last_error = Some(e.clone());
+                        s.last_error_age = Some(now.duration_since(*t).as_secs_f64());
+                    }
+                }
+                s
+            })
+            .collect();
+        let (hits, misses, bytes, capacity) = self.blobs.stats();
+        Status {
+            mountpoint: mnt.display().to_string(),
+            repository: repo.display().to_string(),
+            pid: std::process::id(),
+            branches,
+            cache: CacheStatus {
+                hits,
+                misses,
+                hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+                bytes,
+                capacity,
+            },
+            remote: None,
+        }
     }
 
     /// The scheduler's loop: commits each dirty branch once it has settled.

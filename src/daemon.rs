@@ -179,7 +179,7 @@ pub struct MountInfo {
 }
 
 /// `a/./b/../c/` -> `a/c`, without looking at the filesystem.
-fn normalize(p: &Path) -> PathBuf {
+pub fn normalize(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -391,6 +391,14 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         }
         return Err(e);
     }
+    // `commitfs status` is a convenience: a mount without it still serves.
+    let control = match crate::control::start(fs.clone(), &normalize(&cfg.mountpoint), &cfg.repo) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("commitfs status will not answer: {e}");
+            None
+        }
+    };
     log::info!(
         "mounted {} at {}",
         cfg.repo.display(),
@@ -402,6 +410,9 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
         let _ = std::env::set_current_dir("/");
     }
     let run = session.run();
+    if let Some(p) = &control {
+        let _ = std::fs::remove_file(p);
+    }
     fs.disable_prefetch();
     fs.stop_scheduler();
     // Unmounted: commit everything still pending before the daemon exits.

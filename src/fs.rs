@@ -261,7 +261,7 @@ pub struct CommitFs {
     pub(crate) scratch: globset::GlobSet,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
-    blobs: BlobCache,
+    pub(crate) blobs: BlobCache,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,

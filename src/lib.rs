@@ -17,6 +17,7 @@ pub mod blob_cache;
 pub mod branches;
 pub mod cli;
 pub mod commit;
+pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod follow;

@@ -22,6 +22,9 @@ fn main() {
     let result = match cmd {
         Command::Mount(cfg) => daemon::mount(cfg),
         Command::Unmount(mnt) => daemon::unmount(&mnt),
+        Command::Status { mountpoint, json } => {
+            commitfs::control::query(&mountpoint, json).map(|out| print!("{out}"))
+        }
     };
     if let Err(msg) = result {
         eprintln!("commitfs: {msg}");

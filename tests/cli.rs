@@ -372,3 +372,73 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         "{log}"
     );
 }
+
+/// `commitfs status` shows uncommitted changes, the last commit and the cache,
+/// as text and JSON, and answers at once while the daemon is busy writing.
+#[test]
+fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "60000"]);
+    let status = |json: bool| {
+        let mut args = vec![OsStr::new("status"), os(&mnt)];
+        if json {
+            args.push(OsStr::new("--json"));
+        }
+        let out = commitfs(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(mnt.join("main/new.txt"), b"new\n").unwrap();
+    let text = status(false);
+    assert!(text.contains("branch main:"), "{text}");
+    assert!(text.contains("uncommitted changes"), "{text}");
+    assert!(text.contains("cache:"), "{text}");
+
+    let st = Command::new("sync")
+        .arg(mnt.join("main/new.txt"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let main = json["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "main")
+        .unwrap();
+    let tip = git(&bare, &["rev-parse", "main"]);
+    assert_eq!(main["uncommitted"], false);
+    assert_eq!(main["last_commit"], tip.as_str());
+    assert_eq!(main["tip"], tip.as_str());
+    assert_eq!(main["last_commit_message"], "Add new.txt");
+    assert!(json["cache"]["capacity"].as_u64().unwrap() > 0);
+
+    // Busy: a large write keeps the FUSE threads going; status still answers.
+    let big = mnt.join("main/big.bin");
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 1 << 20];
+        let mut f = std::fs::File::create(&big).unwrap();
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut f, &chunk).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t = std::time::Instant::now();
+    let text = status(false);
+    let took = t.elapsed();
+    writer.join().unwrap();
+    assert!(text.contains("branch main:"), "{text}");
+    assert!(
+        took < Duration::from_millis(500),
+        "status took {took:?} while busy"
+    );
+    m.unmount();
+
+    let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
+    assert_one_line_error(&out, &["not mounted"]);
+}

@@ -1,0 +1,221 @@
+//! `commitfs status`: the daemon answers on a Unix socket of its own, served
+//! by its own thread, so that it answers at once however busy the FUSE
+//! threads are.
+//!
+//! The socket lives in `$XDG_RUNTIME_DIR/commitfs/` (else
+//! `/tmp/commitfs-UID/`), a directory only its owner may enter; its name is
+//! derived from the mount point's absolute path. A client sends one line,
+//! `status` or `status json`, and reads the answer until the daemon closes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::fs::CommitFs;
+
+/// What `commitfs status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub mountpoint: String,
+    pub repository: String,
+    pub pid: u32,
+    pub branches: Vec<BranchStatus>,
+    pub cache: CacheStatus,
+    /// The Git server this mount syncs with; none yet (see README, Status).
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BranchStatus {
+    pub name: String,
+    /// The commit the branch points to.
+    pub tip: Option<String>,
+    /// This mount has changes in the branch that are not committed yet.
+    pub uncommitted: bool,
+    /// For how long, in seconds.
+    pub uncommitted_for: Option<f64>,
+    /// The last commit this mount made on the branch, and its message's first line.
+    pub last_commit: Option<String>,
+    pub last_commit_message: Option<String>,
+    /// Seconds since that commit.
+    pub last_commit_age: Option<f64>,
+    /// The last failure to commit (cleared by the next commit), and its age in seconds.
+    pub last_error: Option<String>,
+    pub last_error_age: Option<f64>,
+    /// Commits not yet pushed: none without a remote.
+    pub unpushed: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheStatus {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: Option<f64>,
+    pub bytes: usize,
+    pub capacity: usize,
+}
+
+impl Status {
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "{} (repository {}, daemon pid {})\n",
+            self.mountpoint, self.repository, self.pid
+        );
+        if self.branches.is_empty() {
+            s.push_str("no branches\n");
+        }
+        for b in &self.branches {
+            let tip = b
+                .tip
+                .as_deref()
+                .map(|t| &t[..t.len().min(12)])
+                .unwrap_or("(none)");
+            s.push_str(&format!("branch {}: at {tip}", b.name));
+            if b.uncommitted {
+                s.push_str(&format!(
+                    ", uncommitted changes for {:.1} s",
+                    b.uncommitted_for.unwrap_or(0.0)
+                ));
+            } else {
+                s.push_str(", nothing uncommitted");
+            }
+            s.push('\n');
+            if let (Some(c), Some(m), Some(a)) =
+                (&b.last_commit, &b.last_commit_message, b.last_commit_age)
+            {
+                s.push_str(&format!(
+                    "  last commit {} {a:.0} s ago: {m}\n",
+                    &c[..c.len().min(12)]
+                ));
+            }
+            if let (Some(e), Some(a)) = (&b.last_error, b.last_error_age) {
+                s.push_str(&format!("  last error {a:.0} s ago: {e}\n"));
+            }
+        }
+        let rate = self
+            .cache
+            .hit_rate
+            .map(|r| format!("{:.0}%", r * 100.0))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "cache: {} of {} bytes, {} hits, {} misses (hit rate {rate})\n",
+            self.cache.bytes, self.cache.capacity, self.cache.hits, self.cache.misses
+        ));
+        s.push_str(match &self.remote {
+            Some(r) => r.as_str(),
+            None => "remote: none\n",
+        });
+        s
+    }
+}
+
+/// The directory of the control sockets: created for this user only.
+fn socket_dir() -> Result<PathBuf, String> {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
+        _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let md = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != uid || md.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of this user: remove it",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// The control socket of the mount at `mnt` (an absolute, normalized path).
+pub fn socket_path(mnt: &Path) -> Result<PathBuf, String> {
+    use sha1::{Digest, Sha1};
+    let h = Sha1::digest(mnt.as_os_str().as_bytes());
+    let name: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(socket_dir()?.join(format!("{name}.sock")))
+}
+
+/// Binds the control socket of `mnt` and answers on it from a thread of its
+/// own. Returns the socket's path, to be removed at exit.
+pub fn start(fs: Arc<CommitFs>, mnt: &Path, repo: &Path) -> Result<PathBuf, String> {
+    let path = socket_path(mnt)?;
+    // A socket left by a daemon that died: nobody answers on it.
+    if UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let (mnt, repo) = (mnt.to_path_buf(), repo.to_path_buf());
+    std::thread::Builder::new()
+        .name("commitfs-control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if let Err(e) = answer(&fs, &mnt, &repo, conn) {
+                    log::debug!("status request: {e}");
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    Ok(path)
+}
+
+fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new((&conn).take(256)).read_line(&mut line)?;
+    let status = fs.status(mnt, repo);
+    let out = match line.trim() {
+        "status" => status.text(),
+        "status json" => {
+            serde_json::to_string_pretty(&status).map_err(std::io::Error::other)? + "\n"
+        }
+        other => format!("error: unknown request {other:?}\n"),
+    };
+    (&conn).write_all(out.as_bytes())
+}
+
+/// Asks the daemon of `mnt` for its status.
+pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
+    let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+    let abs = crate::daemon::normalize(&abs);
+    match crate::daemon::find_mount(&abs) {
+        Some(m) if m.fstype == crate::daemon::FSTYPE => {}
+        Some(m) => {
+            return Err(format!(
+                "{} is a {} mount, not a commitfs one",
+                abs.display(),
+                m.fstype
+            ));
+        }
+        None => return Err(format!("{} is not mounted", abs.display())),
+    }
+    let path = socket_path(&abs)?;
+    let mut conn = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "the daemon of {} does not answer ({e}): it may have died (commitfs unmount {} cleans up)",
+            abs.display(),
+            abs.display()
+        )
+    })?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let req = if json { "status json\n" } else { "status\n" };
+    conn.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    conn.read_to_string(&mut out)
+        .map_err(|e| format!("reading the daemon's answer: {e}"))?;
+    Ok(out)
+}
