@@ -156,7 +156,14 @@ impl CommitFs {
             })?;
             Ok(())
         })?;
-        *b.name.lock() = new.as_bytes()["refs/heads/".len()..].into();
+        let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
+        *b.name.lock() = new_short.clone();
+        {
+            // Known by its new name from now on (a new branch may take the old one).
+            let mut all = self.branches.lock();
+            all.retain(|_, v| !std::sync::Arc::ptr_eq(v, &b));
+            all.insert(new_short, b.clone());
+        }
         self.inodes
             .write()
             .rename(parent.ino, name, new_parent.ino, new_name);

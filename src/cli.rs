@@ -77,6 +77,14 @@ struct MountArgs {
     /// Milliseconds after the last change before a branch is committed.
     #[arg(long, value_name = "MS")]
     settle: Option<u64>,
+    /// Sync with this Git server: a remote of the repository, or a URL
+    /// (file://, git://, http(s)://, ssh://). Commits are pushed in the
+    /// background; other machines' commits are fetched.
+    #[arg(long, value_name = "NAME|URL")]
+    remote: Option<String>,
+    /// Seconds between fetches from --remote (default 5).
+    #[arg(long, value_name = "SECONDS")]
+    fetch_interval: Option<String>,
     /// A file name pattern that is never committed (repeatable), besides the
     /// editor swap, backup and lock files.
     #[arg(long, value_name = "GLOB")]
@@ -170,6 +178,7 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
             spill_dir: m.spill_dir.unwrap_or_else(default_spill_dir),
             author: m.author,
             settle: std::time::Duration::from_millis(m.settle.unwrap_or(200)),
+            remote: m.remote,
             scratch: m.scratch,
             default_scratch: !m.no_default_scratch,
             ..FsConfig::default()
@@ -181,6 +190,9 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
     };
     if let Some(s) = m.cache_size {
         cfg.fs.cache_size = parse_size(&s)?;
+    }
+    if let Some(s) = m.fetch_interval {
+        cfg.fs.fetch_interval = parse_interval(&s)?;
     }
     for group in &m.options {
         for opt in split_options(group) {
@@ -269,6 +281,8 @@ fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
             cfg.fs.settle = std::time::Duration::from_millis(ms);
         }
         "scratch" => cfg.fs.scratch.push(need(value)?),
+        "remote" => cfg.fs.remote = Some(need(value)?),
+        "fetch-interval" => cfg.fs.fetch_interval = parse_interval(&need(value)?)?,
         "no-default-scratch" => cfg.fs.default_scratch = false,
         "cache-size" => cfg.fs.cache_size = parse_size(&need(value)?)?,
         "allow-other" => cfg.allow_other = true,
@@ -286,6 +300,20 @@ fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `5`, `0.5`: seconds, more than 0 and at most a day.
+fn parse_interval(s: &str) -> Result<std::time::Duration, CliError> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v <= 86400.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "fetch interval '{s}' is not a number of seconds (more than 0, at most 86400)"
+            ))
+        })
 }
 
 /// `67108864`, `64M`, `64MiB`, `1G`, `512k`.

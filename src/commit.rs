@@ -85,13 +85,11 @@ pub struct Scheduler {
 impl CommitFs {
     /// The branch `n` belongs to (made on first use).
     pub(crate) fn branch_for(&self, inodes: &Inodes, n: &Node) -> Option<Arc<BranchW>> {
-        let crate::inodes::SnapSource::Branch(name) = &n.kind.snap()?.source else {
+        let crate::inodes::SnapSource::Branch(_) = &n.kind.snap()?.source else {
             return None;
         };
-        if let Some(b) = self.branches.lock().get(name) {
-            return Some(b.clone());
-        }
-        // Walk up to the branch root.
+        // Walk up to the branch root: a branch is known by its root directory
+        // (a renamed branch keeps it; a new branch of the old name has another).
         let mut at = inodes.get(n.ino)?;
         for _ in 0..4096 {
             if self.is_branch_root(inodes, &at) {
@@ -99,6 +97,12 @@ impl CommitFs {
             }
             at = inodes.get(at.parent)?;
         }
+        if let Some(b) = self.branches.lock().values().find(|b| b.root == at.ino) {
+            return Some(b.clone());
+        }
+        let crate::inodes::SnapSource::Branch(name) = &at.kind.snap()?.source else {
+            return None;
+        };
         // The root holds the tip the branch shows (a path below may still hold
         // the snapshot it was last changed in).
         let snap = at.kind.snap()?;
@@ -173,6 +177,9 @@ impl CommitFs {
             let n = inodes.get(ino).ok_or(FsError::NotFound)?;
             (self.branch_for(&inodes, &n), n.kind.snap().is_none())
         };
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
         match b {
             Some(b) => self.commit_branch(&b, true).map(|_| ()),
             None if above_branches => self.commit_all(),
@@ -356,6 +363,7 @@ impl CommitFs {
                         st.base = Some(commit);
                         st.view = new_view;
                         st.overridden.clear();
+                        self.sync.kick();
                         st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
                         st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
@@ -391,9 +399,6 @@ impl CommitFs {
         if base == Some(tip) {
             return Ok(());
         }
-        // Written files that are committed and unchanged are the branch's
-        // again, so that the other side's changes to them show.
-        self.dematerialize_clean(Duration::ZERO);
         let snapshot = self.repo.snapshot(tip)?;
         let name = b.name.lock().clone();
         let snap = Arc::new(Snap {
@@ -532,7 +537,7 @@ impl CommitFs {
     /// What `commitfs status` shows (see `control.rs`). Takes only short locks,
     /// never a branch's commit lock, so that it answers while commits run.
     pub fn status(&self, mnt: &std::path::Path, repo: &std::path::Path) -> crate::control::Status {
-        use crate::control::{BranchStatus, CacheStatus, Status};
+        use crate::control::{BranchStatus, CacheStatus, RemoteStatus, Status};
         let now = Instant::now();
         let tips: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").unwrap_or_default();
         let written: HashMap<Box<[u8]>, Arc<BranchW>> = self.branches.lock().clone();
@@ -564,6 +569,17 @@ impl CommitFs {
                     last_error_age: None,
                     unpushed: None,
                 };
+                if self.config().remote.is_some()
+                    && let Some(t) = tips.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+                {
+                    let full = [crate::repo::REMOTE_HEADS.as_bytes(), &name].concat();
+                    let server = self.repo.ref_target(&full).ok().flatten();
+                    s.unpushed = self
+                        .repo
+                        .count_ahead(t, server, 100_000)
+                        .ok()
+                        .map(|n| n as u64);
+                }
                 if let Some(b) = b {
                     let st = b.st.lock();
                     s.uncommitted = st.dirty;
@@ -597,7 +613,17 @@ impl CommitFs {
                 bytes,
                 capacity,
             },
-            remote: None,
+            remote: self.config().remote.as_ref().map(|r| {
+                let st = self.sync.state.lock();
+                let age = |t: Option<Instant>| t.map(|t| now.duration_since(t).as_secs_f64());
+                RemoteStatus {
+                    url: crate::repo::redact_url(r),
+                    last_fetch_age: age(st.last_fetch),
+                    last_push_age: age(st.last_push),
+                    last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
+                    last_error_age: age(st.last_error.as_ref().map(|(t, _)| *t)),
+                }
+            }),
         }
     }
 
@@ -777,6 +803,34 @@ pub struct Change {
     pub path: Vec<u8>,
     /// The new (id, mode), or `None` for a deletion.
     pub new: Option<(Oid, i32)>,
+}
+
+/// The changed paths between two trees (for the sync's merges).
+pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
+    diff_paths(repo, old, new)
+}
+
+/// Applies `changes` to tree `base`.
+pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
+    let base = repo.find_tree(base)?;
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    for c in changes {
+        match c.new {
+            Some((oid, mode)) => {
+                let mode = match mode {
+                    0o100755 => git2::FileMode::BlobExecutable,
+                    0o120000 => git2::FileMode::Link,
+                    0o160000 => git2::FileMode::Commit,
+                    _ => git2::FileMode::Blob,
+                };
+                b.upsert(c.path.clone(), oid, mode);
+            }
+            None => {
+                b.remove(c.path.clone());
+            }
+        }
+    }
+    Ok(b.create_updated(repo, &base)?)
 }
 
 /// The changed paths between two trees: a merge-walk of their entries that

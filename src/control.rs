@@ -27,8 +27,20 @@ pub struct Status {
     pub pid: u32,
     pub branches: Vec<BranchStatus>,
     pub cache: CacheStatus,
-    /// The Git server this mount syncs with; none yet (see README, Status).
-    pub remote: Option<String>,
+    /// The Git server this mount syncs with (`--remote`), if any.
+    pub remote: Option<RemoteStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RemoteStatus {
+    /// The remote's name or URL, without any user or password.
+    pub url: String,
+    /// Seconds since the last successful fetch and push.
+    pub last_fetch_age: Option<f64>,
+    pub last_push_age: Option<f64>,
+    /// The last failure to sync (cleared by the next full round), and its age.
+    pub last_error: Option<String>,
+    pub last_error_age: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,7 +60,7 @@ pub struct BranchStatus {
     /// The last failure to commit (cleared by the next commit), and its age in seconds.
     pub last_error: Option<String>,
     pub last_error_age: Option<f64>,
-    /// Commits not yet pushed: none without a remote.
+    /// Commits the server does not have yet (with --remote).
     pub unpushed: Option<u64>,
 }
 
@@ -97,6 +109,9 @@ impl Status {
             if let (Some(e), Some(a)) = (&b.last_error, b.last_error_age) {
                 s.push_str(&format!("  last error {a:.0} s ago: {e}\n"));
             }
+            if let Some(n) = b.unpushed {
+                s.push_str(&format!("  {n} commit(s) not pushed yet\n"));
+            }
         }
         let rate = self
             .cache
@@ -107,10 +122,24 @@ impl Status {
             "cache: {} of {} bytes, {} hits, {} misses (hit rate {rate})\n",
             self.cache.bytes, self.cache.capacity, self.cache.hits, self.cache.misses
         ));
-        s.push_str(match &self.remote {
-            Some(r) => r.as_str(),
-            None => "remote: none\n",
-        });
+        match &self.remote {
+            None => s.push_str("remote: none\n"),
+            Some(r) => {
+                let age = |a: Option<f64>| {
+                    a.map(|a| format!("{a:.0} s ago"))
+                        .unwrap_or_else(|| "never".into())
+                };
+                s.push_str(&format!(
+                    "remote: {} (fetched {}, pushed {})\n",
+                    r.url,
+                    age(r.last_fetch_age),
+                    age(r.last_push_age)
+                ));
+                if let (Some(e), Some(a)) = (&r.last_error, r.last_error_age) {
+                    s.push_str(&format!("  last sync error {a:.0} s ago: {e}\n"));
+                }
+            }
+        }
         s
     }
 }

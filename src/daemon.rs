@@ -474,6 +474,13 @@ fn start_helpers(
             }
         })
         .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
+    if fs.config().remote.is_some() {
+        let sfs = fs.clone();
+        std::thread::Builder::new()
+            .name("commitfs-sync".into())
+            .spawn(move || sfs.run_sync())
+            .map_err(|e| format!("cannot start the sync thread: {e}"))?;
+    }
     let wfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-watch".into())

@@ -37,6 +37,10 @@ pub enum FsError {
     NotSupported,
     /// No such extended attribute (ENODATA).
     NoData,
+    /// A file another writer replaced (the mount now shows their version):
+    /// written through a descriptor opened before, its data would go nowhere
+    /// (ESTALE).
+    Stale,
     /// The repository could not give us what we need: a missing or corrupt
     /// object, an I/O error (EIO). The string says what, for the log.
     Io(String),
@@ -59,6 +63,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported => libc::ENOTSUP,
             FsError::NoData => libc::ENODATA,
+            FsError::Stale => libc::ESTALE,
             FsError::Io(_) => libc::EIO,
         }
     }

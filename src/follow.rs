@@ -74,15 +74,29 @@ fn changed<'a>(
     out
 }
 
-/// Whether the mount's node shows exactly tree entry `e`.
-fn shows(k: &Kind, e: &TreeEntry) -> bool {
-    match (k, e.kind) {
+/// Whether the mount's node shows exactly tree entry `e`, as it was last
+/// committed or followed: a written file counts when it is committed and
+/// unchanged since, a made symlink when its target is that blob.
+fn shows(ov: &Overlay, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
+    match (&n.kind, e.kind) {
         (
             Kind::File {
                 oid, executable, ..
             },
             EntryKind::File { executable: x },
         ) => *oid == e.oid && *executable == x,
+        (Kind::MFile { executable, .. }, EntryKind::File { executable: x }) if *executable == x => {
+            match ov.mats.get(&n.ino) {
+                Some(Mat::File(wf)) => {
+                    let st = wf.st.lock();
+                    st.committed == Some((st.version, e.oid))
+                }
+                _ => false,
+            }
+        }
+        (Kind::MSymlink { target, .. }, EntryKind::Symlink) => {
+            Oid::hash_object(git2::ObjectType::Blob, target).is_ok_and(|o| o == e.oid)
+        }
         (Kind::Tree { oid, .. }, EntryKind::Dir)
         | (Kind::Symlink { oid, .. }, EntryKind::Symlink)
         | (Kind::Submodule { oid, .. }, EntryKind::Submodule) => *oid == e.oid,
@@ -121,6 +135,13 @@ impl CommitFs {
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
+            // Only from what the root shows: a follow that raced another
+            // (the watcher's and a commit's) must not undo the newer one.
+            if let Some(Kind::Tree { oid, .. }) = inodes.get(root).map(|n| n.kind.clone())
+                && oid != base
+            {
+                return Ok(Vec::new());
+            }
             let mut pass = Pass {
                 inodes: &mut inodes,
                 ov: &mut ov,
@@ -192,13 +213,7 @@ impl CommitFs {
                                 &join(path, name),
                             )?;
                         }
-                        _ => {
-                            pass.inodes.unlink(dir, name);
-                            pass.invals.push(Inval::Entry {
-                                parent: dir,
-                                name: name.into(),
-                            });
-                        }
+                        _ => Self::retire(pass, dir, name, child.ino),
                     }
                 }
                 pass.inodes.set_kind(
@@ -220,16 +235,13 @@ impl CommitFs {
                     };
                     let unchanged_by_us = match (&ours, b) {
                         (None, None) => true,
-                        (Some(o), Some(b)) => shows(&o.kind, b),
+                        (Some(o), Some(b)) => shows(pass.ov, o, b),
                         _ => false,
                     };
                     if unchanged_by_us {
                         log::debug!(
-                            "follow: {} takes the other side's version ({:?} -> {:?}, ours {:?})",
-                            String::from_utf8_lossy(&here),
-                            b.map(|e| e.oid),
-                            t.map(|e| e.oid),
-                            ours.as_ref().map(|o| (o.ino, o.kind.clone()))
+                            "follow: {} takes the other side's version",
+                            String::from_utf8_lossy(&here)
                         );
                         match (&ours, t) {
                             (Some(o), Some(t))
@@ -245,28 +257,7 @@ impl CommitFs {
                                 )?;
                             }
                             (_, t) => {
-                                if ours.is_some() {
-                                    pass.inodes.unlink(dir, name);
-                                }
-                                let map = match pass.ov.mats.get_mut(&dir) {
-                                    Some(Mat::Dir(c)) => c,
-                                    _ => continue,
-                                };
-                                match t {
-                                    Some(t) => {
-                                        let node =
-                                            pass.inodes.upsert(dir, name, tree_kind(pass.snap, t));
-                                        map.insert(name.into(), node.ino);
-                                        pass.ov.meta.remove(&node.ino);
-                                    }
-                                    None => {
-                                        map.remove(name);
-                                    }
-                                }
-                                pass.invals.push(Inval::Entry {
-                                    parent: dir,
-                                    name: name.into(),
-                                });
+                                Self::replace(pass, dir, name, ours.as_ref().map(|o| o.ino), t)
                             }
                         }
                         continue;
@@ -275,14 +266,23 @@ impl CommitFs {
                     match &ours {
                         Some(o)
                             if matches!(o.kind, Kind::MDir { .. })
-                                && (b.is_none() || is_dir(b).is_some())
-                                && (t.is_none() || is_dir(t).is_some()) =>
+                                && (b.is_none() || is_dir(b).is_some()) =>
                         {
-                            // Both changed things inside a directory: per path below.
+                            // Both changed things inside a directory: per path
+                            // below. If they removed it or made it a file, what
+                            // is left is this mount's; nothing left, theirs wins.
                             self.repoint_dir(pass, o.ino, is_dir(b), is_dir(t), &here)?;
+                            let emptied = matches!(pass.ov.mats.get(&o.ino), Some(Mat::Dir(c)) if c.is_empty());
+                            if is_dir(t).is_none() {
+                                if emptied {
+                                    Self::replace(pass, dir, name, Some(o.ino), t);
+                                } else {
+                                    pass.overridden.push(here);
+                                }
+                            }
                         }
-                        Some(o) if t.is_some_and(|t| shows(&o.kind, t)) => {} // the same change
-                        None if t.is_none() => {}                             // both deleted it
+                        Some(o) if t.is_some_and(|t| shows(pass.ov, o, t)) => {} // the same change
+                        None if t.is_none() => {}                                // both deleted it
                         _ => pass.overridden.push(here),
                     }
                 }
@@ -293,9 +293,56 @@ impl CommitFs {
         Ok(())
     }
 
+    /// Takes `name` out of `dir` (an inode the other side replaced or removed:
+    /// still readable through what holds it, never written again).
+    fn retire(pass: &mut Pass<'_>, dir: Ino, name: &[u8], ino: Ino) {
+        pass.inodes.unlink(dir, name);
+        pass.ov.stale.insert(ino);
+        pass.invals.push(Inval::Entry {
+            parent: dir,
+            name: name.into(),
+        });
+    }
+
+    /// Makes `name` in materialized directory `dir` show entry `t` (None:
+    /// removed), in place of inode `old`.
+    fn replace(
+        pass: &mut Pass<'_>,
+        dir: Ino,
+        name: &[u8],
+        old: Option<Ino>,
+        t: Option<&TreeEntry>,
+    ) {
+        if let Some(old) = old {
+            Self::retire(pass, dir, name, old);
+        } else {
+            pass.invals.push(Inval::Entry {
+                parent: dir,
+                name: name.into(),
+            });
+        }
+        let node = t.map(|t| pass.inodes.upsert(dir, name, tree_kind(pass.snap, t)));
+        if let Some(Mat::Dir(map)) = pass.ov.mats.get_mut(&dir) {
+            match &node {
+                Some(node) => {
+                    map.insert(name.into(), node.ino);
+                }
+                None => {
+                    map.remove(name);
+                }
+            }
+        }
+        if let Some(node) = node {
+            pass.ov.meta.remove(&node.ino);
+        }
+    }
+
     /// The refs changed from `old` to `new` (see `watch.rs`): moved branches and
     /// tags are followed; names that came or went, and HEAD, are invalidated.
-    pub fn refs_changed(&self, old: &crate::watch::RefState, new: &crate::watch::RefState) {
+    /// Returns false if something could not be followed (the watcher then
+    /// tries again at its next read).
+    pub fn refs_changed(&self, old: &crate::watch::RefState, new: &crate::watch::RefState) -> bool {
+        let mut all_followed = true;
         log::debug!("refs changed: {old:?} -> {new:?}");
         let mut invals = Vec::new();
         for (tags, (o, n)) in [
@@ -305,12 +352,19 @@ impl CommitFs {
             for (name, tip) in n {
                 match o.get(name) {
                     Some(was) if was == tip => {}
-                    Some(_) => {
-                        if let Err(e) = self.follow_ref(tags, name, *tip) {
+                    was => {
+                        // A new name may be an old one deleted and made again
+                        // between two reads: a directory it still has follows.
+                        if (was.is_some() || self.ref_dir(tags, name).is_some())
+                            && let Err(e) = self.follow_ref(tags, name)
+                        {
                             log::warn!("following {} to {tip}: {e}", String::from_utf8_lossy(name));
+                            all_followed = false;
+                        }
+                        if was.is_none() {
+                            invals.extend(self.ref_entry(tags, name));
                         }
                     }
-                    None => invals.extend(self.ref_entry(tags, name)),
                 }
             }
             for name in o.keys().filter(|k| !n.contains_key(*k)) {
@@ -327,6 +381,7 @@ impl CommitFs {
             });
         }
         self.invalidate(invals);
+        all_followed
     }
 
     /// The directory that shows ref `name` (a branch, or a tag when `tag`), if
@@ -383,7 +438,7 @@ impl CommitFs {
     }
 
     /// Follows a branch or tag that moved to `tip`.
-    fn follow_ref(&self, tag: bool, name: &[u8], tip: Oid) -> FsResult<()> {
+    fn follow_ref(&self, tag: bool, name: &[u8]) -> FsResult<()> {
         if !tag {
             let b = self.branches.lock().get(name).cloned();
             if let Some(b) = b {
@@ -405,6 +460,11 @@ impl CommitFs {
             return Ok(());
         };
         let Kind::Tree { snap, oid } = &n.kind else {
+            return Ok(());
+        };
+        // What the watcher read may be old by now: the ref as it is.
+        let prefix: &[u8] = if tag { b"refs/tags/" } else { b"refs/heads/" };
+        let Some(tip) = self.repo.ref_target(&[prefix, name].concat())? else {
             return Ok(());
         };
         let snapshot = self.repo.snapshot(tip)?;

@@ -73,6 +73,10 @@ pub struct FsConfig {
     pub author: Option<String>,
     /// How long after the last change a branch is committed.
     pub settle: Duration,
+    /// The Git server to sync with (`--remote`): a remote's name or a URL.
+    pub remote: Option<String>,
+    /// How often to fetch from it (`--fetch-interval`).
+    pub fetch_interval: Duration,
     /// More scratch patterns (`--scratch`).
     pub scratch: Vec<String>,
     /// Whether the default scratch patterns apply (`--no-default-scratch`).
@@ -135,6 +139,8 @@ impl Default for FsConfig {
             spill_dir: default_spill_dir(),
             author: None,
             settle: Duration::from_millis(200),
+            remote: None,
+            fetch_interval: Duration::from_secs(5),
             scratch: Vec::new(),
             default_scratch: true,
         }
@@ -212,6 +218,8 @@ enum Handle {
     Refs(Arc<[(Box<[u8]>, Kind)]>),
     Tree {
         snap: Arc<Snap>,
+        /// The tree listed (the directory may be re-pointed since).
+        oid: Oid,
         entries: Arc<Vec<TreeEntry>>,
     },
 }
@@ -227,7 +235,7 @@ impl Handle {
     fn child(&self, i: usize) -> (Box<[u8]>, Kind) {
         match self {
             Handle::Refs(l) => l[i].clone(),
-            Handle::Tree { snap, entries } => {
+            Handle::Tree { snap, entries, .. } => {
                 (entries[i].name.clone(), tree_kind(snap, &entries[i]))
             }
         }
@@ -245,6 +253,8 @@ pub struct CommitFs {
     pub(crate) inodes: RwLock<Inodes>,
     /// Pending changes of branches (see `overlay.rs`).
     pub(crate) ov: Mutex<Overlay>,
+    /// Syncing with a Git server (see `sync.rs`).
+    pub(crate) sync: crate::sync::Sync,
     /// Where kernel invalidations go (see `follow.rs`).
     pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<crate::follow::Inval>>>>,
     /// Where written files keep their bytes (see `wdata.rs`).
@@ -305,6 +315,7 @@ impl CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
             wstore: crate::wdata::Store::new(cfg.spill_dir.clone(), WRITE_MEMORY),
             inval_tx: Mutex::new(None),
+            sync: Default::default(),
             repo,
             cfg,
             mount_time,
@@ -407,7 +418,24 @@ impl CommitFs {
                 let i = entries
                     .binary_search_by(|e| (*e.name).cmp(name))
                     .map_err(|_| FsError::NotFound)?;
-                tree_kind(snap, &entries[i])
+                let kind = tree_kind(snap, &entries[i]);
+                // The tree was read without a lock: if the directory was
+                // re-pointed meanwhile (follow.rs), look again in the new one.
+                let mut inodes = self.inodes.write();
+                match inodes.get(p.ino).map(|c| c.kind.clone()) {
+                    Some(Kind::Tree { oid: now, .. }) if now == *oid => {}
+                    _ => {
+                        drop(inodes);
+                        let cur = self.node(p.ino)?;
+                        return self.lookup_node(&cur, name);
+                    }
+                }
+                if let Some(existing) = inodes.child(p.ino, name)
+                    && existing.kind.snap().is_some()
+                {
+                    return Ok(existing);
+                }
+                return Ok(inodes.upsert(p.ino, name, kind));
             }
             Kind::MDir { .. } => {
                 let ino = self.mat_child(p.ino, name).ok_or(FsError::NotFound)?;
@@ -758,6 +786,7 @@ impl CommitFs {
             Kind::CommitsDir | Kind::Submodule { .. } => Handle::Refs(Vec::new().into()),
             Kind::Tree { snap, oid } => Handle::Tree {
                 snap: snap.clone(),
+                oid: *oid,
                 entries: self.tree(*oid)?,
             },
             Kind::MDir { .. } => {
@@ -872,9 +901,26 @@ impl CommitFs {
         let start = offset.saturating_sub(2) as usize;
         if start < listing.len() {
             let mut inodes = self.inodes.write();
+            // A directory re-pointed at another writer's tree since this
+            // handle was opened: its names are taken from the tree it shows
+            // now, so that no old version comes back (see follow.rs).
+            let now: Option<(Arc<Snap>, Arc<Vec<TreeEntry>>)> = match (&*listing, inodes.get(n.ino))
+            {
+                (Handle::Tree { oid, .. }, Some(cur)) => match &cur.kind {
+                    Kind::Tree { snap, oid: c } if c != oid => Some((snap.clone(), self.tree(*c)?)),
+                    _ => None,
+                },
+                _ => None,
+            };
             let room = max.saturating_sub(out.len());
             for i in (start..listing.len()).take(room) {
-                let (name, kind) = listing.child(i);
+                let (name, mut kind) = listing.child(i);
+                if let Some((snap, entries)) = &now {
+                    match entries.binary_search_by(|e| (*e.name).cmp(&name)) {
+                        Ok(j) => kind = tree_kind(snap, &entries[j]),
+                        Err(_) => continue, // gone in the tree shown now
+                    }
+                }
                 let existing = inodes.child(n.ino, &name);
                 let node = match existing {
                     // Keep what a lookup already decided (a branch's snapshot).

@@ -28,5 +28,6 @@ pub mod overlay;
 pub mod pack_stream;
 pub mod prefetch;
 pub mod repo;
+pub mod sync;
 pub mod watch;
 pub mod wdata;

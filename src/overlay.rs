@@ -78,6 +78,9 @@ pub struct Meta {
 pub struct Overlay {
     pub mats: HashMap<Ino, Mat>,
     pub meta: HashMap<Ino, Meta>,
+    /// Inodes another writer's change replaced or removed (see follow.rs):
+    /// still readable, never written again, and nothing is made below them.
+    pub stale: std::collections::HashSet<Ino>,
 }
 
 /// What a setattr asks for.
@@ -313,6 +316,10 @@ impl CommitFs {
         let p = inodes.get(parent).ok_or(FsError::NotFound)?;
         if !p.kind.is_dir() {
             return Err(FsError::NotDir);
+        }
+        if Self::stale_in(inodes, ov, parent) {
+            // Like a directory removed under a shell standing in it.
+            return Err(FsError::NotFound);
         }
         let snap = self.writable_snap(&p)?;
         self.mat_dir(inodes, ov, parent)?;
@@ -583,6 +590,9 @@ impl CommitFs {
         truncate: bool,
         mut f: impl FnMut(&WFile, &mut WState) -> FsResult<R>,
     ) -> FsResult<R> {
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
         loop {
             let wf = self.mat_file(ino, truncate)?;
             let mut st = wf.st.lock();
@@ -741,6 +751,31 @@ impl CommitFs {
     }
 
     /// The children of a materialized directory, in name order.
+    /// Whether `ino` or a directory above it was replaced or removed by another
+    /// writer's change.
+    pub(crate) fn is_stale(&self, ino: Ino) -> bool {
+        let inodes = self.inodes.read();
+        let ov = self.ov.lock();
+        Self::stale_in(&inodes, &ov, ino)
+    }
+
+    pub(crate) fn stale_in(inodes: &Inodes, ov: &Overlay, ino: Ino) -> bool {
+        if ov.stale.is_empty() {
+            return false;
+        }
+        let mut at = ino;
+        for _ in 0..4096 {
+            if ov.stale.contains(&at) {
+                return true;
+            }
+            match inodes.get(at) {
+                Some(n) if n.parent != at => at = n.parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
     pub(crate) fn mat_children(&self, ino: Ino) -> Vec<(Box<[u8]>, Ino)> {
         match self.ov.lock().mats.get(&ino) {
             Some(Mat::Dir(c)) => c.iter().map(|(k, v)| (k.clone(), *v)).collect(),

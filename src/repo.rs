@@ -505,6 +505,193 @@ pub fn valid_name(name: &[u8]) -> bool {
         && !name.contains(&0)
 }
 
+/// Where the server's branches and tags are remembered after a fetch (a
+/// namespace of commitfs's own, apart from the user's remotes).
+pub const REMOTE_HEADS: &str = "refs/commitfs/remote/heads/";
+pub const REMOTE_TAGS: &str = "refs/commitfs/remote/tags/";
+
+/// A URL with any user or password taken out, for logs and `status`.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, host) = match rest.split_once('/') {
+                Some((a, p)) => (a, format!("/{p}")),
+                None => (rest, String::new()),
+            };
+            match auth.rsplit_once('@') {
+                Some((_, h)) => format!("{scheme}://***@{h}{host}"),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Credentials as git finds them: the ssh agent, then `~/.ssh` keys, for ssh;
+/// the configured credential helpers for http(s). Each kind is tried once, so
+/// that a server refusing them ends the attempt instead of looping.
+fn remote_callbacks<'a>(config: Option<git2::Config>) -> git2::RemoteCallbacks<'a> {
+    let mut cb = git2::RemoteCallbacks::new();
+    let mut tried = std::collections::HashSet::new();
+    cb.credentials(move |url, username, allowed| {
+        use git2::{Cred, CredentialType};
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if tried.insert("agent") {
+                return Cred::ssh_key_from_agent(user);
+            }
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            for key in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                let path = home.join(".ssh").join(key);
+                if path.exists() && tried.insert(key) {
+                    return Cred::ssh_key(user, None, &path, None);
+                }
+            }
+        }
+        let _ = (&config, url);
+        if allowed.contains(CredentialType::DEFAULT) && tried.insert("default") {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str("no credentials the server accepts"))
+    });
+    cb
+}
+
+/// What a push did to one ref.
+pub struct Pushed {
+    pub refname: String,
+    /// The server's reason for refusing it.
+    pub rejected: Option<String>,
+}
+
+impl Repo {
+    /// The remote `spec` names: a remote of the repository, or a URL.
+    fn remote<'r>(repo: &'r Repository, spec: &str) -> FsResult<git2::Remote<'r>> {
+        match repo.find_remote(spec) {
+            Ok(r) => Ok(r),
+            Err(_) => Ok(repo.remote_anonymous(spec)?),
+        }
+    }
+
+    /// Fetches every branch and tag of the server into the REMOTE_HEADS and
+    /// REMOTE_TAGS namespaces (the server's refs as they are, rewinds
+    /// included); nothing of the user's refs is touched.
+    pub fn fetch_remote(&self, spec: &str) -> FsResult<()> {
+        self.with(|repo| {
+            let mut remote = Self::remote(repo, spec)?;
+            let mut fo = git2::FetchOptions::new();
+            fo.remote_callbacks(remote_callbacks(repo.config().ok()));
+            fo.download_tags(git2::AutotagOption::None);
+            let specs = [
+                format!("+refs/heads/*:{REMOTE_HEADS}*"),
+                format!("+refs/tags/*:{REMOTE_TAGS}*"),
+            ];
+            remote.fetch(&specs, Some(&mut fo), None).map_err(|e| {
+                FsError::io(format!("fetch from {}: {}", redact_url(spec), e.message()))
+            })?;
+            // Branches deleted on the server: their remembered tips go too.
+            let listed: std::collections::HashSet<String> = remote
+                .list()?
+                .iter()
+                .map(|h| h.name().to_string())
+                .collect();
+            let stale: Vec<String> = repo
+                .references_glob(&format!("{REMOTE_HEADS}*"))?
+                .flatten()
+                .filter_map(|r| r.name().ok().map(str::to_string))
+                .filter(|n| !listed.contains(&format!("refs/heads/{}", &n[REMOTE_HEADS.len()..])))
+                .collect();
+            for n in stale {
+                if let Ok(mut r) = repo.find_reference(&n) {
+                    let _ = r.delete();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Pushes `refnames` (full names under refs/heads/) to the same names on the
+    /// server, never forcing. Returns what happened to each.
+    pub fn push_remote(&self, spec: &str, refnames: &[String]) -> FsResult<Vec<Pushed>> {
+        self.with(|repo| {
+            let mut remote = Self::remote(repo, spec)?;
+            let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let mut cb = remote_callbacks(repo.config().ok());
+            let r2 = results.clone();
+            cb.push_update_reference(move |name, status| {
+                r2.lock().push(Pushed {
+                    refname: name.to_string(),
+                    rejected: status.map(str::to_string),
+                });
+                Ok(())
+            });
+            let mut po = git2::PushOptions::new();
+            po.remote_callbacks(cb);
+            let specs: Vec<String> = refnames.iter().map(|r| format!("{r}:{r}")).collect();
+            remote.push(&specs, Some(&mut po)).map_err(|e| {
+                FsError::io(format!("push to {}: {}", redact_url(spec), e.message()))
+            })?;
+            let out = std::mem::take(&mut *results.lock());
+            Ok(out)
+        })
+    }
+
+    /// Sets `refname` to `oid` whatever it was (for commitfs's own refs only).
+    pub fn cas_ref_force(&self, refname: &str, oid: Oid) -> FsResult<()> {
+        self.with(|repo| {
+            repo.reference(refname, oid, true, "commitfs: the server has it")?;
+            Ok(())
+        })
+    }
+
+    /// Whether `a` is `b` or one of its ancestors.
+    pub fn is_ancestor(&self, a: Oid, b: Oid) -> FsResult<bool> {
+        if a == b {
+            return Ok(true);
+        }
+        self.with(|repo| Ok(repo.graph_descendant_of(b, a)?))
+    }
+
+    /// How many commits `b` has that `a` does not (at most `cap`).
+    pub fn count_ahead(&self, b: Oid, a: Option<Oid>, cap: usize) -> FsResult<usize> {
+        self.with(|repo| {
+            let mut walk = repo.revwalk()?;
+            walk.push(b)?;
+            if let Some(a) = a {
+                walk.hide(a)?;
+            }
+            Ok(walk.take(cap).count())
+        })
+    }
+
+    /// Moves `refname` from `old` (None: it must not exist) to `new`, only if it
+    /// is still at `old`. False if someone moved it first.
+    pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> FsResult<bool> {
+        self.with(|repo| {
+            let r = match old {
+                Some(o) => repo.reference_matching(refname, new, true, o, msg),
+                None => repo.reference(refname, new, false, msg),
+            };
+            match r {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        git2::ErrorCode::Modified
+                            | git2::ErrorCode::Exists
+                            | git2::ErrorCode::Locked
+                    ) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
 /// Blobs written by one commit, gathered so that many small ones become one
 /// packfile (one file and its index, one inode allocation each) instead of one
 /// loose object file each; a handful are written loose as git would.

@@ -78,8 +78,7 @@ pub fn run(fs: Arc<CommitFs>) {
                 continue;
             }
         };
-        if now != known {
-            fs.refs_changed(&known, &now);
+        if now != known && fs.refs_changed(&known, &now) {
             known = now;
         }
     }
