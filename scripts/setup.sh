@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what commitfs needs to build and mount on a Debian machine, if missing:
-# fuse3 (fusermount3, mount.fuse3), git, a C compiler (libgit2 is built from the
-# vendored source), diffutils and util-linux (the tests use cmp, diff, mount,
+# fuse3 (fusermount3, mount.fuse3), git, a C compiler (libgit2 and libssh2 are
+# built from vendored source; OpenSSL's headers for https and ssh), diffutils and util-linux (the tests use cmp, diff, mount,
 # unshare, fincore, setpriv). Sourced by demo.sh and test.sh.
 set -euo pipefail
 
@@ -17,6 +17,8 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 command -v mount >/dev/null || missing+=(mount)
 command -v tar >/dev/null || missing+=(tar)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# libgit2's https and ssh transports (git2 features https, ssh) link OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 # Real editors and copy tools, driven by the write tests as people use them.
 command -v vim >/dev/null || missing+=(vim)
 command -v nano >/dev/null || missing+=(nano)
@@ -25,6 +27,8 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v zip >/dev/null || missing+=(zip)
 command -v unzip >/dev/null || missing+=(unzip)
+# A small web server for the smart-HTTP sync test (git http-backend behind it).
+command -v lighttpd >/dev/null || [[ -x /usr/sbin/lighttpd ]] || missing+=(lighttpd)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "commitfs setup: missing ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2

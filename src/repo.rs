@@ -527,6 +527,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `msg` with every user and password of URL `spec` taken out.
+pub fn scrub(msg: &str, spec: &str) -> String {
+    let mut out = msg.replace(spec, &redact_url(spec));
+    if let Some((_, rest)) = spec.split_once("://")
+        && let Some((auth, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
+    {
+        for secret in auth.split(':').filter(|s| !s.is_empty()) {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
 /// Credentials as git finds them: the ssh agent, then `~/.ssh` keys, for ssh;
 /// the configured credential helpers for http(s). Each kind is tried once, so
 /// that a server refusing them ends the attempt instead of looping.
@@ -550,7 +563,12 @@ fn remote_callbacks<'a>(config: Option<git2::Config>) -> git2::RemoteCallbacks<'
                 }
             }
         }
-        let _ = (&config, url);
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && tried.insert("helper")
+            && let Some(cfg) = &config
+        {
+            return Cred::credential_helper(cfg, url, username);
+        }
         if allowed.contains(CredentialType::DEFAULT) && tried.insert("default") {
             return Cred::default();
         }
@@ -589,7 +607,11 @@ impl Repo {
                 format!("+refs/tags/*:{REMOTE_TAGS}*"),
             ];
             remote.fetch(&specs, Some(&mut fo), None).map_err(|e| {
-                FsError::io(format!("fetch from {}: {}", redact_url(spec), e.message()))
+                FsError::io(format!(
+                    "fetch from {}: {}",
+                    redact_url(spec),
+                    scrub(e.message(), spec)
+                ))
             })?;
             // Branches deleted on the server: their remembered tips go too.
             let listed: std::collections::HashSet<String> = remote
@@ -631,7 +653,11 @@ impl Repo {
             po.remote_callbacks(cb);
             let specs: Vec<String> = refnames.iter().map(|r| format!("{r}:{r}")).collect();
             remote.push(&specs, Some(&mut po)).map_err(|e| {
-                FsError::io(format!("push to {}: {}", redact_url(spec), e.message()))
+                FsError::io(format!(
+                    "push to {}: {}",
+                    redact_url(spec),
+                    scrub(e.message(), spec)
+                ))
             })?;
             let out = std::mem::take(&mut *results.lock());
             Ok(out)

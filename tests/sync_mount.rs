@@ -339,3 +339,148 @@ fn saves_go_on_while_the_server_is_down_and_arrive_later() {
         fsck(r);
     }
 }
+
+/// `lighttpd` running `git http-backend` for the repositories in `base`
+/// (smart HTTP, pushes allowed), on loopback.
+fn http_server(top: &Path, base: &Path, port: u16) -> Daemon {
+    let exec_path = git(base, &["--exec-path"]);
+    let www = top.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let conf = top.join("lighttpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server.document-root = "{www}"
+server.port = {port}
+server.bind = "127.0.0.1"
+server.errorlog = "{err}"
+server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
+alias.url = ( "/git" => "{exec_path}/git-http-backend" )
+$HTTP["url"] =~ "^/git" {{
+    cgi.assign = ("" => "")
+    setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{base}", "GIT_HTTP_EXPORT_ALL" => "1" )
+}}
+"#,
+            www = www.display(),
+            err = top.join("lighttpd.err").display(),
+            base = base.display(),
+        ),
+    )
+    .unwrap();
+    let bin = ["/usr/sbin/lighttpd", "lighttpd"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("-v").output().is_ok())
+        .expect("lighttpd is installed (scripts/setup.sh)");
+    let child = Command::new(bin)
+        .arg("-D")
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "lighttpd listens"
+    );
+    Daemon(child)
+}
+
+/// The same over smart HTTP: saves cross between the machines both ways, and
+/// a push refused because the server moved is resolved by fetching and
+/// merging, never by force.
+#[test]
+fn machines_sync_over_smart_http() {
+    let (top, server, a, b) = world();
+    git(&server, &["config", "http.receivepack", "true"]);
+    let port = free_port();
+    let _h = http_server(top.path(), server.parent().unwrap(), port);
+    let url = format!("http://127.0.0.1:{port}/git/repo.git");
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "1"],
+    );
+    let mb = Mount::new(
+        &b,
+        &mnt(&top, "mb"),
+        &["--remote", &url, "--fetch-interval", "1"],
+    );
+    std::fs::write(ma.path.join("main/a.txt"), b"A's version\n").unwrap();
+    fsync(&ma.path.join("main/a.txt"));
+    assert!(
+        wait_until(Duration::from_secs(2), || std::fs::read(
+            mb.path.join("main/a.txt")
+        )
+        .is_ok_and(|c| c == b"A's version\n")),
+        "B reads A's save within the fetch interval plus a second"
+    );
+    // Both save at once: one of the pushes is refused and merged.
+    std::fs::write(ma.path.join("main/x.txt"), b"from A\n").unwrap();
+    std::fs::write(mb.path.join("main/y.txt"), b"from B\n").unwrap();
+    fsync(&ma.path.join("main/x.txt"));
+    fsync(&mb.path.join("main/y.txt"));
+    assert!(
+        wait_until(Duration::from_secs(8), || {
+            std::fs::read(ma.path.join("main/y.txt")).is_ok()
+                && std::fs::read(mb.path.join("main/x.txt")).is_ok()
+        }),
+        "each machine has the other's save"
+    );
+    ma.unmount();
+    mb.unmount();
+    assert_eq!(show(&server, "main:x.txt").unwrap(), b"from A\n");
+    assert_eq!(show(&server, "main:y.txt").unwrap(), b"from B\n");
+    nothing_dropped(&server);
+    for r in [&server, &a, &b] {
+        fsck(r);
+    }
+}
+
+/// A password in the remote's URL never shows: not in the log, not in status.
+#[test]
+fn no_secret_in_logs_or_status() {
+    let (top, _server, a, _b) = world();
+    let port = free_port(); // nothing listens there: every sync fails
+    let url = format!("http://alice:s3cr3t-pw@127.0.0.1:{port}/git/repo.git");
+    let log = top.path().join("daemon.log");
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &[
+            "--remote",
+            &url,
+            "--fetch-interval",
+            "0.2",
+            "-v",
+            "-v",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(ma.path.join("main/f.txt"), b"f\n").unwrap();
+    fsync(&ma.path.join("main/f.txt"));
+    assert!(wait_until(Duration::from_secs(5), || !status_json(
+        &ma.path
+    )["remote"]["last_error"]
+        .is_null()));
+    let out = commitfs(&[OsStr::new("status"), ma.path.as_os_str()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::to_string(&status_json(&ma.path)).unwrap();
+    ma.unmount();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("sync"), "the failures are logged");
+    for (what, s) in [
+        ("log", &logged),
+        ("status", &text),
+        ("status --json", &json),
+    ] {
+        assert!(!s.contains("s3cr3t-pw"), "{what} shows the password:\n{s}");
+    }
+    assert!(text.contains("***@127.0.0.1"), "{text}");
+}
