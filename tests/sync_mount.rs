@@ -135,6 +135,13 @@ fn a_save_on_one_machine_shows_on_the_other() {
         ma.path.join("topic/t.txt")
     )
     .is_ok()));
+    // A tag made on the server shows on both.
+    git(&server, &["tag", "v9", "main"]);
+    assert!(
+        wait_until(Duration::from_secs(3), || std::fs::read(ma.path.join(".tags/v9/a.txt")).is_ok()
+            && std::fs::read(mb.path.join(".tags/v9/a.txt")).is_ok()),
+        "a tag from the server appears"
+    );
     let st = status_json(&ma.path);
     assert!(st["remote"]["url"].as_str().unwrap().ends_with("repo.git"));
     ma.unmount();
