@@ -72,6 +72,11 @@ fn bad_input_gets_one_clear_line() {
     );
     assert_one_line_error(&m(&bare, &mnt, &["--cache-size", "lots"]), &["lots"]);
     assert_one_line_error(
+        &m(&bare, &mnt, &["--fetch-interval", "0"]),
+        &["fetch interval", "seconds"],
+    );
+    assert_one_line_error(&m(&bare, &mnt, &["-o", "fetch-interval=soon"]), &["soon"]);
+    assert_one_line_error(
         &commitfs(&[OsStr::new("unmount"), os(&mnt)]),
         &["not mounted"],
     );
