@@ -17,6 +17,9 @@
 #                        side; 0 = skip it                        (default 1)
 #   BENCH_SAVES          saves (open, 4 KiB write, fsync, close)  (default 200)
 #   BENCH_WRITE_MIB      size of the sequential write in MiB      (default 1024)
+#   BENCH_SYNC           1 = also measure syncing through a server
+#                        (--remote), after the write side          (default 1)
+#   BENCH_SYNC_SAVES     saves timed from machine A to machine B   (default 20)
 #   BENCH_SETTLE         --settle MS for the write-side mounts    (default: the
 #                        daemon's own, 200 ms)
 #
@@ -43,6 +46,15 @@
 #   the same file; median of BENCH_ROUNDS interleaved rounds; then, timed apart, `sync main/big.out`, which commits it. The
 #   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
 #
+# Sync (BENCH_SYNC=1): a bare clone of tree.git as the server, two bare clones
+# of it as machines A and B, each mounted with --remote file://SERVER
+# --fetch-interval 1:
+# - BENCH_SYNC_SAVES saves on A (write, fsync), each timed until B's mount
+#   reads the new content (polled every 5 ms): p50 and p99;
+# - the cost of an idle fetch on the 20,000-file repository: A's daemon CPU
+#   time over 10 idle seconds divided by its fetch rounds (from its log),
+#   against the CPU time of `git fetch` of the same idle server (10 runs).
+#
 # Exits 0 when everything ran (even if a target is missed: this is a report),
 # non-zero when something failed to run (build, mount, content mismatch, ...).
 
@@ -58,6 +70,8 @@ WRITE=${BENCH_WRITE:-1}
 SAVES=${BENCH_SAVES:-200}
 WRITE_MIB=${BENCH_WRITE_MIB:-1024}
 SETTLE=${BENCH_SETTLE:-}
+SYNC=${BENCH_SYNC:-1}
+SYNC_SAVES=${BENCH_SYNC_SAVES:-20}
 SAVE_FILE=d000/f00000.txt   # an existing file of tree.git
 SAVE_BYTES=4096
 COPY_FILES=1000
@@ -66,10 +80,11 @@ FILES_PER_DIR=100
 MOUNT_WAIT_STEPS=200   # x 0.05 s = 10 s
 EXIT_WAIT_STEPS=200    # x 0.05 s = 10 s
 
-for v in BIG_MIB NFILES CACHE_BYTES ROUNDS SAVES WRITE_MIB; do
+for v in BIG_MIB NFILES CACHE_BYTES ROUNDS SAVES WRITE_MIB SYNC_SAVES; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 [[ $WRITE == 0 || $WRITE == 1 ]] || { echo "bench: BENCH_WRITE must be 0 or 1 (got '$WRITE')" >&2; exit 2; }
+[[ $SYNC == 0 || $SYNC == 1 ]] || { echo "bench: BENCH_SYNC must be 0 or 1 (got '$SYNC')" >&2; exit 2; }
 [[ -z $SETTLE || $SETTLE =~ ^[0-9]+$ ]] || { echo "bench: BENCH_SETTLE must be a number of milliseconds (got '$SETTLE')" >&2; exit 2; }
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -768,6 +783,73 @@ PYEOF
     rm -f -- "$DD_SRC"
 fi
 
+# ====================================================================== sync
+if [[ $SYNC == 1 && $REFERENCE_ONLY != 1 ]]; then
+    log "sync: server and machines A, B (bare clones of tree.git)"
+    SYNC_SRV=$WORK/sync-server.git
+    "${GIT[@]}" clone -q --bare -- "$TREE_REPO" "$SYNC_SRV"
+    "${GIT[@]}" clone -q --bare -- "$SYNC_SRV" "$WORK/sync-a.git"
+    "${GIT[@]}" clone -q --bare -- "$SYNC_SRV" "$WORK/sync-b.git"
+    MNT_A=$WORK/mnt-sync-a; MNT_B=$WORK/mnt-sync-b
+    LOG_A=$WORK/sync-a.log; LOG_B=$WORK/sync-b.log
+    mount_commitfs "$WORK/sync-a.git" "$MNT_A" "$LOG_A" --remote "file://$SYNC_SRV" --fetch-interval 1 -v -v
+    PID_A=$MOUNT_PID
+    mount_commitfs "$WORK/sync-b.git" "$MNT_B" "$LOG_B" --remote "file://$SYNC_SRV" --fetch-interval 1
+    PID_B=$MOUNT_PID
+    log "sync: $SYNC_SAVES saves on A, each timed until B reads it"
+    python3 - "$MNT_A/main" "$MNT_B/main" "$SYNC_SAVES" > "$WORK/sync.ms" <<'PY' || fail_later "sync: a save on A did not reach B within 30 s"
+import os, sys, time
+a, b, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    name = "sync-%03d.txt" % i
+    data = ("save %d from A\n" % i).encode()
+    fd = os.open(os.path.join(a, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    t0 = time.monotonic()
+    while True:
+        try:
+            with open(os.path.join(b, name), "rb") as f:
+                if f.read() == data:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() - t0 > 30:
+            sys.exit(1)
+        time.sleep(0.005)
+    print("%.3f" % ((time.monotonic() - t0) * 1000))
+PY
+    SYNC_P50=$(pctl 50 "$WORK/sync.ms"); SYNC_P99=$(pctl 99 "$WORK/sync.ms")
+    log "sync: idle fetch cost, 10 s of A doing nothing"
+    sleep 3
+    ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+    r0=$(grep -c "sync round" "$LOG_A" || true); c0=$(ticks "$PID_A")
+    sleep 10
+    r1=$(grep -c "sync round" "$LOG_A" || true); c1=$(ticks "$PID_A")
+    HZ=$(getconf CLK_TCK)
+    SYNC_ROUNDS=$((r1 - r0))
+    if ((SYNC_ROUNDS > 0)); then
+        SYNC_IDLE_MS=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$SYNC_ROUNDS" 'BEGIN { printf "%.2f", t * 1000 / hz / n }')
+    else
+        SYNC_IDLE_MS=nan; fail_later "sync: A made no fetch round in 10 s"
+    fi
+    GIT_IDLE_MS=$(python3 - "$WORK/sync-a.git" "$SYNC_SRV" <<'PY'
+import resource, subprocess, sys
+repo, srv = sys.argv[1], sys.argv[2]
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
+for _ in range(10):
+    subprocess.run(["git", "-C", repo, "fetch", "-q", "file://" + srv, "+refs/heads/*:refs/bench/heads/*"], check=True)
+print("%.2f" % ((cpu() - c0) * 1000 / 10))
+PY
+)
+    unmount_commitfs "$MNT_A" "$PID_A" "$LOG_A"
+    unmount_commitfs "$MNT_B" "$PID_B" "$LOG_B"
+fi
+
 # ==================================================================== report
 COLD_MARK=""; [[ $CAN_DROP -eq 1 ]] || COLD_MARK="*"
 RSS_BUDGET=$(awk -v b="$CACHE_BYTES" 'BEGIN { printf "%.1f", b / 1048576 + 64 }')
@@ -779,6 +861,7 @@ table_header() {
     row "---------" "--------" "---------" "---" "--------------------" "------" "------"
 }
 secs() { if [[ -n ${1:-} ]]; then printf '%s s' "$(f3 "$1")"; else printf -- '-'; fi; }
+ms() { if [[ -z ${1:-} || $1 == nan ]]; then printf -- '-'; else printf '%s ms' "$(f2 "$1")"; fi; }
 verdict() { # verdict OK? -> PASS/MISS (+ cold marker)
     if [[ $1 == pass ]]; then printf 'PASS%s' "${2:-}"; else printf 'MISS%s' "${2:-}"; fi
 }
@@ -849,7 +932,6 @@ if [[ -n $COLD_MARK ]]; then
 fi
 
 if [[ $WRITE == 1 ]]; then
-    ms() { if [[ -z ${1:-} || $1 == nan ]]; then printf -- '-'; else printf '%s ms' "$(f2 "$1")"; fi; }
     WRITE_LABEL="${WRITE_MIB} MiB write, dd"
     echo
     echo "Write side (tree.git; saves: ${SAVES} x ${SAVE_BYTES} B + fsync of main/${SAVE_FILE}; cp -r: ${COPY_FILES} files in ${COPY_DIRS} dirs; dd: ${WRITE_MIB} MiB; settle: ${SETTLE_DESC})"
@@ -910,6 +992,19 @@ if [[ $WRITE == 1 ]]; then
         echo "  commitfs: then sync main/big.out (writes the blob, commits, fsyncs) $(f3 "$T_CF_DD_SYNC") s"
         echo "  daemon RSS: $RSS_DD_START MiB after mounting, peak $RSS_DD_PEAK MiB; unmount afterwards $(f3 "$T_CF_DD_UNMOUNT") s"
     fi
+fi
+
+if [[ $SYNC == 1 && $REFERENCE_ONLY != 1 ]]; then
+    echo
+    echo "Sync (server and machines: bare clones of tree.git, ${NFILES} files; file://; --fetch-interval 1)"
+    table_header
+    row "save on A -> B reads, p50" "$(ms "$SYNC_P50")" "fetch interval + 1 s" "2000 ms" "-" "<= interval + 1 s" \
+        "$(fle "$SYNC_P50" 2000 && verdict pass || verdict miss)"
+    row "save on A -> B reads, p99" "$(ms "$SYNC_P99")" "fetch interval + 1 s" "2000 ms" "-" "<= interval + 1 s" \
+        "$(fle "$SYNC_P99" 2000 && verdict pass || verdict miss)"
+    row "idle fetch, CPU per round" "$(ms "$SYNC_IDLE_MS")" "git fetch (CLI), CPU" "$(ms "$GIT_IDLE_MS")" \
+        "$(f2 "$(fdiv "$SYNC_IDLE_MS" "$GIT_IDLE_MS")")x" "(no target)" "info"
+    echo "  ($SYNC_SAVES saves; $SYNC_ROUNDS idle fetch rounds of A in 10 s)"
 fi
 
 if ((${#FAILURES[@]} > 0)); then

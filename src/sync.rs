@@ -103,6 +103,7 @@ impl CommitFs {
 
     /// One round: fetch, bring local branches up to date, push.
     pub fn sync_once(&self, remote: &str) -> FsResult<()> {
+        log::debug!("sync round");
         self.repo.fetch_remote(remote)?;
         self.sync.state.lock().last_fetch = Some(Instant::now());
         let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS)?;
