@@ -97,134 +97,6 @@ fn nothing_dropped(server: &Path) {
     }
 }
 
-#[test]
-fn a_save_on_one_machine_shows_on_the_other() {
-    let (top, server, a, b) = world();
-    let url = format!("file://{}", server.display());
-    let ma = Mount::new(
-        &a,
-        &mnt(&top, "ma"),
-        &["--remote", &url, "--fetch-interval", "1"],
-    );
-    let mb = Mount::new(
-        &b,
-        &mnt(&top, "mb"),
-        &[
-            "--remote",
-            server.to_str().unwrap(),
-            "--fetch-interval",
-            "1",
-        ],
-    );
-    std::fs::write(ma.path.join("main/from-a.txt"), b"hello from A\n").unwrap();
-    fsync(&ma.path.join("main/from-a.txt"));
-    let saved = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(2), || std::fs::read(
-            mb.path.join("main/from-a.txt")
-        )
-        .is_ok_and(|c| c == b"hello from A\n")),
-        "B reads A's save within the fetch interval plus a second"
-    );
-    eprintln!("A -> B took {:?}", saved.elapsed());
-    // A branch made on B (mkdir) reaches the server and A.
-    std::fs::create_dir(mb.path.join("topic")).unwrap();
-    std::fs::write(mb.path.join("topic/t.txt"), b"topic\n").unwrap();
-    fsync(&mb.path.join("topic/t.txt"));
-    assert!(wait_until(Duration::from_secs(3), || std::fs::read(
-        ma.path.join("topic/t.txt")
-    )
-    .is_ok()));
-    // A tag made on the server shows on both.
-    git(&server, &["tag", "v9", "main"]);
-    assert!(
-        wait_until(Duration::from_secs(3), || std::fs::read(ma.path.join(".tags/v9/a.txt")).is_ok()
-            && std::fs::read(mb.path.join(".tags/v9/a.txt")).is_ok()),
-        "a tag from the server appears"
-    );
-    let st = status_json(&ma.path);
-    assert!(st["remote"]["url"].as_str().unwrap().ends_with("repo.git"));
-    ma.unmount();
-    mb.unmount();
-    for r in [&server, &a, &b] {
-        fsck(r);
-    }
-}
-
-/// Both machines edit the same file and different files at the same time:
-/// every acknowledged write of both is in the final history, the final tree
-/// has each machine's own files as it last wrote them, and nothing is ever
-/// dropped or forced on the server.
-#[test]
-fn both_machines_editing_at_once_lose_nothing() {
-    let (top, server, a, b) = world();
-    let url = format!("file://{}", server.display());
-    let ma = Mount::new(
-        &a,
-        &mnt(&top, "ma"),
-        &["--remote", &url, "--fetch-interval", "0.5"],
-    );
-    let mb = Mount::new(
-        &b,
-        &mnt(&top, "mb"),
-        &["--remote", &url, "--fetch-interval", "0.5"],
-    );
-    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
-    for i in 0..12 {
-        for (who, m) in [("a", &ma), ("b", &mb)] {
-            let own = format!("{who}-{}.txt", i % 3);
-            let data = format!("{who} write {i}\n").into_bytes();
-            std::fs::write(m.path.join("main").join(&own), &data).unwrap();
-            let shared = format!("{who} shared {i}\n").into_bytes();
-            std::fs::write(m.path.join("main/shared.txt"), &shared).unwrap();
-            fsync(&m.path.join("main/shared.txt"));
-            acked.push((own, data));
-            acked.push(("shared.txt".into(), shared));
-        }
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    // Let both settle: the same tip everywhere.
-    let same = || {
-        let t = |r: &Path| git(r, &["rev-parse", "main"]);
-        let (s, x, y) = (t(&server), t(&a), t(&b));
-        s == x && s == y
-    };
-    assert!(
-        wait_until(Duration::from_secs(20), same),
-        "the machines agree in the end"
-    );
-    ma.unmount();
-    mb.unmount();
-    // Every acknowledged write is in some commit of the final history.
-    for (path, data) in &acked {
-        let commits = git(
-            &server,
-            &["log", "--full-history", "--format=%H", "main", "--", path],
-        );
-        assert!(
-            commits
-                .lines()
-                .any(|c| show(&server, &format!("{c}:{path}")).as_deref() == Some(data.as_slice())),
-            "{path} = {:?} is in the history",
-            String::from_utf8_lossy(data)
-        );
-    }
-    // Each machine's own files end as it last wrote them.
-    for who in ["a", "b"] {
-        for k in 0..3 {
-            let last = (0..12).rev().find(|i| i % 3 == k).unwrap();
-            assert_eq!(
-                show(&server, &format!("main:{who}-{k}.txt")).unwrap(),
-                format!("{who} write {last}\n").into_bytes()
-            );
-        }
-    }
-    nothing_dropped(&server);
-    for r in [&server, &a, &b] {
-        fsck(r);
-    }
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -271,80 +143,6 @@ fn git_daemon(base: &Path, port: u16) -> Daemon {
         "git daemon listens"
     );
     Daemon(child)
-}
-
-/// The server goes down while A keeps saving: every save succeeds, status
-/// shows the unpushed commits and the error; once the server is back (A's
-/// daemon restarted meanwhile), everything reaches B.
-#[test]
-fn saves_go_on_while_the_server_is_down_and_arrive_later() {
-    let (top, server, a, b) = world();
-    let port = free_port();
-    let url = format!("git://127.0.0.1:{port}/repo.git");
-    let base = server.parent().unwrap().to_path_buf();
-    let d = git_daemon(&base, port);
-    let ma = Mount::new(
-        &a,
-        &mnt(&top, "ma"),
-        &["--remote", &url, "--fetch-interval", "0.5"],
-    );
-    let mb = Mount::new(
-        &b,
-        &mnt(&top, "mb"),
-        &["--remote", &url, "--fetch-interval", "0.5"],
-    );
-    std::fs::write(ma.path.join("main/up.txt"), b"while up\n").unwrap();
-    fsync(&ma.path.join("main/up.txt"));
-    assert!(wait_until(Duration::from_secs(3), || std::fs::read(
-        mb.path.join("main/up.txt")
-    )
-    .is_ok()));
-
-    drop(d);
-    for i in 0..3 {
-        let p = ma.path.join(format!("main/down-{i}.txt"));
-        std::fs::write(&p, format!("saved while down {i}\n")).unwrap();
-        fsync(&p);
-    }
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            let st = status_json(&ma.path);
-            let main = st["branches"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["name"] == "main")
-                .cloned()
-                .unwrap();
-            main["unpushed"].as_u64().unwrap_or(0) >= 3 && !st["remote"]["last_error"].is_null()
-        }),
-        "status shows the unpushed commits and the error"
-    );
-    // A's daemon restarts while the server is still down.
-    let ma_path = ma.path.clone();
-    ma.unmount();
-    let ma = Mount::new(&a, &ma_path, &["--remote", &url, "--fetch-interval", "0.5"]);
-    std::fs::write(ma.path.join("main/after-restart.txt"), b"after restart\n").unwrap();
-    fsync(&ma.path.join("main/after-restart.txt"));
-
-    let _d = git_daemon(&base, port);
-    assert!(
-        wait_until(Duration::from_secs(10), || (0..3)
-            .all(
-                |i| std::fs::read(mb.path.join(format!("main/down-{i}.txt"))).is_ok()
-            )
-            && std::fs::read(mb.path.join("main/after-restart.txt")).is_ok()),
-        "everything reaches B once the server is back"
-    );
-    assert!(wait_until(Duration::from_secs(5), || {
-        status_json(&ma.path)["branches"][0]["unpushed"].as_u64() == Some(0)
-    }));
-    ma.unmount();
-    mb.unmount();
-    nothing_dropped(&server);
-    for r in [&server, &a, &b] {
-        fsck(r);
-    }
 }
 
 /// `lighttpd` running `git http-backend` for the repositories in `base`
@@ -398,16 +196,88 @@ $HTTP["url"] =~ "^/git" {{
     Daemon(child)
 }
 
-/// The same over smart HTTP: saves cross between the machines both ways, and
-/// a push refused because the server moved is resolved by fetching and
-/// merging, never by force.
-#[test]
-fn machines_sync_over_smart_http() {
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    File,
+    Git,
+    Http,
+}
+
+/// The server repository behind one of the transports, which a test can stop
+/// and start again.
+struct Server {
+    kind: Transport,
+    top: PathBuf,
+    repo: PathBuf,
+    port: u16,
+    running: Option<Daemon>,
+}
+
+impl Server {
+    fn start(kind: Transport, top: &Path, repo: &Path) -> Server {
+        git(repo, &["config", "http.receivepack", "true"]);
+        let mut s = Server {
+            kind,
+            top: top.to_path_buf(),
+            repo: repo.to_path_buf(),
+            port: free_port(),
+            running: None,
+        };
+        s.up();
+        s
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            Transport::File => format!("file://{}", self.repo.display()),
+            Transport::Git => format!("git://127.0.0.1:{}/repo.git", self.port),
+            Transport::Http => format!("http://127.0.0.1:{}/git/repo.git", self.port),
+        }
+    }
+
+    fn up(&mut self) {
+        let base = self.repo.parent().unwrap().to_path_buf();
+        match self.kind {
+            // A file:// server is "down" while its directory is elsewhere.
+            Transport::File => {
+                let away = base.join("repo.git.away");
+                if away.exists() {
+                    std::fs::rename(&away, &self.repo).unwrap();
+                }
+            }
+            Transport::Git => self.running = Some(git_daemon(&base, self.port)),
+            Transport::Http => self.running = Some(http_server(&self.top, &base, self.port)),
+        }
+    }
+
+    fn down(&mut self) {
+        match self.kind {
+            Transport::File => std::fs::rename(
+                &self.repo,
+                self.repo.parent().unwrap().join("repo.git.away"),
+            )
+            .unwrap(),
+            _ => self.running = None,
+        }
+    }
+}
+
+fn main_of(st: &serde_json::Value) -> serde_json::Value {
+    st["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "main")
+        .cloned()
+        .unwrap()
+}
+
+/// A save on A is readable on B within the fetch interval plus a second; a
+/// branch made on B and a tag made on the server reach the other side.
+fn save_shows_on_the_other_machine(kind: Transport) {
     let (top, server, a, b) = world();
-    git(&server, &["config", "http.receivepack", "true"]);
-    let port = free_port();
-    let _h = http_server(top.path(), server.parent().unwrap(), port);
-    let url = format!("http://127.0.0.1:{port}/git/repo.git");
+    let srv = Server::start(kind, top.path(), &server);
+    let url = srv.url();
     let ma = Mount::new(
         &a,
         &mnt(&top, "ma"),
@@ -418,35 +288,220 @@ fn machines_sync_over_smart_http() {
         &mnt(&top, "mb"),
         &["--remote", &url, "--fetch-interval", "1"],
     );
-    std::fs::write(ma.path.join("main/a.txt"), b"A's version\n").unwrap();
-    fsync(&ma.path.join("main/a.txt"));
+    std::fs::write(ma.path.join("main/from-a.txt"), b"hello from A\n").unwrap();
+    fsync(&ma.path.join("main/from-a.txt"));
+    let saved = Instant::now();
     assert!(
         wait_until(Duration::from_secs(2), || std::fs::read(
-            mb.path.join("main/a.txt")
+            mb.path.join("main/from-a.txt")
         )
-        .is_ok_and(|c| c == b"A's version\n")),
-        "B reads A's save within the fetch interval plus a second"
+        .is_ok_and(|c| c == b"hello from A\n")),
+        "{kind:?}: B reads A's save within the fetch interval plus a second"
     );
-    // Both save at once: one of the pushes is refused and merged.
-    std::fs::write(ma.path.join("main/x.txt"), b"from A\n").unwrap();
-    std::fs::write(mb.path.join("main/y.txt"), b"from B\n").unwrap();
-    fsync(&ma.path.join("main/x.txt"));
-    fsync(&mb.path.join("main/y.txt"));
+    eprintln!("{kind:?}: A -> B took {:?}", saved.elapsed());
+    std::fs::create_dir(mb.path.join("topic")).unwrap();
+    std::fs::write(mb.path.join("topic/t.txt"), b"topic\n").unwrap();
+    fsync(&mb.path.join("topic/t.txt"));
     assert!(
-        wait_until(Duration::from_secs(8), || {
-            std::fs::read(ma.path.join("main/y.txt")).is_ok()
-                && std::fs::read(mb.path.join("main/x.txt")).is_ok()
-        }),
-        "each machine has the other's save"
+        wait_until(Duration::from_secs(3), || std::fs::read(
+            ma.path.join("topic/t.txt")
+        )
+        .is_ok()),
+        "{kind:?}: a branch made on B reaches A"
+    );
+    git(&server, &["tag", "v9", "main"]);
+    assert!(
+        wait_until(Duration::from_secs(3), || std::fs::read(
+            ma.path.join(".tags/v9/a.txt")
+        )
+        .is_ok()
+            && std::fs::read(mb.path.join(".tags/v9/a.txt")).is_ok()),
+        "{kind:?}: a tag from the server appears"
+    );
+    let st = status_json(&ma.path);
+    assert!(st["remote"]["url"].as_str().unwrap().ends_with("repo.git"));
+    ma.unmount();
+    mb.unmount();
+    for r in [&server, &a, &b] {
+        fsck(r);
+    }
+}
+
+/// Both machines edit the same file and different files at the same time:
+/// every acknowledged write of both is in the final history, each machine's
+/// own files end as it last wrote them, pushes refused because the server
+/// moved are resolved by fetching and merging, and nothing is ever dropped
+/// or forced on the server.
+fn both_machines_editing_lose_nothing(kind: Transport) {
+    let (top, server, a, b) = world();
+    let srv = Server::start(kind, top.path(), &server);
+    let url = srv.url();
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "0.5"],
+    );
+    let mb = Mount::new(
+        &b,
+        &mnt(&top, "mb"),
+        &["--remote", &url, "--fetch-interval", "0.5"],
+    );
+    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..10 {
+        for (who, m) in [("a", &ma), ("b", &mb)] {
+            let own = format!("{who}-{}.txt", i % 3);
+            let data = format!("{who} write {i}\n").into_bytes();
+            std::fs::write(m.path.join("main").join(&own), &data).unwrap();
+            let shared = format!("{who} shared {i}\n").into_bytes();
+            std::fs::write(m.path.join("main/shared.txt"), &shared).unwrap();
+            fsync(&m.path.join("main/shared.txt"));
+            acked.push((own, data));
+            acked.push(("shared.txt".into(), shared));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let same = || {
+        let t = |r: &Path| git(r, &["rev-parse", "main"]);
+        let (s, x, y) = (t(&server), t(&a), t(&b));
+        s == x && s == y
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), same),
+        "{kind:?}: the machines agree in the end"
     );
     ma.unmount();
     mb.unmount();
-    assert_eq!(show(&server, "main:x.txt").unwrap(), b"from A\n");
-    assert_eq!(show(&server, "main:y.txt").unwrap(), b"from B\n");
+    for (path, data) in &acked {
+        let commits = git(
+            &server,
+            &["log", "--full-history", "--format=%H", "main", "--", path],
+        );
+        assert!(
+            commits
+                .lines()
+                .any(|c| show(&server, &format!("{c}:{path}")).as_deref() == Some(data.as_slice())),
+            "{kind:?}: {path} = {:?} is in the history",
+            String::from_utf8_lossy(data)
+        );
+    }
+    for who in ["a", "b"] {
+        for k in 0..3 {
+            let last = (0..10).rev().find(|i| i % 3 == k).unwrap();
+            assert_eq!(
+                show(&server, &format!("main:{who}-{k}.txt")).unwrap(),
+                format!("{who} write {last}\n").into_bytes()
+            );
+        }
+    }
+    let merges = git(&server, &["rev-list", "--merges", "--count", "main"]);
+    eprintln!("{kind:?}: {merges} merges resolved refused pushes");
     nothing_dropped(&server);
     for r in [&server, &a, &b] {
         fsck(r);
     }
+}
+
+/// The server goes down while A keeps saving: every save succeeds, status
+/// shows the unpushed commits and the error; A's daemon is restarted while
+/// the server is still down; once the server is back everything reaches B.
+fn saves_go_on_while_the_server_is_down(kind: Transport) {
+    let (top, server, a, b) = world();
+    let mut srv = Server::start(kind, top.path(), &server);
+    let url = srv.url();
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "0.5"],
+    );
+    let mb = Mount::new(
+        &b,
+        &mnt(&top, "mb"),
+        &["--remote", &url, "--fetch-interval", "0.5"],
+    );
+    std::fs::write(ma.path.join("main/up.txt"), b"while up\n").unwrap();
+    fsync(&ma.path.join("main/up.txt"));
+    assert!(wait_until(Duration::from_secs(3), || std::fs::read(
+        mb.path.join("main/up.txt")
+    )
+    .is_ok()));
+
+    srv.down();
+    for i in 0..3 {
+        let p = ma.path.join(format!("main/down-{i}.txt"));
+        std::fs::write(&p, format!("saved while down {i}\n")).unwrap();
+        fsync(&p);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let st = status_json(&ma.path);
+            main_of(&st)["unpushed"].as_u64().unwrap_or(0) >= 3
+                && !st["remote"]["last_error"].is_null()
+        }),
+        "{kind:?}: status shows the unpushed commits and the error"
+    );
+    let ma_path = ma.path.clone();
+    ma.unmount();
+    let ma = Mount::new(&a, &ma_path, &["--remote", &url, "--fetch-interval", "0.5"]);
+    std::fs::write(ma.path.join("main/after-restart.txt"), b"after restart\n").unwrap();
+    fsync(&ma.path.join("main/after-restart.txt"));
+
+    srv.up();
+    assert!(
+        wait_until(Duration::from_secs(10), || (0..3)
+            .all(
+                |i| std::fs::read(mb.path.join(format!("main/down-{i}.txt"))).is_ok()
+            )
+            && std::fs::read(mb.path.join("main/after-restart.txt")).is_ok()),
+        "{kind:?}: everything reaches B once the server is back"
+    );
+    assert!(wait_until(Duration::from_secs(5), || main_of(
+        &status_json(&ma.path)
+    )["unpushed"]
+        .as_u64()
+        == Some(0)));
+    ma.unmount();
+    mb.unmount();
+    nothing_dropped(&server);
+    for r in [&server, &a, &b] {
+        fsck(r);
+    }
+}
+
+#[test]
+fn file_save_shows_on_the_other_machine() {
+    save_shows_on_the_other_machine(Transport::File);
+}
+#[test]
+fn git_daemon_save_shows_on_the_other_machine() {
+    save_shows_on_the_other_machine(Transport::Git);
+}
+#[test]
+fn smart_http_save_shows_on_the_other_machine() {
+    save_shows_on_the_other_machine(Transport::Http);
+}
+#[test]
+fn file_both_machines_editing_lose_nothing() {
+    both_machines_editing_lose_nothing(Transport::File);
+}
+#[test]
+fn git_daemon_both_machines_editing_lose_nothing() {
+    both_machines_editing_lose_nothing(Transport::Git);
+}
+#[test]
+fn smart_http_both_machines_editing_lose_nothing() {
+    both_machines_editing_lose_nothing(Transport::Http);
+}
+#[test]
+fn file_saves_go_on_while_the_server_is_down() {
+    saves_go_on_while_the_server_is_down(Transport::File);
+}
+#[test]
+fn git_daemon_saves_go_on_while_the_server_is_down() {
+    saves_go_on_while_the_server_is_down(Transport::Git);
+}
+#[test]
+fn smart_http_saves_go_on_while_the_server_is_down() {
+    saves_go_on_while_the_server_is_down(Transport::Http);
 }
 
 /// A password in the remote's URL never shows: not in the log, not in status.
@@ -490,4 +545,65 @@ fn no_secret_in_logs_or_status() {
         assert!(!s.contains("s3cr3t-pw"), "{what} shows the password:\n{s}");
     }
     assert!(text.contains("***@127.0.0.1"), "{text}");
+}
+
+/// Both machines change the branch (and the same file) before either has
+/// the other's commit: the second to sync merges, never forces. The merge
+/// has both tips as parents, keeps its own version of the file both changed
+/// and names it; the other version stays in history.
+#[test]
+fn diverged_branches_are_merged_never_forced() {
+    let (top, server, a, b) = world();
+    let url = format!("file://{}", server.display());
+    // Fetches only when a commit kicks a round.
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "600"],
+    );
+    let mb = Mount::new(
+        &b,
+        &mnt(&top, "mb"),
+        &["--remote", &url, "--fetch-interval", "600"],
+    );
+    std::fs::write(ma.path.join("main/a.txt"), b"A's\n").unwrap();
+    fsync(&ma.path.join("main/a.txt"));
+    let a_tip = git(&a, &["rev-parse", "main"]);
+    assert!(wait_until(Duration::from_secs(5), || git(
+        &server,
+        &["rev-parse", "main"]
+    ) == a_tip));
+    std::fs::write(mb.path.join("main/a.txt"), b"B's\n").unwrap();
+    std::fs::write(mb.path.join("main/b.txt"), b"only B\n").unwrap();
+    fsync(&mb.path.join("main/a.txt"));
+    let b_commit = git(&b, &["rev-parse", "main"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            git(&server, &["rev-list", "--merges", "--count", "main"]) == "1"
+        }),
+        "B merged and pushed"
+    );
+    let parents = git(&server, &["log", "-1", "--format=%P", "main"]);
+    assert!(parents.contains(&a_tip), "{parents}");
+    let msg = git(&server, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        msg.contains("Changed on both sides") && msg.contains("  a.txt"),
+        "{msg}"
+    );
+    assert_eq!(show(&server, "main:a.txt").unwrap(), b"B's\n");
+    assert_eq!(show(&server, "main:b.txt").unwrap(), b"only B\n");
+    assert_eq!(show(&server, &format!("{a_tip}:a.txt")).unwrap(), b"A's\n");
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(&server)
+        .args(["merge-base", "--is-ancestor", &b_commit, "main"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "B's own commit is in the history");
+    nothing_dropped(&server);
+    ma.unmount();
+    mb.unmount();
+    for r in [&server, &a, &b] {
+        fsck(r);
+    }
 }
