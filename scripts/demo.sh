@@ -66,6 +66,7 @@ sed -i s/two/2/ "$mnt/main/docs/guide.txt"
 sync "$mnt/main/docs/guide.txt"
 run g --git-dir="$work/demo.git" log --oneline -3 main
 run g --git-dir="$work/demo.git" show main:docs/guide.txt
+run "$BIN" status "$mnt"
 run "$BIN" unmount "$mnt"
 echo
-echo "demo: done (mounted, listed, read, saved as commits, unmounted)."
+echo "demo: done (mounted, listed, read, saved as commits, asked for status, unmounted)."
