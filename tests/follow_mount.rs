@@ -55,30 +55,6 @@ fn commit_and_push(r: &TestRepo, bare: &Path, msg: &str, time: i64) -> String {
     git(&r.work(), &["rev-parse", "HEAD"])
 }
 
-fn fsck(bare: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["fsck", "--strict"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git fsck: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn show(bare: &Path, spec: &str) -> Option<Vec<u8>> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["cat-file", "blob", spec])
-        .output()
-        .unwrap();
-    out.status.success().then_some(out.stdout)
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

@@ -38,31 +38,6 @@ fn mnt(top: &tempfile::TempDir, name: &str) -> PathBuf {
     p
 }
 
-fn show(repo: &Path, spec: &str) -> Option<Vec<u8>> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["cat-file", "blob", spec])
-        .output()
-        .unwrap();
-    out.status.success().then_some(out.stdout)
-}
-
-fn fsck(repo: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["fsck", "--strict"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fsck {}: {}",
-        repo.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn status_json(m: &Path) -> serde_json::Value {
     let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
     assert!(

@@ -59,20 +59,6 @@ fn last_changed(bare: &Path, branch: &str) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-fn fsck(bare: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["fsck", "--strict"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git fsck: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The errno of a libc call that must have failed (returned -1).
 fn c_errno(rc: isize) -> i32 {
     assert_eq!(rc, -1, "the call should fail");

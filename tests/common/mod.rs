@@ -236,3 +236,30 @@ pub fn commitfs(args: &[&OsStr]) -> Output {
         .output()
         .expect("commitfs runs")
 }
+
+/// `git fsck --strict` of `repo` is clean (panics with its complaints).
+pub fn fsck(repo: &Path) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["fsck", "--strict"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git fsck {}: {}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The blob at `spec` (`main:path`, `COMMIT:path`) in `repo`, if there is one.
+pub fn show(repo: &Path, spec: &str) -> Option<Vec<u8>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["cat-file", "blob", spec])
+        .output()
+        .unwrap();
+    out.status.success().then_some(out.stdout)
+}
