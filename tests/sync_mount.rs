@@ -248,20 +248,22 @@ fn main_of(st: &serde_json::Value) -> serde_json::Value {
 }
 
 /// A save on A is readable on B within the fetch interval plus a second; a
-/// branch made on B and a tag made on the server reach the other side.
+/// branch made on B and a tag made on the server reach the other side. A
+/// names the server by a remote of its repository; B gives the URL as -o.
 fn save_shows_on_the_other_machine(kind: Transport) {
     let (top, server, a, b) = world();
     let srv = Server::start(kind, top.path(), &server);
     let url = srv.url();
+    git(&a, &["remote", "set-url", "origin", &url]);
     let ma = Mount::new(
         &a,
         &mnt(&top, "ma"),
-        &["--remote", &url, "--fetch-interval", "1"],
+        &["--remote", "origin", "--fetch-interval", "1"],
     );
     let mb = Mount::new(
         &b,
         &mnt(&top, "mb"),
-        &["--remote", &url, "--fetch-interval", "1"],
+        &["-o", &format!("remote={url},fetch-interval=1")],
     );
     std::fs::write(ma.path.join("main/from-a.txt"), b"hello from A\n").unwrap();
     fsync(&ma.path.join("main/from-a.txt"));
@@ -293,7 +295,8 @@ fn save_shows_on_the_other_machine(kind: Transport) {
             && std::fs::read(mb.path.join(".tags/v9/a.txt")).is_ok()),
         "{kind:?}: a tag from the server appears"
     );
-    let st = status_json(&ma.path);
+    assert_eq!(status_json(&ma.path)["remote"]["url"], "origin");
+    let st = status_json(&mb.path);
     assert!(st["remote"]["url"].as_str().unwrap().ends_with("repo.git"));
     ma.unmount();
     mb.unmount();
