@@ -12,7 +12,8 @@
 //!      since their common ancestor applied on top (where both changed a path,
 //!      this side's version wins and the message names the path). No commit
 //!      of either side is dropped, nothing is force-pushed;
-//!    - a branch or tag only the server has appears here;
+//!    - a branch or tag only the server has appears here, unless the server
+//!      had it at the last fetch too (then it was deleted here, and stays so);
 //!
 //!    every local ref moves by compare-and-swap, and the mount follows it
 //!    like any other writer's move (see `follow.rs`);
@@ -104,6 +105,9 @@ impl CommitFs {
     /// One round: fetch, bring local branches up to date, push.
     pub fn sync_once(&self, remote: &str) -> FsResult<()> {
         log::debug!("sync round");
+        // What the server had at the last fetch: a branch it had then that is
+        // not here any more was deleted here, and is not brought back.
+        let known: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS)?;
         self.repo.fetch_remote(remote)?;
         self.sync.state.lock().last_fetch = Some(Instant::now());
         let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS)?;
@@ -115,6 +119,7 @@ impl CommitFs {
             };
             let refname = format!("refs/heads/{name_str}");
             match find(&local, name) {
+                None if find(&known, name).is_some() => {} // deleted here
                 None => {
                     self.repo
                         .cas_ref(&refname, None, *s, "commitfs: branch from the server")?;

@@ -585,3 +585,45 @@ fn diverged_branches_are_merged_never_forced() {
         fsck(r);
     }
 }
+
+/// A branch deleted on one machine is not brought back from the server by
+/// the next fetch (and the server keeps it: deletions do not propagate); a
+/// branch new on the server does arrive.
+#[test]
+fn a_branch_deleted_here_is_not_brought_back() {
+    let (top, server, a, _b) = world();
+    git(&server, &["branch", "old", "main"]);
+    let url = format!("file://{}", server.display());
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "0.2"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || std::fs::metadata(
+            ma.path.join("old")
+        )
+        .is_ok()),
+        "a branch new on the server arrives"
+    );
+    git(&a, &["branch", "-D", "old"]);
+    std::thread::sleep(Duration::from_millis(1500)); // several fetch rounds
+    let here = Command::new("git")
+        .arg("-C")
+        .arg(&a)
+        .args(["rev-parse", "-q", "--verify", "refs/heads/old"])
+        .output()
+        .unwrap();
+    assert!(
+        !here.status.success(),
+        "the deleted branch stays deleted here"
+    );
+    assert!(
+        !std::fs::read_dir(&ma.path)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "old"),
+        "and is not in the mount"
+    );
+    git(&server, &["rev-parse", "old"]);
+    ma.unmount();
+}
