@@ -132,6 +132,10 @@ impl CommitFs {
     /// instead of tree `base`, the tree its unchanged entries come from.
     /// Returns the paths both sides changed (the mount's version stays).
     pub(crate) fn repoint(&self, root: Ino, base: Oid, snap: &Arc<Snap>) -> FsResult<Vec<Vec<u8>>> {
+        // The trees the pass compares are read into the tree cache first, with
+        // no lock held: the pass itself holds the inode table, and reading
+        // objects there would stall every request during a large pull.
+        self.warm_trees(Some(base), Some(snap.snapshot.tree), 0);
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
@@ -291,6 +295,28 @@ impl CommitFs {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Reads the trees of every directory that differs between `a` and `b`
+    /// into the tree cache. Only a hint: a tree that cannot be read is left
+    /// for the pass to report if it needs it.
+    fn warm_trees(&self, a: Option<Oid>, b: Option<Oid>, depth: usize) {
+        if a == b || depth > 256 {
+            return;
+        }
+        let read = |o: Option<Oid>| match o {
+            Some(o) => self.tree_entries(o).ok(),
+            None => Some(Arc::new(Vec::new())),
+        };
+        let (Some(la), Some(lb)) = (read(a), read(b)) else {
+            return;
+        };
+        for (_, x, y) in changed(&la, &lb) {
+            let (dx, dy) = (is_dir(x), is_dir(y));
+            if dx.is_some() || dy.is_some() {
+                self.warm_trees(dx, dy, depth + 1);
+            }
+        }
     }
 
     /// Takes `name` out of `dir` (an inode the other side replaced or removed:
