@@ -810,27 +810,68 @@ pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<V
     diff_paths(repo, old, new)
 }
 
-/// Applies `changes` to tree `base`.
+/// Applies `changes` (files only, as `changed_paths` gives them) to tree
+/// `base`, this side winning where `base` is in the way: a file where a
+/// changed path needs a directory, or a directory where it puts a file, is
+/// removed first; a deletion of what `base` no longer has is nothing to do.
 pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
+    use std::os::unix::ffi::OsStrExt;
     let base = repo.find_tree(base)?;
-    let mut b = git2::build::TreeUpdateBuilder::new();
+    let mode_at = |p: &[u8]| -> Option<i32> {
+        base.get_path(std::path::Path::new(std::ffi::OsStr::from_bytes(p)))
+            .ok()
+            .map(|e| e.filemode())
+    };
+    let mut gone = std::collections::BTreeSet::new();
     for c in changes {
         match c.new {
-            Some((oid, mode)) => {
-                let mode = match mode {
-                    0o100755 => git2::FileMode::BlobExecutable,
-                    0o120000 => git2::FileMode::Link,
-                    0o160000 => git2::FileMode::Commit,
-                    _ => git2::FileMode::Blob,
-                };
-                b.upsert(c.path.clone(), oid, mode);
-            }
             None => {
-                b.remove(c.path.clone());
+                if mode_at(&c.path).is_some_and(|m| m != TREE_MODE) {
+                    gone.insert(c.path.clone());
+                }
+            }
+            Some(_) => {
+                for (i, _) in c.path.iter().enumerate().filter(|(_, b)| **b == b'/') {
+                    let p = &c.path[..i];
+                    if mode_at(p).is_some_and(|m| m != TREE_MODE) {
+                        gone.insert(p.to_vec());
+                    }
+                }
+                if mode_at(&c.path) == Some(TREE_MODE) {
+                    gone.insert(c.path.clone());
+                }
             }
         }
     }
-    Ok(b.create_updated(repo, &base)?)
+    // A path below a directory that goes as a whole goes with it.
+    let under_gone = |p: &[u8]| {
+        gone.iter()
+            .any(|g| p.len() > g.len() && p.starts_with(g) && p[g.len()] == b'/')
+    };
+    let mut clear = git2::build::TreeUpdateBuilder::new();
+    let mut any = false;
+    for p in gone.iter().filter(|p| !under_gone(p)) {
+        clear.remove(p.clone());
+        any = true;
+    }
+    let cleared_tree = if any {
+        repo.find_tree(clear.create_updated(repo, &base)?)?
+    } else {
+        base
+    };
+    let mut put = git2::build::TreeUpdateBuilder::new();
+    for c in changes {
+        if let Some((oid, mode)) = c.new {
+            let mode = match mode {
+                0o100755 => git2::FileMode::BlobExecutable,
+                0o120000 => git2::FileMode::Link,
+                0o160000 => git2::FileMode::Commit,
+                _ => git2::FileMode::Blob,
+            };
+            put.upsert(c.path.clone(), oid, mode);
+        }
+    }
+    Ok(put.create_updated(repo, &cleared_tree)?)
 }
 
 /// The changed paths between two trees: a merge-walk of their entries that

@@ -88,6 +88,12 @@ impl Repo {
         // libgit2's check that every tree entry already exists would refuse
         // that. commitfs builds trees only from ids it read or wrote itself.
         git2::opts::strict_object_creation(false);
+        // A server that hangs must not hold the sync thread for ever.
+        // SAFETY: libgit2 global options, set before any network use.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(10_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
+        }
         if !path.exists() {
             return Err(OpenError::Missing(path.to_path_buf()));
         }
@@ -549,6 +555,9 @@ fn remote_callbacks<'a>(config: Option<git2::Config>) -> git2::RemoteCallbacks<'
     cb.credentials(move |url, username, allowed| {
         use git2::{Cred, CredentialType};
         let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::USERNAME) && tried.insert("username") {
+            return Cred::username(user);
+        }
         if allowed.contains(CredentialType::SSH_KEY) {
             if tried.insert("agent") {
                 return Cred::ssh_key_from_agent(user);
@@ -634,9 +643,9 @@ impl Repo {
         })
     }
 
-    /// Pushes `refnames` (full names under refs/heads/) to the same names on the
-    /// server, never forcing. Returns what happened to each.
-    pub fn push_remote(&self, spec: &str, refnames: &[String]) -> FsResult<Vec<Pushed>> {
+    /// Pushes each (full name under refs/heads/, commit) to that name on the
+    /// server, exactly that commit, never forcing. Returns what happened to each.
+    pub fn push_remote(&self, spec: &str, refs: &[(String, Oid)]) -> FsResult<Vec<Pushed>> {
         self.with(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -651,7 +660,7 @@ impl Repo {
             });
             let mut po = git2::PushOptions::new();
             po.remote_callbacks(cb);
-            let specs: Vec<String> = refnames.iter().map(|r| format!("{r}:{r}")).collect();
+            let specs: Vec<String> = refs.iter().map(|(r, oid)| format!("{oid}:{r}")).collect();
             remote.push(&specs, Some(&mut po)).map_err(|e| {
                 FsError::io(format!(
                     "push to {}: {}",

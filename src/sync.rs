@@ -36,6 +36,24 @@ use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
 use crate::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
 
+/// Where a branch's (and tag's) last agreed state with the server is kept: a
+/// branch that has an entry here and is gone locally was deleted here; one
+/// gone from the server was deleted there. Neither deletion is undone.
+const SYNCED_HEADS: &str = "refs/commitfs/synced/heads/";
+const SYNCED_TAGS: &str = "refs/commitfs/synced/tags/";
+
+/// Why a round did not finish.
+pub enum Failure {
+    /// The server refused a push (it moved meanwhile, or a hook said no).
+    Refused(String),
+    /// Anything else: unreachable, bad credentials, a merge that failed.
+    Other(String),
+}
+
+/// Refused pushes retried soon (a refusal is usually another machine's push
+/// winning the race); more in a row take the usual backoff.
+const QUICK_RETRIES: u32 = 5;
+
 /// The longest wait between two tries while the server fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -73,6 +91,7 @@ impl CommitFs {
         let interval = self.config().fetch_interval;
         let shown = redact_url(&remote);
         let mut wait = Duration::ZERO;
+        let mut refusals = 0u32;
         loop {
             {
                 let mut st = self.sync.state.lock();
@@ -83,121 +102,139 @@ impl CommitFs {
             }
             match self.sync_once(&remote) {
                 Ok(()) => {
+                    refusals = 0;
                     wait = interval;
                 }
-                Err(e) => {
-                    let msg = e.to_string();
-                    self.sync.state.lock().last_error = Some((Instant::now(), msg.clone()));
-                    if msg.contains("cannot push") || msg.contains("push refused") {
-                        // The server moved between our fetch and push (another
-                        // machine pushed): the next round fetches and merges.
-                        log::info!("sync with {shown}: {msg}; fetching again");
-                        wait = interval.min(Duration::from_millis(200));
-                    } else {
-                        log::warn!("sync with {shown}: {msg}");
-                        wait = (wait * 2).clamp(interval, MAX_BACKOFF.max(interval));
-                    }
+                Err(Failure::Refused(msg)) if refusals < QUICK_RETRIES => {
+                    // The server moved between our fetch and push (another
+                    // machine pushed, or holds the ref's lock): fetch and merge
+                    // again soon, a random while later so that two machines do
+                    // not keep colliding; a few times, then the usual backoff.
+                    refusals += 1;
+                    log::info!("sync with {shown}: {msg}; fetching again");
+                    self.sync.state.lock().last_error = Some((Instant::now(), msg));
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0);
+                    let jitter = Duration::from_millis(50 + u64::from(nanos % 300));
+                    wait = interval.min(jitter);
+                }
+                Err(Failure::Refused(msg) | Failure::Other(msg)) => {
+                    // Refused again (a hook, a protected branch) or failing:
+                    // the usual backoff.
+                    refusals = refusals.saturating_add(1);
+                    log::warn!("sync with {shown}: {msg}");
+                    self.sync.state.lock().last_error = Some((Instant::now(), msg));
+                    wait = (wait * 2).clamp(interval, MAX_BACKOFF.max(interval));
                 }
             }
         }
     }
 
-    /// One round: fetch, bring local branches up to date, push.
-    pub fn sync_once(&self, remote: &str) -> FsResult<()> {
+    /// One round: fetch, bring local branches up to date, push. A branch that
+    /// fails is reported and the others go on.
+    pub fn sync_once(&self, remote: &str) -> Result<(), Failure> {
         log::debug!("sync round");
-        // What the server had at the last fetch: a branch it had then that is
-        // not here any more was deleted here, and is not brought back.
-        let known: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS)?;
-        self.repo.fetch_remote(remote)?;
+        let other = |e: FsError| Failure::Other(e.to_string());
+        self.repo.fetch_remote(remote).map_err(other)?;
         self.sync.state.lock().last_fetch = Some(Instant::now());
-        let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS)?;
-        let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/")?;
+        let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS).map_err(other)?;
+        let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").map_err(other)?;
+        let synced: Vec<(Vec<u8>, Oid)> = self.repo.refs(SYNCED_HEADS).map_err(other)?;
         let find = |v: &[(Vec<u8>, Oid)], n: &[u8]| v.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
+        let mut failed = Vec::new();
         for (name, s) in &server {
             let Ok(name_str) = std::str::from_utf8(name) else {
                 continue;
             };
-            let refname = format!("refs/heads/{name_str}");
-            match find(&local, name) {
-                None if find(&known, name).is_some() => {} // deleted here
-                None => {
-                    self.repo
-                        .cas_ref(&refname, None, *s, "commitfs: branch from the server")?;
-                }
-                Some(l) if l == *s => {}
-                Some(l) if self.repo.is_ancestor(l, *s)? => {
-                    self.repo.cas_ref(
-                        &refname,
-                        Some(l),
-                        *s,
-                        "commitfs: fast-forward to the server",
-                    )?;
-                }
-                Some(l) if self.repo.is_ancestor(*s, l)? => {} // ahead: pushed below
-                Some(l) => {
-                    let merged = self.merge_with_server(name_str, l, *s)?;
-                    self.repo.cas_ref(
-                        &refname,
-                        Some(l),
-                        merged,
-                        "commitfs: merge with the server",
-                    )?;
-                }
+            if let Err(e) = self.bring_up_to_date(
+                name_str,
+                find(&local, name),
+                *s,
+                find(&synced, name).is_some(),
+            ) {
+                failed.push(format!("{name_str}: {e}"));
             }
         }
-        // Tags only the server has.
-        let local_tags = self.repo.refs("refs/tags/")?;
-        for (name, t) in self.repo.refs(REMOTE_TAGS)? {
-            if find(&local_tags, &name).is_none()
-                && let Ok(n) = std::str::from_utf8(&name)
-            {
-                self.repo.cas_ref(
+        // Tags only the server has (and that were not deleted here).
+        let local_tags = self.repo.refs("refs/tags/").map_err(other)?;
+        let synced_tags = self.repo.refs(SYNCED_TAGS).map_err(other)?;
+        for (name, t) in self.repo.refs(REMOTE_TAGS).map_err(other)? {
+            let Ok(n) = std::str::from_utf8(&name) else {
+                continue;
+            };
+            if find(&local_tags, &name).is_none() && find(&synced_tags, &name).is_none() {
+                let made = self.repo.cas_ref(
                     &format!("refs/tags/{n}"),
                     None,
                     t,
                     "commitfs: tag from the server",
-                )?;
+                );
+                if matches!(made, Ok(true)) {
+                    let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
+                }
+            } else if find(&local_tags, &name).is_some() {
+                let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
             }
         }
-        // Push what the server lacks.
-        let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/")?;
+        // Push what the server lacks: a branch ahead of the server's, or one the
+        // server never had (one it had and deleted stays unpushed).
+        let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").map_err(other)?;
         let mut to_push = Vec::new();
         for (name, l) in &local {
             let Ok(n) = std::str::from_utf8(name) else {
                 continue;
             };
             let ahead = match find(&server, name) {
-                None => true,
-                Some(s) => s != *l && self.repo.is_ancestor(s, *l)?,
+                None => find(&synced, name).is_none(),
+                Some(s) => s != *l && self.repo.is_ancestor(s, *l).unwrap_or(false),
             };
             if ahead {
                 to_push.push((format!("refs/heads/{n}"), *l));
             }
         }
-        if to_push.is_empty() {
-            self.sync.state.lock().last_error = None;
-            return Ok(());
-        }
-        let names: Vec<String> = to_push.iter().map(|(n, _)| n.clone()).collect();
-        let results = self.repo.push_remote(remote, &names)?;
         let mut refused = Vec::new();
-        for p in &results {
-            match &p.rejected {
-                None => {
-                    // The server has it now: remember that, as a fetch would.
-                    if let Some((_, oid)) = to_push.iter().find(|(n, _)| *n == p.refname) {
-                        let tracking =
-                            format!("{REMOTE_HEADS}{}", &p.refname["refs/heads/".len()..]);
-                        let _ = self.repo.cas_ref_force(&tracking, *oid);
+        if !to_push.is_empty() {
+            // Exactly the commits checked above, not whatever the refs hold now.
+            let specs: Vec<(String, Oid)> = to_push.clone();
+            match self.repo.push_remote(remote, &specs) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    if msg.contains("cannot push") || msg.contains("not present locally") {
+                        refused.push(msg);
+                    } else {
+                        failed.push(msg);
                     }
                 }
-                Some(why) => refused.push(format!("{} ({why})", p.refname)),
+                Ok(results) => {
+                    self.sync.state.lock().last_push = Some(Instant::now());
+                    for p in &results {
+                        let Some((_, oid)) = to_push.iter().find(|(n, _)| *n == p.refname) else {
+                            continue;
+                        };
+                        match &p.rejected {
+                            None => {
+                                // The server has it now: remember that, as a fetch would.
+                                let short = &p.refname["refs/heads/".len()..];
+                                let _ = self
+                                    .repo
+                                    .cas_ref_force(&format!("{REMOTE_HEADS}{short}"), *oid);
+                                let _ = self
+                                    .repo
+                                    .cas_ref_force(&format!("{SYNCED_HEADS}{short}"), *oid);
+                            }
+                            Some(why) => refused.push(format!("{} ({why})", p.refname)),
+                        }
+                    }
+                }
             }
         }
-        self.sync.state.lock().last_push = Some(Instant::now());
+        if !failed.is_empty() {
+            return Err(Failure::Other(failed.join("; ")));
+        }
         if !refused.is_empty() {
-            // The server moved meanwhile: the next round fetches and merges.
-            return Err(FsError::io(format!(
+            return Err(Failure::Refused(format!(
                 "push refused for {}",
                 refused.join(", ")
             )));
@@ -206,14 +243,62 @@ impl CommitFs {
         Ok(())
     }
 
+    /// Brings local branch `name` (at `local`) up to date with the server's
+    /// tip `server`. `was_synced`: the branch was in sync with the server once
+    /// (so a missing local branch was deleted here, and stays so).
+    fn bring_up_to_date(
+        &self,
+        name: &str,
+        local: Option<Oid>,
+        server: Oid,
+        was_synced: bool,
+    ) -> FsResult<()> {
+        let refname = format!("refs/heads/{name}");
+        let synced = format!("{SYNCED_HEADS}{name}");
+        match local {
+            None if was_synced => {} // deleted here
+            None => {
+                if self
+                    .repo
+                    .cas_ref(&refname, None, server, "commitfs: branch from the server")?
+                {
+                    self.repo.cas_ref_force(&synced, server)?;
+                }
+            }
+            Some(l) if l == server => self.repo.cas_ref_force(&synced, server)?,
+            Some(l) if self.repo.is_ancestor(l, server)? => {
+                if self.repo.cas_ref(
+                    &refname,
+                    Some(l),
+                    server,
+                    "commitfs: fast-forward to the server",
+                )? {
+                    self.repo.cas_ref_force(&synced, server)?;
+                }
+            }
+            Some(l) if self.repo.is_ancestor(server, l)? => {} // ahead: pushed below
+            Some(l) => {
+                let merged = self.merge_with_server(name, l, server)?;
+                self.repo
+                    .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server")?;
+            }
+        }
+        Ok(())
+    }
+
     /// A commit with parents `server` and `local`: the server's tree with the
     /// local changes since their common ancestor applied on top.
     fn merge_with_server(&self, name: &str, local: Oid, server: Oid) -> FsResult<Oid> {
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
-            let base = repo.merge_base(local, server)?;
             let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
-            let (bt, lt, st) = (tree_of(base)?, tree_of(local)?, tree_of(server)?);
+            // Unrelated histories (the server's branch was made anew): this
+            // side's whole tree counts as its changes.
+            let bt = match repo.merge_base(local, server) {
+                Ok(base) => tree_of(base)?,
+                Err(_) => repo.treebuilder(None)?.write()?,
+            };
+            let (lt, st) = (tree_of(local)?, tree_of(server)?);
             let ours = crate::commit::changed_paths(repo, bt, lt)?;
             let theirs = crate::commit::changed_paths(repo, bt, st)?;
             let tree = crate::commit::apply_changes(repo, st, &ours)?;
