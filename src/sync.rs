@@ -148,12 +148,9 @@ impl CommitFs {
             let Ok(name_str) = std::str::from_utf8(name) else {
                 continue;
             };
-            if let Err(e) = self.bring_up_to_date(
-                name_str,
-                find(&local, name),
-                *s,
-                find(&synced, name).is_some(),
-            ) {
+            if let Err(e) =
+                self.bring_up_to_date(name_str, find(&local, name), *s, find(&synced, name))
+            {
                 failed.push(format!("{name_str}: {e}"));
             }
         }
@@ -174,7 +171,7 @@ impl CommitFs {
                 if matches!(made, Ok(true)) {
                     let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
                 }
-            } else if find(&local_tags, &name).is_some() {
+            } else if find(&local_tags, &name).is_some() && find(&synced_tags, &name) != Some(t) {
                 let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
             }
         }
@@ -244,19 +241,20 @@ impl CommitFs {
     }
 
     /// Brings local branch `name` (at `local`) up to date with the server's
-    /// tip `server`. `was_synced`: the branch was in sync with the server once
-    /// (so a missing local branch was deleted here, and stays so).
+    /// tip `server`. `was_synced`: where the branch last agreed with the
+    /// server (if it ever did: then a missing local branch was deleted here,
+    /// and stays so).
     fn bring_up_to_date(
         &self,
         name: &str,
         local: Option<Oid>,
         server: Oid,
-        was_synced: bool,
+        was_synced: Option<Oid>,
     ) -> FsResult<()> {
         let refname = format!("refs/heads/{name}");
         let synced = format!("{SYNCED_HEADS}{name}");
         match local {
-            None if was_synced => {} // deleted here
+            None if was_synced.is_some() => {} // deleted here
             None => {
                 if self
                     .repo
@@ -265,7 +263,12 @@ impl CommitFs {
                     self.repo.cas_ref_force(&synced, server)?;
                 }
             }
-            Some(l) if l == server => self.repo.cas_ref_force(&synced, server)?,
+            // In sync: recorded once, not rewritten at every idle round.
+            Some(l) if l == server => {
+                if was_synced != Some(server) {
+                    self.repo.cas_ref_force(&synced, server)?;
+                }
+            }
             Some(l) if self.repo.is_ancestor(l, server)? => {
                 if self.repo.cas_ref(
                     &refname,
