@@ -158,9 +158,14 @@ impl Mount {
         let mut child = cmd.spawn().expect("commitfs starts");
         // Mounted and answering (a dead mount left by a killed daemon is in the
         // mount table too, but answers ENOTCONN).
+        // Twice, 20 ms apart: while a killed daemon's mount is being replaced,
+        // one look can catch the old one on its way out.
         let answers = |p: &Path| is_mounted(p) && statfs_ok(p);
         let up = wait_until(Duration::from_secs(10), || {
-            answers(mnt) || matches!(child.try_wait(), Ok(Some(_)))
+            (answers(mnt) && {
+                std::thread::sleep(Duration::from_millis(20));
+                answers(mnt)
+            }) || matches!(child.try_wait(), Ok(Some(_)))
         });
         if !answers(mnt) {
             let _ = child.kill();
