@@ -351,14 +351,21 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || is_mounted(&mnt)));
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
-    let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-        .unwrap()
-        .filter(|t| {
-            std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"))
-                .is_ok_and(|c| c.starts_with("fuser-"))
-        })
-        .count();
-    assert!(workers >= 2, "{workers} FUSE worker threads");
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .filter(|t| {
+                std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("fuser-"))
+            })
+            .count()
+    };
+    // fuser starts its worker threads as the session runs, not all at once.
+    assert!(
+        wait_until(Duration::from_secs(5), || workers() >= 2),
+        "{} FUSE worker threads",
+        workers()
+    );
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
     assert!(
         out.status.success(),
