@@ -36,6 +36,12 @@ pub fn mount(mut cfg: MountConfig) -> Result<(), String> {
     make_absolute(&mut cfg)?;
     let ready = match std::env::var(READY_FD_ENV) {
         Ok(fd) => {
+            // The detached daemon's command line names --remote without its
+            // user and password (anyone may read a process's argv); the real
+            // URL comes in the environment, which only its owner can read.
+            if let Some(url) = std::env::var_os(REMOTE_ENV) {
+                cfg.fs.remote = Some(url.to_string_lossy().into_owned());
+            }
             let fd: i32 = fd
                 .parse()
                 .map_err(|_| format!("bad {READY_FD_ENV} '{fd}'"))?;
@@ -57,7 +63,7 @@ pub fn mount(mut cfg: MountConfig) -> Result<(), String> {
         return serve(&cfg, fs, ready);
     }
     drop(fs);
-    detach()
+    detach(cfg.fs.remote.as_deref())
 }
 
 fn make_absolute(cfg: &mut MountConfig) -> Result<(), String> {
@@ -241,7 +247,10 @@ fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
 }
 
 /// Starts this program again as the daemon and waits for its word.
-fn detach() -> Result<(), String> {
+/// Where the detached daemon finds its --remote URL (see `mount`).
+const REMOTE_ENV: &str = "COMMITFS_REMOTE_URL";
+
+fn detach(remote: Option<&str>) -> Result<(), String> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid two-element array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -256,7 +265,20 @@ fn detach() -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
     let wfd = fds[1];
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(url) = remote {
+        let shown = crate::repo::redact_url(url);
+        if shown != url {
+            for a in &mut args {
+                let s = a.to_string_lossy();
+                if s.contains(url) {
+                    *a = s.replace(url, &shown).into();
+                }
+            }
+            cmd.env(REMOTE_ENV, url);
+        }
+    }
+    cmd.args(args)
         .env(READY_FD_ENV, wfd.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

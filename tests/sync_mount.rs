@@ -627,3 +627,46 @@ fn a_branch_deleted_here_is_not_brought_back() {
     git(&server, &["rev-parse", "old"]);
     ma.unmount();
 }
+
+/// A detached daemon's command line (readable by every user in /proc) names
+/// the remote without its password; the sync still uses the real URL.
+#[test]
+fn the_daemons_command_line_hides_the_password() {
+    let (top, server, a, _b) = world();
+    git(&server, &["config", "http.receivepack", "true"]);
+    let port = free_port();
+    let _h = http_server(top.path(), server.parent().unwrap(), port);
+    let url = format!("http://alice:s3cr3t-pw@127.0.0.1:{port}/git/repo.git");
+    let m = mnt(&top, "ma");
+    let out = commitfs(&[
+        OsStr::new("mount"),
+        a.as_os_str(),
+        m.as_os_str(),
+        OsStr::new("--remote"),
+        OsStr::new(&url),
+        OsStr::new("--fetch-interval"),
+        OsStr::new("0.5"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = status_json(&m)["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    std::fs::write(m.join("main/f.txt"), b"over http with a password\n").unwrap();
+    fsync(&m.join("main/f.txt"));
+    let arrived = wait_until(Duration::from_secs(5), || {
+        show(&server, "main:f.txt").is_some()
+    });
+    let out = commitfs(&[OsStr::new("unmount"), m.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cmdline.contains("s3cr3t-pw"), "{cmdline}");
+    assert!(cmdline.contains("***@127.0.0.1"), "{cmdline}");
+    assert!(arrived, "the sync used the real URL");
+}
