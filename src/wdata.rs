@@ -133,37 +133,32 @@ impl Data {
             .checked_add(data.len() as u64)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
         let mut place = self.place.write();
-        if self.fits(&mut place, end)? {
-            let Place::Mem(v, _) = &mut *place else {
-                unreachable!("fits() leaves a file in memory only when it fits")
-            };
-            let (start, end) = (offset as usize, end as usize);
-            if v.len() < end {
-                v.resize(end, 0);
+        // In memory after this only if `end` bytes fit there.
+        self.make_room(&mut place, end)?;
+        match &mut *place {
+            Place::Mem(v, _) => {
+                let (start, end) = (offset as usize, end as usize);
+                if v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[start..end].copy_from_slice(data);
+                Ok(())
             }
-            v[start..end].copy_from_slice(data);
-            return Ok(());
+            Place::Disk(f) => f.write_all_at(data, offset),
         }
-        let Place::Disk(f) = &*place else {
-            unreachable!("fits() moved the file to disk")
-        };
-        f.write_all_at(data, offset)
     }
 
     /// Sets the length to `len`, cutting off or adding zeros.
     pub fn set_len(&self, len: u64) -> io::Result<()> {
         let mut place = self.place.write();
-        if self.fits(&mut place, len)? {
-            let Place::Mem(v, _) = &mut *place else {
-                unreachable!("fits() leaves a file in memory only when it fits")
-            };
-            v.resize(len as usize, 0);
-            return Ok(());
+        self.make_room(&mut place, len)?;
+        match &mut *place {
+            Place::Mem(v, _) => {
+                v.resize(len as usize, 0);
+                Ok(())
+            }
+            Place::Disk(f) => f.set_len(len),
         }
-        let Place::Disk(f) = &*place else {
-            unreachable!("fits() moved the file to disk")
-        };
-        f.set_len(len)
     }
 
     /// Runs `f` on the contents (the first `size` bytes are the file; a spill
@@ -175,17 +170,17 @@ impl Data {
         }
     }
 
-    /// Makes room in memory for a file `len` bytes long, and says whether the
-    /// file is (still) in memory; otherwise it is now on disk.
-    fn fits(&self, place: &mut Place, len: u64) -> io::Result<bool> {
+    /// Makes room in memory for a file `len` bytes long, or moves the file to
+    /// disk: afterwards it is in memory only if `len` bytes fit there.
+    fn make_room(&self, place: &mut Place, len: u64) -> io::Result<()> {
         let Place::Mem(v, held) = place else {
-            return Ok(false);
+            return Ok(());
         };
         if len <= v.len() as u64 {
-            return Ok(true);
+            return Ok(());
         }
-        let len = len as usize; // <= SMALL below, checked first
-        if len as u64 <= SMALL as u64 {
+        if len <= SMALL as u64 {
+            let len = len as usize;
             // Grow by doubling (up to SMALL), so that a file written in small
             // appends is not copied once per append.
             let want = len.max(v.capacity().saturating_mul(2)).min(SMALL);
@@ -194,7 +189,7 @@ impl Data {
                     *held = want;
                 }
                 v.reserve_exact(want - v.len());
-                return Ok(true);
+                return Ok(());
             }
         }
         // Too large, or the budget is spent: to disk, with what was written.
@@ -202,7 +197,7 @@ impl Data {
         file.write_all_at(v, 0)?;
         self.store.release(*held);
         *place = Place::Disk(file);
-        Ok(false)
+        Ok(())
     }
 }
 
