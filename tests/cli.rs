@@ -349,6 +349,17 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Unmounted (lazily) even if an assertion below fails, so that a failing
+    // run leaves no mount behind; the daemon exits with it.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            if is_mounted(self.0) {
+                let _ = Command::new("umount").arg("-l").arg(self.0).status();
+            }
+        }
+    }
+    let _guard = Unmount(&mnt);
     assert!(wait_until(Duration::from_secs(10), || is_mounted(&mnt)));
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     let workers = || {
