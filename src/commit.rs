@@ -261,12 +261,7 @@ impl CommitFs {
                 if attempt >= 4 {
                     // Busy with other writers: step aside a little, differently
                     // each time, so that two mounts do not keep colliding.
-                    let nanos = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0);
-                    let jitter = u64::from(nanos ^ attempt.wrapping_mul(7919)) % 20;
-                    std::thread::sleep(Duration::from_millis(5 + jitter));
+                    std::thread::sleep(Duration::from_millis(5) + jitter(20));
                 }
                 // Someone else moved the branch: show their tip first (the mount's
                 // own changes stay), so that the commit goes on top of it and
@@ -731,6 +726,17 @@ struct Written {
 /// A commit whose compare-and-swap keeps losing to other writers is tried this
 /// many times before the attempt fails (and is retried later).
 const COMMIT_TRIES: u32 = 64;
+
+/// A pause of less than `max_ms` milliseconds, different each time (from the
+/// clock's nanoseconds): it keeps two writers that collided from colliding
+/// again in step.
+pub(crate) fn jitter(max_ms: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_millis(u64::from(nanos) % max_ms.max(1))
+}
 
 /// Up to this many new objects are fsynced file by file; more are made durable
 /// with one syncfs, which on ext4 costs one journal commit instead of one each.

@@ -113,12 +113,7 @@ impl CommitFs {
                     refusals += 1;
                     log::info!("sync with {shown}: {msg}; fetching again");
                     self.sync.state.lock().last_error = Some((Instant::now(), msg));
-                    let nanos = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0);
-                    let jitter = Duration::from_millis(50 + u64::from(nanos % 300));
-                    wait = interval.min(jitter);
+                    wait = interval.min(Duration::from_millis(50) + crate::commit::jitter(300));
                 }
                 Err(Failure::Refused(msg) | Failure::Other(msg)) => {
                     // Refused again (a hook, a protected branch) or failing:

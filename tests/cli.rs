@@ -218,15 +218,7 @@ fn mount8_helper_form_and_fstab_line() {
     let _installed = Installed::new();
     let (r, bare) = small_repo();
     // Whatever happens below, nothing stays mounted.
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            if is_mounted(&self.0) {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
-        }
-    }
-    let _guard = Unmount(r.dir.path().join("mnt"));
+    let _guard = UnmountOnDrop(r.dir.path().join("mnt"));
     // mount -t fuse.commitfs REPO MNT -o ref=main
     let mnt = r.mountpoint("mnt");
     let st = Command::new("mount")
@@ -349,17 +341,8 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Unmounted (lazily) even if an assertion below fails, so that a failing
-    // run leaves no mount behind; the daemon exits with it.
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            if is_mounted(self.0) {
-                let _ = Command::new("umount").arg("-l").arg(self.0).status();
-            }
-        }
-    }
-    let _guard = Unmount(&mnt);
+    // Unmounted even if an assertion below fails; the daemon exits with it.
+    let _guard = UnmountOnDrop(mnt.clone());
     assert!(wait_until(Duration::from_secs(10), || is_mounted(&mnt)));
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     let workers = || {

@@ -653,15 +653,7 @@ fn the_daemons_command_line_hides_the_password() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Unmounted even if an assertion below fails.
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            if is_mounted(self.0) {
-                let _ = commitfs(&[OsStr::new("unmount"), self.0.as_os_str()]);
-            }
-        }
-    }
-    let _guard = Unmount(&m);
+    let _guard = UnmountOnDrop(m.clone());
     let pid = status_json(&m)["pid"].as_u64().unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");

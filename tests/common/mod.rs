@@ -268,3 +268,22 @@ pub fn show(repo: &Path, spec: &str) -> Option<Vec<u8>> {
         .unwrap();
     out.status.success().then_some(out.stdout)
 }
+
+/// Unmounts `path` when dropped, if it is still mounted (`commitfs unmount`,
+/// else a lazy umount): a test that fails half-way leaves no mount behind.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let ok = Command::new(BIN)
+                .arg("unmount")
+                .arg(&self.0)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
