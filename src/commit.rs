@@ -29,6 +29,7 @@ use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::repo::ObjectBatch;
+use crate::treeobj::RawEntry;
 use crate::wdata::Contents;
 
 /// However many changes keep coming, a dirty branch is committed this long
@@ -90,12 +91,28 @@ impl CommitFs {
         };
         // Walk up to the branch root: a branch is known by its root directory
         // (a renamed branch keeps it; a new branch of the old name has another).
+        // However deep: every parent chain ends at a branch root (the bound
+        // only guards against a broken table), and the walk stops at the
+        // first directory whose root is known already.
         let mut at = inodes.get(n.ino)?;
-        for _ in 0..4096 {
+        let mut walked = Vec::new();
+        for _ in 0..=inodes.len() {
             if self.is_branch_root(inodes, &at) {
                 break;
             }
+            let known = self.branch_roots.lock().get(&at.ino).copied();
+            if let Some(root) = known {
+                at = inodes.get(root)?;
+                break;
+            }
+            walked.push(at.ino);
             at = inodes.get(at.parent)?;
+        }
+        if !walked.is_empty() {
+            let mut roots = self.branch_roots.lock();
+            for w in walked {
+                roots.insert(w, at.ino);
+            }
         }
         if let Some(b) = self.branches.lock().values().find(|b| b.root == at.ino) {
             return Some(b.clone());
@@ -278,7 +295,7 @@ impl CommitFs {
                 };
                 let mut w = Written::default();
                 let started = Instant::now();
-                let new_view = self.build_tree(repo, b.root, true, &mut w)?.unwrap_or(view);
+                let new_view = self.build_tree(repo, b.root, &mut w)?.unwrap_or(view);
                 // The batched blobs exist from here on; their files may say so.
                 w.batch.flush(repo)?;
                 for (wf, version, oid) in w.pending.drain(..) {
@@ -313,13 +330,10 @@ impl CommitFs {
                             .join("\n")
                     ));
                 }
-                let tree_obj = repo.find_tree(new_view)?;
-                let parent_commits: Vec<git2::Commit<'_>> = match base {
-                    Some(p) => vec![repo.find_commit(p)?],
-                    None => Vec::new(),
-                };
-                let refs: Vec<&git2::Commit<'_>> = parent_commits.iter().collect();
-                let commit = repo.commit(None, &sig, &sig, &msg, &tree_obj, &refs)?;
+                // Written as bytes: libgit2 would parse the tree first, and
+                // refuses trees that hold entries the mount keeps unseen.
+                let parents: Vec<Oid> = base.into_iter().collect();
+                let commit = crate::repo::write_commit(repo, new_view, &parents, &sig, &msg)?;
                 wrote.push(commit);
                 // The objects go to stable storage before the ref that names them:
                 // this commit's, and those of earlier commits that were not synced.
@@ -416,57 +430,103 @@ impl CommitFs {
         Ok(())
     }
 
-    /// The tree of directory `ino` as this mount sees it; `None` for an empty
-    /// directory below the root (Git has no empty trees).
-    fn build_tree(
-        &self,
-        repo: &Repository,
-        ino: Ino,
-        top: bool,
-        w: &mut Written,
-    ) -> FsResult<Option<Oid>> {
-        let n = self.node_of(ino)?;
+    /// The tree of branch root `root` as this mount sees it. Trees are built
+    /// bottom up with a stack, not a recursion (a branch may be any number of
+    /// levels deep), and written by commitfs itself into the commit's batch:
+    /// a directory keeps, exactly as stored, the entries of its tree that the
+    /// mount does not show (`.git` and the like, see `treeobj`), which libgit2
+    /// would refuse to write. An empty directory below the root has no tree
+    /// (Git has no empty trees).
+    fn build_tree(&self, repo: &Repository, root: Ino, w: &mut Written) -> FsResult<Option<Oid>> {
+        struct Frame {
+            ino: Ino,
+            name: Box<[u8]>,
+            children: Vec<(Box<[u8]>, Ino)>,
+            next: usize,
+            out: Vec<RawEntry>,
+        }
+        let n = self.node_of(root)?;
         match &n.kind {
             Kind::Tree { oid, .. } => return Ok(Some(*oid)),
             Kind::MDir { .. } => {}
             _ => return Err(FsError::NotDir),
         }
-        let mut tb = repo.treebuilder(None)?;
-        for (name, child) in self.mat_children(ino) {
-            let c = self.node_of(child)?;
-            let scratch = self.is_scratch(&name);
-            let entry: Option<(Oid, i32)> = match &c.kind {
-                Kind::Tree { oid, .. } => Some((*oid, 0o040000)),
-                Kind::File {
-                    oid, executable, ..
-                } => Some((*oid, file_mode(*executable))),
-                Kind::Symlink { oid, .. } => Some((*oid, 0o120000)),
-                Kind::Submodule { oid, .. } => Some((*oid, 0o160000)),
-                Kind::MDir { .. } => self
-                    .build_tree(repo, child, false, w)?
-                    .map(|o| (o, 0o040000)),
-                Kind::MFile { executable, .. } if !scratch => {
-                    let oid = self.write_blob(repo, child, w)?;
-                    w.oids.push(oid);
-                    Some((oid, file_mode(*executable)))
-                }
-                Kind::MSymlink { target, .. } if !scratch => {
-                    let oid = repo.blob(target)?;
-                    w.oids.push(oid);
-                    Some((oid, 0o120000))
-                }
-                _ => None,
+        let frame = |ino: Ino, name: Box<[u8]>| Frame {
+            ino,
+            name,
+            children: self.mat_children(ino),
+            next: 0,
+            out: Vec::new(),
+        };
+        let mut stack = vec![frame(root, Box::default())];
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return Ok(None);
             };
-            if let Some((oid, mode)) = entry {
-                tb.insert(name.to_vec(), oid, mode)?;
+            if let Some((name, child)) = top.children.get(top.next).cloned() {
+                top.next += 1;
+                let c = self.node_of(child)?;
+                let scratch = self.is_scratch(&name);
+                let entry: Option<(Oid, &'static [u8])> = match &c.kind {
+                    Kind::Tree { oid, .. } => Some((*oid, b"40000")),
+                    Kind::File {
+                        oid, executable, ..
+                    } => Some((*oid, file_mode(*executable))),
+                    Kind::Symlink { oid, .. } => Some((*oid, b"120000")),
+                    Kind::Submodule { oid, .. } => Some((*oid, b"160000")),
+                    Kind::MDir { .. } => {
+                        stack.push(frame(child, name));
+                        continue;
+                    }
+                    Kind::MFile { executable, .. } if !scratch => {
+                        let oid = self.write_blob(repo, child, w)?;
+                        w.oids.push(oid);
+                        Some((oid, file_mode(*executable)))
+                    }
+                    Kind::MSymlink { target, .. } if !scratch => {
+                        let oid = repo.blob(target)?;
+                        w.oids.push(oid);
+                        Some((oid, b"120000"))
+                    }
+                    _ => None,
+                };
+                if let Some((oid, mode)) = entry {
+                    top.out.push(RawEntry {
+                        mode: mode.into(),
+                        name,
+                        oid,
+                    });
+                }
+                continue;
+            }
+            let Some(done) = stack.pop() else {
+                return Ok(None);
+            };
+            let mut out = done.out;
+            let hidden = self.ov.lock().hidden.get(&done.ino).cloned();
+            if let Some(l) = hidden {
+                out.extend(l.hidden.iter().cloned());
+            }
+            let oid = if out.is_empty() && !stack.is_empty() {
+                None
+            } else {
+                let oid = w.batch.add_tree(repo, crate::treeobj::serialize(out))?;
+                w.oids.push(oid);
+                Some(oid)
+            };
+            match stack.last_mut() {
+                None => return Ok(oid),
+                Some(parent) => {
+                    if let Some(oid) = oid {
+                        parent.out.push(RawEntry {
+                            mode: (*b"40000").into(),
+                            name: done.name,
+                            oid,
+                        });
+                    }
+                }
             }
         }
-        if tb.is_empty() && !top {
-            return Ok(None);
-        }
-        let oid = tb.write()?;
-        w.oids.push(oid);
-        Ok(Some(oid))
     }
 
     /// The blob of a written file (written once per version): a small one goes
@@ -692,8 +752,8 @@ impl CommitFs {
     }
 }
 
-fn file_mode(executable: bool) -> i32 {
-    if executable { 0o100755 } else { 0o100644 }
+fn file_mode(executable: bool) -> &'static [u8] {
+    if executable { b"100755" } else { b"100644" }
 }
 
 fn first_line(msg: &str) -> String {
@@ -882,10 +942,16 @@ pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) ->
 
 /// The changed paths between two trees: a merge-walk of their entries that
 /// descends only into subtrees whose ids differ (libgit2's tree diff was the
-/// largest cost of a small save in a large repository).
+/// largest cost of a small save in a large repository). A loop over a stack,
+/// not a recursion: trees may be any number of levels deep. Every entry as
+/// stored counts, shown or not.
 fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
     let mut out = Vec::new();
-    diff_trees(repo, Some(old), Some(new), &mut Vec::new(), &mut out)?;
+    let mut paths = crate::names::Paths::default();
+    let mut todo = vec![(Some(old), Some(new), crate::names::Paths::ROOT)];
+    while let Some((old, new, prefix)) = todo.pop() {
+        diff_one(repo, old, new, prefix, &mut paths, &mut todo, &mut out)?;
+    }
     Ok(out)
 }
 
@@ -895,20 +961,27 @@ fn tree_entries(repo: &Repository, oid: Option<Oid>) -> FsResult<Vec<(Vec<u8>, O
     let Some(oid) = oid else {
         return Ok(Vec::new());
     };
-    let tree = repo.find_tree(oid)?;
-    let mut v: Vec<_> = tree
-        .iter()
-        .map(|e| (e.name_bytes().to_vec(), e.id(), e.filemode()))
+    let mut v: Vec<_> = crate::repo::Repo::raw_tree(repo, oid)?
+        .into_iter()
+        .map(|e| {
+            let mode = e.mode_num().map_or(0, |m| m as i32);
+            (e.name.into_vec(), e.oid, mode)
+        })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
 }
 
-fn diff_trees(
+type DiffTodo = Vec<(Option<Oid>, Option<Oid>, usize)>;
+
+/// One pair of trees of [`diff_paths`]; the subtrees that differ go on `todo`.
+fn diff_one(
     repo: &Repository,
     old: Option<Oid>,
     new: Option<Oid>,
-    prefix: &mut Vec<u8>,
+    prefix: usize,
+    paths: &mut crate::names::Paths,
+    todo: &mut DiffTodo,
     out: &mut Vec<Change>,
 ) -> FsResult<()> {
     if old == new {
@@ -928,43 +1001,32 @@ fn diff_trees(
             std::cmp::Ordering::Greater => (None, b.get(j)),
             std::cmp::Ordering::Equal => (a.get(i), b.get(j)),
         };
-        let name = left.or(right).map(|e| e.0.clone()).unwrap_or_default();
-        let len = prefix.len();
-        prefix.extend_from_slice(&name);
+        let name: &[u8] = left.or(right).map(|e| &e.0[..]).unwrap_or_default();
         let is_tree = |e: Option<&(Vec<u8>, Oid, i32)>| e.is_some_and(|e| e.2 == TREE_MODE);
         let same = matches!((left, right), (Some(x), Some(y)) if x.1 == y.1 && x.2 == y.2);
         if !same {
-            // Subtrees: recurse (a tree on one side only is all adds or deletes).
+            let here = paths.add(prefix, name);
+            // Subtrees: later (a tree on one side only is all adds or deletes).
             if is_tree(left) || is_tree(right) {
-                prefix.push(b'/');
                 let lt = left.filter(|e| e.2 == TREE_MODE).map(|e| e.1);
                 let rt = right.filter(|e| e.2 == TREE_MODE).map(|e| e.1);
-                diff_trees(repo, lt, rt, prefix, out)?;
-                prefix.pop();
+                todo.push((lt, rt, here));
             }
             // Files (or a file replacing a tree, or the other way round).
             let lf = left.filter(|e| e.2 != TREE_MODE);
             let rf = right.filter(|e| e.2 != TREE_MODE);
+            let change = |status, new| Change {
+                status,
+                path: paths.full(here),
+                new,
+            };
             match (lf, rf) {
-                (Some(_), Some(y)) => out.push(Change {
-                    status: 'M',
-                    path: prefix.clone(),
-                    new: Some((y.1, y.2)),
-                }),
-                (Some(_), None) => out.push(Change {
-                    status: 'D',
-                    path: prefix.clone(),
-                    new: None,
-                }),
-                (None, Some(y)) => out.push(Change {
-                    status: 'A',
-                    path: prefix.clone(),
-                    new: Some((y.1, y.2)),
-                }),
+                (Some(_), Some(y)) => out.push(change('M', Some((y.1, y.2)))),
+                (Some(_), None) => out.push(change('D', None)),
+                (None, Some(y)) => out.push(change('A', Some((y.1, y.2)))),
                 (None, None) => {}
             }
         }
-        prefix.truncate(len);
         if left.is_some() {
             i += 1;
         }

@@ -27,8 +27,10 @@ use git2::Oid;
 use crate::error::FsResult;
 use crate::fs::{CommitFs, tree_kind};
 use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
+use crate::names::Paths;
 use crate::overlay::{Mat, Overlay};
 use crate::repo::{EntryKind, TreeEntry};
+use crate::treeobj::Listing;
 
 /// A kernel cache entry to drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +110,24 @@ fn is_dir(e: Option<&TreeEntry>) -> Option<Oid> {
     e.filter(|e| e.kind == EntryKind::Dir).map(|e| e.oid)
 }
 
-fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = path.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
+/// A step of a re-pointing pass.
+enum Step {
+    /// Re-point directory `dir` from tree `base` to tree `new`.
+    Visit {
+        dir: Ino,
+        base: Option<Oid>,
+        new: Option<Oid>,
+        path: usize,
+    },
+    /// After everything below `ino` (named `name` in `dir`, which both sides
+    /// changed) was re-pointed: settle what is left of it.
+    AfterMDir {
+        dir: Ino,
+        name: Box<[u8]>,
+        ino: Ino,
+        t: Option<TreeEntry>,
+        here: usize,
+    },
 }
 
 /// One re-pointing pass: the locks it holds and what it collects.
@@ -135,7 +148,7 @@ impl CommitFs {
         // The trees the pass compares are read into the tree cache first, with
         // no lock held: the pass itself holds the inode table, and reading
         // objects there would stall every request during a large pull.
-        self.warm_trees(Some(base), Some(snap.snapshot.tree), 0);
+        self.warm_trees(Some(base), Some(snap.snapshot.tree));
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
@@ -153,7 +166,7 @@ impl CommitFs {
                 invals: Vec::new(),
                 overridden: Vec::new(),
             };
-            self.repoint_dir(&mut pass, root, Some(base), Some(snap.snapshot.tree), b"")?;
+            self.repoint_dir(&mut pass, root, Some(base), Some(snap.snapshot.tree))?;
             // The root takes the new snapshot even when its tree is the same.
             if let Some(n) = pass.inodes.get(root) {
                 let kind = match &n.kind {
@@ -176,20 +189,73 @@ impl CommitFs {
     }
 
     /// Re-points directory `dir`, which showed `base` (None: it was not in the
-    /// base tree), at `new` (None: it is not in the new one).
+    /// base tree), at `new` (None: it is not in the new one), and everything
+    /// below it that changed. A loop over a stack of steps, not a recursion: a
+    /// tree may be any number of levels deep.
     fn repoint_dir(
         &self,
         pass: &mut Pass<'_>,
         dir: Ino,
         base: Option<Oid>,
         new: Option<Oid>,
-        path: &[u8],
+    ) -> FsResult<()> {
+        let mut paths = Paths::default();
+        let mut steps = vec![Step::Visit {
+            dir,
+            base,
+            new,
+            path: Paths::ROOT,
+        }];
+        while let Some(step) = steps.pop() {
+            match step {
+                Step::Visit {
+                    dir,
+                    base,
+                    new,
+                    path,
+                } => self.repoint_one(pass, &mut paths, &mut steps, dir, base, new, path)?,
+                Step::AfterMDir {
+                    dir,
+                    name,
+                    ino,
+                    t,
+                    here,
+                } => {
+                    // If they removed the directory or made it a file, what is
+                    // left is this mount's; nothing left, theirs wins.
+                    let emptied =
+                        matches!(pass.ov.mats.get(&ino), Some(Mat::Dir(c)) if c.is_empty());
+                    if is_dir(t.as_ref()).is_none() {
+                        if emptied {
+                            Self::replace(pass, dir, &name, Some(ino), t.as_ref());
+                        } else {
+                            pass.overridden.push(paths.full(here));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One directory of [`CommitFs::repoint_dir`]: its own entries; what must
+    /// be done below it goes on `steps`.
+    #[allow(clippy::too_many_arguments)]
+    fn repoint_one(
+        &self,
+        pass: &mut Pass<'_>,
+        paths: &mut Paths,
+        steps: &mut Vec<Step>,
+        dir: Ino,
+        base: Option<Oid>,
+        new: Option<Oid>,
+        path: usize,
     ) -> FsResult<()> {
         let Some(n) = pass.inodes.get(dir) else {
             return Ok(());
         };
-        let empty = Arc::new(Vec::new());
-        let list = |o: Option<Oid>| -> FsResult<Arc<Vec<TreeEntry>>> {
+        let empty = Arc::new(Listing::default());
+        let list = |o: Option<Oid>| -> FsResult<Arc<Listing>> {
             match o {
                 Some(o) => self.tree_entries(o),
                 None => Ok(empty.clone()),
@@ -208,15 +274,12 @@ impl CommitFs {
                         continue; // never looked up: nothing cached
                     };
                     match (&child.kind, is_dir(b), is_dir(t)) {
-                        (Kind::Tree { .. }, Some(bo), Some(to)) => {
-                            self.repoint_dir(
-                                pass,
-                                child.ino,
-                                Some(bo),
-                                Some(to),
-                                &join(path, name),
-                            )?;
-                        }
+                        (Kind::Tree { .. }, Some(bo), Some(to)) => steps.push(Step::Visit {
+                            dir: child.ino,
+                            base: Some(bo),
+                            new: Some(to),
+                            path: paths.add(path, name),
+                        }),
                         _ => Self::retire(pass, dir, name, child.ino),
                     }
                 }
@@ -231,8 +294,11 @@ impl CommitFs {
             }
             Kind::MDir { .. } => {
                 let (before, after) = (list(base)?, list(new)?);
+                // What the new tree holds unseen is what the directory's next
+                // tree keeps.
+                pass.ov.set_hidden(dir, &after);
                 for (name, b, t) in changed(&before, &after) {
-                    let here = join(path, name);
+                    let here = paths.add(path, name);
                     let ours = match pass.ov.mats.get(&dir) {
                         Some(Mat::Dir(c)) => c.get(name).and_then(|&i| pass.inodes.get(i)),
                         _ => None,
@@ -243,22 +309,23 @@ impl CommitFs {
                         _ => false,
                     };
                     if unchanged_by_us {
-                        log::debug!(
-                            "follow: {} takes the other side's version",
-                            String::from_utf8_lossy(&here)
-                        );
+                        if log::log_enabled!(log::Level::Debug) {
+                            log::debug!(
+                                "follow: {} takes the other side's version",
+                                String::from_utf8_lossy(&paths.full(here))
+                            );
+                        }
                         match (&ours, t) {
                             (Some(o), Some(t))
                                 if matches!(o.kind, Kind::Tree { .. })
                                     && t.kind == EntryKind::Dir =>
                             {
-                                self.repoint_dir(
-                                    pass,
-                                    o.ino,
-                                    b.map(|b| b.oid),
-                                    Some(t.oid),
-                                    &here,
-                                )?;
+                                steps.push(Step::Visit {
+                                    dir: o.ino,
+                                    base: b.map(|b| b.oid),
+                                    new: Some(t.oid),
+                                    path: here,
+                                });
                             }
                             (_, t) => {
                                 Self::replace(pass, dir, name, ours.as_ref().map(|o| o.ino), t)
@@ -273,21 +340,24 @@ impl CommitFs {
                                 && (b.is_none() || is_dir(b).is_some()) =>
                         {
                             // Both changed things inside a directory: per path
-                            // below. If they removed it or made it a file, what
-                            // is left is this mount's; nothing left, theirs wins.
-                            self.repoint_dir(pass, o.ino, is_dir(b), is_dir(t), &here)?;
-                            let emptied = matches!(pass.ov.mats.get(&o.ino), Some(Mat::Dir(c)) if c.is_empty());
-                            if is_dir(t).is_none() {
-                                if emptied {
-                                    Self::replace(pass, dir, name, Some(o.ino), t);
-                                } else {
-                                    pass.overridden.push(here);
-                                }
-                            }
+                            // below, then what is left of it (see `AfterMDir`).
+                            steps.push(Step::AfterMDir {
+                                dir,
+                                name: name.into(),
+                                ino: o.ino,
+                                t: t.cloned(),
+                                here,
+                            });
+                            steps.push(Step::Visit {
+                                dir: o.ino,
+                                base: is_dir(b),
+                                new: is_dir(t),
+                                path: here,
+                            });
                         }
                         Some(o) if t.is_some_and(|t| shows(pass.ov, o, t)) => {} // the same change
                         None if t.is_none() => {}                                // both deleted it
-                        _ => pass.overridden.push(here),
+                        _ => pass.overridden.push(paths.full(here)),
                     }
                 }
                 pass.invals.push(Inval::Inode(dir));
@@ -298,23 +368,31 @@ impl CommitFs {
     }
 
     /// Reads the trees of every directory that differs between `a` and `b`
-    /// into the tree cache. Only a hint: a tree that cannot be read is left
-    /// for the pass to report if it needs it.
-    fn warm_trees(&self, a: Option<Oid>, b: Option<Oid>, depth: usize) {
-        if a == b || depth > 256 {
-            return;
-        }
-        let read = |o: Option<Oid>| match o {
-            Some(o) => self.tree_entries(o).ok(),
-            None => Some(Arc::new(Vec::new())),
-        };
-        let (Some(la), Some(lb)) = (read(a), read(b)) else {
-            return;
-        };
-        for (_, x, y) in changed(&la, &lb) {
-            let (dx, dy) = (is_dir(x), is_dir(y));
-            if dx.is_some() || dy.is_some() {
-                self.warm_trees(dx, dy, depth + 1);
+    /// into the tree cache, at most `WARM_DEPTH` levels down and `WARM_TREES`
+    /// trees in all. Only a hint: a tree that cannot be read is left for the
+    /// pass to report if it needs it.
+    fn warm_trees(&self, a: Option<Oid>, b: Option<Oid>) {
+        const WARM_DEPTH: usize = 256;
+        const WARM_TREES: usize = 65536;
+        let mut todo = vec![(a, b, 0usize)];
+        let mut read_count = 0;
+        while let Some((a, b, depth)) = todo.pop() {
+            if a == b || depth > WARM_DEPTH || read_count > WARM_TREES {
+                continue;
+            }
+            let read = |o: Option<Oid>| match o {
+                Some(o) => self.tree_entries(o).ok(),
+                None => Some(Arc::new(Listing::default())),
+            };
+            read_count += 2;
+            let (Some(la), Some(lb)) = (read(a), read(b)) else {
+                continue;
+            };
+            for (_, x, y) in changed(&la, &lb) {
+                let (dx, dy) = (is_dir(x), is_dir(y));
+                if dx.is_some() || dy.is_some() {
+                    todo.push((dx, dy, depth + 1));
+                }
             }
         }
     }

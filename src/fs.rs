@@ -11,8 +11,8 @@
 //! - `blobs`: blob contents (see `blob_cache.rs`).
 //! - `handles`: open directories (files need no handle: reads go by inode).
 //!
-//! Lock order: `inodes` before `handles`; the caches' locks are leaves (never held
-//! while taking another lock).
+//! Lock order: `inodes` before `handles`; the caches' locks and `branch_roots`
+//! are leaves (never held while taking another lock).
 //!
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.
@@ -34,6 +34,7 @@ use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::overlay::Overlay;
 use crate::prefetch::{self, Job, Prefetcher};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
+use crate::treeobj::Listing;
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
 /// change; a branch directory keeps the tip it was first looked up at.
@@ -220,7 +221,7 @@ enum Handle {
         snap: Arc<Snap>,
         /// The tree listed (the directory may be re-pointed since).
         oid: Oid,
-        entries: Arc<Vec<TreeEntry>>,
+        entries: Arc<Listing>,
     },
 }
 
@@ -261,6 +262,11 @@ pub struct CommitFs {
     pub(crate) wstore: Arc<crate::wdata::Store>,
     /// Branches this mount has written to (see `commit.rs`).
     pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
+    /// The branch root of each inode a change was made in (a node never moves
+    /// to another branch, and numbers are never reused), so that finding the
+    /// branch of a change deep in a tree does not walk every level each time.
+    /// A leaf lock.
+    pub(crate) branch_roots: Mutex<HashMap<Ino, Ino>>,
     pub(crate) sched: Scheduler,
     /// Objects written by commits that were not made durable (settle-window
     /// commits): the next durable commit syncs them before moving a ref.
@@ -280,7 +286,7 @@ pub struct CommitFs {
 }
 
 struct TreeCache {
-    map: LruCache<Oid, Arc<Vec<TreeEntry>>>,
+    map: LruCache<Oid, Arc<Listing>>,
     entries: usize,
 }
 
@@ -333,6 +339,7 @@ impl CommitFs {
             listed: Mutex::new(HashMap::new()),
             ov: Mutex::new(Overlay::default()),
             branches: Mutex::new(HashMap::new()),
+            branch_roots: Mutex::new(HashMap::new()),
             sched: Scheduler::default(),
             unsynced: Mutex::new(Vec::new()),
             unsynced_pack: std::sync::atomic::AtomicBool::new(false),
@@ -356,7 +363,7 @@ impl CommitFs {
         self.node(ino)
     }
 
-    pub(crate) fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Vec<TreeEntry>>> {
+    pub(crate) fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Listing>> {
         self.tree(oid)
     }
 
@@ -641,7 +648,7 @@ impl CommitFs {
         Ok(s)
     }
 
-    fn tree(&self, oid: Oid) -> FsResult<Arc<Vec<TreeEntry>>> {
+    fn tree(&self, oid: Oid) -> FsResult<Arc<Listing>> {
         if let Some(t) = self.trees.lock().map.get(&oid) {
             return Ok(t.clone());
         }
@@ -681,7 +688,20 @@ impl CommitFs {
                         "symlink {oid} has a target of {size} bytes, over PATH_MAX"
                     )));
                 }
-                Ok(self.blobs.get(&self.repo, *oid)?.to_vec())
+                let target = self.blobs.get(&self.repo, *oid)?;
+                // An empty target would act as a link to its own directory, and
+                // a NUL cannot be in a path: neither is a link Git could check out.
+                if target.is_empty() || target.contains(&0) {
+                    return Err(FsError::io(format!(
+                        "symlink {oid} has an {} target; not served",
+                        if target.is_empty() {
+                            "empty"
+                        } else {
+                            "NUL-holding"
+                        }
+                    )));
+                }
+                Ok(target.to_vec())
             }
             Kind::MSymlink { target, .. } => Ok(target.to_vec()),
             _ => Err(FsError::Invalid),
@@ -904,8 +924,7 @@ impl CommitFs {
             // A directory re-pointed at another writer's tree since this
             // handle was opened: its names are taken from the tree it shows
             // now, so that no old version comes back (see follow.rs).
-            let now: Option<(Arc<Snap>, Arc<Vec<TreeEntry>>)> = match (&*listing, inodes.get(n.ino))
-            {
+            let now: Option<(Arc<Snap>, Arc<Listing>)> = match (&*listing, inodes.get(n.ino)) {
                 (Handle::Tree { oid, .. }, Some(cur)) => match &cur.kind {
                     Kind::Tree { snap, oid: c } if c != oid => Some((snap.clone(), self.tree(*c)?)),
                     _ => None,

@@ -11,6 +11,8 @@
 //! - `commit`: overlay -> trees -> commit -> ref; the settle window; scratch files.
 //! - `prefetch`: pushes small files of listed directories into the page cache.
 //! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
+//! - `names`: which entry names may be shown or made (git's `verify_path`).
+//! - `treeobj`: tree objects parsed and written as bytes (hostile ones too).
 //! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
 
 pub mod blob_cache;
@@ -24,10 +26,12 @@ pub mod follow;
 pub mod fs;
 pub mod fuse;
 pub mod inodes;
+pub mod names;
 pub mod overlay;
 pub mod pack_stream;
 pub mod prefetch;
 pub mod repo;
 pub mod sync;
+pub mod treeobj;
 pub mod watch;
 pub mod wdata;

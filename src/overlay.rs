@@ -81,6 +81,21 @@ pub struct Overlay {
     /// Inodes another writer's change replaced or removed (see follow.rs):
     /// still readable, never written again, and nothing is made below them.
     pub stale: std::collections::HashSet<Ino>,
+    /// Of a materialized directory whose tree holds entries the mount does not
+    /// show (see `treeobj`): that tree's listing. Its hidden entries go into
+    /// the directory's next tree exactly as they were, unseen and untouched.
+    pub hidden: HashMap<Ino, Arc<crate::treeobj::Listing>>,
+}
+
+impl Overlay {
+    /// Directory `ino` now stands for a tree with this listing.
+    pub(crate) fn set_hidden(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
+        if listing.hidden.is_empty() {
+            self.hidden.remove(&ino);
+        } else {
+            self.hidden.insert(ino, listing.clone());
+        }
+    }
 }
 
 /// What a setattr asks for.
@@ -97,12 +112,14 @@ pub struct SetAttr {
 pub const RENAME_NOREPLACE: u32 = 1;
 pub const RENAME_EXCHANGE: u32 = 2;
 
-/// A name a program may create: EINVAL for one Git must never store.
-fn check_new_name(name: &[u8]) -> FsResult<()> {
+/// A name a program may create: EINVAL for one Git must never store or would
+/// refuse to check out (`.git` in any case and its aliases; see `names`), and
+/// for a symlink, also `.gitmodules` and its aliases.
+fn check_new_name(name: &[u8], symlink: bool) -> FsResult<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
     }
-    if !valid_name(name) || name.eq_ignore_ascii_case(b".git") {
+    if !valid_name(name) || crate::names::refused(name, symlink) {
         return Err(FsError::Invalid);
     }
     Ok(())
@@ -139,19 +156,41 @@ impl CommitFs {
                 .is_some_and(|p| matches!(p.kind, Kind::Root | Kind::BranchNs(_)))
     }
 
-    /// Materializes directory `ino` and its ancestors up to the branch root.
+    /// Materializes directory `ino` and its ancestors up to the branch root,
+    /// top down, without recursion (a chain may be any number of levels deep).
     pub(crate) fn mat_dir(&self, inodes: &mut Inodes, ov: &mut Overlay, ino: Ino) -> FsResult<()> {
-        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-        let (snap, oid) = match &n.kind {
-            Kind::MDir { .. } => return Ok(()),
-            Kind::Tree { snap, oid } => (snap.clone(), *oid),
-            Kind::Submodule { .. } => return Err(FsError::ReadOnly),
-            k if k.is_dir() => return Err(FsError::ReadOnly),
-            _ => return Err(FsError::NotDir),
-        };
-        if !self.is_branch_root(inodes, &n) {
-            self.mat_dir(inodes, ov, n.parent)?;
+        let mut chain = Vec::new();
+        let mut at = ino;
+        loop {
+            let n = inodes.get(at).ok_or(FsError::NotFound)?;
+            match &n.kind {
+                Kind::MDir { .. } => break,
+                Kind::Tree { .. } => {}
+                Kind::Submodule { .. } => return Err(FsError::ReadOnly),
+                k if k.is_dir() => return Err(FsError::ReadOnly),
+                _ => return Err(FsError::NotDir),
+            }
+            chain.push(at);
+            if self.is_branch_root(inodes, &n) {
+                break;
+            }
+            at = n.parent;
         }
+        for &dir in chain.iter().rev() {
+            self.mat_one_dir(inodes, ov, dir)?;
+        }
+        Ok(())
+    }
+
+    /// Materializes directory `ino`, whose parent is materialized (or which is
+    /// the branch root): its children move into the overlay, and what its tree
+    /// holds that the mount does not show is kept for its next tree.
+    fn mat_one_dir(&self, inodes: &mut Inodes, ov: &mut Overlay, ino: Ino) -> FsResult<()> {
+        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+        let Kind::Tree { snap, oid } = &n.kind else {
+            return Ok(());
+        };
+        let (snap, oid) = (snap.clone(), *oid);
         let entries = self.tree_entries(oid)?;
         let mut children = BTreeMap::new();
         for e in entries.iter() {
@@ -166,6 +205,7 @@ impl CommitFs {
             children.insert(e.name.clone(), child);
         }
         ov.mats.insert(ino, Mat::Dir(children));
+        ov.set_hidden(ino, &entries);
         inodes.set_kind(ino, Kind::MDir { snap });
         Ok(())
     }
@@ -346,7 +386,7 @@ impl CommitFs {
 
     /// create(2) and mknod(2) of a regular file.
     pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
-        check_new_name(name)?;
+        check_new_name(name, false)?;
         let data = crate::wdata::Data::new(&self.wstore);
         let node = {
             let mut inodes = self.inodes.write();
@@ -382,7 +422,7 @@ impl CommitFs {
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
-        check_new_name(name)?;
+        check_new_name(name, false)?;
         let p = self.node_of(parent)?;
         if let Some(ns) = crate::branches::branch_ns(&p) {
             return self.mkdir_branch(&p, ns, name);
@@ -402,8 +442,8 @@ impl CommitFs {
     }
 
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8]) -> FsResult<Entry> {
-        check_new_name(name)?;
-        if target.is_empty() || target.len() > 4096 {
+        check_new_name(name, true)?;
+        if target.is_empty() || target.len() > 4096 || target.contains(&0) {
             return Err(FsError::Invalid);
         }
         let node = {
@@ -491,7 +531,7 @@ impl CommitFs {
         new_name: &[u8],
         flags: u32,
     ) -> FsResult<()> {
-        check_new_name(new_name)?;
+        check_new_name(new_name, false)?;
         {
             // Branch directories (children of the root or a namespace) rename
             // branches; nothing moves between them and the inside of a branch.
@@ -528,6 +568,14 @@ impl CommitFs {
             let src = *Self::children_mut(&mut ov, parent)?
                 .get(name)
                 .ok_or(FsError::NotFound)?;
+            if crate::names::refused(new_name, true)
+                && inodes
+                    .get(src)
+                    .is_some_and(|n| matches!(n.kind, Kind::Symlink { .. } | Kind::MSymlink { .. }))
+            {
+                // A symlink named `.gitmodules`: Git would refuse to check it out.
+                return Err(FsError::Invalid);
+            }
             let dst = Self::children_mut(&mut ov, new_parent)?
                 .get(new_name)
                 .copied();
@@ -739,6 +787,7 @@ impl CommitFs {
         let mut ov = self.ov.lock();
         ov.mats.remove(&ino);
         ov.meta.remove(&ino);
+        ov.hidden.remove(&ino);
         inodes.drop_orphan(ino);
     }
 
@@ -764,7 +813,7 @@ impl CommitFs {
             return false;
         }
         let mut at = ino;
-        for _ in 0..4096 {
+        for _ in 0..=inodes.len() {
             if ov.stale.contains(&at) {
                 return true;
             }

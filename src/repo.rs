@@ -16,9 +16,10 @@ use git2::{ObjectType, Oid, Repository, RepositoryOpenFlags};
 use parking_lot::Mutex;
 
 use crate::error::{FsError, FsResult};
+use crate::treeobj::Listing;
 
 /// The longest name a tree entry may have to be served.
-pub const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = crate::names::NAME_MAX;
 /// A tree object larger than this is refused with EIO (a 64 MiB tree holds about a
 /// million entries; anything bigger is hostile or broken).
 pub const MAX_TREE_BYTES: usize = 64 << 20;
@@ -77,6 +78,9 @@ impl std::fmt::Display for OpenError {
 pub struct Repo {
     git_dir: PathBuf,
     pool: Mutex<Vec<Repository>>,
+    /// Trees already warned about (so a tree read again after the cache
+    /// dropped it is not logged again).
+    warned_trees: Mutex<lru::LruCache<Oid, ()>>,
 }
 
 impl Repo {
@@ -114,6 +118,9 @@ impl Repo {
         Ok(Repo {
             git_dir,
             pool: Mutex::new(vec![repo]),
+            warned_trees: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -227,11 +234,13 @@ impl Repo {
         })
     }
 
-    /// The entries of a tree, with names Git would never write skipped (one warning
-    /// per tree), sorted by name bytes so that lookups can binary-search.
-    pub fn read_tree(&self, oid: Oid) -> FsResult<Vec<TreeEntry>> {
-        self.with(|repo| {
-            let (size, kind) = repo.odb()?.read_header(oid)?;
+    /// A tree as the mount shows it: entries sorted by name bytes (so that
+    /// lookups can binary-search), and those it does not show kept apart (see
+    /// `treeobj`), with one warning per tree for what was skipped.
+    pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
+        let listing = self.with(|repo| {
+            let odb = repo.odb()?;
+            let (size, kind) = odb.read_header(oid)?;
             if kind != ObjectType::Tree {
                 return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
             }
@@ -240,47 +249,52 @@ impl Repo {
                     "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
                 )));
             }
-            let tree = repo.find_tree(oid)?;
-            let mut out = Vec::with_capacity(tree.len());
-            let mut skipped = 0usize;
-            for e in tree.iter() {
-                let name = e.name_bytes();
-                if !valid_name(name) {
-                    skipped += 1;
-                    continue;
+            let obj = odb.read(oid)?;
+            Ok(crate::treeobj::parse(obj.data()))
+        })?;
+        if !listing.skipped.is_empty() && self.warned_trees.lock().put(oid, ()).is_none() {
+            let shown: Vec<String> = listing
+                .skipped
+                .iter()
+                .take(8)
+                .map(|(why, name)| {
+                    format!("{:?} ({})", String::from_utf8_lossy(name), why.describe())
+                })
+                .collect();
+            log::warn!(
+                "tree {oid}: {} entr{} not shown: {}{}",
+                listing.skipped.len(),
+                if listing.skipped.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                shown.join(", "),
+                if listing.skipped.len() > 8 {
+                    ", ..."
+                } else {
+                    ""
                 }
-                let kind = match e.filemode_raw() {
-                    0o100755 => EntryKind::File { executable: true },
-                    0o100644 | 0o100664 | 0o100600 | 0o100000 => {
-                        EntryKind::File { executable: false }
-                    }
-                    0o120000 => EntryKind::Symlink,
-                    0o040000 => EntryKind::Dir,
-                    0o160000 => EntryKind::Submodule,
-                    other => {
-                        log::warn!(
-                            "tree {oid}: entry {:?} has unknown mode {other:o}; skipped",
-                            String::from_utf8_lossy(name)
-                        );
-                        continue;
-                    }
-                };
-                out.push(TreeEntry {
-                    name: name.into(),
-                    oid: e.id(),
-                    kind,
-                });
-            }
-            if skipped > 0 {
-                log::warn!(
-                    "tree {oid}: skipped {skipped} entr{} with a name Git never writes ('.', '..', empty, '/', or too long)",
-                    if skipped == 1 { "y" } else { "ies" }
-                );
-            }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            out.dedup_by(|a, b| a.name == b.name);
-            Ok(out)
-        })
+            );
+        }
+        Ok(listing)
+    }
+
+    /// Every entry of a tree as stored, hidden ones included (for diffs, which
+    /// must see what changed however hostile).
+    pub fn raw_tree(repo: &Repository, oid: Oid) -> FsResult<Vec<crate::treeobj::RawEntry>> {
+        let odb = repo.odb()?;
+        let (size, kind) = odb.read_header(oid)?;
+        if kind != ObjectType::Tree {
+            return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
+        }
+        if size > MAX_TREE_BYTES {
+            return Err(FsError::io(format!(
+                "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
+            )));
+        }
+        let obj = odb.read(oid)?;
+        Ok(crate::treeobj::parse_raw(obj.data()).0)
     }
 
     /// A blob's size from its object header, without inflating it.
@@ -501,14 +515,54 @@ fn object_dirs(repo: &Repository) -> Vec<PathBuf> {
     dirs
 }
 
-/// Whether a tree entry name is one Git could have written and a kernel can serve.
-pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name != b"."
-        && name != b".."
-        && name.len() <= NAME_MAX
-        && !name.contains(&b'/')
-        && !name.contains(&0)
+pub use crate::names::valid_name;
+
+/// Writes a commit object of `tree` with `parents`, as bytes: libgit2's own
+/// commit creation parses the tree first and refuses one that holds entries
+/// a mount keeps unseen (an empty name, a mode over 16 bits).
+pub fn write_commit(
+    repo: &Repository,
+    tree: Oid,
+    parents: &[Oid],
+    sig: &git2::Signature<'_>,
+    msg: &str,
+) -> FsResult<Oid> {
+    fn person(out: &mut Vec<u8>, what: &str, s: &git2::Signature<'_>) {
+        let t = s.when();
+        let off = t.offset_minutes();
+        out.extend_from_slice(what.as_bytes());
+        out.push(b' ');
+        // Git's own rule: no '<', '>' or newline inside a name or an email.
+        let clean = |b: &[u8]| -> Vec<u8> {
+            b.iter()
+                .copied()
+                .filter(|c| !matches!(c, b'<' | b'>' | b'\n'))
+                .collect()
+        };
+        out.extend_from_slice(&clean(s.name_bytes()));
+        out.extend_from_slice(b" <");
+        out.extend_from_slice(&clean(s.email_bytes()));
+        out.extend_from_slice(
+            format!(
+                "> {} {}{:02}{:02}\n",
+                t.seconds(),
+                if off < 0 { '-' } else { '+' },
+                off.abs() / 60,
+                off.abs() % 60
+            )
+            .as_bytes(),
+        );
+    }
+    let mut out = Vec::with_capacity(256 + msg.len());
+    out.extend_from_slice(format!("tree {tree}\n").as_bytes());
+    for p in parents {
+        out.extend_from_slice(format!("parent {p}\n").as_bytes());
+    }
+    person(&mut out, "author", sig);
+    person(&mut out, "committer", sig);
+    out.push(b'\n');
+    out.extend_from_slice(msg.as_bytes());
+    Ok(repo.odb()?.write(ObjectType::Commit, &out)?)
 }
 
 /// Where the server's branches and tags are remembered after a fetch (a
@@ -735,7 +789,7 @@ impl Repo {
 /// `flush`: nothing may name them in a ref before that.
 #[derive(Default)]
 pub struct ObjectBatch {
-    objects: Vec<(Oid, Vec<u8>)>,
+    objects: Vec<(Oid, ObjectType, Vec<u8>)>,
     seen: std::collections::HashSet<Oid>,
     bytes: usize,
     /// A pack was written since the last `take_wrote_pack`.
@@ -753,14 +807,19 @@ impl ObjectBatch {
     /// Adds a blob; returns its id. The caller must `flush` before the id is used
     /// by anything that outlives the commit.
     pub fn add_blob(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
-        use sha1::{Digest, Sha1};
-        let mut h = Sha1::new();
-        h.update(format!("blob {}\0", data.len()).as_bytes());
-        h.update(&data);
-        let oid = Oid::from_bytes(&h.finalize())?;
+        self.add(repo, ObjectType::Blob, data)
+    }
+
+    /// Adds a tree object (its bytes, as `treeobj::serialize` gives them).
+    pub fn add_tree(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
+        self.add(repo, ObjectType::Tree, data)
+    }
+
+    fn add(&mut self, repo: &Repository, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
+        let oid = crate::treeobj::hash_object(kind.str(), &data);
         if self.seen.insert(oid) {
             self.bytes += data.len();
-            self.objects.push((oid, data));
+            self.objects.push((oid, kind, data));
             if self.bytes >= Self::MAX_BYTES {
                 self.flush(repo)?;
             }
@@ -784,10 +843,10 @@ impl ObjectBatch {
         self.bytes = 0;
         if objects.len() < Self::PACK_MIN {
             let odb = repo.odb()?;
-            for (oid, data) in &objects {
-                let wrote = odb.write(ObjectType::Blob, data)?;
+            for (oid, kind, data) in &objects {
+                let wrote = odb.write(*kind, data)?;
                 if wrote != *oid {
-                    return Err(FsError::io(format!("blob {oid} was stored as {wrote}")));
+                    return Err(FsError::io(format!("{kind} {oid} was stored as {wrote}")));
                 }
             }
             return Ok(());
@@ -805,22 +864,33 @@ impl ObjectBatch {
     }
 }
 
-/// A version 2 packfile holding `objects` (all blobs, none deltified), each
-/// deflated at the fastest level.
-fn encode_pack(objects: &[(Oid, Vec<u8>)]) -> FsResult<Vec<u8>> {
+/// A version 2 packfile holding `objects` (blobs and trees, none deltified),
+/// each deflated at the fastest level.
+fn encode_pack(objects: &[(Oid, ObjectType, Vec<u8>)]) -> FsResult<Vec<u8>> {
     use sha1::{Digest, Sha1};
     use std::io::Write;
     let count =
         u32::try_from(objects.len()).map_err(|_| FsError::io("too many objects for one pack"))?;
-    let mut out =
-        Vec::with_capacity(objects.iter().map(|(_, d)| d.len() / 2 + 16).sum::<usize>() + 32);
+    let mut out = Vec::with_capacity(
+        objects
+            .iter()
+            .map(|(_, _, d)| d.len() / 2 + 16)
+            .sum::<usize>()
+            + 32,
+    );
     out.extend_from_slice(b"PACK");
     out.extend_from_slice(&2u32.to_be_bytes());
     out.extend_from_slice(&count.to_be_bytes());
-    for (_, data) in objects {
-        // Type 3 (blob) and the size, 4 bits then 7 bits per byte.
+    for (_, kind, data) in objects {
+        // The type (1 commit, 2 tree, 3 blob) and the size, 4 bits then 7 bits
+        // per byte.
+        let t: u8 = match kind {
+            ObjectType::Commit => 1,
+            ObjectType::Tree => 2,
+            _ => 3,
+        };
         let mut size = data.len() as u64;
-        let mut c = (3u8 << 4) | (size & 0x0f) as u8;
+        let mut c = (t << 4) | (size & 0x0f) as u8;
         size >>= 4;
         while size != 0 {
             out.push(c | 0x80);
