@@ -285,6 +285,16 @@ impl CommitFs {
                 // reverts nothing of theirs.
                 let tip = repo.refname_to_id(&refname).ok();
                 if let Some(t) = tip
+                    && repo.find_object(t, None).map(|o| o.kind()).ok().flatten()
+                        != Some(git2::ObjectType::Commit)
+                {
+                    // Someone pointed the branch at a tree or a tag object: a
+                    // commit on it would name a parent that is no commit.
+                    return Err(FsError::io(format!(
+                        "{refname} was moved to {t}, which is not a commit; not committing on it (the changes stay pending)"
+                    )));
+                }
+                if let Some(t) = tip
                     && b.st.lock().base != Some(t)
                 {
                     self.follow_locked(b, t)?;
@@ -952,6 +962,7 @@ fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
     while let Some((old, new, prefix)) = todo.pop() {
         diff_one(repo, old, new, prefix, &mut paths, &mut todo, &mut out)?;
     }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 

@@ -486,7 +486,11 @@ impl CommitFs {
                     return Ok(existing);
                 }
                 let snapshot = self.repo.snapshot(target)?;
-                let source = if is_branch {
+                // Only a ref that names a commit can take commits: one under
+                // refs/heads/ that names a tree or a tag object is shown
+                // read-only (a commit on it could never be compared and
+                // swapped in, and would block unmount).
+                let source = if is_branch && snapshot.commit == Some(target) {
                     SnapSource::Branch(short.clone().into())
                 } else {
                     SnapSource::Fixed
@@ -1176,7 +1180,9 @@ fn resolve_ref_arg(repo: &Repo, r: &str) -> Result<Snap, String> {
         if let Some(target) = repo.ref_target(full.as_bytes()).map_err(fail)? {
             let snapshot = repo.snapshot(target).map_err(fail)?;
             let is_branch = branch || full.starts_with("refs/heads/");
-            let source = if is_branch {
+            // As in a whole-repository mount: only a ref naming a commit is
+            // writable.
+            let source = if is_branch && snapshot.commit == Some(target) {
                 let short = full.strip_prefix("refs/heads/").unwrap_or(&full);
                 SnapSource::Branch(short.as_bytes().into())
             } else {

@@ -30,6 +30,7 @@ pub mod names;
 pub mod overlay;
 pub mod pack_stream;
 pub mod prefetch;
+pub mod refs_file;
 pub mod repo;
 pub mod sync;
 pub mod treeobj;

@@ -81,6 +81,12 @@ pub struct Repo {
     /// Trees already warned about (so a tree read again after the cache
     /// dropped it is not logged again).
     warned_trees: Mutex<lru::LruCache<Oid, ()>>,
+    /// The refs were found damaged and that was logged.
+    refs_warned: std::sync::atomic::AtomicBool,
+    /// `packed-refs` as last looked at (mtime, size, inode) and whether it had
+    /// bad lines. A leaf lock.
+    #[allow(clippy::type_complexity)]
+    packed_health: Mutex<Option<(Option<(Option<std::time::SystemTime>, u64, u64)>, bool)>>,
 }
 
 impl Repo {
@@ -118,6 +124,8 @@ impl Repo {
         Ok(Repo {
             git_dir,
             pool: Mutex::new(vec![repo]),
+            refs_warned: std::sync::atomic::AtomicBool::new(false),
+            packed_health: Mutex::new(None),
             warned_trees: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
@@ -140,47 +148,122 @@ impl Repo {
     }
 
     /// All refs under `prefix` (`refs/heads/` or `refs/tags/`), as (name without the
-    /// prefix, target). Symbolic refs under the prefix are skipped.
+    /// prefix, target). Symbolic refs under the prefix are skipped. When
+    /// libgit2 cannot read the refs (a corrupt `packed-refs` fails them all),
+    /// they are read by hand instead, skipping only the lines that are bad,
+    /// and the damage is logged once.
     pub fn refs(&self, prefix: &str) -> FsResult<Vec<(Vec<u8>, Oid)>> {
-        self.with(|repo| {
-            let mut out = Vec::new();
-            for r in repo.references_glob(&format!("{prefix}*"))? {
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => {
-                        log::warn!("skipping unreadable ref under {prefix}: {}", e.message());
-                        continue;
+        let by_git = if self.packed_refs_damaged() {
+            Err(FsError::io("packed-refs has lines that are not refs"))
+        } else {
+            self.with(|repo| {
+                let mut out = Vec::new();
+                for r in repo.references_glob(&format!("{prefix}*"))? {
+                    let r = r?;
+                    let Some(target) = r.target() else { continue };
+                    if let Some(short) = r.name_bytes().strip_prefix(prefix.as_bytes()) {
+                        out.push((short.to_vec(), target));
                     }
-                };
-                let Some(target) = r.target() else { continue };
-                if let Some(short) = r.name_bytes().strip_prefix(prefix.as_bytes()) {
-                    out.push((short.to_vec(), target));
                 }
+                out.sort();
+                Ok(out)
+            })
+        };
+        match by_git {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refs_damaged(&e);
+                let all = crate::refs_file::read_refs(&self.common_dir());
+                let mut out: Vec<(Vec<u8>, Oid)> = all
+                    .refs
+                    .into_iter()
+                    .filter_map(|(name, oid)| {
+                        name.strip_prefix(prefix.as_bytes())
+                            .map(|s| (s.to_vec(), oid))
+                    })
+                    .collect();
+                out.sort();
+                Ok(out)
             }
-            out.sort();
-            Ok(out)
-        })
+        }
+    }
+
+    /// The directory that holds the refs and objects (a worktree's `.git`
+    /// shares them with its main repository).
+    fn common_dir(&self) -> PathBuf {
+        self.with(|repo| Ok(repo.commondir().to_path_buf()))
+            .unwrap_or_else(|_| self.git_dir.clone())
+    }
+
+    /// Whether `packed-refs` holds lines that are not refs. libgit2 then
+    /// drops every packed ref without a word (or fails them all), so the refs
+    /// are read by hand instead. Parsed again only when the file changes.
+    fn packed_refs_damaged(&self) -> bool {
+        let path = self.common_dir().join("packed-refs");
+        let stamp = std::fs::metadata(&path).ok().map(|m| {
+            (
+                m.modified().ok(),
+                m.len(),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
+        });
+        let mut known = self.packed_health.lock();
+        if let Some((s, bad)) = &*known
+            && *s == stamp
+        {
+            return *bad;
+        }
+        let bad = stamp.is_some()
+            && std::fs::read(&path)
+                .map(|d| crate::refs_file::parse_packed(&d).1 > 0)
+                .unwrap_or(false);
+        *known = Some((stamp, bad));
+        bad
+    }
+
+    /// Logs, once for the mount, that the refs could not be read by libgit2.
+    fn refs_damaged(&self, e: &FsError) {
+        use std::sync::atomic::Ordering;
+        if !self.refs_warned.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "the repository's refs cannot be read by libgit2 ({e}); reading them by hand, skipping what is damaged (is packed-refs corrupt?)"
+            );
+        } else {
+            log::debug!("refs still damaged: {e}");
+        }
     }
 
     /// The commit a ref points to now, if the ref exists.
     pub fn ref_target(&self, full_name: &[u8]) -> FsResult<Option<Oid>> {
         let Ok(name) = std::str::from_utf8(full_name) else {
             // libgit2 takes ref names as C strings; a non-UTF-8 ref is looked up by scan.
-            return self.with(|repo| {
-                for r in repo.references()?.flatten() {
-                    if r.name_bytes() == full_name {
-                        return Ok(r.resolve().ok().and_then(|r| r.target()));
-                    }
-                }
-                Ok(None)
-            });
+            return Ok(self
+                .refs("refs/")?
+                .into_iter()
+                .find(|(n, _)| full_name.strip_prefix(b"refs/") == Some(&n[..]))
+                .map(|(_, o)| o));
         };
-        self.with(|repo| match repo.find_reference(name) {
-            Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target())),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) if e.code() == git2::ErrorCode::InvalidSpec => Ok(None),
-            Err(e) => Err(e.into()),
-        })
+        let by_git = if self.packed_refs_damaged() {
+            Err(FsError::io("packed-refs has lines that are not refs"))
+        } else {
+            self.with(|repo| match repo.find_reference(name) {
+                Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target())),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+                Err(e) if e.code() == git2::ErrorCode::InvalidSpec => Ok(None),
+                Err(e) => Err(e.into()),
+            })
+        };
+        match by_git {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refs_damaged(&e);
+                Ok(crate::refs_file::read_refs(&self.common_dir())
+                    .refs
+                    .into_iter()
+                    .find(|(n, _)| n == full_name)
+                    .map(|(_, o)| o))
+            }
+        }
     }
 
     /// What HEAD names: `Ok(Head::Branch(name))` for a symbolic HEAD on an existing

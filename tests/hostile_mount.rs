@@ -1,0 +1,357 @@
+//! A repository is untrusted input (SEMANTICS: "A repository is untrusted
+//! input"): a repository crafted object by object, holding every odd entry a
+//! hostile one could, mounted for real.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A tree object's bytes, entries given as (mode, name, id) in the order to
+/// store them (the test writes what an attacker would, unsorted if it likes).
+fn raw_tree(entries: &[(&str, &[u8], git2::Oid)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (mode, name, oid) in entries {
+        out.extend_from_slice(mode.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(oid.as_bytes());
+    }
+    out
+}
+
+struct Hostile {
+    _r: TestRepo,
+    bare: std::path::PathBuf,
+    canary: std::path::PathBuf,
+    root_tree: git2::Oid,
+    evil_tree: git2::Oid,
+}
+
+/// main: a README, `evil/` holding a `.git/config` whose core.fsmonitor would
+/// create the canary, `.GIT/`, aliases of `.git`, an empty name, an unknown
+/// mode, a duplicate, a file and a directory of one name, empty and
+/// NUL-holding symlink targets, a `.gitmodules` symlink. A branch naming a
+/// tree and one naming a tag object.
+fn hostile() -> Hostile {
+    let r = TestRepo::new();
+    r.write("README", b"hello\n");
+    r.commit("init");
+    let bare = r.publish();
+    let canary = r.dir.path().join("CANARY");
+    let repo = git2::Repository::open_bare(&bare).unwrap();
+    let odb = repo.odb().unwrap();
+    let blob = |data: &[u8]| odb.write(git2::ObjectType::Blob, data).unwrap();
+    let tree = |entries: &[(&str, &[u8], git2::Oid)]| {
+        odb.write(git2::ObjectType::Tree, &raw_tree(entries))
+            .unwrap()
+    };
+    let config = blob(
+        format!(
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfsmonitor = \"touch {}; false\"\n",
+            canary.display()
+        )
+        .as_bytes(),
+    );
+    let head = blob(b"ref: refs/heads/main\n");
+    let hook = blob(format!("#!/bin/sh\ntouch {}\n", canary.display()).as_bytes());
+    let hooks = tree(&[("100755", b"post-checkout", hook)]);
+    let empty_tree = tree(&[]);
+    let dotgit = tree(&[
+        ("100644", b"HEAD", head),
+        ("100644", b"config", config),
+        ("40000", b"hooks", hooks),
+        ("40000", b"objects", empty_tree),
+        ("40000", b"refs", empty_tree),
+    ]);
+    let file = blob(b"inside evil\n");
+    let evil = tree(&[("40000", b".git", dotgit), ("100644", b"file.txt", file)]);
+    let readme = blob(b"hello\n");
+    let first = blob(b"first\n");
+    let second = blob(b"second\n");
+    let clash_file = blob(b"the file\n");
+    let clash_dir = tree(&[("100644", b"inner", file)]);
+    let empty = blob(b"");
+    let nul = blob(b"a\0b");
+    let target = blob(b"README");
+    let root = tree(&[
+        ("100644", b"", readme),
+        ("40000", b".GIT", dotgit),
+        ("40000", b".git ", dotgit),
+        ("40000", b".git.", dotgit),
+        ("40000", "\u{200c}.git".as_bytes(), dotgit),
+        ("120000", b".gitmodules", target),
+        ("100644", b"README", readme),
+        ("100644", b"clash", clash_file),
+        ("40000", b"clash", clash_dir),
+        ("100644", b"dup", first),
+        ("100644", b"dup", second),
+        ("120000", b"empty-link", empty),
+        ("40000", b"evil", evil),
+        ("40000", b"git~1", dotgit),
+        ("120000", b"good-link", target),
+        ("120000", b"nul-link", nul),
+        ("777777", b"weird", readme),
+    ]);
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    let parent = repo
+        .find_commit(repo.refname_to_id("refs/heads/main").unwrap())
+        .unwrap();
+    // libgit2 would parse (and refuse) this tree: write the commit as bytes.
+    let when = sig.when();
+    let commit_bytes = format!(
+        "tree {root}\nparent {}\nauthor t <t@example.com> {} +0000\ncommitter t <t@example.com> {} +0000\n\nhostile\n",
+        parent.id(),
+        when.seconds(),
+        when.seconds()
+    );
+    let commit = odb
+        .write(git2::ObjectType::Commit, commit_bytes.as_bytes())
+        .unwrap();
+    repo.reference("refs/heads/main", commit, true, "hostile")
+        .unwrap();
+    // A branch naming a tree, one naming an annotated tag object.
+    repo.reference("refs/heads/treeref", evil, true, "tree")
+        .unwrap();
+    let tag = repo
+        .tag("v1", parent.as_object(), &sig, "a tag", false)
+        .unwrap();
+    repo.reference("refs/heads/tagref", tag, true, "tag")
+        .unwrap();
+    Hostile {
+        _r: r,
+        bare,
+        canary,
+        root_tree: root,
+        evil_tree: evil,
+    }
+}
+
+fn names(dir: &Path) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The entries of tree `oid` as stored, as (mode, name, id) lines of bytes.
+fn stored(bare: &Path, oid: &str) -> Vec<u8> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["cat-file", "tree", oid])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
+    let h = hostile();
+    let r2 = TestRepo::new();
+    let mnt = r2.mountpoint("mnt");
+    let m = Mount::new(&h.bare, &mnt, &[]);
+    let main = mnt.join("main");
+
+    // Listings show the ordinary entries, and no name git would refuse.
+    let shown = names(&main);
+    let want: Vec<&[u8]> = vec![
+        b"README",
+        b"clash",
+        b"dup",
+        b"empty-link",
+        b"evil",
+        b"good-link",
+        b"nul-link",
+    ];
+    assert_eq!(shown, want.iter().map(|n| n.to_vec()).collect::<Vec<_>>());
+    assert_eq!(names(&main.join("evil")), vec![b"file.txt".to_vec()]);
+    // Nor can they be looked up.
+    for n in [
+        &b".GIT"[..],
+        b".git",
+        b".git ",
+        b".git.",
+        "\u{200c}.git".as_bytes(),
+        b"git~1",
+        b"GIT~1",
+        b"weird",
+        b".gitmodules",
+    ] {
+        let p = main.join(std::ffi::OsStr::from_bytes(n));
+        let e = std::fs::symlink_metadata(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{}", p.display());
+    }
+    assert_eq!(
+        std::fs::symlink_metadata(main.join("evil/.git"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+
+    // git inside the mount finds no repository there, so runs nothing planted.
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(main.join("evil"))
+        .arg("status")
+        .env("GIT_CEILING_DIRECTORIES", r2.dir.path())
+        .output()
+        .unwrap();
+    assert!(!st.status.success(), "git found a repository in the mount");
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(main.join("evil"))
+        .args(["rev-parse", "--git-dir"])
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    assert!(!h.canary.exists(), "the planted fsmonitor command ran");
+
+    // Siblings of odd entries read as they should; one rule each.
+    assert_eq!(std::fs::read(main.join("README")).unwrap(), b"hello\n");
+    assert_eq!(std::fs::read(main.join("dup")).unwrap(), b"first\n");
+    assert!(
+        std::fs::symlink_metadata(main.join("clash"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(std::fs::read(main.join("clash")).unwrap(), b"the file\n");
+    assert_eq!(
+        std::fs::read(main.join("evil/file.txt")).unwrap(),
+        b"inside evil\n"
+    );
+    assert_eq!(
+        std::fs::read_link(main.join("good-link")).unwrap(),
+        Path::new("README")
+    );
+    for l in ["empty-link", "nul-link"] {
+        let e = std::fs::read_link(main.join(l)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{l}");
+    }
+
+    // Nothing named like .git can be made either.
+    for n in [".git", ".GIT", "git~1", ".git.", ".Git "] {
+        let e = std::fs::create_dir(main.join(n)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "mkdir {n}");
+        let e = std::fs::write(main.join("evil").join(n), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "create {n}");
+    }
+    let e = std::os::unix::fs::symlink("README", main.join(".gitmodules")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+
+    // The branch still commits: a save at the top and one inside evil/, each
+    // fsynced, and every hidden entry stays in the trees as it was stored.
+    let before = git(&h.bare, &["rev-parse", "main"]);
+    std::fs::write(main.join("new.txt"), b"new\n").unwrap();
+    std::fs::File::open(main.join("new.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    std::fs::write(main.join("evil/more.txt"), b"more\n").unwrap();
+    std::fs::File::open(main.join("evil/more.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let after = git(&h.bare, &["rev-parse", "main"]);
+    assert_ne!(before, after);
+    let root_now = git(&h.bare, &["rev-parse", "main^{tree}"]);
+    let old_root = stored(&h.bare, &h.root_tree.to_string());
+    let new_root = stored(&h.bare, &root_now);
+    // Every entry of the old root but `evil` (whose tree changed) is there
+    // byte for byte: the empty name, the unknown mode, the aliases, both dups.
+    let (old_entries, evil_id) = split_entries(&old_root);
+    let (new_entries, new_evil) = split_entries(&new_root);
+    assert_eq!(evil_id, Some(h.evil_tree));
+    // (git itself cannot walk paths of such a tree: the blob is read by id.)
+    let new_txt = new_entries.iter().find(|e| e.1 == b"new.txt").unwrap().2;
+    assert_eq!(show(&h.bare, &new_txt.to_string()).unwrap(), b"new\n");
+    for e in &old_entries {
+        if e.1 != b"evil" {
+            assert!(
+                new_entries.contains(e),
+                "lost {:?}",
+                String::from_utf8_lossy(&e.1)
+            );
+        }
+    }
+    let evil_now = stored(&h.bare, &new_evil.unwrap().to_string());
+    let (evil_entries, _) = split_entries(&evil_now);
+    assert!(evil_entries.iter().any(|e| e.1 == b".git"));
+    assert!(evil_entries.iter().any(|e| e.1 == b"more.txt"));
+
+    // Refs that name no commit are read-only, and never hold up unmount.
+    for b in ["treeref", "tagref"] {
+        let d = mnt.join(b);
+        assert!(d.is_dir(), "{b} shown");
+        let e = std::fs::write(d.join("x"), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{b}");
+    }
+    assert!(names(&mnt.join("treeref")).contains(&b"file.txt".to_vec()));
+    assert!(!names(&mnt.join("treeref")).contains(&b".git".to_vec()));
+
+    m.unmount();
+    assert!(wait_until(Duration::from_secs(5), || !is_mounted(&mnt)));
+    assert!(!h.canary.exists());
+}
+
+/// (mode, name, id) of each entry of a raw tree, and the id of `evil`.
+type Entries = Vec<(Vec<u8>, Vec<u8>, git2::Oid)>;
+fn split_entries(data: &[u8]) -> (Entries, Option<git2::Oid>) {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(sp) = rest.iter().position(|&c| c == b' ') {
+        let nul = sp + 1 + rest[sp + 1..].iter().position(|&c| c == 0).unwrap();
+        let oid = git2::Oid::from_bytes(&rest[nul + 1..nul + 21]).unwrap();
+        out.push((rest[..sp].to_vec(), rest[sp + 1..nul].to_vec(), oid));
+        rest = &rest[nul + 21..];
+    }
+    let evil = out.iter().find(|e| e.1 == b"evil").map(|e| e.2);
+    (out, evil)
+}
+
+#[test]
+fn a_corrupt_packed_refs_still_shows_the_readable_refs() {
+    let r = TestRepo::new();
+    r.write("a", b"a\n");
+    r.commit("a");
+    git(&r.work(), &["branch", "loose"]);
+    git(&r.work(), &["tag", "v1"]);
+    let bare = r.publish();
+    git(&bare, &["pack-refs", "--all"]);
+    git(&bare, &["branch", "still-loose", "main"]);
+    // Damage one line of packed-refs.
+    let p = bare.join("packed-refs");
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("refs/heads/loose"));
+    text.push_str("THIS IS NOT A REF LINE\n");
+    std::fs::write(&p, text).unwrap();
+    let mnt = r.mountpoint("mnt");
+    let log = r.dir.path().join("log");
+    let m = Mount::new(&bare, &mnt, &["--log-file", log.to_str().unwrap()]);
+    let root = names(&mnt);
+    for b in [&b"main"[..], b"loose", b"still-loose"] {
+        assert!(
+            root.contains(&b.to_vec()),
+            "{} in {root:?}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    assert_eq!(names(&mnt.join(".tags")), vec![b"v1".to_vec()]);
+    assert_eq!(std::fs::read(mnt.join("loose/a")).unwrap(), b"a\n");
+    m.unmount();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        log.matches("reading them by hand").count(),
+        1,
+        "logged once: {log}"
+    );
+}
