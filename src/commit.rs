@@ -1050,6 +1050,21 @@ fn diff_one(
 
 /// `Update README.md`, or `Add 3 files, update 1, delete 2 in src/`, and the
 /// paths in the body.
+/// A path for a subject line: a very long one (a deep directory chain) keeps
+/// its last components, `.../d/leaf.txt`; the body still names it whole.
+fn short_path(path: &[u8]) -> String {
+    const MAX: usize = 120;
+    if path.len() <= MAX {
+        return String::from_utf8_lossy(path).into_owned();
+    }
+    let tail = &path[path.len() - MAX..];
+    let tail = match tail.iter().position(|&c| c == b'/') {
+        Some(i) => &tail[i..],
+        None => tail,
+    };
+    format!("...{}", String::from_utf8_lossy(tail))
+}
+
 pub fn summary(changes: &[Change]) -> String {
     let verb = |s: char| match s {
         'A' => "Add",
@@ -1057,7 +1072,7 @@ pub fn summary(changes: &[Change]) -> String {
         _ => "Update",
     };
     let line = if let [c] = changes {
-        format!("{} {}", verb(c.status), String::from_utf8_lossy(&c.path))
+        format!("{} {}", verb(c.status), short_path(&c.path))
     } else {
         let count = |s: char| changes.iter().filter(|c| c.status == s).count();
         let mut parts = Vec::new();
@@ -1086,7 +1101,7 @@ pub fn summary(changes: &[Change]) -> String {
             && let Some(d) = dirs.keys().next()
             && !d.is_empty()
         {
-            line.push_str(&format!(" in {}", String::from_utf8_lossy(d)));
+            line.push_str(&format!(" in {}", short_path(d)));
         }
         line
     };

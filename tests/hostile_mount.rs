@@ -355,3 +355,130 @@ fn a_corrupt_packed_refs_still_shows_the_readable_refs() {
         "logged once: {log}"
     );
 }
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap()
+}
+
+/// The fd of directory `name` in directory `dir`.
+fn open_dir_at(dir: i32, name: &str) -> i32 {
+    let n = cstr(name);
+    // SAFETY: a valid C string; the fd is owned by the caller.
+    let fd = unsafe { libc::openat(dir, n.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+    assert!(
+        fd >= 0,
+        "openat {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    fd
+}
+
+fn close(fd: i32) {
+    // SAFETY: an fd this test opened.
+    unsafe { libc::close(fd) };
+}
+
+/// A directory chain far deeper than any stack could recurse over, made
+/// through the mount by ordinary syscalls (mkdirat and openat, one level at
+/// a time, as `mkdir -p` does): made, written, fsynced, committed, listed and
+/// removed, and the daemon lives.
+#[test]
+fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
+    const DEPTH: usize = 100_000;
+    let r = TestRepo::new();
+    r.write("README", b"top\n");
+    r.commit("init");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let main = mnt.join("main");
+    let d = cstr("d");
+
+    let top = open_dir_at(libc::AT_FDCWD, main.to_str().unwrap());
+    // SAFETY: top is open.
+    let mut fd = unsafe { libc::dup(top) };
+    for i in 0..DEPTH {
+        // SAFETY: valid fd and C string.
+        let rc = unsafe { libc::mkdirat(fd, d.as_ptr(), 0o755) };
+        assert_eq!(
+            rc,
+            0,
+            "mkdir at depth {i}: {}",
+            std::io::Error::last_os_error()
+        );
+        let next = open_dir_at(fd, "d");
+        close(fd);
+        fd = next;
+    }
+    // A file at the bottom, fsynced: the branch is committed when it returns.
+    let leaf = cstr("leaf.txt");
+    // SAFETY: valid fd and C string.
+    let f = unsafe { libc::openat(fd, leaf.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
+    assert!(f >= 0);
+    // SAFETY: f is open; the buffer is valid.
+    assert_eq!(unsafe { libc::write(f, b"deep\n".as_ptr().cast(), 5) }, 5);
+    // SAFETY: f is open.
+    assert_eq!(
+        unsafe { libc::fsync(f) },
+        0,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    close(f);
+
+    // The commit holds the whole chain (walked here level by level).
+    let repo = git2::Repository::open_bare(&bare).unwrap();
+    let mut tree = repo
+        .find_commit(repo.refname_to_id("refs/heads/main").unwrap())
+        .unwrap()
+        .tree()
+        .unwrap();
+    for i in 0..DEPTH {
+        let id = tree
+            .get_name("d")
+            .unwrap_or_else(|| panic!("no d at depth {i}"))
+            .id();
+        tree = repo.find_tree(id).unwrap();
+    }
+    let blob = tree.get_name("leaf.txt").unwrap().id();
+    assert_eq!(repo.find_blob(blob).unwrap().content(), b"deep\n");
+    assert!(tree.get_name("README").is_none());
+
+    // Listed, at the bottom and at the top.
+    let bottom = std::fs::read_dir(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect::<Vec<_>>();
+    assert_eq!(bottom, vec![std::ffi::OsString::from("leaf.txt")]);
+    assert!(names(&main).contains(&b"d".to_vec()));
+
+    // Removed from the bottom up, through `..`.
+    // SAFETY: valid fd and C string.
+    assert_eq!(unsafe { libc::unlinkat(fd, leaf.as_ptr(), 0) }, 0);
+    let dotdot = cstr("..");
+    for i in 0..DEPTH {
+        // SAFETY: valid fd and C string.
+        let up = unsafe { libc::openat(fd, dotdot.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+        assert!(up >= 0, "up from depth {i}");
+        close(fd);
+        fd = up;
+        // SAFETY: valid fd and C string.
+        let rc = unsafe { libc::unlinkat(fd, d.as_ptr(), libc::AT_REMOVEDIR) };
+        assert_eq!(
+            rc,
+            0,
+            "rmdir at depth {i}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    close(fd);
+    // SAFETY: top is open.
+    assert_eq!(unsafe { libc::fsync(top) }, 0);
+    close(top);
+    assert_eq!(names(&main), vec![b"README".to_vec()]);
+    let t = git(&bare, &["ls-tree", "--name-only", "main"]);
+    assert_eq!(t.trim(), "README");
+    assert!(statfs_ok(&mnt), "the daemon lives");
+    m.unmount();
+    fsck(&bare);
+}
