@@ -454,6 +454,21 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     }
 }
 
+/// Runs a helper thread's loop; if it panics (a bug: the panic hook logged
+/// it), it is started again a second later, so that a bug in the commit, sync
+/// or watch loop never stops commits for the rest of the mount.
+fn restarting(what: &str, f: impl Fn()) {
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f)) {
+            Ok(()) => return,
+            Err(_) => {
+                log::error!("the {what} thread failed (a panic, logged above); starting it again");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// The prefetch, commit and signal threads.
 fn start_helpers(
     fs: &Arc<CommitFs>,
@@ -463,7 +478,7 @@ fn start_helpers(
     let sfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-commit".into())
-        .spawn(move || sfs.run_scheduler())
+        .spawn(move || restarting("commit", || sfs.run_scheduler()))
         .map_err(|e| format!("cannot start the commit thread: {e}"))?;
     let rx = fs.enable_prefetch();
     let (pfs, notifier) = (fs.clone(), session.notifier());
@@ -500,13 +515,13 @@ fn start_helpers(
         let sfs = fs.clone();
         std::thread::Builder::new()
             .name("commitfs-sync".into())
-            .spawn(move || sfs.run_sync())
+            .spawn(move || restarting("sync", || sfs.run_sync()))
             .map_err(|e| format!("cannot start the sync thread: {e}"))?;
     }
     let wfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-watch".into())
-        .spawn(move || crate::watch::run(wfs))
+        .spawn(move || restarting("ref watcher", || crate::watch::run(wfs.clone())))
         .map_err(|e| format!("cannot start the ref watcher: {e}"))?;
     let mnt = mnt.to_path_buf();
     let signals = block_signals();

@@ -65,6 +65,17 @@ fn fail(op: &str, e: FsError) -> Errno {
     errno(&e)
 }
 
+/// Runs one request's handler. A panic in it (a bug) is caught here: the
+/// panic hook has logged it (see main.rs), the reply the handler dropped
+/// answers the request with EIO, and this worker thread goes on serving, so a
+/// bug fails one request instead of the mount. Nothing acknowledged is lost:
+/// pending changes live in the overlay, not in the handler.
+fn guard(op: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        log::error!("{op}: internal error (a panic, logged above); answered EIO");
+    }
+}
+
 fn secs_of(t: TimeOrNow) -> i64 {
     match t {
         TimeOrNow::Now => crate::fs::now_secs(),
@@ -134,17 +145,27 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name.as_bytes()) {
-            Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply.error(fail("lookup", e)),
-        }
+        guard("lookup", move || {
+            // Debug builds only, for the test that a panicking handler fails
+            // one request and loses nothing.
+            #[cfg(debug_assertions)]
+            if std::env::var_os("COMMITFS_TEST_PANIC_NAME").is_some_and(|n| n == name) {
+                panic!("COMMITFS_TEST_PANIC_NAME looked up");
+            }
+            match self.fs.lookup(parent.0, name.as_bytes()) {
+                Ok(e) => reply_entry(reply, &e),
+                Err(e) => reply.error(fail("lookup", e)),
+            }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
-            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-            Err(e) => reply.error(fail("getattr", e)),
-        }
+        guard("getattr", move || {
+            match self.fs.getattr(ino.0) {
+                Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+                Err(e) => reply.error(fail("getattr", e)),
+            }
+        });
     }
 
     fn setattr(
@@ -165,25 +186,29 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let a = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: atime.map(secs_of),
-            mtime: mtime.map(secs_of),
-        };
-        match self.fs.setattr(ino.0, a) {
-            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-            Err(e) => reply.error(fail("setattr", e)),
-        }
+        guard("setattr", move || {
+            let a = SetAttr {
+                mode,
+                uid,
+                gid,
+                size,
+                atime: atime.map(secs_of),
+                mtime: mtime.map(secs_of),
+            };
+            match self.fs.setattr(ino.0, a) {
+                Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+                Err(e) => reply.error(fail("setattr", e)),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(fail("readlink", e)),
-        }
+        guard("readlink", move || {
+            match self.fs.readlink(ino.0) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(fail("readlink", e)),
+            }
+        });
     }
 
     fn mknod(
@@ -196,16 +221,18 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Git stores regular files only: no devices, fifos or sockets.
-        let res = if mode & libc::S_IFMT == libc::S_IFREG {
-            self.fs.create(parent.0, name.as_bytes(), mode)
-        } else {
-            Err(refuse(&self.fs, parent, FsError::NotPermitted))
-        };
-        match res {
-            Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply.error(fail("mknod", e)),
-        }
+        guard("mknod", move || {
+            // Git stores regular files only: no devices, fifos or sockets.
+            let res = if mode & libc::S_IFMT == libc::S_IFREG {
+                self.fs.create(parent.0, name.as_bytes(), mode)
+            } else {
+                Err(refuse(&self.fs, parent, FsError::NotPermitted))
+            };
+            match res {
+                Ok(e) => reply_entry(reply, &e),
+                Err(e) => reply.error(fail("mknod", e)),
+            }
+        });
     }
 
     fn mkdir(
@@ -217,24 +244,30 @@ impl Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
-            Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply.error(fail("mkdir", e)),
-        }
+        guard("mkdir", move || {
+            match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
+                Ok(e) => reply_entry(reply, &e),
+                Err(e) => reply.error(fail("mkdir", e)),
+            }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", e)),
-        }
+        guard("unlink", move || {
+            match self.fs.unlink(parent.0, name.as_bytes()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("unlink", e)),
+            }
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rmdir", e)),
-        }
+        guard("rmdir", move || {
+            match self.fs.rmdir(parent.0, name.as_bytes()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("rmdir", e)),
+            }
+        });
     }
 
     fn symlink(
@@ -245,14 +278,16 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(
-            parent.0,
-            link_name.as_bytes(),
-            target.as_os_str().as_bytes(),
-        ) {
-            Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply.error(fail("symlink", e)),
-        }
+        guard("symlink", move || {
+            match self.fs.symlink(
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+            ) {
+                Ok(e) => reply_entry(reply, &e),
+                Err(e) => reply.error(fail("symlink", e)),
+            }
+        });
     }
 
     fn rename(
@@ -265,16 +300,18 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.rename(
-            parent.0,
-            name.as_bytes(),
-            newparent.0,
-            newname.as_bytes(),
-            flags.bits(),
-        ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", e)),
-        }
+        guard("rename", move || {
+            match self.fs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                flags.bits(),
+            ) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("rename", e)),
+            }
+        });
     }
 
     fn link(
@@ -285,24 +322,28 @@ impl Filesystem for FuseFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // Git has no hard links.
-        reply.error(fail("link", refuse(&self.fs, ino, FsError::NotPermitted)));
+        guard("link", move || {
+            // Git has no hard links.
+            reply.error(fail("link", refuse(&self.fs, ino, FsError::NotPermitted)));
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(ino.0, write) {
-            Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
-            Ok(o) => {
-                let keep = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(0), keep | FopenFlags::FOPEN_NOFLUSH)
+        guard("open", move || {
+            let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+            match self.fs.open(ino.0, write) {
+                Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
+                Ok(o) => {
+                    let keep = if o.keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(0), keep | FopenFlags::FOPEN_NOFLUSH)
+                }
+                Err(e) => reply.error(fail("open", e)),
             }
-            Err(e) => reply.error(fail("open", e)),
-        }
+        });
     }
 
     fn read(
@@ -316,16 +357,18 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // The closure runs only on success; on an error the reply is still ours.
-        let mut reply = Some(reply);
-        let res = self.fs.read_with(ino.0, offset, size, |d| {
-            if let Some(r) = reply.take() {
-                r.data(d)
+        guard("read", move || {
+            // The closure runs only on success; on an error the reply is still ours.
+            let mut reply = Some(reply);
+            let res = self.fs.read_with(ino.0, offset, size, |d| {
+                if let Some(r) = reply.take() {
+                    r.data(d)
+                }
+            });
+            if let (Err(e), Some(r)) = (res, reply.take()) {
+                r.error(fail("read", e));
             }
         });
-        if let (Err(e), Some(r)) = (res, reply.take()) {
-            r.error(fail("read", e));
-        }
     }
 
     fn write(
@@ -340,10 +383,12 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", e)),
-        }
+        guard("write", move || {
+            match self.fs.write(ino.0, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail("write", e)),
+            }
+        });
     }
 
     fn flush(
@@ -354,7 +399,9 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        guard("flush", move || {
+            reply.error(Errno::ENOSYS);
+        });
     }
 
     fn release(
@@ -367,7 +414,9 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        guard("release", move || {
+            reply.ok();
+        });
     }
 
     /// fsync and fdatasync commit the file's branch at once, durably.
@@ -379,24 +428,28 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsync", e)),
-        }
+        guard("fsync", move || {
+            match self.fs.fsync(ino.0) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("fsync", e)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(o) => {
-                let f = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(o.fh), f)
+        guard("opendir", move || {
+            match self.fs.opendir(ino.0) {
+                Ok(o) => {
+                    let f = if o.keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(o.fh), f)
+                }
+                Err(e) => reply.error(fail("opendir", e)),
             }
-            Err(e) => reply.error(fail("opendir", e)),
-        }
+        });
     }
 
     fn readdir(
@@ -407,21 +460,23 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self
-            .fs
-            .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
-        {
-            Ok(entries) => {
-                for e in entries {
-                    let name = OsStr::from_bytes(&e.name);
-                    if reply.add(INodeNo(e.ino), e.next, file_type(e.kind), name) {
-                        break;
+        guard("readdir", move || {
+            match self
+                .fs
+                .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+            {
+                Ok(entries) => {
+                    for e in entries {
+                        let name = OsStr::from_bytes(&e.name);
+                        if reply.add(INodeNo(e.ino), e.next, file_type(e.kind), name) {
+                            break;
+                        }
                     }
+                    reply.ok()
                 }
-                reply.ok()
+                Err(e) => reply.error(fail("readdir", e)),
             }
-            Err(e) => reply.error(fail("readdir", e)),
-        }
+        });
     }
 
     fn readdirplus(
@@ -432,38 +487,40 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        // The kernel has processed the previous reply on this handle.
-        self.fs.prefetch_listed(fh.0);
-        match self
-            .fs
-            .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
-        {
-            Ok(entries) => {
-                let mut sent = 0;
-                for e in &entries {
-                    let entry = self.fs.entry_of(e);
-                    let name = OsStr::from_bytes(&e.name);
-                    if reply.add(
-                        INodeNo(e.ino),
-                        e.next,
-                        name,
-                        &entry.ttl,
-                        &file_attr(&entry.attr),
-                        Generation(0),
-                    ) {
-                        break;
+        guard("readdirplus", move || {
+            // The kernel has processed the previous reply on this handle.
+            self.fs.prefetch_listed(fh.0);
+            match self
+                .fs
+                .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+            {
+                Ok(entries) => {
+                    let mut sent = 0;
+                    for e in &entries {
+                        let entry = self.fs.entry_of(e);
+                        let name = OsStr::from_bytes(&e.name);
+                        if reply.add(
+                            INodeNo(e.ino),
+                            e.next,
+                            name,
+                            &entry.ttl,
+                            &file_attr(&entry.attr),
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                        sent += 1;
                     }
-                    sent += 1;
+                    // Remembered before the reply goes out: the kernel may send the
+                    // next READDIRPLUS or the RELEASEDIR of this handle (which queue
+                    // these entries' prefetch, once it surely has their inodes) as
+                    // soon as it has the reply, to another thread.
+                    self.fs.listed(fh.0, &entries[..sent]);
+                    reply.ok();
                 }
-                // Remembered before the reply goes out: the kernel may send the
-                // next READDIRPLUS or the RELEASEDIR of this handle (which queue
-                // these entries' prefetch, once it surely has their inodes) as
-                // soon as it has the reply, to another thread.
-                self.fs.listed(fh.0, &entries[..sent]);
-                reply.ok();
+                Err(e) => reply.error(fail("readdirplus", e)),
             }
-            Err(e) => reply.error(fail("readdirplus", e)),
-        }
+        });
     }
 
     fn releasedir(
@@ -474,8 +531,10 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.fs.releasedir(fh.0);
-        reply.ok();
+        guard("releasedir", move || {
+            self.fs.releasedir(fh.0);
+            reply.ok();
+        });
     }
 
     fn fsyncdir(
@@ -486,17 +545,21 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsyncdir", e)),
-        }
+        guard("fsyncdir", move || {
+            match self.fs.fsync(ino.0) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("fsyncdir", e)),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.fs.statfs();
-        reply.statfs(
-            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
-        );
+        guard("statfs", move || {
+            let s = self.fs.statfs();
+            reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            );
+        });
     }
 
     fn setxattr(
@@ -509,10 +572,12 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail(
-            "setxattr",
-            refuse(&self.fs, ino, FsError::NotSupported),
-        ));
+        guard("setxattr", move || {
+            reply.error(fail(
+                "setxattr",
+                refuse(&self.fs, ino, FsError::NotSupported),
+            ));
+        });
     }
 
     /// Git stores no extended attributes. ENOSYS makes the kernel stop asking
@@ -527,29 +592,37 @@ impl Filesystem for FuseFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        reply.error(Errno::ENOSYS);
+        guard("getxattr", move || {
+            reply.error(Errno::ENOSYS);
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.getattr(ino.0) {
-            Ok(_) if size == 0 => reply.size(0),
-            Ok(_) => reply.data(&[]),
-            Err(e) => reply.error(fail("listxattr", e)),
-        }
+        guard("listxattr", move || {
+            match self.fs.getattr(ino.0) {
+                Ok(_) if size == 0 => reply.size(0),
+                Ok(_) => reply.data(&[]),
+                Err(e) => reply.error(fail("listxattr", e)),
+            }
+        });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail(
-            "removexattr",
-            refuse(&self.fs, ino, FsError::NotSupported),
-        ));
+        guard("removexattr", move || {
+            reply.error(fail(
+                "removexattr",
+                refuse(&self.fs, ino, FsError::NotSupported),
+            ));
+        });
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.access(ino.0, mask.bits()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("access", e)),
-        }
+        guard("access", move || {
+            match self.fs.access(ino.0, mask.bits()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("access", e)),
+            }
+        });
     }
 
     /// ENOSYS, once: the kernel then creates files with MKNOD and opens them as
@@ -565,7 +638,9 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(Errno::ENOSYS);
+        guard("create", move || {
+            reply.error(Errno::ENOSYS);
+        });
     }
 
     fn fallocate(
@@ -578,14 +653,18 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fallocate(ino.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fallocate", e)),
-        }
+        guard("fallocate", move || {
+            match self.fs.fallocate(ino.0, offset, length, mode) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("fallocate", e)),
+            }
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        self.fs.forget(ino.0);
+        guard("forget", move || {
+            self.fs.forget(ino.0);
+        });
     }
 }
 

@@ -4,9 +4,25 @@ use commitfs::cli::{self, CliError, Command};
 use commitfs::daemon;
 
 fn main() {
+    // A panic is a bug: said on stderr, in the log (the log file of a
+    // detached daemon) and in the system log (the journal), where it is found
+    // after the fact. The handler that panicked answers EIO and the daemon
+    // goes on (see fuse.rs and daemon.rs).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("commitfs: internal error: {info}");
-        log::error!("internal error: {info}");
+        let thread = std::thread::current();
+        let what = format!(
+            "internal error in thread {}: {info}",
+            thread.name().unwrap_or("?")
+        );
+        eprintln!("commitfs: {what}");
+        log::error!("{what}");
+        if let Ok(msg) = std::ffi::CString::new(what.replace('\0', " ")) {
+            // SAFETY: static C strings and a valid C string for "%s".
+            unsafe {
+                libc::openlog(c"commitfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+                libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), msg.as_ptr());
+            }
+        }
     }));
     let cmd = match cli::parse(std::env::args_os().collect()) {
         Ok(c) => c,

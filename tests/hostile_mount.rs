@@ -482,3 +482,39 @@ fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
     m.unmount();
     fsck(&bare);
 }
+
+/// A bug that panics in a request handler fails that request with EIO, is
+/// logged in the log file, and loses nothing: the daemon goes on serving, and
+/// what was written before is committed. (The daemon of debug builds panics
+/// when it looks up the name in COMMITFS_TEST_PANIC_NAME.)
+#[test]
+fn a_panicking_handler_fails_one_request_and_loses_nothing() {
+    let r = TestRepo::new();
+    r.write("README", b"top\n");
+    r.commit("init");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let log = r.dir.path().join("log");
+    let m = Mount::with_env(
+        &bare,
+        &mnt,
+        &["--log-file", log.to_str().unwrap(), "--settle", "60000"],
+        &[("COMMITFS_TEST_PANIC_NAME", "boom")],
+    );
+    let main = mnt.join("main");
+    std::fs::write(main.join("kept.txt"), b"kept\n").unwrap();
+    // More panics than the daemon has worker threads.
+    for _ in 0..12 {
+        let e = std::fs::metadata(main.join("boom")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    }
+    assert_eq!(std::fs::read(main.join("kept.txt")).unwrap(), b"kept\n");
+    assert!(statfs_ok(&mnt));
+    // The write is still pending (a 60 s settle window): unmount commits it.
+    assert!(show(&bare, "main:kept.txt").is_none());
+    m.unmount();
+    assert_eq!(show(&bare, "main:kept.txt").unwrap(), b"kept\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("internal error"), "{text}");
+    assert!(text.contains("COMMITFS_TEST_PANIC_NAME looked up"), "{text}");
+}

@@ -146,7 +146,13 @@ pub struct Mount {
 
 impl Mount {
     pub fn new(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+        Mount::with_env(repo, mnt, extra, &[])
+    }
+
+    /// A mount whose daemon gets `env` in its environment besides this one's.
+    pub fn with_env(repo: &Path, mnt: &Path, extra: &[&str], env: &[(&str, &str)]) -> Mount {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.arg("mount")
             .arg(repo)
             .arg(mnt)
