@@ -184,6 +184,22 @@ impl CommitFs {
         }
     }
 
+    /// fsync or fsyncdir asked by user `uid`. Only the mounting user's (and
+    /// root's) are commit barriers: under `--allow-other` another user must
+    /// not be able to force the owner's pending changes into a commit early.
+    /// Theirs returns at once; the settle window commits as usual.
+    pub fn fsync_as(&self, ino: Ino, uid: u32) -> FsResult<()> {
+        if uid == self.config().uid || uid == 0 {
+            return self.fsync(ino);
+        }
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
+        self.node_of(ino)?;
+        log::debug!("fsync of inode {ino} by uid {uid}, not the mount's owner: not a commit barrier");
+        Ok(())
+    }
+
     /// fsync: commits the branch of `ino` now, durably. Nothing to commit is fine.
     /// fsync of the root, `.tags`, `.commits` or a namespace directory commits
     /// every branch (this is how `commitfs unmount` flushes before unmounting);

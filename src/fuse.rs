@@ -422,14 +422,14 @@ impl Filesystem for FuseFs {
     /// fsync and fdatasync commit the file's branch at once, durably.
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         guard("fsync", move || {
-            match self.fs.fsync(ino.0) {
+            match self.fs.fsync_as(ino.0, req.uid()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("fsync", e)),
             }
@@ -539,14 +539,14 @@ impl Filesystem for FuseFs {
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         guard("fsyncdir", move || {
-            match self.fs.fsync(ino.0) {
+            match self.fs.fsync_as(ino.0, req.uid()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("fsyncdir", e)),
             }
