@@ -14,13 +14,18 @@
 //!   thread starts. Finished spills are kept for the [`SPILL_KEEP`] most recently
 //!   used blobs; a spill still being written is never evicted, so the number of
 //!   unfinished spills is at most the number of large blobs being read at once.
+//! - A spill that fails because a resource ran out (the spill filesystem is
+//!   full, a quota, descriptors) is dropped from the cache at once, so that its
+//!   file is closed and its space freed as soon as the reads waiting on it have
+//!   their error (ENOSPC, ...); the next read inflates the blob again. A spill
+//!   that failed because the blob is damaged stays, answering EIO.
 //!
 //! Lock order: a spill's `state` lock is never held while taking the cache locks.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use git2::Oid;
 use lru::LruCache;
@@ -49,9 +54,11 @@ pub struct BlobCache {
     misses: std::sync::atomic::AtomicU64,
     capacity: usize,
     mem: Mutex<Lru>,
-    spills: Mutex<LruCache<Oid, Arc<Spill>>>,
+    spills: Arc<Spills>,
     spill_dir: PathBuf,
 }
+
+type Spills = Mutex<LruCache<Oid, Arc<Spill>>>;
 
 /// Where the bytes of an opened blob come from.
 #[derive(Clone)]
@@ -72,7 +79,7 @@ impl BlobCache {
                 map: LruCache::unbounded(),
                 bytes: 0,
             }),
-            spills: Mutex::new(LruCache::unbounded()),
+            spills: Arc::new(Mutex::new(LruCache::unbounded())),
             spill_dir,
         }
     }
@@ -113,12 +120,19 @@ impl BlobCache {
             return Ok(Content::Cached(oid));
         }
         let mut spills = self.spills.lock();
-        // A spill that failed stays, and keeps answering EIO, until evicted:
-        // a damaged blob is not inflated (and partly served) again and again.
+        // A spill that failed on a damaged blob stays, and keeps answering EIO,
+        // until evicted: a damaged blob is not inflated (and partly served)
+        // again and again. (One that ran out of space has left already.)
         if let Some(s) = spills.get(&oid) {
             return Ok(Content::Spilled(s.clone()));
         }
-        let spill = Spill::start(repo.clone(), oid, size, &self.spill_dir)?;
+        let spill = Spill::start(
+            repo.clone(),
+            oid,
+            size,
+            &self.spill_dir,
+            Arc::downgrade(&self.spills),
+        )?;
         spills.put(oid, spill.clone());
         // Evict the least recently used finished spills beyond the limit.
         while spills.len() > SPILL_KEEP {
@@ -197,7 +211,7 @@ struct SpillState {
     streamed: bool,
     /// Written and checked (or failed).
     done: bool,
-    error: Option<String>,
+    error: Option<FsError>,
 }
 
 /// A blob being (or already) inflated into an unlinked temporary file.
@@ -209,12 +223,21 @@ pub struct Spill {
 }
 
 impl Spill {
-    fn start(repo: Arc<Repo>, oid: Oid, size: u64, dir: &std::path::Path) -> FsResult<Arc<Spill>> {
+    /// Starts inflating blob `oid` into a new spill file in `dir`; `cache`
+    /// is where the caller keeps it (the spill drops itself from there if it
+    /// fails for want of a resource).
+    fn start(
+        repo: Arc<Repo>,
+        oid: Oid,
+        size: u64,
+        dir: &std::path::Path,
+        cache: Weak<Spills>,
+    ) -> FsResult<Arc<Spill>> {
         let file = tempfile::tempfile_in(dir).map_err(|e| {
-            FsError::io(format!(
-                "cannot create a spill file in {}: {e}",
-                dir.display()
-            ))
+            FsError::from_io(
+                &e,
+                format_args!("creating a spill file in {}", dir.display()),
+            )
         })?;
         let spill = Arc::new(Spill {
             file,
@@ -223,21 +246,46 @@ impl Spill {
             progress: Condvar::new(),
         });
         let writer = spill.clone();
+        let dir = dir.to_path_buf();
         std::thread::Builder::new()
             .name("commitfs-spill".into())
-            .spawn(move || writer.fill(&repo, oid))
-            .map_err(|e| FsError::io(format!("cannot start a spill thread: {e}")))?;
+            .spawn(move || {
+                writer.fill(&repo, oid, &dir);
+                writer.drop_if_exhausted(oid, &cache);
+            })
+            .map_err(|e| FsError::from_io(&e, "starting a spill thread"))?;
         Ok(spill)
     }
 
-    fn fill(&self, repo: &Repo, oid: Oid) {
+    /// After `fill`: a spill that failed for want of a resource leaves the
+    /// cache, so that its file closes (and its space is freed) once the
+    /// readers that have it return. (No state lock is held here.)
+    fn drop_if_exhausted(self: &Arc<Self>, oid: Oid, cache: &Weak<Spills>) {
+        let exhausted = self
+            .state
+            .lock()
+            .error
+            .as_ref()
+            .is_some_and(FsError::is_exhaustion);
+        if !exhausted {
+            return;
+        }
+        if let Some(cache) = cache.upgrade() {
+            let mut spills = cache.lock();
+            if spills.peek(&oid).is_some_and(|s| Arc::ptr_eq(s, self)) {
+                spills.pop(&oid);
+            }
+        }
+    }
+
+    fn fill(&self, repo: &Repo, oid: Oid, dir: &std::path::Path) {
         // Whatever happens below (even a panic), readers are woken and told.
         struct Finish<'a>(&'a Spill);
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
                 let mut st = self.0.state.lock();
                 if !st.done && st.error.is_none() {
-                    st.error = Some("spilling stopped unexpectedly".into());
+                    st.error = Some(FsError::io("spilling stopped unexpectedly"));
                 }
                 st.done = true;
                 drop(st);
@@ -262,8 +310,15 @@ impl Spill {
             let streamed = Streamed(self);
             let mut pos = 0u64;
             let mut told = 0u64;
+            // A failure to write the spill file, with its errno.
+            let mut failed = None;
             let result = repo.stream_blob(oid, &mut |chunk| {
-                self.file.write_all_at(chunk, pos)?;
+                self.file.write_all_at(chunk, pos).inspect_err(|e| {
+                    failed = Some(FsError::from_io(
+                        e,
+                        format_args!("spilling blob {oid} into {}", dir.display()),
+                    ));
+                })?;
                 pos += chunk.len() as u64;
                 // Readers are woken every NOTIFY_EVERY bytes, not every chunk:
                 // the kernel keeps several reads waiting, and waking them all
@@ -277,17 +332,24 @@ impl Spill {
             });
             self.state.lock().written = pos;
             drop(streamed);
-            (result, hasher.join())
+            (result.map_err(|e| failed.unwrap_or(e)), hasher.join())
         });
         let error = match (result, digest) {
-            (Err(e), _) => Some(e.to_string()),
-            (Ok(n), _) if n != self.size => {
-                Some(format!("blob {oid}: got {n} bytes, expected {}", self.size))
-            }
+            (Err(e), _) => Some(e),
+            (Ok(n), _) if n != self.size => Some(FsError::io(format!(
+                "blob {oid}: got {n} bytes, expected {}",
+                self.size
+            ))),
             (Ok(_), Ok(Ok(d))) if d.as_slice() == oid.as_bytes() => None,
-            (Ok(_), Ok(Ok(_))) => Some(format!("blob {oid}: content does not match its SHA-1")),
-            (Ok(_), Ok(Err(e))) => Some(format!("blob {oid}: cannot hash the spill file: {e}")),
-            (Ok(_), Err(_)) => Some(format!("blob {oid}: the hashing thread failed")),
+            (Ok(_), Ok(Ok(_))) => Some(FsError::io(format!(
+                "blob {oid}: content does not match its SHA-1"
+            ))),
+            (Ok(_), Ok(Err(e))) => Some(FsError::io(format!(
+                "blob {oid}: cannot hash the spill file: {e}"
+            ))),
+            (Ok(_), Err(_)) => Some(FsError::io(format!(
+                "blob {oid}: the hashing thread failed"
+            ))),
         };
         if let Some(e) = &error {
             log::warn!("spilling blob {oid} failed: {e}");
@@ -340,7 +402,7 @@ impl Spill {
                 // A blob known to be damaged serves nothing more, even bytes
                 // that were written before the damage was found.
                 if let Some(e) = &st.error {
-                    return Err(FsError::Io(e.clone()));
+                    return Err(e.clone());
                 }
                 if st.written >= end && (!to_the_end || st.done) {
                     break;

@@ -226,10 +226,7 @@ impl CommitFs {
         let mut result = Ok(());
         for b in all {
             if let Err(e) = self.commit_if_dirty(&b) {
-                log::error!(
-                    "committing {}: {e}",
-                    String::from_utf8_lossy(&b.name.lock())
-                );
+                log_commit_failure(&b, &e);
                 result = Err(e);
             }
         }
@@ -264,7 +261,19 @@ impl CommitFs {
             st.dirty = false;
             st.first_dirty = None;
         }
-        let result = self.commit_locked(b, durable);
+        let result = self.commit_locked(b, durable).map_err(|e| {
+            // A full disk, a quota: say whose, for the log, fsync's caller and
+            // `commitfs status` (libgit2's messages name no path).
+            if e.is_exhaustion() {
+                e.context(format_args!(
+                    "committing {} into {}",
+                    String::from_utf8_lossy(&b.name.lock()),
+                    self.repo.git_dir().display()
+                ))
+            } else {
+                e
+            }
+        });
         if result.is_ok() {
             b.st.lock().not_before = None;
             self.dematerialize_clean(DEMATERIALIZE_IDLE);
@@ -741,10 +750,7 @@ impl CommitFs {
             }
             for b in due {
                 if let Err(e) = self.commit_branch(&b, false) {
-                    log::error!(
-                        "committing {}: {e}",
-                        String::from_utf8_lossy(&b.name.lock())
-                    );
+                    log_commit_failure(&b, &e);
                 }
             }
             let mut stop = self.sched.stop.lock();
@@ -776,6 +782,21 @@ impl CommitFs {
         self.scratch
             .is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(name)))
     }
+}
+
+/// A failed commit, in the log: a full disk is a warning (it is retried, and
+/// the changes wait), anything else an error.
+fn log_commit_failure(b: &BranchW, e: &FsError) {
+    let level = if e.is_exhaustion() {
+        log::Level::Warn
+    } else {
+        log::Level::Error
+    };
+    log::log!(
+        level,
+        "committing {}: {e}",
+        String::from_utf8_lossy(&b.name.lock())
+    );
 }
 
 fn file_mode(executable: bool) -> &'static [u8] {

@@ -3,7 +3,13 @@
 //! Every operation of the core returns `Result<_, FsError>`. The FUSE adapter turns
 //! an error into an errno with [`FsError::errno`] and logs it once, at the level
 //! [`FsError::level`] gives: a lookup that finds nothing is routine (`debug`), a
-//! repository that cannot be read is worth a `warn`.
+//! repository that cannot be read is worth a `warn`, and so is a resource that
+//! ran out.
+//!
+//! I/O errors keep the errno a program can act on: a full disk is ENOSPC (a
+//! quota EDQUOT, a file too large for the spill filesystem EFBIG, the daemon
+//! out of descriptors ENFILE), never EIO. Use [`FsError::from_io`] rather than
+//! formatting an `io::Error` into [`FsError::io`], which would make it EIO.
 
 use std::fmt;
 
@@ -41,6 +47,17 @@ pub enum FsError {
     /// written through a descriptor opened before, its data would go nowhere
     /// (ESTALE).
     Stale,
+    /// No space left on the device that holds the repository or the spill
+    /// files (ENOSPC). The string says what was being written, for the log and
+    /// `commitfs status`.
+    NoSpace(String),
+    /// A disk quota ran out (EDQUOT, kept as it is: `quota(1)` explains it).
+    Quota(String),
+    /// A file larger than the spill filesystem allows (EFBIG).
+    TooBig(String),
+    /// The daemon ran out of file descriptors (EMFILE or ENFILE, both ENFILE:
+    /// to the program, the system's table is full, not its own).
+    NoFiles(String),
     /// The repository could not give us what we need: a missing or corrupt
     /// object, an I/O error (EIO). The string says what, for the log.
     Io(String),
@@ -64,6 +81,10 @@ impl FsError {
             FsError::NotSupported => libc::ENOTSUP,
             FsError::NoData => libc::ENODATA,
             FsError::Stale => libc::ESTALE,
+            FsError::NoSpace(_) => libc::ENOSPC,
+            FsError::Quota(_) => libc::EDQUOT,
+            FsError::TooBig(_) => libc::EFBIG,
+            FsError::NoFiles(_) => libc::ENFILE,
             FsError::Io(_) => libc::EIO,
         }
     }
@@ -72,6 +93,7 @@ impl FsError {
     pub fn level(&self) -> log::Level {
         match self {
             FsError::Io(_) => log::Level::Warn,
+            e if e.is_exhaustion() => log::Level::Warn,
             _ => log::Level::Debug,
         }
     }
@@ -79,13 +101,93 @@ impl FsError {
     pub fn io(what: impl fmt::Display) -> FsError {
         FsError::Io(what.to_string())
     }
+
+    /// A resource ran out (space, quota, a file size limit, descriptors): the
+    /// operation may well succeed once it is back, unlike a damaged object.
+    pub fn is_exhaustion(&self) -> bool {
+        matches!(
+            self,
+            FsError::NoSpace(_) | FsError::Quota(_) | FsError::TooBig(_) | FsError::NoFiles(_)
+        )
+    }
+
+    /// I/O error `e` while doing `what`: ENOSPC, EDQUOT, EFBIG, EMFILE and
+    /// ENFILE keep their meaning, anything else is EIO.
+    pub fn from_io(e: &std::io::Error, what: impl fmt::Display) -> FsError {
+        match exhaustion_of_io(e) {
+            // The kind's own words come from Display; a custom error's text
+            // (which names what failed) is kept.
+            Some(make) if e.raw_os_error().is_some() => make(what.to_string()),
+            Some(make) => make(format!("{what}: {e}")),
+            None => FsError::Io(format!("{what}: {e}")),
+        }
+    }
+
+    /// The same error, its description prefixed with `what`.
+    pub fn context(self, what: impl fmt::Display) -> FsError {
+        let with = |s: String| {
+            if s.is_empty() {
+                what.to_string()
+            } else {
+                format!("{what}: {s}")
+            }
+        };
+        match self {
+            FsError::NoSpace(s) => FsError::NoSpace(with(s)),
+            FsError::Quota(s) => FsError::Quota(with(s)),
+            FsError::TooBig(s) => FsError::TooBig(with(s)),
+            FsError::NoFiles(s) => FsError::NoFiles(with(s)),
+            FsError::Io(s) => FsError::Io(with(s)),
+            other => other,
+        }
+    }
 }
+
+/// Which exhaustion `e` is, if it is one: by its errno, or by its kind for an
+/// error made with `io::Error::new(kind, ..)`.
+fn exhaustion_of_io(e: &std::io::Error) -> Option<fn(String) -> FsError> {
+    use std::io::ErrorKind;
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => Some(FsError::NoSpace),
+        Some(libc::EDQUOT) => Some(FsError::Quota),
+        Some(libc::EFBIG) => Some(FsError::TooBig),
+        Some(libc::EMFILE | libc::ENFILE) => Some(FsError::NoFiles),
+        Some(_) => None,
+        None => match e.kind() {
+            ErrorKind::StorageFull => Some(FsError::NoSpace),
+            ErrorKind::QuotaExceeded => Some(FsError::Quota),
+            ErrorKind::FileTooLarge => Some(FsError::TooBig),
+            _ => None,
+        },
+    }
+}
+
+/// The words `strerror` (glibc's or musl's) puts in an OS error's message,
+/// for each exhaustion: libgit2 gives no errno, only that text.
+const OS_WORDS: &[(&str, fn(String) -> FsError)] = &[
+    ("No space left on device", FsError::NoSpace),
+    ("Disk quota exceeded", FsError::Quota),
+    ("Quota exceeded", FsError::Quota),
+    ("File too large", FsError::TooBig),
+    ("Too many open files", FsError::NoFiles),
+    ("No file descriptors available", FsError::NoFiles),
+];
 
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FsError::Io(s) => write!(f, "I/O error: {s}"),
-            other => write!(f, "{}", std::io::Error::from_raw_os_error(other.errno())),
+        let what = match self {
+            FsError::Io(s) => return write!(f, "I/O error: {s}"),
+            FsError::NoSpace(s) => ("no space left on device", s),
+            FsError::Quota(s) => ("disk quota exceeded", s),
+            FsError::TooBig(s) => ("file too large", s),
+            FsError::NoFiles(s) => ("out of file descriptors", s),
+            other => {
+                return write!(f, "{}", std::io::Error::from_raw_os_error(other.errno()));
+            }
+        };
+        match what {
+            (name, s) if s.is_empty() => write!(f, "{name}"),
+            (name, s) => write!(f, "{name}: {s}"),
         }
     }
 }
@@ -94,14 +196,84 @@ impl std::error::Error for FsError {}
 
 impl From<git2::Error> for FsError {
     fn from(e: git2::Error) -> Self {
-        FsError::Io(e.message().to_string())
+        let msg = e.message();
+        if e.class() == git2::ErrorClass::Os
+            && let Some((_, make)) = OS_WORDS.iter().find(|(w, _)| msg.contains(w))
+        {
+            return make(msg.to_string());
+        }
+        FsError::Io(msg.to_string())
     }
 }
 
 impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
-        FsError::Io(e.to_string())
+        match exhaustion_of_io(&e) {
+            Some(make) if e.raw_os_error().is_some() => make(String::new()),
+            Some(make) => make(e.to_string()),
+            None => FsError::Io(e.to_string()),
+        }
     }
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exhaustion_keeps_its_errno() {
+        let os = |n| FsError::from(std::io::Error::from_raw_os_error(n)).errno();
+        assert_eq!(os(libc::ENOSPC), libc::ENOSPC);
+        assert_eq!(os(libc::EDQUOT), libc::EDQUOT);
+        assert_eq!(os(libc::EFBIG), libc::EFBIG);
+        assert_eq!(os(libc::EMFILE), libc::ENFILE);
+        assert_eq!(os(libc::ENFILE), libc::ENFILE);
+        assert_eq!(os(libc::EACCES), libc::EIO);
+        // An error made from a kind, with a message, keeps it too.
+        let e = std::io::Error::new(std::io::ErrorKind::StorageFull, "spill dir full");
+        let e = FsError::from_io(&e, "writing");
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert_eq!(
+            e.to_string(),
+            "no space left on device: writing: spill dir full"
+        );
+        let e = FsError::from_io(&std::io::Error::from_raw_os_error(libc::ENOSPC), "x");
+        assert_eq!(e.to_string(), "no space left on device: x");
+        assert_eq!(e.level(), log::Level::Warn);
+        assert!(e.is_exhaustion());
+        assert_eq!(
+            e.context("in /r").to_string(),
+            "no space left on device: in /r: x"
+        );
+    }
+
+    #[test]
+    fn libgit2_os_errors_are_read_by_their_words() {
+        let os = |m: &str| {
+            FsError::from(git2::Error::new(
+                git2::ErrorCode::GenericError,
+                git2::ErrorClass::Os,
+                m,
+            ))
+        };
+        let e = os("failed to write out file: No space left on device");
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        assert_eq!(os("x: Disk quota exceeded").errno(), libc::EDQUOT);
+        assert_eq!(os("x: File too large").errno(), libc::EFBIG);
+        assert_eq!(os("x: Too many open files").errno(), libc::ENFILE);
+        assert_eq!(
+            os("failed to stat 'x': Permission denied").errno(),
+            libc::EIO
+        );
+        // Only an OS error's text is the OS's.
+        let odb = FsError::from(git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Odb,
+            "object named 'No space left on device' not found",
+        ));
+        assert_eq!(odb.errno(), libc::EIO);
+    }
+}

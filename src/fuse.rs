@@ -129,6 +129,11 @@ fn reply_entry(reply: ReplyEntry, e: &Entry) {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Not FUSE_WRITEBACK_CACHE, deliberately: with it the kernel would
+        // acknowledge write(2) itself and send the data later, so a full disk
+        // (ENOSPC) could only show at fsync or close, and close sends us
+        // nothing (see `open`). Without it every write reaches `write` below
+        // and gets its own errno.
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_MAX_PAGES

@@ -249,11 +249,22 @@ impl CommitFs {
         let mut size = 0;
         if !truncate {
             let mut pos = 0u64;
-            self.repo.stream_blob(oid, &mut |chunk| {
-                file.write_at(chunk, pos)?;
+            // A failure to store the copy (a full spill filesystem) is the
+            // error, with its errno and what it says.
+            let mut failed = None;
+            let copied = self.repo.stream_blob(oid, &mut |chunk| {
+                file.write_at(chunk, pos).map_err(|e| {
+                    let errno = e.errno();
+                    failed = Some(e);
+                    std::io::Error::from_raw_os_error(errno)
+                })?;
                 pos += chunk.len() as u64;
                 Ok(())
-            })?;
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            copied?;
             size = pos;
         }
         let mut inodes = self.inodes.write();
@@ -753,8 +764,10 @@ impl CommitFs {
         self.getattr(ino)
     }
 
-    /// fallocate(2): mode 0 extends the file; KEEP_SIZE reserves nothing (there
-    /// is nothing to reserve in Git) and succeeds; other modes are EOPNOTSUPP.
+    /// fallocate(2): mode 0 extends the file and reserves the range in its
+    /// spill file (ENOSPC if the spill filesystem lacks the room); KEEP_SIZE
+    /// reserves nothing (there is nothing to reserve in Git) and succeeds;
+    /// other modes are EOPNOTSUPP.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
         let n = self.node_of(ino)?;
         self.writable_snap(&n)?;
@@ -767,7 +780,7 @@ impl CommitFs {
             if keep_size || end <= st.size {
                 return Ok(false);
             }
-            wf.data.set_len(end)?;
+            wf.data.allocate(offset, len)?;
             st.content_changed(end);
             Ok(true)
         })?;

@@ -429,7 +429,7 @@ impl Repo {
                 .map_err(|_| FsError::io("object id is not SHA-1"))?;
             for dir in object_dirs(repo) {
                 if let Some((reader, size)) = crate::pack_stream::open_packed_blob(&dir, &raw)
-                    .map_err(|e| FsError::io(format!("reading pack for {oid}: {e}")))?
+                    .map_err(|e| FsError::from_io(&e, format_args!("reading pack for {oid}")))?
                 {
                     return copy_exact(reader, size, sink, oid);
                 }
@@ -443,7 +443,9 @@ impl Repo {
             if obj.kind() != ObjectType::Blob {
                 return Err(FsError::io(format!("object {oid} is not a blob")));
             }
-            sink(obj.data()).map_err(|e| FsError::io(format!("spilling {oid}: {e}")))?;
+            sink(obj.data()).map_err(|e| {
+                FsError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
+            })?;
             Ok(obj.len() as u64)
         })
     }
@@ -458,29 +460,30 @@ pub fn write_loose_blob(objects_dir: &Path, file: &std::fs::File, size: u64) -> 
     use sha1::{Digest, Sha1};
     use std::io::Write;
     use std::os::unix::fs::FileExt;
-    let tmp = tempfile::NamedTempFile::new_in(objects_dir).map_err(|e| {
-        FsError::io(format!(
-            "cannot write an object in {}: {e}",
-            objects_dir.display()
-        ))
-    })?;
+    let writing = || format!("writing an object in {}", objects_dir.display());
+    let tmp = tempfile::NamedTempFile::new_in(objects_dir)
+        .map_err(|e| FsError::from_io(&e, writing()))?;
     let header = format!("blob {size}\0");
     let mut hasher = Sha1::new();
     hasher.update(header.as_bytes());
     let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
     let level = compression_for(file, size)?;
     let mut z = flate2::write::ZlibEncoder::new(out, level);
-    z.write_all(header.as_bytes())?;
+    z.write_all(header.as_bytes())
+        .map_err(|e| FsError::from_io(&e, writing()))?;
     let mut buf = vec![0u8; STREAM_CHUNK * 4];
     let mut pos = 0u64;
     while pos < size {
         let n = (size - pos).min(buf.len() as u64) as usize;
         file.read_exact_at(&mut buf[..n], pos)?;
         hasher.update(&buf[..n]);
-        z.write_all(&buf[..n])?;
+        z.write_all(&buf[..n])
+            .map_err(|e| FsError::from_io(&e, writing()))?;
         pos += n as u64;
     }
-    z.finish()?.flush()?;
+    z.finish()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| FsError::from_io(&e, writing()))?;
     let oid = Oid::from_bytes(&hasher.finalize())?;
     let hex = oid.to_string();
     let dir = objects_dir.join(&hex[..2]);
@@ -488,13 +491,13 @@ pub fn write_loose_blob(objects_dir: &Path, file: &std::fs::File, size: u64) -> 
     if dest.exists() {
         return Ok(oid);
     }
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| FsError::from_io(&e, writing()))?;
     let _ = std::fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o444),
     );
     tmp.persist(&dest)
-        .map_err(|e| FsError::io(format!("cannot store object {hex}: {}", e.error)))?;
+        .map_err(|e| FsError::from_io(&e.error, format_args!("storing object {hex}")))?;
     Ok(oid)
 }
 
@@ -558,7 +561,7 @@ fn copy_exact(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FsError::io(format!("reading blob {oid}: {e}"))),
+            Err(e) => return Err(FsError::from_io(&e, format_args!("reading blob {oid}"))),
         };
         total += n as u64;
         if total > size {
@@ -566,7 +569,9 @@ fn copy_exact(
                 "blob {oid} is longer than its header says"
             )));
         }
-        sink(&buf[..n]).map_err(|e| FsError::io(format!("spilling {oid}: {e}")))?;
+        sink(&buf[..n]).map_err(|e| {
+            FsError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
+        })?;
     }
     if total != size {
         return Err(FsError::io(format!(
@@ -937,7 +942,11 @@ impl ObjectBatch {
         let pack = encode_pack(&objects)?;
         let odb = repo.odb()?;
         let mut w = odb.packwriter()?;
-        std::io::Write::write_all(&mut w, &pack)?;
+        // git2 reports a failed append as a bare "Write error"; libgit2's own
+        // message (which says "No space left on device") is its last error.
+        if std::io::Write::write_all(&mut w, &pack).is_err() {
+            return Err(git2::Error::last_error(-1).into());
+        }
         w.commit()?;
         self.wrote_pack = true;
         // libgit2 finds a new pack on its next miss; make it look now, so

@@ -7,6 +7,11 @@
 //! moves to disk when it grows past [`SMALL`] bytes or when all in-memory files
 //! together would pass the mount's budget. Memory therefore stays bounded by
 //! the budget however many or however large the written files are.
+//!
+//! A write that fails for lack of space (or any other reason) takes nothing
+//! with it: a spill file that a failed write grew is cut back to its length
+//! before, so the space it grabbed is free again at once and what was there
+//! stays; a file that cannot move from memory to disk stays in memory, whole.
 
 use std::fs::File;
 use std::io;
@@ -16,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
+
+use crate::error::{FsError, FsResult};
 
 /// A file larger than this lives on disk.
 pub const SMALL: usize = 64 << 10;
@@ -54,23 +61,30 @@ impl Store {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 
-    fn spill_file(&self) -> io::Result<File> {
+    fn spill_file(&self) -> FsResult<File> {
         tempfile::tempfile_in(&self.spill_dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot create a spill file in {}: {e}",
-                    self.spill_dir.display()
-                ),
+            FsError::from_io(
+                &e,
+                format_args!("creating a spill file in {}", self.spill_dir.display()),
             )
         })
+    }
+
+    /// `e`, from writing a spill file, for the log and the caller.
+    fn write_error(&self, e: &io::Error) -> FsError {
+        FsError::from_io(
+            e,
+            format_args!("writing a spill file in {}", self.spill_dir.display()),
+        )
     }
 }
 
 enum Place {
     /// The bytes, and how much of the budget their allocation holds.
     Mem(Vec<u8>, usize),
-    Disk(File),
+    /// The spill file, and its length (every change of it goes through
+    /// `Data`, so this is exact without asking the kernel).
+    Disk(File, u64),
 }
 
 /// The contents of one written file. Its length is kept by the caller (the
@@ -96,21 +110,21 @@ impl Data {
     }
 
     /// An empty file that goes straight to disk (it is known to be large).
-    pub fn on_disk(store: &Arc<Store>) -> io::Result<Data> {
+    pub fn on_disk(store: &Arc<Store>) -> FsResult<Data> {
         Ok(Data {
             store: store.clone(),
-            place: RwLock::new(Place::Disk(store.spill_file()?)),
+            place: RwLock::new(Place::Disk(store.spill_file()?, 0)),
         })
     }
 
     /// Whether the bytes are in a spill file.
     pub fn is_on_disk(&self) -> bool {
-        matches!(*self.place.read(), Place::Disk(_))
+        matches!(*self.place.read(), Place::Disk(..))
     }
 
     /// Reads into `buf` from `offset` until it is full or the data ends;
     /// returns how many bytes were read.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> FsResult<usize> {
         match &*self.place.read() {
             Place::Mem(v, _) => {
                 let Ok(start) = usize::try_from(offset) else {
@@ -123,15 +137,16 @@ impl Data {
                 buf[..n].copy_from_slice(&v[start..start + n]);
                 Ok(n)
             }
-            Place::Disk(f) => read_up_to(f, buf, offset),
+            Place::Disk(f, _) => Ok(read_up_to(f, buf, offset)?),
         }
     }
 
-    /// Writes all of `data` at `offset`; a gap before it reads as zeros.
-    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+    /// Writes all of `data` at `offset`; a gap before it reads as zeros. If
+    /// the write fails, the file is as long as it was (see the module's doc).
+    pub fn write_at(&self, data: &[u8], offset: u64) -> FsResult<()> {
         let end = offset
             .checked_add(data.len() as u64)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+            .ok_or_else(|| FsError::TooBig(format!("a write ending past {}", u64::MAX)))?;
         let mut place = self.place.write();
         // In memory after this only if `end` bytes fit there.
         self.make_room(&mut place, end)?;
@@ -144,12 +159,25 @@ impl Data {
                 v[start..end].copy_from_slice(data);
                 Ok(())
             }
-            Place::Disk(f) => f.write_all_at(data, offset),
+            Place::Disk(f, flen) => match f.write_all_at(data, offset) {
+                Ok(()) => {
+                    *flen = (*flen).max(end);
+                    Ok(())
+                }
+                Err(e) => {
+                    // Part of it may be on disk (until the space ran out):
+                    // give that back.
+                    if end > *flen {
+                        self.cut_back(f, *flen);
+                    }
+                    Err(self.store.write_error(&e))
+                }
+            },
         }
     }
 
     /// Sets the length to `len`, cutting off or adding zeros.
-    pub fn set_len(&self, len: u64) -> io::Result<()> {
+    pub fn set_len(&self, len: u64) -> FsResult<()> {
         let mut place = self.place.write();
         self.make_room(&mut place, len)?;
         match &mut *place {
@@ -157,7 +185,80 @@ impl Data {
                 v.resize(len as usize, 0);
                 Ok(())
             }
-            Place::Disk(f) => f.set_len(len),
+            Place::Disk(f, flen) => match f.set_len(len) {
+                Ok(()) => {
+                    *flen = len;
+                    Ok(())
+                }
+                Err(e) => Err(self.store.write_error(&e)),
+            },
+        }
+    }
+
+    /// fallocate(2) mode 0 of `offset..offset + len`: the file is at least
+    /// that long afterwards, and a spill file has the blocks for the range
+    /// (ENOSPC now rather than at a later write). A file in memory has its
+    /// room already. If it fails, the file is as long as it was.
+    pub fn allocate(&self, offset: u64, len: u64) -> FsResult<()> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| FsError::TooBig(format!("an allocation ending past {}", u64::MAX)))?;
+        let mut place = self.place.write();
+        self.make_room(&mut place, end)?;
+        match &mut *place {
+            Place::Mem(v, _) => {
+                if v.len() < end as usize {
+                    v.resize(end as usize, 0);
+                }
+                Ok(())
+            }
+            Place::Disk(f, flen) => {
+                use std::os::fd::AsRawFd;
+                let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+                else {
+                    return Err(FsError::TooBig(format!("an allocation ending at {end}")));
+                };
+                // SAFETY: f is an open descriptor; fallocate only reads its arguments.
+                let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, off, n) };
+                let res = if rc == 0 {
+                    Ok(())
+                } else {
+                    match io::Error::last_os_error() {
+                        // A filesystem that cannot reserve: the length at least.
+                        e if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                            if end > *flen {
+                                f.set_len(end)
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        e => Err(e),
+                    }
+                };
+                match res {
+                    Ok(()) => {
+                        *flen = (*flen).max(end);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        if end > *flen {
+                            self.cut_back(f, *flen);
+                        }
+                        Err(self.store.write_error(&e))
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a failed change that grew spill file `f`: back to `len` bytes,
+    /// which frees what the change took. (Shrinking needs no space.)
+    fn cut_back(&self, f: &File, len: u64) {
+        if let Err(e) = f.set_len(len) {
+            log::warn!(
+                "cannot cut a spill file in {} back to {len} bytes after a failed write: {e}",
+                self.store.spill_dir.display()
+            );
         }
     }
 
@@ -166,13 +267,15 @@ impl Data {
     pub fn with<R>(&self, f: impl FnOnce(Contents<'_>) -> R) -> R {
         match &*self.place.read() {
             Place::Mem(v, _) => f(Contents::Mem(v)),
-            Place::Disk(file) => f(Contents::Disk(file)),
+            Place::Disk(file, _) => f(Contents::Disk(file)),
         }
     }
 
     /// Makes room in memory for a file `len` bytes long, or moves the file to
-    /// disk: afterwards it is in memory only if `len` bytes fit there.
-    fn make_room(&self, place: &mut Place, len: u64) -> io::Result<()> {
+    /// disk: afterwards it is in memory only if `len` bytes fit there. If the
+    /// move fails (the spill filesystem is full), the file stays in memory as
+    /// it was, and the change that needed the room fails.
+    fn make_room(&self, place: &mut Place, len: u64) -> FsResult<()> {
         let Place::Mem(v, held) = place else {
             return Ok(());
         };
@@ -193,10 +296,14 @@ impl Data {
             }
         }
         // Too large, or the budget is spent: to disk, with what was written.
+        // Until the copy is whole, the bytes stay where they were; a copy that
+        // fails closes its file, which frees what it took.
         let file = self.store.spill_file()?;
-        file.write_all_at(v, 0)?;
+        file.write_all_at(v, 0)
+            .map_err(|e| self.store.write_error(&e))?;
+        let flen = v.len() as u64;
         self.store.release(*held);
-        *place = Place::Disk(file);
+        *place = Place::Disk(file, flen);
         Ok(())
     }
 }
@@ -291,5 +398,57 @@ mod tests {
         assert_eq!(buf, [0; 4]);
         a.set_len(3).unwrap();
         assert_eq!(read_all(&a, 3), b"ab\0");
+    }
+
+    fn spill_len(d: &Data) -> u64 {
+        d.with(|c| match c {
+            Contents::Disk(f) => f.metadata().unwrap().len(),
+            Contents::Mem(_) => panic!("in memory"),
+        })
+    }
+
+    #[test]
+    fn allocate_reserves_the_blocks_of_a_spill_file() {
+        let (_d, s) = store(1 << 20);
+        let a = Data::new(&s);
+        a.allocate(0, 10).unwrap();
+        assert!(!a.is_on_disk(), "a small allocation stays in memory");
+        assert_eq!(read_all(&a, 10), [0u8; 10]);
+        a.write_at(b"xy", 0).unwrap();
+        a.allocate(4, 1 << 20).unwrap();
+        assert!(a.is_on_disk());
+        assert_eq!(spill_len(&a), 4 + (1 << 20));
+        let blocks = a.with(|c| match c {
+            Contents::Disk(f) => std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap()),
+            Contents::Mem(_) => 0,
+        });
+        assert!(blocks * 512 >= 1 << 20, "{blocks} blocks reserved");
+        assert_eq!(&read_all(&a, 4)[..], b"xy\0\0");
+    }
+
+    /// ext4 holds files of up to 16 TiB: a write across that limit writes
+    /// part of itself, fails (EFBIG), and leaves the file as long as it was.
+    #[test]
+    fn a_failed_write_leaves_the_spill_file_as_long_as_it_was() {
+        let (d, s) = store(1 << 20);
+        let c = std::ffi::CString::new(d.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c is a valid C string; st is written by the call.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+        if st.f_type != 0xEF53 {
+            eprintln!("skipped: the temporary directory is not on ext4");
+            return;
+        }
+        let a = Data::new(&s);
+        let first = vec![3u8; SMALL + 10];
+        a.write_at(&first, 0).unwrap();
+        let edge = (16u64 << 40) - 4096;
+        let e = a.write_at(&[1u8; 8192], edge).unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{e}");
+        assert_eq!(spill_len(&a), first.len() as u64);
+        assert_eq!(read_all(&a, first.len()), first);
+        let e = a.set_len(17 << 40).unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{e}");
+        assert_eq!(spill_len(&a), first.len() as u64);
     }
 }

@@ -1231,3 +1231,365 @@ fn random_io_through_the_kernel_matches_a_model() {
     assert!(out.stdout == model, "committed blob equals the model");
     fsck(&bare);
 }
+
+// ---- full disks and sizes ------------------------------------------------------
+
+/// Why the tests below are ignored when not built by root.
+const NEEDS_ROOT: &str = "needs root: mounts a tmpfs";
+
+/// Panics unless root: a root-only test never passes without having run.
+fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "{NEEDS_ROOT} (built as root, run as another user?)"
+    );
+}
+
+/// A tmpfs of `size` bytes mounted on a fresh directory, unmounted (and the
+/// directory removed) on drop, even when the test fails half-way.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new(size: u64) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("commitfs-tmpfs")
+            .tempdir()
+            .unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs on {}", dir.path().display());
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes free on it, as df shows them.
+    fn free(&self) -> u64 {
+        let c = CString::new(self.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: c is a valid C string; st is written by the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        st.f_bavail * st.f_frsize
+    }
+
+    fn resize(&self, size: u64) {
+        let st = Command::new("mount")
+            .arg("-o")
+            .arg(format!("remount,size={size}"))
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount of {}", self.path().display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if is_mounted(self.path()) {
+            let ok = Command::new("umount")
+                .arg(self.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+            }
+        }
+    }
+}
+
+/// Bytes that do not compress (git cannot make them smaller on disk).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn assert_enospc(e: &std::io::Error, what: &str) {
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC),
+        "{what}: ENOSPC, not {e}"
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{what}");
+}
+
+/// Writes `path` (outside any mount) until its filesystem is full.
+fn fill_up(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0x5au8; 4096];
+    for _ in 0..(1 << 20) {
+        if let Err(e) = f.write_all(&block) {
+            assert_enospc(&e, "filling the disk from outside");
+            return;
+        }
+    }
+    panic!("{} never filled up", path.display());
+}
+
+/// A full disk reaches programs as ENOSPC, never EIO; a failed write keeps no
+/// space; a failed commit keeps every change, and `commitfs status` says the
+/// disk is full; once there is room again, the next save commits them.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: mounts a tmpfs (run as root)")]
+fn a_full_disk_is_enospc_and_gives_its_space_back() {
+    require_root();
+    let r = TestRepo::new();
+    r.write("README.md", b"hello\n");
+    r.commit("initial");
+    let bare = r.publish();
+    // The repository and the spill files share a 4 MiB disk.
+    let disk = Tmpfs::new(4 << 20);
+    let repo = disk.path().join("repo.git");
+    git(
+        disk.path(),
+        &["clone", "-q", "--bare", bare.to_str().unwrap(), "repo.git"],
+    );
+    let spill = disk.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(
+        &repo,
+        &mnt,
+        &["--settle", "100", "--spill-dir", spill.to_str().unwrap()],
+    );
+    let main = mnt.join("main");
+
+    // A save while there is room.
+    let first = main.join("first.txt");
+    let first_text = b"committed before the disk filled\n";
+    std::fs::write(&first, first_text).unwrap();
+    std::fs::File::open(&first).unwrap().sync_all().unwrap();
+    assert_eq!(
+        show(&repo, "main:first.txt").as_deref(),
+        Some(&first_text[..])
+    );
+    let tip = git(&repo, &["rev-parse", "main"]);
+
+    // A writer that goes on until the disk is full gets ENOSPC.
+    let big = main.join("big.bin");
+    let chunk = noise(64 << 10, 7);
+    let mut written = 0u64;
+    {
+        let mut f = std::fs::File::create(&big).unwrap();
+        let err = loop {
+            match f.write_all(&chunk) {
+                Ok(()) => written += chunk.len() as u64,
+                Err(e) => break e,
+            }
+            assert!(written < 64 << 20, "a 4 MiB disk took 64 MiB");
+        };
+        assert_enospc(&err, "writing a large file until the disk is full");
+    }
+    assert!(written >= 1 << 20, "only {written} bytes fit before ENOSPC");
+    // The failed write left the file as it was.
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), written);
+    let mut tail = vec![0u8; chunk.len()];
+    std::fs::File::open(&big)
+        .unwrap()
+        .read_exact_at(&mut tail, written - chunk.len() as u64)
+        .unwrap();
+    assert!(tail == chunk, "the last whole write reads back");
+    // What was committed before reads exactly.
+    assert_eq!(std::fs::read(&first).unwrap(), first_text);
+
+    // The disk full to the last block (a failed write gave back what it took).
+    let filler = disk.path().join("filler");
+    fill_up(&filler);
+    // A small file is held in memory, so the write succeeds; its save cannot.
+    let small = main.join("small.txt");
+    let small_text = b"saved while the disk was full\n";
+    std::fs::write(&small, small_text).unwrap();
+    let e = std::fs::File::open(&small)
+        .unwrap()
+        .sync_all()
+        .expect_err("fsync with the repository's disk full");
+    assert_enospc(&e, "fsync of a small file on a full disk");
+    assert_eq!(
+        git(&repo, &["rev-parse", "main"]),
+        tip,
+        "the ref did not move"
+    );
+    // A file growing out of memory onto the full disk: the write that needs
+    // the move fails, and what it held before stays, whole.
+    let grow = main.join("grow.txt");
+    let grow_text = noise(60 << 10, 11);
+    std::fs::write(&grow, &grow_text).unwrap();
+    let e = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&grow)
+        .unwrap()
+        .write_all(&[b'x'; 8 << 10])
+        .expect_err("growing past memory onto a full disk");
+    assert_enospc(&e, "a write that moves a file onto a full disk");
+    assert!(std::fs::read(&grow).unwrap() == grow_text, "grow.txt kept");
+    // `commitfs status` names the full disk.
+    let out = commitfs(&[OsStr::new("status"), mnt.as_os_str()]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("no space left on device") && status.contains("repo.git"),
+        "status names the full disk: {status}"
+    );
+
+    // Removing the large file frees its spill file at once.
+    let before = disk.free();
+    std::fs::remove_file(&big).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || disk.free()
+            >= before + written - (256 << 10)),
+        "df shows the {written} bytes of big.bin freed (free {} before, {} now)",
+        before,
+        disk.free()
+    );
+    // Full again, with only small objects to write (libgit2 writes them).
+    let filler2 = disk.path().join("filler2");
+    fill_up(&filler2);
+    let e = std::fs::File::open(&small)
+        .unwrap()
+        .sync_all()
+        .expect_err("fsync with the repository's disk full");
+    assert_enospc(&e, "fsync of small objects on a full disk");
+    // Many small files are written as one pack: that fails the same way.
+    std::fs::create_dir(main.join("many")).unwrap();
+    for i in 0..40 {
+        std::fs::write(main.join(format!("many/{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let e = std::fs::File::open(&small)
+        .unwrap()
+        .sync_all()
+        .expect_err("fsync of a pack with the repository's disk full");
+    assert_enospc(&e, "fsync of a pack on a full disk");
+    assert_eq!(
+        git(&repo, &["rev-parse", "main"]),
+        tip,
+        "the ref did not move"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&filler2).unwrap();
+
+    // With room again, the next save commits it all.
+    let first_new = b"saved once there was room\n";
+    std::fs::write(&first, first_new).unwrap();
+    std::fs::File::open(&first).unwrap().sync_all().unwrap();
+    assert_ne!(git(&repo, &["rev-parse", "main"]), tip, "the ref moved");
+    assert_eq!(
+        git(&repo, &["show", "main:first.txt"]).as_bytes(),
+        first_new.trim_ascii_end()
+    );
+    assert_eq!(
+        show(&repo, "main:small.txt").as_deref(),
+        Some(&small_text[..])
+    );
+    assert!(
+        show(&repo, "main:grow.txt") == Some(grow_text),
+        "grow.txt committed"
+    );
+    assert_eq!(show(&repo, "main:big.bin"), None, "big.bin was removed");
+    assert_eq!(
+        show(&repo, "main:many/39.txt").as_deref(),
+        Some(&b"file 39\n"[..])
+    );
+    fsck(&repo);
+    m.unmount();
+}
+
+/// A large blob read through a spill file on a disk too small for it: the
+/// read gets ENOSPC, the spill file is closed at once (df shows its space
+/// back), and once there is room the same read gives the blob.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: mounts a tmpfs (run as root)")]
+fn a_read_spill_that_fills_its_disk_is_dropped_at_once() {
+    require_root();
+    let r = TestRepo::new();
+    let blob = noise(3 << 20, 5);
+    r.write("big.bin", &blob);
+    r.commit("big");
+    let bare = r.publish();
+    let disk = Tmpfs::new(1 << 20);
+    let empty = disk.free();
+    let mnt = r.mountpoint("mnt");
+    // With a 1 MiB cache, a blob over 256 KiB is read through a spill file.
+    let m = Mount::new(
+        &bare,
+        &mnt,
+        &[
+            "--cache-size",
+            "1M",
+            "--spill-dir",
+            disk.path().to_str().unwrap(),
+        ],
+    );
+    let path = mnt.join("main/big.bin");
+    for _ in 0..2 {
+        let e = std::fs::read(&path).expect_err("a spill larger than its disk");
+        assert_enospc(&e, "reading a blob whose spill fills its disk");
+        assert!(
+            wait_until(Duration::from_secs(10), || disk.free() == empty),
+            "the failed spill was closed ({} of {empty} bytes free)",
+            disk.free()
+        );
+    }
+    disk.resize(8 << 20);
+    assert!(
+        std::fs::read(&path).unwrap() == blob,
+        "the blob, once there is room"
+    );
+    m.unmount();
+}
+
+/// Sizes the spill filesystem cannot hold (ext4: 16 TiB) are EFBIG, and leave
+/// the file as it was.
+#[test]
+fn sizes_past_what_the_spill_filesystem_allows_are_efbig() {
+    let spill = tempfile::tempdir().unwrap();
+    let c = CString::new(spill.path().as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid C string; st is written by the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+    if st.f_type != 0xEF53 {
+        eprintln!("skipped: the temporary directory is not on ext4");
+        return;
+    }
+    let (_r, _bare, m) = setup(&["--spill-dir", spill.path().to_str().unwrap()]);
+    let path = m.path.join("main/huge");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(b"abc", 0).unwrap();
+    let past = 17u64 << 40;
+    assert_eq!(errno(f.set_len(past)), libc::EFBIG, "ftruncate past 16 TiB");
+    assert_eq!(
+        errno(f.write_all_at(b"x", past)),
+        libc::EFBIG,
+        "pwrite past 16 TiB"
+    );
+    // A write that starts below the limit and ends past it.
+    let edge = (16u64 << 40) - 4096;
+    assert_eq!(
+        errno(f.write_all_at(&[1u8; 8192], edge)),
+        libc::EFBIG,
+        "pwrite across 16 TiB"
+    );
+    assert_eq!(f.metadata().unwrap().len(), 3);
+    assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+}
