@@ -518,3 +518,52 @@ fn a_panicking_handler_fails_one_request_and_loses_nothing() {
     assert!(text.contains("internal error"), "{text}");
     assert!(text.contains("COMMITFS_TEST_PANIC_NAME looked up"), "{text}");
 }
+
+/// Runs `cmd` with `args` as uid/gid 65534 (nobody); true if it succeeded.
+fn as_nobody(cmd: &str, args: &[&std::ffi::OsStr]) -> bool {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd)
+        .args(args)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Under --allow-other another user can read the mount, but cannot force
+/// the owner's pending changes into a commit: their fsync (`sync FILE`) and
+/// fsyncdir (`sync DIR`, `sync MNT`) are not commit barriers; the owner's are.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: runs a command as another user")]
+fn another_users_sync_is_not_a_commit_barrier() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root (built as root, run as another user?)");
+    let r = TestRepo::new();
+    r.write("README", b"top\n");
+    r.commit("init");
+    let bare = r.publish();
+    // The other user must be able to reach the mount point.
+    std::fs::set_permissions(
+        r.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--allow-other", "--settle", "60000"]);
+    let main = mnt.join("main");
+    let before = git(&bare, &["rev-parse", "main"]);
+    std::fs::write(main.join("pending.txt"), b"owner's\n").unwrap();
+    // The other user can read it, and sync it: sync returns, nothing commits.
+    assert!(as_nobody("cat", &[main.join("pending.txt").as_os_str()]));
+    assert!(as_nobody("sync", &[main.join("pending.txt").as_os_str()]));
+    assert_eq!(git(&bare, &["rev-parse", "main"]), before);
+    assert!(as_nobody("sync", &[main.as_os_str()]));
+    assert!(as_nobody("sync", &[mnt.as_os_str()]));
+    assert_eq!(git(&bare, &["rev-parse", "main"]), before, "another user's sync committed");
+    // The owner's sync is a barrier: committed when it returns.
+    let st = Command::new("sync").arg(main.join("pending.txt")).status().unwrap();
+    assert!(st.success());
+    assert_ne!(git(&bare, &["rev-parse", "main"]), before);
+    assert_eq!(show(&bare, "main:pending.txt").unwrap(), b"owner's\n");
+    m.unmount();
+}
