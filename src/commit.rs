@@ -196,7 +196,9 @@ impl CommitFs {
             return Err(FsError::Stale);
         }
         self.node_of(ino)?;
-        log::debug!("fsync of inode {ino} by uid {uid}, not the mount's owner: not a commit barrier");
+        log::debug!(
+            "fsync of inode {ino} by uid {uid}, not the mount's owner: not a commit barrier"
+        );
         Ok(())
     }
 

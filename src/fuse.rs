@@ -165,11 +165,9 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        guard("getattr", move || {
-            match self.fs.getattr(ino.0) {
-                Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-                Err(e) => reply.error(fail("getattr", e)),
-            }
+        guard("getattr", move || match self.fs.getattr(ino.0) {
+            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+            Err(e) => reply.error(fail("getattr", e)),
         });
     }
 
@@ -208,11 +206,9 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        guard("readlink", move || {
-            match self.fs.readlink(ino.0) {
-                Ok(t) => reply.data(&t),
-                Err(e) => reply.error(fail("readlink", e)),
-            }
+        guard("readlink", move || match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(fail("readlink", e)),
         });
     }
 
@@ -388,11 +384,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guard("write", move || {
-            match self.fs.write(ino.0, offset, data) {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(fail("write", e)),
-            }
+        guard("write", move || match self.fs.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", e)),
         });
     }
 
@@ -433,27 +427,23 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", move || {
-            match self.fs.fsync_as(ino.0, req.uid()) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("fsync", e)),
-            }
+        guard("fsync", move || match self.fs.fsync_as(ino.0, req.uid()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsync", e)),
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        guard("opendir", move || {
-            match self.fs.opendir(ino.0) {
-                Ok(o) => {
-                    let f = if o.keep_cache {
-                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(FileHandle(o.fh), f)
-                }
-                Err(e) => reply.error(fail("opendir", e)),
+        guard("opendir", move || match self.fs.opendir(ino.0) {
+            Ok(o) => {
+                let f = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(o.fh), f)
             }
+            Err(e) => reply.error(fail("opendir", e)),
         });
     }
 
@@ -603,12 +593,10 @@ impl Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guard("listxattr", move || {
-            match self.fs.getattr(ino.0) {
-                Ok(_) if size == 0 => reply.size(0),
-                Ok(_) => reply.data(&[]),
-                Err(e) => reply.error(fail("listxattr", e)),
-            }
+        guard("listxattr", move || match self.fs.getattr(ino.0) {
+            Ok(_) if size == 0 => reply.size(0),
+            Ok(_) => reply.data(&[]),
+            Err(e) => reply.error(fail("listxattr", e)),
         });
     }
 
@@ -622,11 +610,9 @@ impl Filesystem for FuseFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        guard("access", move || {
-            match self.fs.access(ino.0, mask.bits()) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("access", e)),
-            }
+        guard("access", move || match self.fs.access(ino.0, mask.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("access", e)),
         });
     }
 

@@ -516,7 +516,10 @@ fn a_panicking_handler_fails_one_request_and_loses_nothing() {
     assert_eq!(show(&bare, "main:kept.txt").unwrap(), b"kept\n");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("internal error"), "{text}");
-    assert!(text.contains("COMMITFS_TEST_PANIC_NAME looked up"), "{text}");
+    assert!(
+        text.contains("COMMITFS_TEST_PANIC_NAME looked up"),
+        "{text}"
+    );
 }
 
 /// Runs `cmd` with `args` as uid/gid 65534 (nobody); true if it succeeded.
@@ -534,10 +537,17 @@ fn as_nobody(cmd: &str, args: &[&std::ffi::OsStr]) -> bool {
 /// the owner's pending changes into a commit: their fsync (`sync FILE`) and
 /// fsyncdir (`sync DIR`, `sync MNT`) are not commit barriers; the owner's are.
 #[test]
-#[cfg_attr(commitfs_not_root, ignore = "needs root: runs a command as another user")]
+#[cfg_attr(
+    commitfs_not_root,
+    ignore = "needs root: runs a command as another user"
+)]
 fn another_users_sync_is_not_a_commit_barrier() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root (built as root, run as another user?)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "needs root (built as root, run as another user?)"
+    );
     let r = TestRepo::new();
     r.write("README", b"top\n");
     r.commit("init");
@@ -559,9 +569,16 @@ fn another_users_sync_is_not_a_commit_barrier() {
     assert_eq!(git(&bare, &["rev-parse", "main"]), before);
     assert!(as_nobody("sync", &[main.as_os_str()]));
     assert!(as_nobody("sync", &[mnt.as_os_str()]));
-    assert_eq!(git(&bare, &["rev-parse", "main"]), before, "another user's sync committed");
+    assert_eq!(
+        git(&bare, &["rev-parse", "main"]),
+        before,
+        "another user's sync committed"
+    );
     // The owner's sync is a barrier: committed when it returns.
-    let st = Command::new("sync").arg(main.join("pending.txt")).status().unwrap();
+    let st = Command::new("sync")
+        .arg(main.join("pending.txt"))
+        .status()
+        .unwrap();
     assert!(st.success());
     assert_ne!(git(&bare, &["rev-parse", "main"]), before);
     assert_eq!(show(&bare, "main:pending.txt").unwrap(), b"owner's\n");
