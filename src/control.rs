@@ -144,14 +144,22 @@ impl Status {
     }
 }
 
+/// Where this process's control sockets live: `$XDG_RUNTIME_DIR/commitfs`,
+/// else `/tmp/commitfs-UID`. Not created here.
+pub fn own_socket_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
+        _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
+    }
+}
+
 /// The directory of the control sockets: created for this user only.
 fn socket_dir() -> Result<PathBuf, String> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
-        _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
-    };
+    let dir = own_socket_dir();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -76,6 +76,10 @@ impl std::fmt::Display for OpenError {
 
 pub struct Repo {
     git_dir: PathBuf,
+    /// The common directory: the same as `git_dir`, except in a linked work
+    /// tree's git directory (`.git/worktrees/NAME`), whose `commondir` names
+    /// the main repository's.
+    common_dir: PathBuf,
     pool: Mutex<Vec<Repository>>,
 }
 
@@ -111,14 +115,20 @@ impl Repo {
             ));
         }
         let git_dir = repo.path().to_path_buf();
+        let common_dir = repo.commondir().to_path_buf();
         Ok(Repo {
             git_dir,
+            common_dir,
             pool: Mutex::new(vec![repo]),
         })
     }
 
     pub fn git_dir(&self) -> &Path {
         &self.git_dir
+    }
+
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
     }
 
     /// Runs `f` with a repository handle from the pool.

@@ -448,3 +448,176 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
     assert_one_line_error(&out, &["not mounted"]);
 }
+
+/// `commitfs ARGS` as a command, for `run_refused`.
+fn cmd(args: &[&OsStr]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+/// A mount point the daemon would read through (the repository itself, inside
+/// it, above it, through symlinks either side; the common directory of a
+/// linked work tree; an alternate object directory; a spill directory or log
+/// file inside the mount point) is refused with one line before anything is
+/// mounted, in each command-line form.
+#[test]
+fn a_mount_point_the_daemon_would_read_through_is_refused() {
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let mnt = r.mountpoint("mnt");
+    let own = "its own mount";
+    let refused = |c: Command, words: &[&str]| {
+        let out = run_refused(c, top);
+        assert_one_line_error(&out, words);
+        assert!(stray_mounts("self", top).is_empty());
+    };
+    let f = OsStr::new("--foreground");
+    let mount = OsStr::new("mount");
+    // The repository itself (a plain, detached mount).
+    refused(
+        cmd(&[mount, os(&bare), os(&bare)]),
+        &["is the repository", own],
+    );
+    // Inside it: the mount(8) helper form, as issue 9 found it.
+    refused(
+        cmd(&[
+            os(&bare),
+            os(&bare.join("refs/heads")),
+            OsStr::new("-o"),
+            OsStr::new("ro"),
+        ]),
+        &["is inside the repository", own],
+    );
+    refused(
+        cmd(&[mount, os(&bare), os(&bare.join("objects")), f]),
+        &["is inside the repository", own],
+    );
+    // Above it: its parent.
+    refused(
+        cmd(&[mount, os(&bare), os(top), f]),
+        &["is above the repository", own],
+    );
+    // Through symlinks: a mount point that is a link to the repository's
+    // parent, or into the repository; a repository named through a link.
+    let up = top.join("up");
+    std::os::unix::fs::symlink(top, &up).unwrap();
+    refused(
+        cmd(&[mount, os(&bare), os(&up), f]),
+        &["is above the repository", "that is", own],
+    );
+    let into = top.join("into");
+    std::os::unix::fs::symlink(bare.join("refs/tags"), &into).unwrap();
+    refused(
+        cmd(&[mount, os(&bare), os(&into), f]),
+        &["is inside the repository", own],
+    );
+    let alias = top.join("alias.git");
+    std::os::unix::fs::symlink(&bare, &alias).unwrap();
+    refused(
+        cmd(&[mount, os(&alias), os(&bare.join("refs")), f]),
+        &["is inside the repository", own],
+    );
+    // A linked work tree: its git directory is .git/worktrees/NAME, its
+    // common directory the main .git.
+    let linked = top.join("linked");
+    git(
+        &r.work(),
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "side",
+            linked.to_str().unwrap(),
+        ],
+    );
+    refused(
+        cmd(&[mount, os(&linked), os(&r.work().join(".git/refs")), f]),
+        &["is inside the repository's common directory", own],
+    );
+    // An alternate object directory.
+    let borrower = top.join("borrower.git");
+    git(top, &["init", "-q", "--bare", "borrower.git"]);
+    std::fs::write(
+        borrower.join("objects/info/alternates"),
+        format!("{}\n", bare.join("objects").display()),
+    )
+    .unwrap();
+    refused(
+        cmd(&[mount, os(&borrower), os(&bare.join("objects/pack")), f]),
+        &["is inside the alternate object directory", own],
+    );
+    // A spill directory or a log file inside the mount point.
+    std::fs::create_dir(mnt.join("spill")).unwrap();
+    refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--spill-dir"),
+            os(&mnt.join("spill")),
+            f,
+        ]),
+        &["is above the spill directory", "--spill-dir", own],
+    );
+    refused(
+        cmd(&[
+            os(&bare),
+            os(&mnt),
+            OsStr::new("-o"),
+            OsStr::new(&format!("spill-dir={}", mnt.display())),
+        ]),
+        &["is the spill directory", own],
+    );
+    refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(&mnt.join("log.txt")),
+            f,
+        ]),
+        &["is the log file's directory", "--log-file", own],
+    );
+    assert!(
+        !mnt.join("log.txt").exists(),
+        "no log file was made in the mount point"
+    );
+    // Beside the repository, the same mount comes up.
+    let m = Mount::new(&bare, &mnt, &[]);
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    m.unmount();
+}
+
+/// `/` and `/tmp`-like ancestors of the repository, named through symlinks,
+/// are refused too. Run in a private mount namespace, so that even a
+/// regression could not stack a mount over the machine's `/` or `/tmp`.
+#[test]
+#[cfg_attr(commitfs_tests_not_root, ignore = "needs root: unshare -m")]
+fn a_mount_point_above_the_repository_through_a_symlink_to_root_is_refused() {
+    require_root();
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let to_root = top.join("to-root");
+    std::os::unix::fs::symlink("/", &to_root).unwrap();
+    let to_parent = top.join("to-parent");
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(top).unwrap().parent().unwrap(),
+        &to_parent,
+    )
+    .unwrap();
+    for link in [&to_parent, &to_root] {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", BIN, "mount"])
+            .arg(&bare)
+            .arg(link)
+            .arg("--foreground");
+        let out = run_refused(c, top);
+        assert_one_line_error(
+            &out,
+            &["is above the repository", "that is", "its own mount"],
+        );
+    }
+}
