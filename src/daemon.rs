@@ -93,6 +93,9 @@ pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
             cfg.fs.spill_dir.display()
         ));
     }
+    if let Some(log) = &cfg.log_file {
+        check_log_file(log)?;
+    }
     CommitFs::new(repo, cfg.fs.clone())
 }
 
@@ -316,6 +319,40 @@ pub fn check_not_own_reader(mnt: &Path, dirs: &[UsedDir]) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// The log file can be opened for appending (it is created if need be), so
+/// that a detached daemon does not log into nowhere.
+fn check_log_file(log: &Path) -> Result<(), String> {
+    let dir = log.parent().unwrap_or(Path::new("/"));
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => format!(
+                "the directory {} of the log file {} does not exist: create it (mkdir -p {}) or give another --log-file",
+                dir.display(),
+                log.display(),
+                dir.display()
+            ),
+            Some(libc::ENOTDIR) => format!(
+                "the directory {} of the log file {} is not a directory (a part of its path is a file): give a --log-file in a directory you can write",
+                dir.display(),
+                log.display()
+            ),
+            Some(libc::EISDIR) => format!(
+                "the log file {} is a directory: give the path of a file",
+                log.display()
+            ),
+            _ => format!(
+                "cannot write the log file {} ({e}): give a --log-file in a directory you can write",
+                log.display()
+            ),
+        }),
+    }
 }
 
 fn check_mountpoint(mnt: &Path) -> Result<(), String> {
@@ -1025,5 +1062,20 @@ mod tests {
             "five levels, the cycle ignored"
         );
         assert_eq!(unquote_c(br#"a\"b\\c\ntab\t\101"#), b"a\"b\\c\ntab\tA");
+    }
+
+    #[test]
+    fn a_log_file_needs_a_directory_that_can_be_written() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(check_log_file(&t.path().join("log")).is_ok());
+        let e = check_log_file(&t.path().join("missing/log")).unwrap_err();
+        assert!(
+            e.contains("does not exist") && e.contains("mkdir -p"),
+            "{e}"
+        );
+        let e = check_log_file(&t.path().join("log/x")).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+        let e = check_log_file(t.path()).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
     }
 }

@@ -621,3 +621,114 @@ fn a_mount_point_above_the_repository_through_a_symlink_to_root_is_refused() {
         );
     }
 }
+
+/// A log file whose directory is missing, or that cannot be written (under a
+/// regular file; on a read-only file system), is refused before mounting;
+/// one that can be written gets the detached daemon's log.
+#[test]
+fn a_log_file_that_cannot_be_written_is_refused() {
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let mnt = r.mountpoint("mnt");
+    let file = top.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let mount = OsStr::new("mount");
+    let missing = top.join("no-such-dir/commitfs.log");
+    let out = run_refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(&missing),
+        ]),
+        top,
+    );
+    assert_one_line_error(
+        &out,
+        &["no-such-dir", "does not exist", "mkdir -p", "--log-file"],
+    );
+    let under_file = file.join("commitfs.log");
+    let opt = format!("log-file={}", under_file.display());
+    let out = run_refused(
+        cmd(&[os(&bare), os(&mnt), OsStr::new("-o"), OsStr::new(&opt)]),
+        top,
+    );
+    assert_one_line_error(&out, &["a-file", "not a directory", "--log-file"]);
+    // A directory as the log file.
+    let out = run_refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(top),
+            OsStr::new("-f"),
+        ]),
+        top,
+    );
+    assert_one_line_error(&out, &["is a directory"]);
+    assert!(!is_mounted(&mnt));
+    // One that can be written gets the log.
+    let log = top.join("logs/commitfs.log");
+    std::fs::create_dir(top.join("logs")).unwrap();
+    let _guard = UnmountOnDrop(mnt.clone());
+    let out = commitfs(&[
+        mount,
+        os(&bare),
+        os(&mnt),
+        OsStr::new("--log-file"),
+        os(&log),
+        OsStr::new("-v"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("unmounted"))),
+        "the daemon logs into {}",
+        log.display()
+    );
+}
+
+/// A log file on a read-only file system (a tmpfs mounted ro, in a mount
+/// namespace of the test's own): root's mode bits do not stop it, EROFS does.
+#[test]
+#[cfg_attr(
+    commitfs_tests_not_root,
+    ignore = "needs root: unshare -m, mount -t tmpfs"
+)]
+fn a_log_file_on_a_read_only_file_system_is_refused() {
+    require_root();
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let ro = r.mountpoint("ro");
+    let script = format!(
+        "mount -t tmpfs -o ro none '{}' && exec '{}' mount '{}' '{}' --foreground --log-file '{}/commitfs.log'",
+        ro.display(),
+        BIN,
+        bare.display(),
+        mnt.display(),
+        ro.display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let out = run_refused(c, &mnt);
+    assert_one_line_error(
+        &out,
+        &[
+            "cannot write the log file",
+            "Read-only file system",
+            "--log-file",
+        ],
+    );
+}
