@@ -449,6 +449,8 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 pub struct MountInfo {
     pub source: String,
     pub fstype: String,
+    /// The `user_id=` of a FUSE mount: the user who mounted it.
+    pub user_id: Option<u32>,
 }
 
 /// `a/./b/../c/` -> `a/c`, without looking at the filesystem.
@@ -482,9 +484,15 @@ pub fn find_mount(mnt: &Path) -> Option<MountInfo> {
         }
         if unescape_mountinfo(fields[4]) == mnt.as_os_str().as_bytes() {
             // The last matching line is the mount on top.
+            let user_id = fields.get(dash + 3).and_then(|opts| {
+                opts.split(|&b| b == b',')
+                    .find_map(|o| o.strip_prefix(b"user_id="))
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            });
             found = Some(MountInfo {
                 fstype: String::from_utf8_lossy(fields[dash + 1]).into_owned(),
                 source: String::from_utf8_lossy(&unescape_mountinfo(fields[dash + 2])).into_owned(),
+                user_id,
             });
         }
     }

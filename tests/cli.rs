@@ -732,3 +732,129 @@ fn a_log_file_on_a_read_only_file_system_is_refused() {
         ],
     );
 }
+
+/// `commitfs status` of a mount that belongs to someone else says so, names
+/// the owner, and leaves its status to them, whether or not the asker may
+/// enter the mount (without allow_other not even stat reaches it); never
+/// that the daemon died.
+#[test]
+#[cfg_attr(commitfs_tests_not_root, ignore = "needs root: acts as another user")]
+fn status_of_another_users_mount_names_its_owner() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let (r, bare) = small_repo();
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (name, extra) in [("closed", &[][..]), ("open", &["--allow-other"][..])] {
+        let mnt = r.mountpoint(name);
+        let m = Mount::new(&bare, &mnt, extra);
+        for json in [false, true] {
+            let mut args = vec![OsStr::new("status"), os(&mnt)];
+            if json {
+                args.push(OsStr::new("--json"));
+            }
+            let out = as_nobody(&args);
+            assert_one_line_error(
+                &out,
+                &["another user", "uid 0 (root)", "theirs to read", name],
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !err.contains("died") && !err.contains("not mounted"),
+                "{err}"
+            );
+        }
+        // Its owner still reads it.
+        let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        m.unmount();
+    }
+}
+
+/// Root asking about another user's mount reads that user's socket
+/// directory (/tmp/commitfs-UID when the daemon had no XDG_RUNTIME_DIR).
+/// The mount is made by a daemon whose real uid is 65534 (so that the mount
+/// and its socket are that user's) and whose effective uid is root (/dev/fuse
+/// here is root's only).
+#[test]
+#[cfg_attr(commitfs_tests_not_root, ignore = "needs root: acts as another user")]
+fn root_reads_the_status_of_another_users_mount() {
+    require_root();
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let dir = Path::new("/tmp/commitfs-65534");
+    let made = std::fs::DirBuilder::new().mode(0o700).create(dir).is_ok();
+    if made {
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    let md = std::fs::symlink_metadata(dir).unwrap();
+    assert!(
+        md.is_dir() && md.uid() == 65534 && md.mode() & 0o077 == 0,
+        "{} is not a private directory of uid 65534",
+        dir.display()
+    );
+    let mut daemon = Command::new("setpriv")
+        .args([
+            "--ruid=65534",
+            "--rgid=65534",
+            "--clear-groups",
+            BIN,
+            "mount",
+        ])
+        .arg(&bare)
+        .arg(&mnt)
+        .arg("--foreground")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = UnmountOnDrop(mnt.clone());
+    let up = wait_until(Duration::from_secs(10), || {
+        is_mounted(&mnt) || matches!(daemon.try_wait(), Ok(Some(_)))
+    });
+    assert!(up && is_mounted(&mnt), "the mount comes up");
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(&*mnt.to_string_lossy()))
+        .unwrap();
+    assert!(line.contains("user_id=65534"), "{line}");
+    // The control socket is bound once the mount is up; ask until it answers.
+    let mut last = None;
+    let answered = wait_until(Duration::from_secs(10), || {
+        let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    let out = last.unwrap();
+    assert!(answered, "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("branch main:"), "{text}");
+    // Not a commitfs unmount: root may not enter a mount without
+    // allow_other; a plain umount, and the daemon exits.
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    let exited = wait_until(Duration::from_secs(10), || {
+        matches!(daemon.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = daemon.kill();
+    }
+    let _ = daemon.wait();
+    assert!(exited, "the daemon exits after umount");
+    if made {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
