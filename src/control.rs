@@ -144,21 +144,28 @@ impl Status {
     }
 }
 
+/// Where this process's control sockets live: `$XDG_RUNTIME_DIR/commitfs`,
+/// else `/tmp/commitfs-UID`. Not created here.
+pub fn own_socket_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
+        _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
+    }
+}
+
 /// The directory of the control sockets: created for this user only.
 fn socket_dir() -> Result<PathBuf, String> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
-        _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
-    };
+    let dir = own_socket_dir();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
     }
-    let md = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if !md.is_dir() || md.uid() != uid || md.permissions().mode() & 0o077 != 0 {
+    if !is_private_dir_of(&dir, uid) {
         return Err(format!(
             "{} is not a private directory of this user: remove it",
             dir.display()
@@ -167,12 +174,76 @@ fn socket_dir() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// The control socket of the mount at `mnt` (an absolute, normalized path).
-pub fn socket_path(mnt: &Path) -> Result<PathBuf, String> {
+/// `dir` is a directory (not a symlink) owned by `uid` that nobody else may enter.
+fn is_private_dir_of(dir: &Path, uid: u32) -> bool {
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|md| md.is_dir() && md.uid() == uid && md.permissions().mode() & 0o077 == 0)
+}
+
+/// Where the daemon of a mount made by `owner` may have its socket, most
+/// likely first: the asker's own directory if the mount is the asker's, then
+/// the owner's `/run/user/UID/commitfs` and `/tmp/commitfs-UID` (a daemon
+/// started by mount(8) or from another session may have had another
+/// `XDG_RUNTIME_DIR`).
+pub fn socket_dirs_of(owner: u32, me: u32, own: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if owner == me {
+        dirs.push(own.to_path_buf());
+    }
+    for d in [
+        PathBuf::from(format!("/run/user/{owner}/commitfs")),
+        PathBuf::from(format!("/tmp/commitfs-{owner}")),
+    ] {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+/// The file name of the control socket of the mount at `mnt` (an absolute,
+/// normalized path).
+fn socket_name(mnt: &Path) -> String {
     use sha1::{Digest, Sha1};
     let h = Sha1::digest(mnt.as_os_str().as_bytes());
     let name: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(socket_dir()?.join(format!("{name}.sock")))
+    format!("{name}.sock")
+}
+
+/// The control socket of the mount at `mnt` (an absolute, normalized path).
+pub fn socket_path(mnt: &Path) -> Result<PathBuf, String> {
+    Ok(socket_dir()?.join(socket_name(mnt)))
+}
+
+/// The name of user `uid` in the password database, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: pwd and result are written by the call; buf outlives their use.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated, as getpwuid_r promises.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `uid 1000 (alice)`, or `uid 1000` for a user without a name.
+fn describe_user(uid: u32) -> String {
+    match user_name(uid) {
+        Some(n) => format!("uid {uid} ({n})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 /// Binds the control socket of `mnt` and answers on it from a thread of its
@@ -220,8 +291,8 @@ fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::
 pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
     let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
     let abs = crate::daemon::normalize(&abs);
-    match crate::daemon::find_mount(&abs) {
-        Some(m) if m.fstype == crate::daemon::FSTYPE => {}
+    let owner = match crate::daemon::find_mount(&abs) {
+        Some(m) if m.fstype == crate::daemon::FSTYPE => m.user_id,
         Some(m) => {
             return Err(format!(
                 "{} is a {} mount, not a commitfs one",
@@ -230,15 +301,53 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
             ));
         }
         None => return Err(format!("{} is not mounted", abs.display())),
+    };
+    // The owner: the user_id= the kernel keeps for every FUSE mount (read
+    // from the mount table, without entering the mount: without allow_other
+    // nobody else may even stat it); else the owner of its root.
+    let owner = owner.or_else(|| std::fs::metadata(&abs).ok().map(|md| md.uid()));
+    // SAFETY: getuid and geteuid cannot fail.
+    let (me, root) = unsafe { (libc::getuid(), libc::geteuid() == 0) };
+    let owner = owner.unwrap_or(me);
+    if owner != me && !root {
+        return Err(format!(
+            "{} is mounted by another user, {}: its status is theirs to read (run commitfs status as that user)",
+            abs.display(),
+            describe_user(owner)
+        ));
     }
-    let path = socket_path(&abs)?;
-    let mut conn = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "the daemon of {} does not answer ({e}): it may have died (commitfs unmount {} cleans up)",
+    let name = socket_name(&abs);
+    let dirs = socket_dirs_of(owner, me, &own_socket_dir());
+    let mut last_err = None;
+    let mut conn = None;
+    for dir in &dirs {
+        // Only a socket in the owner's private directory is the daemon's.
+        if !is_private_dir_of(dir, owner) {
+            continue;
+        }
+        match UnixStream::connect(dir.join(&name)) {
+            Ok(c) => {
+                conn = Some(c);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let Some(mut conn) = conn else {
+        let why = last_err
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "no control socket".into());
+        let whose = if owner == me {
+            String::new()
+        } else {
+            format!(", mounted by {},", describe_user(owner))
+        };
+        return Err(format!(
+            "the daemon of {}{whose} does not answer ({why}): it may have died (commitfs unmount {} cleans up)",
             abs.display(),
             abs.display()
-        )
-    })?;
+        ));
+    };
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     let req = if json { "status json\n" } else { "status\n" };
@@ -247,4 +356,35 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
     conn.read_to_string(&mut out)
         .map_err(|e| format!("reading the daemon's answer: {e}"))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_dirs_of_the_asker_and_of_another_user() {
+        let own = Path::new("/run/user/1000/commitfs");
+        assert_eq!(
+            socket_dirs_of(1000, 1000, own),
+            [own.to_path_buf(), PathBuf::from("/tmp/commitfs-1000")]
+        );
+        let own = Path::new("/tmp/commitfs-0");
+        assert_eq!(
+            socket_dirs_of(1000, 0, own),
+            [
+                PathBuf::from("/run/user/1000/commitfs"),
+                PathBuf::from("/tmp/commitfs-1000")
+            ]
+        );
+        let own = Path::new("/home/me/run/commitfs");
+        assert_eq!(socket_dirs_of(0, 0, own).len(), 3);
+    }
+
+    #[test]
+    fn users_are_named_when_they_have_a_name() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert!(describe_user(0).starts_with("uid 0 (root)"));
+        assert_eq!(describe_user(4_000_000_123), "uid 4000000123");
+    }
 }

@@ -82,6 +82,10 @@ fn make_absolute(cfg: &mut MountConfig) -> Result<(), String> {
 pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
     let repo = Repo::open(&cfg.repo).map_err(|e| e.to_string())?;
     check_mountpoint(&cfg.mountpoint)?;
+    // Before "already mounted": `/` is always a mount point, and a mount
+    // point above the repository is wrong whatever is mounted there.
+    check_not_own_reader(&cfg.mountpoint, &used_dirs(cfg, &repo))?;
+    check_not_mounted(&cfg.mountpoint)?;
     check_fuse()?;
     if !cfg.fs.spill_dir.is_dir() {
         return Err(format!(
@@ -89,7 +93,266 @@ pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
             cfg.fs.spill_dir.display()
         ));
     }
+    if let Some(log) = &cfg.log_file {
+        check_log_file(log)?;
+    }
     CommitFs::new(repo, cfg.fs.clone())
+}
+
+/// A directory the daemon reads or writes while it serves.
+#[derive(Debug, Clone)]
+pub struct UsedDir {
+    /// How a refusal names it: `the repository`, `the spill directory`, ...
+    pub what: &'static str,
+    pub path: PathBuf,
+    /// The daemon reads all over it (a repository, an objects directory), so
+    /// a mount point inside it is refused too, not only one at or above it.
+    pub whole_tree: bool,
+    /// The end of the refusal: what to do instead.
+    pub fix: &'static str,
+}
+
+/// How deep alternates of alternates are followed, as git and libgit2 do.
+const ALTERNATES_DEPTH: usize = 5;
+/// At most this many alternate object directories are looked at in all.
+const ALTERNATES_MAX: usize = 64;
+/// An `objects/info/alternates` file is read up to this many bytes.
+const ALTERNATES_FILE_MAX: u64 = 64 << 10;
+
+/// Every directory a mount of `repo` with `cfg` reads or writes while it
+/// serves: the repository's git directory and common directory, the object
+/// directories its alternates name (recursively, bounded), the spill
+/// directory, the log file's directory and the control socket's.
+pub fn used_dirs(cfg: &MountConfig, repo: &Repo) -> Vec<UsedDir> {
+    const REPO_FIX: &str = "mount it beside the repository, neither above nor inside it";
+    let mut dirs = vec![UsedDir {
+        what: "the repository",
+        path: repo.git_dir().to_path_buf(),
+        whole_tree: true,
+        fix: REPO_FIX,
+    }];
+    if normalize(repo.common_dir()) != normalize(repo.git_dir()) {
+        dirs.push(UsedDir {
+            what: "the repository's common directory",
+            path: repo.common_dir().to_path_buf(),
+            whole_tree: true,
+            fix: REPO_FIX,
+        });
+    }
+    for alt in alternates(&repo.common_dir().join("objects")) {
+        dirs.push(UsedDir {
+            what: "the alternate object directory",
+            path: alt,
+            whole_tree: true,
+            fix: "mount it where it is neither above nor inside a directory the repository's objects/info/alternates names",
+        });
+    }
+    dirs.push(UsedDir {
+        what: "the spill directory",
+        path: cfg.fs.spill_dir.clone(),
+        whole_tree: false,
+        fix: "give a --spill-dir outside the mount point",
+    });
+    if let Some(dir) = cfg.log_file.as_deref().and_then(Path::parent) {
+        dirs.push(UsedDir {
+            what: "the log file's directory",
+            path: dir.to_path_buf(),
+            whole_tree: false,
+            fix: "give a --log-file outside the mount point",
+        });
+    }
+    dirs.push(UsedDir {
+        what: "the control socket directory",
+        path: crate::control::own_socket_dir(),
+        whole_tree: false,
+        fix: "set XDG_RUNTIME_DIR to a directory outside the mount point",
+    });
+    dirs
+}
+
+/// The object directories that `objects` (an objects directory) borrows
+/// from through `info/alternates`, and those they borrow from, to
+/// [`ALTERNATES_DEPTH`] levels and at most [`ALTERNATES_MAX`] in all.
+/// Relative entries are relative to the objects directory that names them.
+fn alternates(objects: &Path) -> Vec<PathBuf> {
+    let start = std::fs::canonicalize(objects).unwrap_or_else(|_| normalize(objects));
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut level = vec![start.clone()];
+    for _ in 0..ALTERNATES_DEPTH {
+        let mut next = Vec::new();
+        for dir in &level {
+            for entry in read_alternates(&dir.join("info/alternates")) {
+                let p = normalize(&dir.join(entry));
+                let key = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+                if out.len() >= ALTERNATES_MAX {
+                    return out;
+                }
+                if out.contains(&key) || key == start {
+                    continue;
+                }
+                out.push(key.clone());
+                next.push(key);
+            }
+        }
+        level = next;
+    }
+    out
+}
+
+/// The paths an alternates file names: one a line, `#` comments and blank
+/// lines skipped, a line in double quotes unquoted as git does.
+fn read_alternates(file: &Path) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(f) = File::open(file) else {
+        return Vec::new();
+    };
+    let mut text = Vec::new();
+    if f.take(ALTERNATES_FILE_MAX).read_to_end(&mut text).is_err() {
+        return Vec::new();
+    }
+    text.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with(b"#"))
+        .map(|l| {
+            let l = match l.strip_prefix(b"\"").and_then(|l| l.strip_suffix(b"\"")) {
+                Some(q) => unquote_c(q),
+                None => l.to_vec(),
+            };
+            PathBuf::from(std::ffi::OsString::from_vec(l))
+        })
+        .collect()
+}
+
+/// Undoes git's C-style quoting (`\n`, `\"`, `\\`, `\ooo`, ...).
+fn unquote_c(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'\\' || i + 1 == s.len() {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        let c = s[i + 1];
+        i += 2;
+        match c {
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'3'
+                if i + 1 < s.len()
+                    && (b'0'..=b'7').contains(&s[i])
+                    && (b'0'..=b'7').contains(&s[i + 1]) =>
+            {
+                out.push((c - b'0') * 64 + (s[i] - b'0') * 8 + (s[i + 1] - b'0'));
+                i += 2;
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `p` and each of its ancestors, each with its device and inode when it
+/// can be looked at.
+fn ancestry(p: &Path) -> Vec<(PathBuf, Option<(u64, u64)>)> {
+    use std::os::unix::fs::MetadataExt;
+    p.ancestors()
+        .map(|a| {
+            let id = std::fs::metadata(a).ok().map(|m| (m.dev(), m.ino()));
+            (a.to_path_buf(), id)
+        })
+        .collect()
+}
+
+/// Refuses a mount point whose mount the daemon would read through itself
+/// (and hang, and with it every process that touches the mount): one that
+/// is one of `dirs`, or above one of them, or inside one that the daemon
+/// reads all over (`whole_tree`). Both sides are compared after resolving
+/// symlinks, and by device and inode too, so that a symlink or a bind mount
+/// naming the same directory under another path is caught as well.
+pub fn check_not_own_reader(mnt: &Path, dirs: &[UsedDir]) -> Result<(), String> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| normalize(p));
+    let mnt_real = real(mnt);
+    let mnt_up = ancestry(&mnt_real);
+    let mnt_id = mnt_up.first().and_then(|(_, id)| *id);
+    for d in dirs {
+        let d_real = real(&d.path);
+        let d_up = ancestry(&d_real);
+        let d_id = d_up.first().and_then(|(_, id)| *id);
+        let same = mnt_real == d_real || (mnt_id.is_some() && mnt_id == d_id);
+        let above = !same
+            && (d_real.starts_with(&mnt_real)
+                || mnt_id.is_some_and(|m| d_up.iter().any(|(_, id)| *id == Some(m))));
+        let inside = !same
+            && !above
+            && d.whole_tree
+            && (mnt_real.starts_with(&d_real)
+                || d_id.is_some_and(|di| mnt_up.iter().any(|(_, id)| *id == Some(di))));
+        let relation = if same {
+            "is"
+        } else if above {
+            "is above"
+        } else if inside {
+            "is inside"
+        } else {
+            continue;
+        };
+        let shown = |given: &Path, real: &Path| {
+            let given = normalize(given);
+            if given == real {
+                given.display().to_string()
+            } else {
+                format!("{} (that is {})", given.display(), real.display())
+            }
+        };
+        return Err(format!(
+            "mount point {} {relation} {} {}: the daemon would read through its own mount and hang; {}",
+            shown(mnt, &mnt_real),
+            d.what,
+            shown(&d.path, &d_real),
+            d.fix
+        ));
+    }
+    Ok(())
+}
+
+/// The log file can be opened for appending (it is created if need be), so
+/// that a detached daemon does not log into nowhere.
+fn check_log_file(log: &Path) -> Result<(), String> {
+    let dir = log.parent().unwrap_or(Path::new("/"));
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => format!(
+                "the directory {} of the log file {} does not exist: create it (mkdir -p {}) or give another --log-file",
+                dir.display(),
+                log.display(),
+                dir.display()
+            ),
+            Some(libc::ENOTDIR) => format!(
+                "the directory {} of the log file {} is not a directory (a part of its path is a file): give a --log-file in a directory you can write",
+                dir.display(),
+                log.display()
+            ),
+            Some(libc::EISDIR) => format!(
+                "the log file {} is a directory: give the path of a file",
+                log.display()
+            ),
+            _ => format!(
+                "cannot write the log file {} ({e}): give a --log-file in a directory you can write",
+                log.display()
+            ),
+        }),
+    }
 }
 
 fn check_mountpoint(mnt: &Path) -> Result<(), String> {
@@ -108,6 +371,10 @@ fn check_mountpoint(mnt: &Path) -> Result<(), String> {
             mnt.display()
         ));
     }
+    Ok(())
+}
+
+fn check_not_mounted(mnt: &Path) -> Result<(), String> {
     if let Some(m) = find_mount(mnt) {
         return Err(format!(
             "{} is already mounted ({} from {}): unmount it first",
@@ -182,6 +449,8 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 pub struct MountInfo {
     pub source: String,
     pub fstype: String,
+    /// The `user_id=` of a FUSE mount: the user who mounted it.
+    pub user_id: Option<u32>,
 }
 
 /// `a/./b/../c/` -> `a/c`, without looking at the filesystem.
@@ -215,9 +484,15 @@ pub fn find_mount(mnt: &Path) -> Option<MountInfo> {
         }
         if unescape_mountinfo(fields[4]) == mnt.as_os_str().as_bytes() {
             // The last matching line is the mount on top.
+            let user_id = fields.get(dash + 3).and_then(|opts| {
+                opts.split(|&b| b == b',')
+                    .find_map(|o| o.strip_prefix(b"user_id="))
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            });
             found = Some(MountInfo {
                 fstype: String::from_utf8_lossy(fields[dash + 1]).into_owned(),
                 source: String::from_utf8_lossy(&unescape_mountinfo(fields[dash + 2])).into_owned(),
+                user_id,
             });
         }
     }
@@ -711,4 +986,119 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
         }
     }
     unmount_path(&abs, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_dir(p: &Path) -> UsedDir {
+        UsedDir {
+            what: "the repository",
+            path: p.to_path_buf(),
+            whole_tree: true,
+            fix: "elsewhere",
+        }
+    }
+
+    fn spill_dir(p: &Path) -> UsedDir {
+        UsedDir {
+            what: "the spill directory",
+            path: p.to_path_buf(),
+            whole_tree: false,
+            fix: "elsewhere",
+        }
+    }
+
+    #[test]
+    fn a_mount_point_at_above_or_inside_the_repository_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = t.path().join("a/b/repo.git");
+        std::fs::create_dir_all(repo.join("refs/heads")).unwrap();
+        std::fs::create_dir_all(t.path().join("beside")).unwrap();
+        let dirs = [repo_dir(&repo)];
+        let refused = |mnt: &Path, word: &str| {
+            let e = check_not_own_reader(mnt, &dirs).unwrap_err();
+            assert!(e.contains(word) && !e.contains('\n'), "{mnt:?}: {e}");
+            assert!(e.contains("its own mount"), "{e}");
+        };
+        refused(&repo, "is the repository");
+        refused(&repo.join("refs/heads"), "is inside the repository");
+        refused(&repo.join("refs/heads/../.."), "is the repository");
+        refused(&t.path().join("a"), "is above the repository");
+        refused(Path::new("/"), "is above the repository");
+        // Through symlinks, either side.
+        std::os::unix::fs::symlink(t.path().join("a"), t.path().join("to-a")).unwrap();
+        refused(&t.path().join("to-a"), "is above");
+        std::os::unix::fs::symlink("/", t.path().join("to-root")).unwrap();
+        refused(&t.path().join("to-root"), "is above");
+        std::os::unix::fs::symlink(&repo, t.path().join("repo-link")).unwrap();
+        let via_link = [repo_dir(&t.path().join("repo-link"))];
+        let e = check_not_own_reader(&t.path().join("a/b"), &via_link).unwrap_err();
+        assert!(e.contains("is above") && e.contains("that is"), "{e}");
+        // Beside it is fine.
+        assert!(check_not_own_reader(&t.path().join("beside"), &dirs).is_ok());
+    }
+
+    #[test]
+    fn a_spill_directory_is_refused_only_at_or_below_the_mount_point() {
+        let t = tempfile::tempdir().unwrap();
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir_all(mnt.join("spill")).unwrap();
+        let e = check_not_own_reader(&mnt, &[spill_dir(&mnt.join("spill"))]).unwrap_err();
+        assert!(e.contains("is above the spill directory"), "{e}");
+        assert!(check_not_own_reader(&mnt, &[spill_dir(&mnt)]).is_err());
+        // A mount point under the spill directory (/var/tmp/mnt) is fine.
+        assert!(check_not_own_reader(&mnt, &[spill_dir(t.path())]).is_ok());
+    }
+
+    #[test]
+    fn alternates_are_followed_bounded_and_unquoted() {
+        let t = tempfile::tempdir().unwrap();
+        let objs: Vec<PathBuf> = (0..8).map(|i| t.path().join(format!("o{i}"))).collect();
+        for o in &objs {
+            std::fs::create_dir_all(o.join("info")).unwrap();
+        }
+        // o0 -> o1 (relative, with a comment), o1 -> "o2" (quoted), o2 -> o3 ... o7,
+        // and o3 -> o0 (a cycle).
+        std::fs::write(objs[0].join("info/alternates"), "# comment\n\n../o1\n").unwrap();
+        std::fs::write(
+            objs[1].join("info/alternates"),
+            format!("\"{}\"\n", objs[2].display()),
+        )
+        .unwrap();
+        for i in 2..7 {
+            let mut text = format!("{}\n", objs[i + 1].display());
+            if i == 3 {
+                text.push_str(&format!("{}\n", objs[0].display()));
+            }
+            std::fs::write(objs[i].join("info/alternates"), text).unwrap();
+        }
+        let found = alternates(&objs[0]);
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(
+            found,
+            objs[1..=ALTERNATES_DEPTH]
+                .iter()
+                .map(|p| real(p))
+                .collect::<Vec<_>>(),
+            "five levels, the cycle ignored"
+        );
+        assert_eq!(unquote_c(br#"a\"b\\c\ntab\t\101"#), b"a\"b\\c\ntab\tA");
+    }
+
+    #[test]
+    fn a_log_file_needs_a_directory_that_can_be_written() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(check_log_file(&t.path().join("log")).is_ok());
+        let e = check_log_file(&t.path().join("missing/log")).unwrap_err();
+        assert!(
+            e.contains("does not exist") && e.contains("mkdir -p"),
+            "{e}"
+        );
+        let e = check_log_file(&t.path().join("log/x")).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+        let e = check_log_file(t.path()).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+    }
 }

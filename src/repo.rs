@@ -77,6 +77,10 @@ impl std::fmt::Display for OpenError {
 
 pub struct Repo {
     git_dir: PathBuf,
+    /// The common directory: the same as `git_dir`, except in a linked work
+    /// tree's git directory (`.git/worktrees/NAME`), whose `commondir` names
+    /// the main repository's.
+    common_dir: PathBuf,
     pool: Mutex<Vec<Repository>>,
     /// Trees already warned about (so a tree read again after the cache
     /// dropped it is not logged again).
@@ -121,8 +125,10 @@ impl Repo {
             ));
         }
         let git_dir = repo.path().to_path_buf();
+        let common_dir = repo.commondir().to_path_buf();
         Ok(Repo {
             git_dir,
+            common_dir,
             pool: Mutex::new(vec![repo]),
             refs_warned: std::sync::atomic::AtomicBool::new(false),
             packed_health: Mutex::new(None),
@@ -134,6 +140,10 @@ impl Repo {
 
     pub fn git_dir(&self) -> &Path {
         &self.git_dir
+    }
+
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
     }
 
     /// Runs `f` with a repository handle from the pool.

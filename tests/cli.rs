@@ -448,3 +448,413 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
     assert_one_line_error(&out, &["not mounted"]);
 }
+
+/// `commitfs ARGS` as a command, for `run_refused`.
+fn cmd(args: &[&OsStr]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+/// A mount point the daemon would read through (the repository itself, inside
+/// it, above it, through symlinks either side; the common directory of a
+/// linked work tree; an alternate object directory; a spill directory or log
+/// file inside the mount point) is refused with one line before anything is
+/// mounted, in each command-line form.
+#[test]
+fn a_mount_point_the_daemon_would_read_through_is_refused() {
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let mnt = r.mountpoint("mnt");
+    let own = "its own mount";
+    let refused = |c: Command, words: &[&str]| {
+        let out = run_refused(c, top);
+        assert_one_line_error(&out, words);
+        assert!(stray_mounts("self", top).is_empty());
+    };
+    let f = OsStr::new("--foreground");
+    let mount = OsStr::new("mount");
+    // The repository itself (a plain, detached mount).
+    refused(
+        cmd(&[mount, os(&bare), os(&bare)]),
+        &["is the repository", own],
+    );
+    // Inside it: the mount(8) helper form, as issue 9 found it.
+    refused(
+        cmd(&[
+            os(&bare),
+            os(&bare.join("refs/heads")),
+            OsStr::new("-o"),
+            OsStr::new("ro"),
+        ]),
+        &["is inside the repository", own],
+    );
+    refused(
+        cmd(&[mount, os(&bare), os(&bare.join("objects")), f]),
+        &["is inside the repository", own],
+    );
+    // Above it: its parent.
+    refused(
+        cmd(&[mount, os(&bare), os(top), f]),
+        &["is above the repository", own],
+    );
+    // Through symlinks: a mount point that is a link to the repository's
+    // parent, or into the repository; a repository named through a link.
+    let up = top.join("up");
+    std::os::unix::fs::symlink(top, &up).unwrap();
+    refused(
+        cmd(&[mount, os(&bare), os(&up), f]),
+        &["is above the repository", "that is", own],
+    );
+    let into = top.join("into");
+    std::os::unix::fs::symlink(bare.join("refs/tags"), &into).unwrap();
+    refused(
+        cmd(&[mount, os(&bare), os(&into), f]),
+        &["is inside the repository", own],
+    );
+    let alias = top.join("alias.git");
+    std::os::unix::fs::symlink(&bare, &alias).unwrap();
+    refused(
+        cmd(&[mount, os(&alias), os(&bare.join("refs")), f]),
+        &["is inside the repository", own],
+    );
+    // A linked work tree: its git directory is .git/worktrees/NAME, its
+    // common directory the main .git.
+    let linked = top.join("linked");
+    git(
+        &r.work(),
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "side",
+            linked.to_str().unwrap(),
+        ],
+    );
+    refused(
+        cmd(&[mount, os(&linked), os(&r.work().join(".git/refs")), f]),
+        &["is inside the repository's common directory", own],
+    );
+    // An alternate object directory.
+    let borrower = top.join("borrower.git");
+    git(top, &["init", "-q", "--bare", "borrower.git"]);
+    std::fs::write(
+        borrower.join("objects/info/alternates"),
+        format!("{}\n", bare.join("objects").display()),
+    )
+    .unwrap();
+    refused(
+        cmd(&[mount, os(&borrower), os(&bare.join("objects/pack")), f]),
+        &["is inside the alternate object directory", own],
+    );
+    // A spill directory or a log file inside the mount point.
+    std::fs::create_dir(mnt.join("spill")).unwrap();
+    refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--spill-dir"),
+            os(&mnt.join("spill")),
+            f,
+        ]),
+        &["is above the spill directory", "--spill-dir", own],
+    );
+    refused(
+        cmd(&[
+            os(&bare),
+            os(&mnt),
+            OsStr::new("-o"),
+            OsStr::new(&format!("spill-dir={}", mnt.display())),
+        ]),
+        &["is the spill directory", own],
+    );
+    refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(&mnt.join("log.txt")),
+            f,
+        ]),
+        &["is the log file's directory", "--log-file", own],
+    );
+    assert!(
+        !mnt.join("log.txt").exists(),
+        "no log file was made in the mount point"
+    );
+    // Beside the repository, the same mount comes up.
+    let m = Mount::new(&bare, &mnt, &[]);
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    m.unmount();
+}
+
+/// `/` and `/tmp`-like ancestors of the repository, named through symlinks,
+/// are refused too. Run in a private mount namespace, so that even a
+/// regression could not stack a mount over the machine's `/` or `/tmp`.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: unshare -m")]
+fn a_mount_point_above_the_repository_through_a_symlink_to_root_is_refused() {
+    require_root();
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let to_root = top.join("to-root");
+    std::os::unix::fs::symlink("/", &to_root).unwrap();
+    let to_parent = top.join("to-parent");
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(top).unwrap().parent().unwrap(),
+        &to_parent,
+    )
+    .unwrap();
+    for link in [&to_parent, &to_root] {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", BIN, "mount"])
+            .arg(&bare)
+            .arg(link)
+            .arg("--foreground");
+        let out = run_refused(c, top);
+        assert_one_line_error(
+            &out,
+            &["is above the repository", "that is", "its own mount"],
+        );
+    }
+}
+
+/// A log file whose directory is missing, or that cannot be written (under a
+/// regular file; on a read-only file system), is refused before mounting;
+/// one that can be written gets the detached daemon's log.
+#[test]
+fn a_log_file_that_cannot_be_written_is_refused() {
+    let (r, bare) = small_repo();
+    let top = r.dir.path();
+    let mnt = r.mountpoint("mnt");
+    let file = top.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let mount = OsStr::new("mount");
+    let missing = top.join("no-such-dir/commitfs.log");
+    let out = run_refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(&missing),
+        ]),
+        top,
+    );
+    assert_one_line_error(
+        &out,
+        &["no-such-dir", "does not exist", "mkdir -p", "--log-file"],
+    );
+    let under_file = file.join("commitfs.log");
+    let opt = format!("log-file={}", under_file.display());
+    let out = run_refused(
+        cmd(&[os(&bare), os(&mnt), OsStr::new("-o"), OsStr::new(&opt)]),
+        top,
+    );
+    assert_one_line_error(&out, &["a-file", "not a directory", "--log-file"]);
+    // A directory as the log file.
+    let out = run_refused(
+        cmd(&[
+            mount,
+            os(&bare),
+            os(&mnt),
+            OsStr::new("--log-file"),
+            os(top),
+            OsStr::new("-f"),
+        ]),
+        top,
+    );
+    assert_one_line_error(&out, &["is a directory"]);
+    assert!(!is_mounted(&mnt));
+    // One that can be written gets the log.
+    let log = top.join("logs/commitfs.log");
+    std::fs::create_dir(top.join("logs")).unwrap();
+    let _guard = UnmountOnDrop(mnt.clone());
+    let out = commitfs(&[
+        mount,
+        os(&bare),
+        os(&mnt),
+        OsStr::new("--log-file"),
+        os(&log),
+        OsStr::new("-v"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("unmounted"))),
+        "the daemon logs into {}",
+        log.display()
+    );
+}
+
+/// A log file on a read-only file system (a tmpfs mounted ro, in a mount
+/// namespace of the test's own): root's mode bits do not stop it, EROFS does.
+#[test]
+#[cfg_attr(
+    commitfs_not_root,
+    ignore = "needs root: unshare -m, mount -t tmpfs"
+)]
+fn a_log_file_on_a_read_only_file_system_is_refused() {
+    require_root();
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let ro = r.mountpoint("ro");
+    let script = format!(
+        "mount -t tmpfs -o ro none '{}' && exec '{}' mount '{}' '{}' --foreground --log-file '{}/commitfs.log'",
+        ro.display(),
+        BIN,
+        bare.display(),
+        mnt.display(),
+        ro.display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let out = run_refused(c, &mnt);
+    assert_one_line_error(
+        &out,
+        &[
+            "cannot write the log file",
+            "Read-only file system",
+            "--log-file",
+        ],
+    );
+}
+
+/// `commitfs status` of a mount that belongs to someone else says so, names
+/// the owner, and leaves its status to them, whether or not the asker may
+/// enter the mount (without allow_other not even stat reaches it); never
+/// that the daemon died.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+fn status_of_another_users_mount_names_its_owner() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let (r, bare) = small_repo();
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (name, extra) in [("closed", &[][..]), ("open", &["--allow-other"][..])] {
+        let mnt = r.mountpoint(name);
+        let m = Mount::new(&bare, &mnt, extra);
+        for json in [false, true] {
+            let mut args = vec![OsStr::new("status"), os(&mnt)];
+            if json {
+                args.push(OsStr::new("--json"));
+            }
+            let out = as_nobody(&args);
+            assert_one_line_error(
+                &out,
+                &["another user", "uid 0 (root)", "theirs to read", name],
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !err.contains("died") && !err.contains("not mounted"),
+                "{err}"
+            );
+        }
+        // Its owner still reads it.
+        let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        m.unmount();
+    }
+}
+
+/// Root asking about another user's mount reads that user's socket
+/// directory (/tmp/commitfs-UID when the daemon had no XDG_RUNTIME_DIR).
+/// The mount is made by a daemon whose real uid is 65534 (so that the mount
+/// and its socket are that user's) and whose effective uid is root (/dev/fuse
+/// here is root's only).
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+fn root_reads_the_status_of_another_users_mount() {
+    require_root();
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let dir = Path::new("/tmp/commitfs-65534");
+    let made = std::fs::DirBuilder::new().mode(0o700).create(dir).is_ok();
+    if made {
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    let md = std::fs::symlink_metadata(dir).unwrap();
+    assert!(
+        md.is_dir() && md.uid() == 65534 && md.mode() & 0o077 == 0,
+        "{} is not a private directory of uid 65534",
+        dir.display()
+    );
+    let mut daemon = Command::new("setpriv")
+        .args([
+            "--ruid=65534",
+            "--rgid=65534",
+            "--clear-groups",
+            BIN,
+            "mount",
+        ])
+        .arg(&bare)
+        .arg(&mnt)
+        .arg("--foreground")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = UnmountOnDrop(mnt.clone());
+    let up = wait_until(Duration::from_secs(10), || {
+        is_mounted(&mnt) || matches!(daemon.try_wait(), Ok(Some(_)))
+    });
+    assert!(up && is_mounted(&mnt), "the mount comes up");
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(&*mnt.to_string_lossy()))
+        .unwrap();
+    assert!(line.contains("user_id=65534"), "{line}");
+    // The control socket is bound once the mount is up; ask until it answers.
+    let mut last = None;
+    let answered = wait_until(Duration::from_secs(10), || {
+        let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    let out = last.unwrap();
+    assert!(answered, "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("branch main:"), "{text}");
+    // Not a commitfs unmount: root may not enter a mount without
+    // allow_other; a plain umount, and the daemon exits.
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    let exited = wait_until(Duration::from_secs(10), || {
+        matches!(daemon.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = daemon.kill();
+    }
+    let _ = daemon.wait();
+    assert!(exited, "the daemon exits after umount");
+    if made {
+        let _ = std::fs::remove_dir(dir);
+    }
+}

@@ -293,3 +293,259 @@ impl Drop for UnmountOnDrop {
         }
     }
 }
+
+/// For a test that needs root (it is also compiled `#[ignore]`d for builds
+/// made by others, see build.rs): fails, never passes, when not run as root.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root: run it as root");
+}
+
+/// One line of /proc/PID/mountinfo, the fields a test needs.
+#[derive(Debug, Clone)]
+pub struct MountLine {
+    /// The minor of the mount's device: a FUSE mount's connection number in
+    /// /sys/fs/fuse/connections.
+    pub minor: u32,
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub source: PathBuf,
+}
+
+/// The mounts of the mount namespace of `pid` ("self" for ours), read from
+/// the mount table without touching any of them.
+pub fn mount_table(pid: &str) -> Vec<MountLine> {
+    use std::os::unix::ffi::OsStringExt;
+    let unescape = |s: &[u8]| {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.len() {
+            if s[i] == b'\\'
+                && i + 3 < s.len()
+                && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(out))
+    };
+    let text = std::fs::read(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let f: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let Some(dash) = f.iter().position(|x| *x == b"-") else {
+            continue;
+        };
+        if f.len() < 5 || f.len() < dash + 3 {
+            continue;
+        }
+        let minor = String::from_utf8_lossy(f[2])
+            .split(':')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        out.push(MountLine {
+            minor,
+            mount_point: unescape(f[4]),
+            fstype: String::from_utf8_lossy(f[dash + 1]).into_owned(),
+            source: unescape(f[dash + 2]),
+        });
+    }
+    out
+}
+
+/// Mounts that a test which must mount nothing has made after all: in the
+/// namespace of `pid` ("self", or a child's own), any mount at or under
+/// `under`, and any FUSE mount whose source is under it (a commitfs mount's
+/// source is its repository, wherever it was mounted).
+pub fn stray_mounts(pid: &str, under: &Path) -> Vec<MountLine> {
+    mount_table(pid)
+        .into_iter()
+        .filter(|m| {
+            m.mount_point.starts_with(under)
+                || (m.fstype.starts_with("fuse") && m.source.starts_with(under))
+        })
+        .collect()
+}
+
+/// Aborts the FUSE connection of `m` (which frees every process waiting on
+/// it, the daemon too, even one that reads through its own mount), without
+/// touching the mount: writes 1 to /sys/fs/fuse/connections/MINOR/abort.
+/// Where the fusectl filesystem is not mounted, it is mounted in a private
+/// mount namespace of its own for the one write, so that nothing is left
+/// mounted and no other test's abort can lose it half-way. Only if the mount
+/// still has that connection number (numbers are reused). Needs root; as
+/// another user only the daemon's death ends the connection.
+pub fn abort_fuse_connection(pid: &str, m: &MountLine) {
+    let still = |t: &str| {
+        mount_table(t)
+            .iter()
+            .any(|l| l.mount_point == m.mount_point && l.minor == m.minor)
+    };
+    if !still(pid) && !still("self") {
+        return;
+    }
+    let conns = Path::new("/sys/fs/fuse/connections");
+    let abort = conns.join(m.minor.to_string()).join("abort");
+    let done = if mount_table("self").iter().any(|l| l.fstype == "fusectl") {
+        std::fs::write(&abort, b"1").map_err(|e| e.to_string())
+    } else {
+        let script = format!(
+            "mount -t fusectl fusectl {} && echo 1 > {}",
+            conns.display(),
+            abort.display()
+        );
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .status()
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.success()
+                    .then_some(())
+                    .ok_or_else(|| format!("unshare ... sh -c '{script}': {s}"))
+            })
+    };
+    match done {
+        Ok(()) => eprintln!(
+            "aborted FUSE connection {} (mounted at {})",
+            m.minor,
+            m.mount_point.display()
+        ),
+        Err(e) => eprintln!("cannot abort the FUSE connection {}: {e}", abort.display()),
+    }
+}
+
+/// Detaches `path` lazily, without waiting on it (`umount -l`; `fusermount3
+/// -u -z` for a user's FUSE mount when not root).
+pub fn detach_mount(path: &Path) {
+    let ok = Command::new("umount")
+        .arg("-l")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("fusermount3").arg("-uz").arg(path).status();
+    }
+}
+
+/// Processes of this binary whose command line has an argument under
+/// `under` (the commitfs processes a test started, detached daemons too).
+pub fn commitfs_pids_under(under: &Path) -> Vec<i32> {
+    let want = under.as_os_str().as_bytes();
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmd.split(|&b| b == 0);
+        if args.next() != Some(BIN.as_bytes()) {
+            continue;
+        }
+        if args.any(|a| a.starts_with(want)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Runs `cmd`, a commitfs command that must refuse before it mounts anything,
+/// and returns its output. It must never wedge the machine, even if the check
+/// it tests is gone: the wait is bounded, and if a mount comes up (at or
+/// under `under`, or a FUSE mount of a repository under it), in our mount
+/// namespace or in the command's own, its FUSE connection is aborted, it is
+/// detached lazily, the commitfs processes are killed, and the test fails.
+pub fn run_refused(mut cmd: Command, under: &Path) -> Output {
+    let under = std::fs::canonicalize(under).unwrap_or_else(|_| under.to_path_buf());
+    let stdout = tempfile::tempfile().expect("a temp file");
+    let stderr = tempfile::tempfile().expect("a temp file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().expect("dup"))
+        .stderr(stderr.try_clone().expect("dup"))
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id().to_string();
+    let strays = |child_alive: bool| {
+        let mut m = stray_mounts("self", &under);
+        if child_alive {
+            m.extend(stray_mounts(&pid, &under));
+        }
+        m
+    };
+    let mut status = None;
+    wait_until(Duration::from_secs(30), || {
+        if let Ok(Some(s)) = child.try_wait() {
+            status = Some(s);
+            return true;
+        }
+        !strays(true).is_empty()
+    });
+    let mut found = strays(status.is_none());
+    found.sort_by(|a, b| (a.minor, &a.mount_point).cmp(&(b.minor, &b.mount_point)));
+    found.dedup_by(|a, b| a.minor == b.minor && a.mount_point == b.mount_point);
+    if !found.is_empty() || status.is_none() {
+        for m in &found {
+            abort_fuse_connection(&pid, m);
+        }
+        let table = mount_table("self");
+        // Deepest first.
+        let mut ours: Vec<&Path> = found
+            .iter()
+            .filter(|m| table.iter().any(|t| t.mount_point == m.mount_point))
+            .map(|m| m.mount_point.as_path())
+            .collect();
+        ours.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        ours.dedup();
+        for p in ours {
+            detach_mount(p);
+        }
+        let _ = child.kill();
+        for p in commitfs_pids_under(&under) {
+            // SAFETY: plain kill(2) of a process this test started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        // Bounded: a process stuck on a FUSE request it cannot abandon does
+        // not die of SIGKILL; the test says so rather than wait for ever.
+        let reaped = wait_until(Duration::from_secs(10), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        let points: Vec<_> = found.iter().map(|m| m.mount_point.clone()).collect();
+        panic!(
+            "{:?} should have refused before mounting; it {} (mounted: {points:?}, aborted and detached{})",
+            cmd,
+            if status.is_some() || !found.is_empty() {
+                "mounted"
+            } else {
+                "did not exit in 30 s"
+            },
+            if reaped {
+                ""
+            } else {
+                "; the command did not die of SIGKILL"
+            }
+        );
+    }
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status: status.expect("exited"),
+        stdout: read(stdout),
+        stderr: read(stderr),
+    }
+}
