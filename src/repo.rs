@@ -183,7 +183,7 @@ impl Repo {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.refs_damaged(&e);
-                let all = crate::refs_file::read_refs(&self.common_dir());
+                let all = crate::refs_file::read_refs(self.common_dir());
                 let mut out: Vec<(Vec<u8>, Oid)> = all
                     .refs
                     .into_iter()
@@ -196,13 +196,6 @@ impl Repo {
                 Ok(out)
             }
         }
-    }
-
-    /// The directory that holds the refs and objects (a worktree's `.git`
-    /// shares them with its main repository).
-    fn common_dir(&self) -> PathBuf {
-        self.with(|repo| Ok(repo.commondir().to_path_buf()))
-            .unwrap_or_else(|_| self.git_dir.clone())
     }
 
     /// Whether `packed-refs` holds lines that are not refs. libgit2 then
@@ -267,7 +260,7 @@ impl Repo {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.refs_damaged(&e);
-                Ok(crate::refs_file::read_refs(&self.common_dir())
+                Ok(crate::refs_file::read_refs(self.common_dir())
                     .refs
                     .into_iter()
                     .find(|(n, _)| n == full_name)
