@@ -132,6 +132,20 @@ pub fn mode_of_kind(kind: EntryKind) -> &'static [u8] {
 /// Every entry of a tree object as stored, and whether it ended cleanly
 /// (`false`: the bytes after the last entry returned are not a whole entry).
 pub fn parse_raw(data: &[u8]) -> (Vec<RawEntry>, bool) {
+    let (entries, whole) = parse_slices(data);
+    let out = entries
+        .into_iter()
+        .map(|(mode, name, oid)| RawEntry {
+            mode: mode.into(),
+            name: name.into(),
+            oid,
+        })
+        .collect();
+    (out, whole)
+}
+
+/// The entries of a tree object as (mode, name, id), borrowing the bytes.
+fn parse_slices(data: &[u8]) -> (Vec<(&[u8], &[u8], Oid)>, bool) {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -151,11 +165,7 @@ pub fn parse_raw(data: &[u8]) -> (Vec<RawEntry>, bool) {
         let Ok(oid) = Oid::from_bytes(id) else {
             return (out, false);
         };
-        out.push(RawEntry {
-            mode: rest[..sp].into(),
-            name: rest[sp + 1..nul].into(),
-            oid,
-        });
+        out.push((&rest[..sp], &rest[sp + 1..nul], oid));
         rest = &rest[nul + 21..];
     }
     (out, true)
@@ -188,56 +198,63 @@ fn git_order(a_name: &[u8], a_tree: bool, b_name: &[u8], b_tree: bool) -> std::c
 
 /// Parses a tree object and sorts its entries into shown and hidden.
 pub fn parse(data: &[u8]) -> Listing {
-    let (raw, whole) = parse_raw(data);
+    let (raw, whole) = parse_slices(data);
     let mut listing = Listing::default();
-    let mut candidates: Vec<(RawEntry, EntryKind)> = Vec::with_capacity(raw.len());
+    let hide = |listing: &mut Listing, why: Skip, (mode, name, oid): (&[u8], &[u8], Oid)| {
+        listing.skipped.push((why, name.into()));
+        listing.hidden.push(RawEntry {
+            mode: mode.into(),
+            name: name.into(),
+            oid,
+        });
+    };
+    let mut candidates: Vec<((&[u8], &[u8], Oid), EntryKind)> = Vec::with_capacity(raw.len());
     for e in raw {
-        let kind = e.mode_num().and_then(kind_of_mode);
-        let skip = if !valid_name(&e.name) {
+        let kind = parse_mode(e.0).and_then(kind_of_mode);
+        let skip = if !valid_name(e.1) {
             Some(Skip::BadName)
-        } else if refused(&e.name, kind == Some(EntryKind::Symlink)) {
+        } else if refused(e.1, kind == Some(EntryKind::Symlink)) {
             Some(Skip::Refused)
-        } else if kind.is_none() {
-            Some(Skip::UnknownMode)
         } else {
             None
         };
         match (skip, kind) {
             (None, Some(k)) => candidates.push((e, k)),
-            (s, _) => {
-                listing
-                    .skipped
-                    .push((s.unwrap_or(Skip::UnknownMode), e.name.clone()));
-                listing.hidden.push(e);
-            }
+            (Some(why), _) => hide(&mut listing, why, e),
+            (None, None) => hide(&mut listing, Skip::UnknownMode, e),
         }
     }
-    // Of entries sharing a name, the first in Git's order wins (stable: of two
-    // of one kind, the first stored).
-    candidates.sort_by(|(a, ak), (b, bk)| {
+    // Of entries sharing a name, the first in Git's order wins (of two of one
+    // kind, the first stored): rank them in that order, then sort by name
+    // bytes (what lookups binary-search) with the rank breaking ties.
+    let in_git_order = candidates.windows(2).all(|w| {
         git_order(
-            &a.name,
-            *ak == EntryKind::Dir,
-            &b.name,
-            *bk == EntryKind::Dir,
-        )
+            w[0].0.1,
+            w[0].1 == EntryKind::Dir,
+            w[1].0.1,
+            w[1].1 == EntryKind::Dir,
+        ) == std::cmp::Ordering::Less
     });
-    let mut shown: Vec<TreeEntry> = Vec::with_capacity(candidates.len());
-    let mut names = std::collections::HashSet::with_capacity(candidates.len());
-    for (e, kind) in candidates {
-        if names.contains(&e.name) {
-            listing.skipped.push((Skip::Duplicate, e.name.clone()));
-            listing.hidden.push(e);
+    if !in_git_order {
+        candidates.sort_by(|(a, ak), (b, bk)| {
+            git_order(a.1, *ak == EntryKind::Dir, b.1, *bk == EntryKind::Dir)
+        });
+    }
+    let mut ranked: Vec<(usize, ((&[u8], &[u8], Oid), EntryKind))> =
+        candidates.into_iter().enumerate().collect();
+    ranked.sort_by(|(ra, (a, _)), (rb, (b, _))| a.1.cmp(b.1).then(ra.cmp(rb)));
+    let mut shown: Vec<TreeEntry> = Vec::with_capacity(ranked.len());
+    for (_, (e, kind)) in ranked {
+        if shown.last().is_some_and(|l| *l.name == *e.1) {
+            hide(&mut listing, Skip::Duplicate, e);
             continue;
         }
-        names.insert(e.name.clone());
         shown.push(TreeEntry {
-            name: e.name,
-            oid: e.oid,
+            name: e.1.into(),
+            oid: e.2,
             kind,
         });
     }
-    shown.sort_by(|a, b| a.name.cmp(&b.name));
     listing.entries = shown;
     if !whole {
         listing.skipped.push((Skip::Truncated, Box::default()));

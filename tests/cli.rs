@@ -703,10 +703,7 @@ fn a_log_file_that_cannot_be_written_is_refused() {
 /// A log file on a read-only file system (a tmpfs mounted ro, in a mount
 /// namespace of the test's own): root's mode bits do not stop it, EROFS does.
 #[test]
-#[cfg_attr(
-    commitfs_not_root,
-    ignore = "needs root: unshare -m, mount -t tmpfs"
-)]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: unshare -m, mount -t tmpfs")]
 fn a_log_file_on_a_read_only_file_system_is_refused() {
     require_root();
     let (r, bare) = small_repo();
