@@ -659,12 +659,12 @@ impl CommitFs {
         let t = Arc::new(self.repo.read_tree(oid)?);
         let mut c = self.trees.lock();
         if let Some(old) = c.map.put(oid, t.clone()) {
-            c.entries -= old.len();
+            c.entries -= old.cost();
         }
-        c.entries += t.len();
+        c.entries += t.cost();
         while c.entries > TREE_CACHE_ENTRIES && c.map.len() > 1 {
             match c.map.pop_lru() {
-                Some((_, old)) => c.entries -= old.len(),
+                Some((_, old)) => c.entries -= old.cost(),
                 None => break,
             }
         }

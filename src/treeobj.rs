@@ -85,6 +85,15 @@ pub struct Listing {
     pub skipped: Vec<(Skip, Box<[u8]>)>,
 }
 
+impl Listing {
+    /// What the tree cache counts for this listing: every entry it holds,
+    /// shown or hidden (a tree of nothing but hidden entries costs memory
+    /// too).
+    pub fn cost(&self) -> usize {
+        self.entries.len() + self.hidden.len() + 1
+    }
+}
+
 impl std::ops::Deref for Listing {
     type Target = Vec<TreeEntry>;
     fn deref(&self) -> &Vec<TreeEntry> {
