@@ -324,7 +324,7 @@ impl Repo {
     /// lookups can binary-search), and those it does not show kept apart (see
     /// `treeobj`), with one warning per tree for what was skipped.
     pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
-        let listing = self.with(|repo| {
+        let mut listing = self.with(|repo| {
             let odb = repo.odb()?;
             let (size, kind) = odb.read_header(oid)?;
             if kind != ObjectType::Tree {
@@ -363,6 +363,8 @@ impl Repo {
                 }
             );
         }
+        // Said; the names are not kept twice in the tree cache.
+        listing.skipped = Vec::new();
         Ok(listing)
     }
 
