@@ -164,7 +164,10 @@ fn exhaustion_of_io(e: &std::io::Error) -> Option<fn(String) -> FsError> {
 
 /// The words `strerror` (glibc's or musl's) puts in an OS error's message,
 /// for each exhaustion: libgit2 gives no errno, only that text.
-const OS_WORDS: &[(&str, fn(String) -> FsError)] = &[
+/// Makes the typed error from libgit2's message.
+type MakeError = fn(String) -> FsError;
+
+const OS_WORDS: &[(&str, MakeError)] = &[
     ("No space left on device", FsError::NoSpace),
     ("Disk quota exceeded", FsError::Quota),
     ("Quota exceeded", FsError::Quota),

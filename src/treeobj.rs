@@ -153,8 +153,11 @@ pub fn parse_raw(data: &[u8]) -> (Vec<RawEntry>, bool) {
     (out, whole)
 }
 
-/// The entries of a tree object as (mode, name, id), borrowing the bytes.
-fn parse_slices(data: &[u8]) -> (Vec<(&[u8], &[u8], Oid)>, bool) {
+/// One entry as (mode, name, id), borrowing the tree object's bytes.
+type Slices<'a> = (&'a [u8], &'a [u8], Oid);
+
+/// The entries of a tree object, borrowing the bytes.
+fn parse_slices(data: &[u8]) -> (Vec<Slices<'_>>, bool) {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -209,7 +212,7 @@ fn git_order(a_name: &[u8], a_tree: bool, b_name: &[u8], b_tree: bool) -> std::c
 pub fn parse(data: &[u8]) -> Listing {
     let (raw, whole) = parse_slices(data);
     let mut listing = Listing::default();
-    let hide = |listing: &mut Listing, why: Skip, (mode, name, oid): (&[u8], &[u8], Oid)| {
+    let hide = |listing: &mut Listing, why: Skip, (mode, name, oid): Slices<'_>| {
         listing.skipped.push((why, name.into()));
         listing.hidden.push(RawEntry {
             mode: mode.into(),
@@ -217,7 +220,7 @@ pub fn parse(data: &[u8]) -> Listing {
             oid,
         });
     };
-    let mut candidates: Vec<((&[u8], &[u8], Oid), EntryKind)> = Vec::with_capacity(raw.len());
+    let mut candidates: Vec<(Slices<'_>, EntryKind)> = Vec::with_capacity(raw.len());
     for e in raw {
         let kind = parse_mode(e.0).and_then(kind_of_mode);
         let skip = if !valid_name(e.1) {
@@ -249,7 +252,7 @@ pub fn parse(data: &[u8]) -> Listing {
             git_order(a.1, *ak == EntryKind::Dir, b.1, *bk == EntryKind::Dir)
         });
     }
-    let mut ranked: Vec<(usize, ((&[u8], &[u8], Oid), EntryKind))> =
+    let mut ranked: Vec<(usize, (Slices<'_>, EntryKind))> =
         candidates.into_iter().enumerate().collect();
     ranked.sort_by(|(ra, (a, _)), (rb, (b, _))| a.1.cmp(b.1).then(ra.cmp(rb)));
     let mut shown: Vec<TreeEntry> = Vec::with_capacity(ranked.len());
