@@ -207,13 +207,29 @@ impl CommitFs {
     /// every branch (this is how `commitfs unmount` flushes before unmounting);
     /// inside a tag or a commit there is nothing to commit.
     pub fn fsync(&self, ino: Ino) -> FsResult<()> {
-        let (b, above_branches) = {
+        let (b, above_branches, scratch) = {
             let inodes = self.inodes.read();
             let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-            (self.branch_for(&inodes, &n), n.kind.snap().is_none())
+            let scratch = !n.kind.is_dir() && self.is_scratch(&n.name);
+            (
+                self.branch_for(&inodes, &n),
+                n.kind.snap().is_none(),
+                scratch,
+            )
         };
         if self.is_stale(ino) {
             return Err(FsError::Stale);
+        }
+        if scratch {
+            // A swap, backup or lock file goes into no commit, so a commit
+            // cannot make it durable; committing the branch here would only
+            // catch a save half-way (vim fsyncs its swap file after renaming
+            // the original to its backup name, before writing the new one).
+            log::debug!(
+                "fsync of scratch file {}: not a commit",
+                String::from_utf8_lossy(&n_name(&self.inodes.read(), ino))
+            );
+            return Ok(());
         }
         match b {
             Some(b) => self.commit_branch(&b, true).map(|_| ()),
@@ -476,9 +492,10 @@ impl CommitFs {
     /// (Git has no empty trees).
     fn build_tree(&self, repo: &Repository, root: Ino, w: &mut Written) -> FsResult<Option<Oid>> {
         struct Frame {
-            ino: Ino,
             name: Box<[u8]>,
             children: Vec<(Box<[u8]>, Ino)>,
+            /// The tree this directory was materialized from (or followed to).
+            base: Option<Arc<crate::treeobj::Listing>>,
             next: usize,
             out: Vec<RawEntry>,
         }
@@ -489,9 +506,9 @@ impl CommitFs {
             _ => return Err(FsError::NotDir),
         }
         let frame = |ino: Ino, name: Box<[u8]>| Frame {
-            ino,
             name,
             children: self.mat_children(ino),
+            base: self.ov.lock().base.get(&ino).cloned(),
             next: 0,
             out: Vec::new(),
         };
@@ -503,7 +520,25 @@ impl CommitFs {
             if let Some((name, child)) = top.children.get(top.next).cloned() {
                 top.next += 1;
                 let c = self.node_of(child)?;
-                let scratch = self.is_scratch(&name);
+                // A scratch-named file or symlink (editor swap, backup, lock)
+                // goes into no tree, unless the branch tracks that name
+                // already: then it stays as the branch has it. So a committed
+                // file renamed to a backup name is a deletion, not an add.
+                if !c.kind.is_dir() && self.is_scratch(&name) {
+                    let tracked = top.base.as_ref().and_then(|l| {
+                        l.binary_search_by(|e| (*e.name).cmp(&name))
+                            .ok()
+                            .map(|i| l[i].clone())
+                    });
+                    if let Some(e) = tracked.filter(|e| e.kind != crate::repo::EntryKind::Dir) {
+                        top.out.push(RawEntry {
+                            mode: crate::treeobj::mode_of_kind(e.kind).into(),
+                            name,
+                            oid: e.oid,
+                        });
+                    }
+                    continue;
+                }
                 let entry: Option<(Oid, &'static [u8])> = match &c.kind {
                     Kind::Tree { oid, .. } => Some((*oid, b"40000")),
                     Kind::File {
@@ -515,12 +550,12 @@ impl CommitFs {
                         stack.push(frame(child, name));
                         continue;
                     }
-                    Kind::MFile { executable, .. } if !scratch => {
+                    Kind::MFile { executable, .. } => {
                         let oid = self.write_blob(repo, child, w)?;
                         w.oids.push(oid);
                         Some((oid, file_mode(*executable)))
                     }
-                    Kind::MSymlink { target, .. } if !scratch => {
+                    Kind::MSymlink { target, .. } => {
                         let oid = repo.blob(target)?;
                         w.oids.push(oid);
                         Some((oid, b"120000"))
@@ -540,8 +575,7 @@ impl CommitFs {
                 return Ok(None);
             };
             let mut out = done.out;
-            let hidden = self.ov.lock().hidden.get(&done.ino).cloned();
-            if let Some(l) = hidden {
+            if let Some(l) = &done.base {
                 out.extend(l.hidden.iter().cloned());
             }
             let oid = if out.is_empty() && !stack.is_empty() {
@@ -784,6 +818,10 @@ impl CommitFs {
         self.scratch
             .is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(name)))
     }
+}
+
+fn n_name(inodes: &Inodes, ino: Ino) -> Vec<u8> {
+    inodes.get(ino).map(|n| n.name.to_vec()).unwrap_or_default()
 }
 
 /// A failed commit, in the log: a full disk is a warning (it is retried, and

@@ -296,7 +296,7 @@ impl CommitFs {
                 let (before, after) = (list(base)?, list(new)?);
                 // What the new tree holds unseen is what the directory's next
                 // tree keeps.
-                pass.ov.set_hidden(dir, &after);
+                pass.ov.set_base(dir, &after);
                 for (name, b, t) in changed(&before, &after) {
                     let here = paths.add(path, name);
                     let ours = match pass.ov.mats.get(&dir) {

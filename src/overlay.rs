@@ -81,20 +81,18 @@ pub struct Overlay {
     /// Inodes another writer's change replaced or removed (see follow.rs):
     /// still readable, never written again, and nothing is made below them.
     pub stale: std::collections::HashSet<Ino>,
-    /// Of a materialized directory whose tree holds entries the mount does not
-    /// show (see `treeobj`): that tree's listing. Its hidden entries go into
-    /// the directory's next tree exactly as they were, unseen and untouched.
-    pub hidden: HashMap<Ino, Arc<crate::treeobj::Listing>>,
+    /// Of each materialized directory that came from a tree: that tree's
+    /// listing (shared with the tree cache). Its hidden entries (see
+    /// `treeobj`) go into the directory's next tree exactly as they were,
+    /// unseen and untouched, and it tells which scratch names the branch
+    /// tracks already.
+    pub base: HashMap<Ino, Arc<crate::treeobj::Listing>>,
 }
 
 impl Overlay {
     /// Directory `ino` now stands for a tree with this listing.
-    pub(crate) fn set_hidden(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
-        if listing.hidden.is_empty() {
-            self.hidden.remove(&ino);
-        } else {
-            self.hidden.insert(ino, listing.clone());
-        }
+    pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
+        self.base.insert(ino, listing.clone());
     }
 }
 
@@ -205,7 +203,7 @@ impl CommitFs {
             children.insert(e.name.clone(), child);
         }
         ov.mats.insert(ino, Mat::Dir(children));
-        ov.set_hidden(ino, &entries);
+        ov.set_base(ino, &entries);
         inodes.set_kind(ino, Kind::MDir { snap });
         Ok(())
     }
@@ -800,7 +798,7 @@ impl CommitFs {
         let mut ov = self.ov.lock();
         ov.mats.remove(&ino);
         ov.meta.remove(&ino);
-        ov.hidden.remove(&ino);
+        ov.base.remove(&ino);
         inodes.drop_orphan(ino);
     }
 

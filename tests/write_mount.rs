@@ -1593,3 +1593,69 @@ fn sizes_past_what_the_spill_filesystem_allows_are_efbig() {
     assert_eq!(f.metadata().unwrap().len(), 3);
     assert_eq!(std::fs::read(&path).unwrap(), b"abc");
 }
+
+/// vim as people run it, outside /tmp (where vim makes its backups: it
+/// renames the file to `notes.txt~`, fsyncs its swap file, writes and fsyncs
+/// the new file, then removes the backup), and emacs with backups on: each
+/// save is exactly one commit, whose diff is only the saved file; no backup
+/// or swap name is ever in history.
+#[test]
+fn vim_and_emacs_saves_outside_tmp_are_one_commit_each() {
+    let r = TestRepo::new_in(Path::new("/var/tmp"));
+    r.write("notes.txt", b"one\n");
+    r.write("other.txt", b"x\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "100"]);
+    let notes = mnt.join("main/notes.txt");
+    let n = commits(&bare, "main");
+    let mut expect = n;
+    let session = format!("cfs-vimbk-{}", std::process::id());
+    for (i, text) in ["two", "three"].iter().enumerate() {
+        // Defaults: writebackup, backupcopy=auto (a rename), fsync on.
+        in_tmux(
+            &format!("{session}-{i}"),
+            &format!("vim -u DEFAULTS -i NONE '{}'", notes.display()),
+            &["G", &format!("o{text}"), "Escape", ":wq", "Enter"],
+        );
+        expect += 1;
+        assert!(
+            wait_until(Duration::from_secs(10), || commits(&bare, "main") >= expect),
+            "vim save {i} committed"
+        );
+    }
+    if Command::new("emacs").arg("--version").output().is_ok() {
+        let st = Command::new("emacs")
+            .args(["--batch", "-Q"])
+            .arg(&notes)
+            .args([
+                "--eval",
+                "(progn (setq make-backup-files t) (setq backup-inhibited nil) (goto-char (point-max)) (insert \"emacs\\n\") (save-buffer))",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        expect += 1;
+        assert!(wait_until(Duration::from_secs(10), || commits(
+            &bare, "main"
+        ) >= expect));
+    }
+    // Unmount commits whatever is left: if a save had made a second commit
+    // (the backup's removal, say), it would show here.
+    m.unmount();
+    assert_eq!(commits(&bare, "main"), expect, "one commit per save");
+    for k in 0..expect - n {
+        let rev = format!("main~{k}");
+        let changed = git(&bare, &["show", "--name-only", "--format=", &rev]);
+        assert_eq!(changed.trim(), "notes.txt", "{rev} changed only notes.txt");
+    }
+    let text = git(&bare, &["show", "main:notes.txt"]);
+    assert!(text.starts_with("one\ntwo\nthree"), "{text}");
+    assert_no_scratch_in_history(&bare);
+    fsck(&bare);
+}

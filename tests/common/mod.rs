@@ -49,9 +49,15 @@ pub struct TestRepo {
 
 impl TestRepo {
     pub fn new() -> TestRepo {
+        TestRepo::new_in(&std::env::temp_dir())
+    }
+
+    /// A TestRepo below `parent` (editors skip their backups under /tmp:
+    /// their tests live in /var/tmp).
+    pub fn new_in(parent: &Path) -> TestRepo {
         let dir = tempfile::Builder::new()
             .prefix("commitfs-test")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("tempdir");
         let r = TestRepo { dir };
         std::fs::create_dir(r.work()).unwrap();
