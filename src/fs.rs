@@ -123,10 +123,52 @@ fn scratch_set(cfg: &FsConfig) -> Result<globset::GlobSet, String> {
 
 /// Seconds since the epoch, now.
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    Ts::now().secs
+}
+
+/// A point in time: seconds since the epoch and nanoseconds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ts {
+    pub secs: i64,
+    pub nsec: u32,
+}
+
+impl Ts {
+    pub fn now() -> Ts {
+        Ts::of(std::time::SystemTime::now())
+    }
+
+    pub fn from_secs(secs: i64) -> Ts {
+        Ts { secs, nsec: 0 }
+    }
+
+    pub fn of(t: std::time::SystemTime) -> Ts {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Ts {
+                secs: d.as_secs() as i64,
+                nsec: d.subsec_nanos(),
+            },
+            Err(e) => {
+                // Before the epoch: round down to whole seconds and count up.
+                let d = e.duration();
+                let (mut secs, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
+                if nsec > 0 {
+                    secs -= 1;
+                    nsec = 1_000_000_000 - nsec;
+                }
+                Ts { secs, nsec }
+            }
+        }
+    }
+
+    pub fn to_system(self) -> std::time::SystemTime {
+        let base = if self.secs >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.secs as u64)
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::from_secs(self.secs.unsigned_abs())
+        };
+        base + std::time::Duration::from_nanos(u64::from(self.nsec))
+    }
 }
 
 impl Default for FsConfig {
@@ -173,8 +215,10 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Seconds since the epoch (mtime = ctime = atime).
-    pub time: i64,
+    /// The three times POSIX keeps (see SEMANTICS, *Times*).
+    pub atime: Ts,
+    pub mtime: Ts,
+    pub ctime: Ts,
 }
 
 /// The answer to a lookup or getattr: the attributes and how long the kernel may
@@ -569,6 +613,8 @@ impl CommitFs {
     }
 
     fn attr(&self, n: &Node) -> FsResult<Attr> {
+        // A written file's own mtime, with nanoseconds.
+        let mut written_mtime: Option<Ts> = None;
         let (kind, perm, size, time) = match &n.kind {
             Kind::Root | Kind::BranchNs(_) | Kind::TagsDir | Kind::TagNs(_) | Kind::CommitsDir => {
                 (FileKind::Dir, 0o755, 0, self.mount_time)
@@ -610,7 +656,8 @@ impl CommitFs {
                     .ok_or_else(|| FsError::io("written file lost its data"))?;
                 let st = wf.st.lock();
                 let perm = if *executable { 0o755 } else { 0o644 };
-                (FileKind::File, perm, st.size, st.mtime)
+                written_mtime = Some(st.mtime);
+                (FileKind::File, perm, st.size, st.mtime.secs)
             }
             Kind::MSymlink { snap, target } => (
                 FileKind::Symlink,
@@ -620,15 +667,27 @@ impl CommitFs {
             ),
         };
         // What Git cannot store, kept in memory for this mount.
-        let (perm, time) = if n.kind.snap().is_some() {
+        let time = Ts::from_secs(time);
+        let (perm, atime, mtime, ctime, nlink) = if n.kind.snap().is_some() {
             let m = self.meta_of(n.ino);
             let perm = match (m.perm, kind) {
                 (Some(p), FileKind::File) | (Some(p), FileKind::Dir) => p,
                 _ => perm,
             };
-            (perm, m.mtime.unwrap_or(time))
+            let mtime = m.mtime.unwrap_or(match written_mtime {
+                Some(t) => t,
+                None => time,
+            });
+            let ctime = m.ctime.unwrap_or(mtime).max(mtime);
+            let nlink = match kind {
+                FileKind::Dir => 2,
+                _ if m.unlinked => 0,
+                _ => 1,
+            };
+            (perm, m.atime.unwrap_or(mtime), mtime, ctime, nlink)
         } else {
-            (perm, time)
+            let nlink = if kind == FileKind::Dir { 2 } else { 1 };
+            (perm, time, time, time, nlink)
         };
         Ok(Attr {
             ino: n.ino,
@@ -636,10 +695,12 @@ impl CommitFs {
             perm,
             size,
             blocks: size.div_ceil(512),
-            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            nlink,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
-            time,
+            atime,
+            mtime,
+            ctime,
         })
     }
 
@@ -979,7 +1040,9 @@ impl CommitFs {
                         nlink: 1,
                         uid: self.cfg.uid,
                         gid: self.cfg.gid,
-                        time: 0,
+                        atime: Ts::default(),
+                        mtime: Ts::default(),
+                        ctime: Ts::default(),
                     },
                     ttl: Duration::ZERO,
                 }

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -76,34 +76,22 @@ fn guard(op: &str, f: impl FnOnce()) {
     }
 }
 
-fn secs_of(t: TimeOrNow) -> i64 {
+fn ts_of(t: TimeOrNow) -> crate::fs::Ts {
     match t {
-        TimeOrNow::Now => crate::fs::now_secs(),
-        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
-        },
-    }
-}
-
-fn time(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        TimeOrNow::Now => crate::fs::Ts::now(),
+        TimeOrNow::SpecificTime(t) => crate::fs::Ts::of(t),
     }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
-    let t = time(a.time);
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.blocks,
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
+        atime: a.atime.to_system(),
+        mtime: a.mtime.to_system(),
+        ctime: a.ctime.to_system(),
+        crtime: a.mtime.to_system(),
         kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
@@ -195,8 +183,8 @@ impl Filesystem for FuseFs {
                 uid,
                 gid,
                 size,
-                atime: atime.map(secs_of),
-                mtime: mtime.map(secs_of),
+                atime: atime.map(ts_of),
+                mtime: mtime.map(ts_of),
             };
             match self.fs.setattr(ino.0, a) {
                 Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),

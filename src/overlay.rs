@@ -27,7 +27,7 @@ use git2::Oid;
 use parking_lot::Mutex;
 
 use crate::error::{FsError, FsResult};
-use crate::fs::{CommitFs, Entry, now_secs};
+use crate::fs::{CommitFs, Entry, Ts};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::repo::{NAME_MAX, valid_name};
 
@@ -39,7 +39,7 @@ pub struct WFile {
 
 pub struct WState {
     pub size: u64,
-    pub mtime: i64,
+    pub mtime: Ts,
     /// Bumped by every change of content.
     pub version: u64,
     /// The blob written for this file at the last commit, and the version it was.
@@ -55,7 +55,7 @@ impl WState {
     fn content_changed(&mut self, size: u64) {
         self.size = size;
         self.version += 1;
-        self.mtime = now_secs();
+        self.mtime = Ts::now();
         self.last_write = Some(std::time::Instant::now());
     }
 }
@@ -66,12 +66,25 @@ pub enum Mat {
 }
 
 /// What Git cannot store, kept in memory: permission bits beyond the
-/// executable bit, and times set by utimens.
+/// executable bit, the times (set by utimens, or by changes: a directory's
+/// entries, a chmod), and whether the inode lost its last name.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Meta {
     pub perm: Option<u16>,
-    pub mtime: Option<i64>,
-    pub atime: Option<i64>,
+    pub mtime: Option<Ts>,
+    pub atime: Option<Ts>,
+    /// The last change of status (chmod, chown, utimens, a directory's
+    /// entries); the attributes show the later of it and mtime.
+    pub ctime: Option<Ts>,
+    /// Unlinked, still open: nlink 0.
+    pub unlinked: bool,
+}
+
+impl Meta {
+    /// The inode's status changed now (chmod, chown, utimens).
+    fn touch_status(&mut self) {
+        self.ctime = Some(Ts::now());
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +103,16 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// An entry of directory `dir` was added, removed or renamed: its mtime
+    /// and ctime are now (so a program that watches a directory's mtime, such
+    /// as Python's import cache, sees the new entry).
+    pub(crate) fn entries_changed(&mut self, dir: Ino) {
+        let now = Ts::now();
+        let m = self.meta.entry(dir).or_default();
+        m.mtime = Some(now);
+        m.ctime = Some(now);
+    }
+
     /// Directory `ino` now stands for a tree with this listing.
     pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
         self.base.insert(ino, listing.clone());
@@ -103,8 +126,8 @@ pub struct SetAttr {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub size: Option<u64>,
-    pub atime: Option<i64>,
-    pub mtime: Option<i64>,
+    pub atime: Option<Ts>,
+    pub mtime: Option<Ts>,
 }
 
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -289,7 +312,7 @@ impl CommitFs {
             .meta
             .get(&ino)
             .and_then(|m| m.mtime)
-            .unwrap_or(snap.snapshot.time);
+            .unwrap_or(Ts::from_secs(snap.snapshot.time));
         let wf = Arc::new(WFile {
             data: file,
             st: Mutex::new(WState {
@@ -390,6 +413,7 @@ impl CommitFs {
         let node = inodes.upsert(parent, name, kind);
         Self::children_mut(ov, parent)?.insert(name.into(), node.ino);
         ov.meta.remove(&node.ino);
+        ov.entries_changed(parent);
         Ok(node)
     }
 
@@ -405,7 +429,7 @@ impl CommitFs {
                 data,
                 st: Mutex::new(WState {
                     size: 0,
-                    mtime: now_secs(),
+                    mtime: Ts::now(),
                     version: 1,
                     committed: None,
                     last_write: Some(std::time::Instant::now()),
@@ -443,7 +467,7 @@ impl CommitFs {
             let node = self.add_child(&mut inodes, &mut ov, parent, name, Kind::MDir { snap })?;
             ov.mats.insert(node.ino, Mat::Dir(BTreeMap::new()));
             self.remember_perm(&mut ov, node.ino, mode);
-            ov.meta.entry(node.ino).or_default().mtime = Some(now_secs());
+            ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
             node
         };
         self.changed(parent);
@@ -469,7 +493,7 @@ impl CommitFs {
                     target: target.into(),
                 },
             )?;
-            ov.meta.entry(node.ino).or_default().mtime = Some(now_secs());
+            ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
             node
         };
         self.changed(parent);
@@ -514,6 +538,10 @@ impl CommitFs {
             }
             Self::children_mut(&mut ov, parent)?.remove(name);
             inodes.unlink(parent, name);
+            ov.entries_changed(parent);
+            let m = ov.meta.entry(ino).or_default();
+            m.unlinked = true;
+            m.touch_status();
         }
         self.changed(parent);
         Ok(())
@@ -625,11 +653,19 @@ impl CommitFs {
                         }
                         _ => {}
                     }
+                    // The file renamed over lost its name.
+                    let m = ov.meta.entry(d).or_default();
+                    m.unlinked = true;
+                    m.touch_status();
                 }
                 Self::children_mut(&mut ov, parent)?.remove(name);
                 Self::children_mut(&mut ov, new_parent)?.insert(new_name.into(), src);
                 inodes.rename(parent, name, new_parent, new_name);
             }
+            // Both directories' entries changed; the moved inode's status too.
+            ov.entries_changed(parent);
+            ov.entries_changed(new_parent);
+            ov.meta.entry(src).or_default().touch_status();
         }
         self.changed(parent);
         if new_parent != parent {
@@ -749,9 +785,13 @@ impl CommitFs {
                 self.changed(ino);
             }
         }
+        if a.mode.is_some() || a.uid.is_some() || a.gid.is_some() {
+            self.ov.lock().meta.entry(ino).or_default().touch_status();
+        }
         if a.atime.is_some() || a.mtime.is_some() {
             let mut ov = self.ov.lock();
             let m = ov.meta.entry(ino).or_default();
+            m.touch_status();
             if a.atime.is_some() {
                 m.atime = a.atime;
             }

@@ -1659,3 +1659,93 @@ fn vim_and_emacs_saves_outside_tmp_are_one_commit_each() {
     assert_no_scratch_in_history(&bare);
     fsck(&bare);
 }
+
+/// POSIX's times: atime, mtime and ctime apart, with nanoseconds; a
+/// directory's mtime and ctime move when its entries change; chmod and
+/// utimens move ctime; an unlinked open file has nlink 0; a running Python
+/// imports a module made after its first import from that directory.
+#[test]
+fn times_are_posix() {
+    use std::os::unix::fs::MetadataExt;
+    let (_r, _bare, m) = setup(&[]);
+    let d = m.path.join("main");
+    let dir = d.join("pkg");
+    std::fs::create_dir(&dir).unwrap();
+    let stamp = |p: &Path| {
+        let md = std::fs::metadata(p).unwrap();
+        (
+            (md.mtime(), md.mtime_nsec()),
+            (md.ctime(), md.ctime_nsec()),
+            (md.atime(), md.atime_nsec()),
+        )
+    };
+    let (dm0, dc0, _) = stamp(&dir);
+    std::fs::write(dir.join("a.txt"), b"a").unwrap();
+    let (dm1, dc1, _) = stamp(&dir);
+    assert!(dm1 > dm0 && dc1 > dc0, "create moved the directory's times");
+    // Nanoseconds: of a handful of writes, not every one lands on a whole second.
+    let nsecs: Vec<i64> = (0..5)
+        .map(|i| {
+            let f = dir.join(format!("n{i}"));
+            std::fs::write(&f, b"x").unwrap();
+            std::fs::metadata(&f).unwrap().mtime_nsec()
+        })
+        .collect();
+    assert!(nsecs.iter().any(|&n| n != 0), "{nsecs:?}");
+    std::fs::rename(dir.join("a.txt"), dir.join("b.txt")).unwrap();
+    let (dm2, dc2, _) = stamp(&dir);
+    assert!(dm2 > dm1 && dc2 > dc1, "rename moved the directory's times");
+    std::fs::remove_file(dir.join("b.txt")).unwrap();
+    let (dm3, _, _) = stamp(&dir);
+    assert!(dm3 > dm2, "unlink moved the directory's mtime");
+    // chmod moves ctime, not mtime.
+    let f = dir.join("n0");
+    let (fm0, fc0, _) = stamp(&f);
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (fm1, fc1, _) = stamp(&f);
+    assert_eq!(fm1, fm0);
+    assert!(fc1 > fc0, "chmod moved ctime");
+    // utimens: atime and mtime as given, apart; ctime now.
+    let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123,
+        },
+        libc::timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 456_789,
+        },
+    ];
+    // SAFETY: a valid C string and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    let (fm2, fc2, fa2) = stamp(&f);
+    assert_eq!(fa2, (1_000_000_000, 123));
+    assert_eq!(fm2, (1_500_000_000, 456_789));
+    assert!(fc2 > fc1, "utimens moved ctime");
+    // An unlinked open file: nlink 0.
+    let held = std::fs::File::open(dir.join("n1")).unwrap();
+    std::fs::remove_file(dir.join("n1")).unwrap();
+    assert_eq!(held.metadata().unwrap().nlink(), 0);
+    assert_eq!(std::fs::metadata(dir.join("n2")).unwrap().nlink(), 1);
+    // Python: a module made after the first import from the directory.
+    let script = format!(
+        "import sys; sys.path.insert(0, {p:?}); import n3_first\nopen({p:?} + '/later.py', 'w').write('X = 7\\n')\nimport later; print(later.X)",
+        p = dir.to_str().unwrap()
+    );
+    std::fs::write(dir.join("n3_first.py"), b"").unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+}
