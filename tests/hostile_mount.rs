@@ -663,3 +663,28 @@ fn names_git_takes_for_dotgit_by_its_own_reading_are_hidden() {
     }
     m.unmount();
 }
+
+/// libgit2 stops listing loose refs, without an error, at a directory nested
+/// 100 levels down: a repository holding `refs/heads/a/a/.../a` would hide
+/// every branch sorting after it. The refs are then read by hand.
+#[test]
+fn a_deeply_nested_refs_directory_hides_no_branch() {
+    let r = TestRepo::new();
+    r.write("README", b"hello\n");
+    r.commit("init");
+    git(&r.work(), &["branch", "zz"]);
+    let bare = r.publish();
+    let deep: std::path::PathBuf = std::iter::repeat_n("a", 120).collect();
+    std::fs::create_dir_all(bare.join("refs/heads").join(deep)).unwrap();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let root = names(&mnt);
+    for b in [&b"main"[..], b"zz", b"HEAD"] {
+        assert!(
+            root.contains(&b.to_vec()),
+            "{} in {root:?}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    m.unmount();
+}
