@@ -968,29 +968,29 @@ pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<V
 /// changed path needs a directory, or a directory where it puts a file, is
 /// removed first; a deletion of what `base` no longer has is nothing to do.
 pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
-    use std::os::unix::ffi::OsStrExt;
+    let base_id = base;
     let base = repo.find_tree(base)?;
-    let mode_at = |p: &[u8]| -> Option<i32> {
-        base.get_path(std::path::Path::new(std::ffi::OsStr::from_bytes(p)))
-            .ok()
-            .map(|e| e.filemode())
-    };
     let mut gone = std::collections::BTreeSet::new();
     for c in changes {
+        // What `base` has at each prefix of the path, in one walk down (a
+        // lookup per prefix from the top would be quadratic in the depth).
+        let modes = modes_along(repo, base_id, &c.path)?;
+        let at = |i: usize| modes.get(i).copied().flatten();
+        let last = c.path.split(|&b| b == b'/').count() - 1;
         match c.new {
             None => {
-                if mode_at(&c.path).is_some_and(|m| m != TREE_MODE) {
+                if at(last).is_some_and(|m| m != TREE_MODE) {
                     gone.insert(c.path.clone());
                 }
             }
             Some(_) => {
-                for (i, _) in c.path.iter().enumerate().filter(|(_, b)| **b == b'/') {
-                    let p = &c.path[..i];
-                    if mode_at(p).is_some_and(|m| m != TREE_MODE) {
-                        gone.insert(p.to_vec());
+                let slashes = c.path.iter().enumerate().filter(|(_, b)| **b == b'/');
+                for (level, (i, _)) in slashes.enumerate() {
+                    if at(level).is_some_and(|m| m != TREE_MODE) {
+                        gone.insert(c.path[..i].to_vec());
                     }
                 }
-                if mode_at(&c.path) == Some(TREE_MODE) {
+                if at(last) == Some(TREE_MODE) {
                     gone.insert(c.path.clone());
                 }
             }
@@ -1025,6 +1025,48 @@ pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) ->
         }
     }
     Ok(put.create_updated(repo, &cleared_tree)?)
+}
+
+/// The mode of what tree `root` holds at each prefix of `path` (one component,
+/// two, ... the whole path), as the mount shows it, walking down once; the
+/// list ends where the path leaves what `root` has.
+fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option<i32>>> {
+    let mut out = Vec::new();
+    let mut tree = Some(root);
+    for name in path.split(|&b| b == b'/') {
+        let Some(t) = tree.take() else { break };
+        let listing = crate::treeobj::parse(&read_tree_bytes(repo, t)?);
+        let Ok(i) = listing.entries.binary_search_by(|e| (*e.name).cmp(name)) else {
+            break;
+        };
+        let e = &listing.entries[i];
+        let mode = match e.kind {
+            crate::repo::EntryKind::Dir => {
+                tree = Some(e.oid);
+                TREE_MODE
+            }
+            k => {
+                let m = crate::treeobj::mode_of_kind(k);
+                i32::from_str_radix(std::str::from_utf8(m).unwrap_or("0"), 8).unwrap_or(0)
+            }
+        };
+        out.push(Some(mode));
+    }
+    Ok(out)
+}
+
+fn read_tree_bytes(repo: &Repository, oid: Oid) -> FsResult<Vec<u8>> {
+    let odb = repo.odb()?;
+    let (size, kind) = odb.read_header(oid)?;
+    if kind != git2::ObjectType::Tree {
+        return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
+    }
+    if size > crate::repo::MAX_TREE_BYTES {
+        return Err(FsError::io(format!(
+            "tree {oid} is {size} bytes, over the limit"
+        )));
+    }
+    Ok(odb.read(oid)?.data().to_vec())
 }
 
 /// The changed paths between two trees: a merge-walk of their entries that
@@ -1199,6 +1241,110 @@ mod tests {
             path: path.as_bytes().to_vec(),
             new: None,
         }
+    }
+
+    /// A tree `depth` directories `d` deep with `leaf` entries at the bottom.
+    fn chain(odb: &git2::Odb<'_>, depth: usize, leaf: &[RawEntry]) -> Oid {
+        let mut t = odb
+            .write(
+                git2::ObjectType::Tree,
+                &crate::treeobj::serialize(leaf.to_vec()),
+            )
+            .unwrap();
+        for _ in 0..depth {
+            let e = RawEntry {
+                mode: b"40000"[..].into(),
+                name: b"d"[..].into(),
+                oid: t,
+            };
+            t = odb
+                .write(git2::ObjectType::Tree, &crate::treeobj::serialize(vec![e]))
+                .unwrap();
+        }
+        t
+    }
+
+    fn file(name: &str, oid: Oid) -> RawEntry {
+        RawEntry {
+            mode: b"100644"[..].into(),
+            name: name.as_bytes().into(),
+            oid,
+        }
+    }
+
+    /// A merge applies a change at the bottom of a deep chain in time linear in
+    /// the depth (each prefix was looked up from the top: quadratic, and a
+    /// recursion in libgit2 as deep as the chain).
+    #[test]
+    fn changes_apply_at_the_bottom_of_a_deep_chain() {
+        const DEPTH: usize = 20_000;
+        let t = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(t.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let one = odb.write(git2::ObjectType::Blob, b"one\n").unwrap();
+        let mine = odb.write(git2::ObjectType::Blob, b"mine\n").unwrap();
+        let base = chain(&odb, DEPTH, &[file("leaf.txt", one)]);
+        let mut path = b"d/".repeat(DEPTH);
+        path.extend_from_slice(b"mine.txt");
+        let change = Change {
+            status: 'A',
+            path,
+            new: Some((mine, 0o100644)),
+        };
+        let started = Instant::now();
+        let merged = apply_changes(&repo, base, &[change]).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let want = chain(
+            &odb,
+            DEPTH,
+            &[file("leaf.txt", one), file("mine.txt", mine)],
+        );
+        assert_eq!(merged, want);
+    }
+
+    /// What is in the way of a change goes: a file where it needs a directory,
+    /// a directory where it puts a file; a deletion of what is gone is nothing.
+    #[test]
+    fn changes_replace_what_is_in_the_way() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(t.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
+        let sub = chain(&odb, 0, &[file("inner", x)]);
+        let base = odb
+            .write(
+                git2::ObjectType::Tree,
+                &crate::treeobj::serialize(vec![
+                    file("a", x),
+                    RawEntry {
+                        mode: b"40000"[..].into(),
+                        name: b"b"[..].into(),
+                        oid: sub,
+                    },
+                    file("keep", x),
+                ]),
+            )
+            .unwrap();
+        let put = |p: &str| Change {
+            status: 'A',
+            path: p.as_bytes().to_vec(),
+            new: Some((x, 0o100644)),
+        };
+        let changes = [put("a/new"), put("b"), ch('D', "gone/never")];
+        let merged = repo
+            .find_tree(apply_changes(&repo, base, &changes).unwrap())
+            .unwrap();
+        let names: Vec<String> = merged
+            .iter()
+            .map(|e| e.name().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "keep"]);
+        assert_eq!(merged.get_name("a").unwrap().filemode(), 0o040000);
+        assert_eq!(merged.get_name("b").unwrap().filemode(), 0o100644);
     }
 
     #[test]

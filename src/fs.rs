@@ -1204,10 +1204,13 @@ fn file_kind(k: &Kind) -> FileKind {
 
 /// Whether a ref name component is shown as a directory. Git never writes a
 /// component that begins with '.', nor the branch `HEAD`; a hostile repository
-/// that has one must not shadow `.tags`, `.commits` or the `HEAD` symlink.
+/// that has one must not shadow `.tags`, `.commits` or the `HEAD` symlink. Nor
+/// is a name Git refuses to check out (`git~1`, `\u{200c}.git`) shown here,
+/// as it is not inside a tree.
 fn shown_ref_component(refs_prefix: &[u8], ns: &[u8], name: &[u8]) -> bool {
     valid_name(name)
         && !name.starts_with(b".")
+        && !crate::names::refused(name, false)
         && !(refs_prefix == b"refs/heads/" && ns.is_empty() && name == b"HEAD")
 }
 

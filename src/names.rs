@@ -41,8 +41,18 @@ pub fn is_dotgit(name: &[u8]) -> bool {
 }
 
 /// `.gitmodules` as NTFS or HFS+ would read it (git refuses it as a symlink).
+/// As for `.git`, NTFS also reads what follows a backslash as a name of its
+/// own (git's `verify_path` checks the rest of the name after each one).
 pub fn is_dotgitmodules(name: &[u8]) -> bool {
-    is_ntfs_dot_generic(name, b"gitmodules", b"gi7eba") || is_hfs_dot(name, b"gitmodules")
+    let after_backslashes = name
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'\\')
+        .map(|(i, _)| i + 1);
+    std::iter::once(0)
+        .chain(after_backslashes)
+        .any(|at| is_ntfs_dot_generic(&name[at..], b"gitmodules", b"gi7eba"))
+        || is_hfs_dot(name, b"gitmodules")
 }
 
 /// The rest of an NTFS name after a match: only spaces and dots up to the end
@@ -112,29 +122,82 @@ fn is_ntfs_dot_generic(name: &[u8], dotgit_name: &[u8], shortname_prefix: &[u8])
     only_spaces_and_periods(&name[8..])
 }
 
+/// One code point of UTF-8 as git's `pick_one_utf8_char` reads it: `None`
+/// at the end and for a sequence git takes as malformed (overlong forms,
+/// surrogates, U+FFFE and U+FFFF, past U+10FFFF, cut short), after which
+/// `rest` is empty.
+fn pick_utf8(rest: &mut &[u8]) -> Option<u32> {
+    let s = *rest;
+    let cont = |i: usize| s.get(i).is_some_and(|&c| c & 0xc0 == 0x80);
+    let bits = |i: usize| u32::from(s[i] & 0x3f);
+    let (ch, len) = match *s.first()? {
+        c if c < 0x80 => (u32::from(c), 1),
+        c if c & 0xe0 == 0xc0 && cont(1) && c & 0xfe != 0xc0 => {
+            ((u32::from(c & 0x1f) << 6) | bits(1), 2)
+        }
+        c if c & 0xf0 == 0xe0
+            && cont(1)
+            && cont(2)
+            && !(c == 0xe0 && s[1] & 0xe0 == 0x80)
+            && !(c == 0xed && s[1] & 0xe0 == 0xa0)
+            && !(c == 0xef && s[1] == 0xbf && s[2] & 0xfe == 0xbe) =>
+        {
+            ((u32::from(c & 0x0f) << 12) | (bits(1) << 6) | bits(2), 3)
+        }
+        c if c & 0xf8 == 0xf0
+            && cont(1)
+            && cont(2)
+            && cont(3)
+            && !(c == 0xf0 && s[1] & 0xf0 == 0x80)
+            && !(c == 0xf4 && s[1] > 0x8f)
+            && c <= 0xf4 =>
+        {
+            (
+                (u32::from(c & 0x07) << 18) | (bits(1) << 12) | (bits(2) << 6) | bits(3),
+                4,
+            )
+        }
+        _ => {
+            *rest = &[];
+            return None;
+        }
+    };
+    *rest = &s[len..];
+    Some(ch)
+}
+
+/// git's `next_hfs_char`: the next code point HFS+ does not ignore; `None` at
+/// the end or at bytes that are not UTF-8.
+fn next_hfs_char(rest: &mut &[u8]) -> Option<u32> {
+    loop {
+        let c = pick_utf8(rest)?;
+        if !hfs_ignored(c) {
+            return Some(c);
+        }
+    }
+}
+
 /// Code points HFS+ ignores when it compares names.
-fn hfs_ignored(c: char) -> bool {
-    matches!(c as u32, 0x200c..=0x200f | 0x202a..=0x202e | 0x206a..=0x206f | 0xfeff)
+fn hfs_ignored(c: u32) -> bool {
+    matches!(c, 0x200c..=0x200f | 0x202a..=0x202e | 0x206a..=0x206f | 0xfeff)
 }
 
 /// `.` followed by `needle` (ASCII, lower case) as HFS+ compares names:
-/// ignorable code points skipped, ASCII case folded. A name that is not UTF-8
-/// is not one HFS+ would take for it.
+/// ignorable code points skipped, ASCII case folded. As in git's
+/// `is_hfs_dot_generic`, bytes that are not UTF-8 (as git reads it) end the
+/// name there: `.git` followed by them is refused too.
 fn is_hfs_dot(name: &[u8], needle: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(name) else {
-        return false;
-    };
-    let mut chars = s.chars().filter(|&c| !hfs_ignored(c));
-    if chars.next() != Some('.') {
+    let mut rest = name;
+    if next_hfs_char(&mut rest) != Some(u32::from(b'.')) {
         return false;
     }
     for &want in needle {
-        match chars.next() {
-            Some(c) if c.is_ascii() && c.to_ascii_lowercase() as u32 == u32::from(want) => {}
+        match next_hfs_char(&mut rest) {
+            Some(c) if c < 0x80 && (c as u8).to_ascii_lowercase() == want => {}
             _ => return false,
         }
     }
-    chars.next().is_none()
+    next_hfs_char(&mut rest).is_none()
 }
 
 /// Paths visited by a walk of trees, each a name below a parent: a path is
@@ -192,6 +255,21 @@ mod tests {
             assert!(is_dotgit(n.as_bytes()), "{n:?} must be refused");
             assert!(refused(n.as_bytes(), false), "{n:?}");
         }
+        // git's read of HFS+ names: bytes it cannot decode end the name, so
+        // `.git` followed by them is `.git` (U+FFFE and U+FFFF, surrogates and
+        // overlong forms count as undecodable).
+        for n in [
+            &b".git\xff"[..],
+            b".GIT\x80",
+            b".git\xef\xbf\xbf",
+            b".git\xef\xbf\xbe",
+            b".g\xe2\x80\x8cit\xff",
+            b".git\xed\xa0\x80",
+            b".git\xc0\xae",
+            b".git\xe2\x80\x8c\xf5",
+        ] {
+            assert!(is_dotgit(n), "{n:?} must be refused");
+        }
     }
 
     #[test]
@@ -210,7 +288,14 @@ mod tests {
         ] {
             assert!(!is_dotgit(n.as_bytes()), "{n:?} must be served");
         }
-        assert!(!is_dotgit(b".g\xffit"));
+        for n in [
+            &b".g\xffit"[..],
+            b"\xff.git",
+            b".gi\xef\xbf\xbft",
+            b".git\xe2\x80\x8cx",
+        ] {
+            assert!(!is_dotgit(n), "{n:?} must be served");
+        }
     }
 
     #[test]
@@ -222,6 +307,9 @@ mod tests {
             "gitmod~1",
             "GI7EBA~1",
             "gi7e~123",
+            "x\\.gitmodules",
+            "a\\b\\GITMOD~1 .",
+            ".gitmodules\u{200c}",
         ] {
             assert!(is_dotgitmodules(n.as_bytes()), "{n:?}");
             assert!(refused(n.as_bytes(), true), "{n:?}");
@@ -233,6 +321,8 @@ mod tests {
             "gitmodules",
             "gi7eba~0",
             "gi7eba~12",
+            ".gitmodules\\x",
+            "x\\gitmod~1\\y",
         ] {
             assert!(!is_dotgitmodules(n.as_bytes()), "{n:?}");
         }

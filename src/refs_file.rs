@@ -105,6 +105,34 @@ pub fn read_refs(common_dir: &Path) -> RefsRead {
     read
 }
 
+/// Whether some directory under `common_dir/refs` is nested `depth` levels or
+/// more below it. libgit2 lists loose refs with a walk that stops, without an
+/// error, at the first directory 100 levels down: every ref it had not reached
+/// yet (all branches sorting after `a`, for `refs/heads/a/a/.../a`) would
+/// vanish from the listing. Only directories are read, no ref file.
+pub fn nested_at_least(common_dir: &Path, depth: usize) -> bool {
+    let mut todo = vec![(common_dir.join("refs"), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, d)) = todo.pop() {
+        if d >= depth {
+            return true;
+        }
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > MAX_LOOSE {
+                return true;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push((e.path(), d + 1));
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +147,15 @@ mod tests {
         let names: Vec<&[u8]> = refs.iter().map(|r| &r.0[..]).collect();
         assert_eq!(names, vec![&b"refs/heads/a"[..], b"refs/tags/v1"]);
         assert_eq!(bad, 2);
+    }
+
+    #[test]
+    fn nesting_is_measured_below_refs() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("refs/heads/a/b/c")).unwrap();
+        std::fs::create_dir_all(t.path().join("refs/tags")).unwrap();
+        assert!(nested_at_least(t.path(), 4));
+        assert!(!nested_at_least(t.path(), 5));
+        assert!(!nested_at_least(&t.path().join("none"), 1));
     }
 }

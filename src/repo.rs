@@ -22,6 +22,11 @@ use crate::treeobj::Listing;
 pub const NAME_MAX: usize = crate::names::NAME_MAX;
 /// A tree object larger than this is refused with EIO (a 64 MiB tree holds about a
 /// million entries; anything bigger is hostile or broken).
+/// libgit2 stops listing loose refs, silently, at a directory nested 100
+/// levels below where its walk starts (`refs/heads/` for the branches); from
+/// this depth below `refs/` on, the refs are read by hand instead.
+const LIBGIT2_REFS_DEPTH: usize = 90;
+
 pub const MAX_TREE_BYTES: usize = 64 << 20;
 /// Chunk size when streaming a blob.
 const STREAM_CHUNK: usize = 256 << 10;
@@ -165,6 +170,10 @@ impl Repo {
     pub fn refs(&self, prefix: &str) -> FsResult<Vec<(Vec<u8>, Oid)>> {
         let by_git = if self.packed_refs_damaged() {
             Err(FsError::io("packed-refs has lines that are not refs"))
+        } else if crate::refs_file::nested_at_least(self.common_dir(), LIBGIT2_REFS_DEPTH) {
+            Err(FsError::io(
+                "refs/ holds directories nested deeper than libgit2 lists",
+            ))
         } else {
             self.with(|repo| {
                 let mut out = Vec::new();
@@ -229,7 +238,7 @@ impl Repo {
         use std::sync::atomic::Ordering;
         if !self.refs_warned.swap(true, Ordering::Relaxed) {
             log::warn!(
-                "the repository's refs cannot be read by libgit2 ({e}); reading them by hand, skipping what is damaged (is packed-refs corrupt?)"
+                "the repository's refs cannot be read by libgit2 ({e}); reading them by hand, skipping what is damaged"
             );
         } else {
             log::debug!("refs still damaged: {e}");

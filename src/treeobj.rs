@@ -40,9 +40,10 @@ impl RawEntry {
         parse_mode(&self.mode)
     }
 
-    /// Whether Git orders this entry as a directory (its name with a `/`).
+    /// Whether Git orders this entry as a directory (its name with a `/`):
+    /// git's `S_ISDIR` of the mode as it reads it, whatever the other bits.
     fn is_tree(&self) -> bool {
-        self.mode_num() == Some(0o40000)
+        self.mode_num().is_some_and(|m| m & 0o170000 == 0o040000)
     }
 }
 
@@ -101,8 +102,12 @@ impl std::ops::Deref for Listing {
     }
 }
 
+/// A mode as git reads it (`parse_mode` in tree-walk.c): octal digits of any
+/// length, summed in 32 bits that wrap, then kept to 16 bits. So `1040000` is
+/// a directory to git and `1100644` a file (`git fsck --strict` finds nothing
+/// wrong with either); the mount reads them as git does.
 fn parse_mode(text: &[u8]) -> Option<u32> {
-    if text.is_empty() || text.len() > 7 {
+    if text.is_empty() {
         return None;
     }
     let mut m = 0u32;
@@ -110,9 +115,9 @@ fn parse_mode(text: &[u8]) -> Option<u32> {
         if !(b'0'..=b'7').contains(&c) {
             return None;
         }
-        m = m * 8 + u32::from(c - b'0');
+        m = (m << 3).wrapping_add(u32::from(c - b'0'));
     }
-    Some(m)
+    Some(m & 0xffff)
 }
 
 /// What a Git mode means, if it is one of Git's.
@@ -361,6 +366,46 @@ mod tests {
         ] {
             assert!(skips.contains(&s), "{s:?} in {skips:?}");
         }
+    }
+
+    /// Modes read as git reads them: wrapped to 16 bits, so a long mode whose
+    /// low bits are a directory's is a directory, shown and ordered as one; a
+    /// hidden entry git orders as a directory (`040755`) keeps that order when
+    /// the tree is written again (fsck's treeNotSorted otherwise).
+    #[test]
+    fn modes_are_read_and_ordered_as_git_reads_them() {
+        let stored = vec![
+            raw("100644", b"a.b", 1),
+            raw("1040000", b"a", 2),
+            raw("100644", b"c.d", 3),
+            raw("040755", b"c", 4),
+            raw("1100644", b"f", 5),
+        ];
+        let bytes: Vec<u8> = stored
+            .iter()
+            .flat_map(|e| {
+                let mut v = e.mode.to_vec();
+                v.push(b' ');
+                v.extend_from_slice(&e.name);
+                v.push(0);
+                v.extend_from_slice(e.oid.as_bytes());
+                v
+            })
+            .collect();
+        // Already in git's order: written again byte for byte.
+        assert_eq!(serialize(stored.clone()), bytes);
+        let l = parse(&bytes);
+        let kinds: Vec<(&[u8], EntryKind)> = l.entries.iter().map(|e| (&*e.name, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (&b"a"[..], EntryKind::Dir),
+                (b"a.b", EntryKind::File { executable: false }),
+                (b"c.d", EntryKind::File { executable: false }),
+                (b"f", EntryKind::File { executable: false }),
+            ]
+        );
+        assert_eq!(l.hidden.len(), 1, "040755 is not a mode git writes");
     }
 
     #[test]

@@ -584,3 +584,107 @@ fn another_users_sync_is_not_a_commit_barrier() {
     assert_eq!(show(&bare, "main:pending.txt").unwrap(), b"owner's\n");
     m.unmount();
 }
+
+/// Names git's verify_path refuses (core.protectHFS and protectNTFS on) that
+/// a byte-for-byte or UTF-8-only reading would let through: `.git` followed by
+/// bytes git cannot decode (it takes the name to end there), a `.gitmodules`
+/// symlink after a backslash (NTFS reads each part as a name); and refs named
+/// like `.git`. None is shown; ordinary neighbours are.
+#[test]
+fn names_git_takes_for_dotgit_by_its_own_reading_are_hidden() {
+    let r = TestRepo::new();
+    r.write("README", b"hello\n");
+    r.commit("init");
+    let bare = r.publish();
+    let repo = git2::Repository::open_bare(&bare).unwrap();
+    let odb = repo.odb().unwrap();
+    let blob = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
+    let target = odb.write(git2::ObjectType::Blob, b"README").unwrap();
+    let hidden: [(&str, &[u8]); 7] = [
+        ("100644", b".git\xff"),
+        ("100644", b".GIT\x80"),
+        ("100644", b".git\xef\xbf\xbf"),
+        ("100644", b".g\xe2\x80\x8cit\xed\xa0\x80"),
+        ("120000", b"x\\.gitmodules"),
+        ("120000", b"a\\gitmod~1"),
+        ("120000", b".gitmodules\xff"),
+    ];
+    let shown: [(&str, &[u8]); 3] = [
+        ("100644", b".gi\xfft"),
+        ("100644", b"\xff.git"),
+        ("120000", b".gitmodules\\x"),
+    ];
+    let mut entries: Vec<(&str, &[u8], git2::Oid)> = Vec::new();
+    for (mode, name) in hidden.iter().chain(shown.iter()) {
+        let oid = if *mode == "120000" { target } else { blob };
+        entries.push((mode, name, oid));
+    }
+    let root = odb
+        .write(git2::ObjectType::Tree, &raw_tree(&entries))
+        .unwrap();
+    let head = repo.refname_to_id("refs/heads/main").unwrap();
+    let commit = odb
+        .write(
+            git2::ObjectType::Commit,
+            format!(
+                "tree {root}\nparent {head}\nauthor t <t@example.com> 1 +0000\ncommitter t <t@example.com> 1 +0000\n\nnames\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    repo.reference("refs/heads/main", commit, true, "names")
+        .unwrap();
+    // Refs git would never write, named like .git on NTFS or HFS+.
+    for name in ["git~1", "\u{200c}.git"] {
+        std::fs::write(bare.join("refs/heads").join(name), format!("{commit}\n")).unwrap();
+    }
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let mut want: Vec<Vec<u8>> = shown.iter().map(|(_, n)| n.to_vec()).collect();
+    want.sort();
+    assert_eq!(names(&mnt.join("main")), want);
+    for (_, n) in hidden {
+        let p = mnt.join("main").join(std::ffi::OsStr::from_bytes(n));
+        let e = std::fs::symlink_metadata(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{}", p.display());
+    }
+    assert_eq!(
+        names(&mnt),
+        vec![
+            b".commits".to_vec(),
+            b".tags".to_vec(),
+            b"HEAD".to_vec(),
+            b"main".to_vec()
+        ]
+    );
+    for name in ["git~1", "\u{200c}.git"] {
+        let e = std::fs::symlink_metadata(mnt.join(name)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{name}");
+    }
+    m.unmount();
+}
+
+/// libgit2 stops listing loose refs, without an error, at a directory nested
+/// 100 levels down: a repository holding `refs/heads/a/a/.../a` would hide
+/// every branch sorting after it. The refs are then read by hand.
+#[test]
+fn a_deeply_nested_refs_directory_hides_no_branch() {
+    let r = TestRepo::new();
+    r.write("README", b"hello\n");
+    r.commit("init");
+    git(&r.work(), &["branch", "zz"]);
+    let bare = r.publish();
+    let deep: std::path::PathBuf = std::iter::repeat_n("a", 120).collect();
+    std::fs::create_dir_all(bare.join("refs/heads").join(deep)).unwrap();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let root = names(&mnt);
+    for b in [&b"main"[..], b"zz", b"HEAD"] {
+        assert!(
+            root.contains(&b.to_vec()),
+            "{} in {root:?}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    m.unmount();
+}
