@@ -42,7 +42,7 @@ impl RawEntry {
 
     /// Whether Git orders this entry as a directory (its name with a `/`):
     /// git's `S_ISDIR` of the mode as it reads it, whatever the other bits.
-    fn is_tree(&self) -> bool {
+    pub fn is_tree(&self) -> bool {
         self.mode_num().is_some_and(|m| m & 0o170000 == 0o040000)
     }
 }
