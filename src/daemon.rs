@@ -892,6 +892,9 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
         "signal {sig}: committing what is pending, then unmounting {}",
         mnt.display()
     );
+    // From here on no change is acknowledged: the commit below then holds
+    // every write that returned success (a program still writing gets EROFS).
+    fs.stop_changes();
     if let Err(e) = fs.commit_all() {
         log::error!("committing on signal {sig}: {e}");
     }

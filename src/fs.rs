@@ -311,6 +311,12 @@ pub struct CommitFs {
     /// branch of a change deep in a tree does not walk every level each time.
     /// A leaf lock.
     pub(crate) branch_roots: Mutex<HashMap<Ino, Ino>>,
+    /// Set when the daemon goes away (SIGTERM and the like): every change
+    /// after that is refused, so that the commit made on the way out holds
+    /// every change that was acknowledged.
+    closing: std::sync::atomic::AtomicBool,
+    /// Changes running now (see `live`): going away waits for them.
+    changing: std::sync::atomic::AtomicUsize,
     pub(crate) sched: Scheduler,
     /// Objects written by commits that were not made durable (settle-window
     /// commits): the next durable commit syncs them before moving a ref.
@@ -327,6 +333,15 @@ pub struct CommitFs {
     prefetch: Mutex<Option<Prefetcher>>,
     /// Inodes answered in readdirplus, per directory handle, not yet prefetched.
     listed: Mutex<HashMap<u64, Vec<Ino>>>,
+}
+
+/// One change running (see [`CommitFs::live`]).
+pub(crate) struct Changing<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct TreeCache {
@@ -384,11 +399,38 @@ impl CommitFs {
             ov: Mutex::new(Overlay::default()),
             branches: Mutex::new(HashMap::new()),
             branch_roots: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            changing: std::sync::atomic::AtomicUsize::new(0),
             sched: Scheduler::default(),
             unsynced: Mutex::new(Vec::new()),
             unsynced_pack: std::sync::atomic::AtomicBool::new(false),
             scratch,
         })
+    }
+
+    /// Lets one change run: `EROFS` once the daemon is going away (see
+    /// `closing`); the guard holds the going-away off until the change is
+    /// done. (Counted first, then checked, and the other way round in
+    /// `stop_changes`: either the change sees `closing`, or going away sees
+    /// the change.)
+    pub(crate) fn live(&self) -> FsResult<Changing<'_>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.changing.fetch_add(1, SeqCst);
+        let g = Changing(&self.changing);
+        if self.closing.load(SeqCst) {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(g)
+    }
+
+    /// The daemon is going away: changes in progress finish, later ones get
+    /// `EROFS`. What is pending then is everything that was acknowledged.
+    pub fn stop_changes(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.closing.store(true, SeqCst);
+        while self.changing.load(SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     pub fn config(&self) -> &FsConfig {

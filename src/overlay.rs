@@ -419,6 +419,7 @@ impl CommitFs {
 
     /// create(2) and mknod(2) of a regular file.
     pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
+        let _live = self.live()?;
         check_new_name(name, false)?;
         let data = crate::wdata::Data::new(&self.wstore);
         let node = {
@@ -455,6 +456,7 @@ impl CommitFs {
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
+        let _live = self.live()?;
         check_new_name(name, false)?;
         let p = self.node_of(parent)?;
         if let Some(ns) = crate::branches::branch_ns(&p) {
@@ -475,6 +477,7 @@ impl CommitFs {
     }
 
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8]) -> FsResult<Entry> {
+        let _live = self.live()?;
         check_new_name(name, true)?;
         if target.is_empty() || target.len() > 4096 || target.contains(&0) {
             return Err(FsError::Invalid);
@@ -510,10 +513,12 @@ impl CommitFs {
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        let _live = self.live()?;
         self.remove(parent, name, false)
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        let _live = self.live()?;
         let p = self.node_of(parent)?;
         if let Some(ns) = crate::branches::branch_ns(&p) {
             return self.rmdir_branch(&p, ns, name);
@@ -568,6 +573,7 @@ impl CommitFs {
         new_name: &[u8],
         flags: u32,
     ) -> FsResult<()> {
+        let _live = self.live()?;
         check_new_name(new_name, false)?;
         {
             // Branch directories (children of the root or a namespace) rename
@@ -698,6 +704,7 @@ impl CommitFs {
 
     /// write(2) at `offset`; a write past the end leaves a hole that reads as zeros.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let _live = self.live()?;
         if data.is_empty() {
             // A write of nothing changes nothing, not even the size.
             self.mat_file(ino, false)?;
@@ -724,6 +731,7 @@ impl CommitFs {
 
     /// chmod, chown, truncate, utimens.
     pub fn setattr(&self, ino: Ino, a: SetAttr) -> FsResult<Entry> {
+        let _live = self.live()?;
         let n = self.node_of(ino)?;
         let any_change =
             a.mode.is_some() || a.size.is_some() || a.atime.is_some() || a.mtime.is_some();
@@ -807,6 +815,7 @@ impl CommitFs {
     /// reserves nothing (there is nothing to reserve in Git) and succeeds;
     /// other modes are EOPNOTSUPP.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        let _live = self.live()?;
         let n = self.node_of(ino)?;
         self.writable_snap(&n)?;
         if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {

@@ -1749,3 +1749,58 @@ fn times_are_posix() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
 }
+
+/// SIGTERM while a program keeps a file open and writes: every write that
+/// returned success is in the commit the daemon makes on its way out; the
+/// writes after that fail (EROFS, or ENOTCONN once the daemon is gone),
+/// none is acknowledged and dropped.
+#[test]
+fn sigterm_while_writing_loses_no_acknowledged_write() {
+    use std::os::unix::fs::FileExt;
+    for round in 0..5 {
+        let r = TestRepo::new();
+        r.write("README.md", b"hello\n");
+        r.commit("initial");
+        let bare = r.publish();
+        let mnt = r.mountpoint("mnt");
+        let m = Mount::new(&bare, &mnt, &[]);
+        let path = mnt.join("main/log.txt");
+        let f = std::fs::File::create(&path).unwrap();
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = {
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                loop {
+                    let rec = format!("record {i:09}\n");
+                    match f.write_at(rec.as_bytes(), (i * rec.len()) as u64) {
+                        Ok(n) if n == rec.len() => {
+                            i += 1;
+                            acked.store(i, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Ok(n) => panic!("short write of {n}"),
+                        Err(e) => return e,
+                    }
+                }
+            })
+        };
+        // Terminated mid-stream, after a number of writes that varies by round.
+        let want = 500 + round * 700;
+        assert!(wait_until(Duration::from_secs(30), || {
+            acked.load(std::sync::atomic::Ordering::SeqCst) >= want
+        }));
+        assert!(m.terminate(), "the daemon exits 0 on SIGTERM");
+        let err = writer.join().unwrap();
+        let n = acked.load(std::sync::atomic::Ordering::SeqCst);
+        let got = show(&bare, "main:log.txt").unwrap_or_default();
+        let expect: String = (0..n).map(|i| format!("record {i:09}\n")).collect();
+        assert_eq!(
+            got.len(),
+            expect.len(),
+            "round {round}: {n} writes acknowledged (the writer then got {err}), committed {} bytes",
+            got.len()
+        );
+        assert_eq!(got, expect.as_bytes());
+        fsck(&bare);
+    }
+}

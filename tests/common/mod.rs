@@ -215,6 +215,27 @@ impl Mount {
         }
     }
 
+    /// SIGTERM to the daemon, as a system shutdown sends it; waits (bounded)
+    /// for it to exit. Returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        // SAFETY: a pid of a child this test started and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let exited = wait_until(Duration::from_secs(30), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let status = child.wait();
+        if is_mounted(&self.path) {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+        exited && status.is_ok_and(|s| s.success())
+    }
+
     fn do_unmount(&mut self) {
         if let Some(mut child) = self.child.take() {
             let out = Command::new(BIN).arg("unmount").arg(&self.path).output();
