@@ -354,7 +354,13 @@ impl CommitFs {
             let Some(Mat::File(wf)) = ov.mats.get(&ino) else {
                 continue;
             };
-            let mut st = wf.st.lock();
+            // A file whose lock is held is being written, or its blob is
+            // being written by a commit (of a large file, for seconds): it is
+            // not clean now, and waiting for it here, with the inode table
+            // held, would stall every request of the mount.
+            let Some(mut st) = wf.st.try_lock() else {
+                continue;
+            };
             let clean = matches!(st.committed, Some((v, _)) if v == st.version);
             let idle_enough = st.last_write.is_none_or(|t| now.duration_since(t) >= idle);
             let Some((_, oid)) = st.committed else {

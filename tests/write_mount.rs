@@ -1804,3 +1804,58 @@ fn sigterm_while_writing_loses_no_acknowledged_write() {
         fsck(&bare);
     }
 }
+
+/// While one branch commits a large file (its blob written for seconds),
+/// saves on another branch, each with an fsync, go through: they finish
+/// before that commit does (before, the pass after each commit waited for the
+/// large file's lock with the inode table held, and froze the whole mount).
+#[test]
+fn a_large_commit_on_one_branch_does_not_hold_up_another() {
+    use std::io::Write;
+    let (_r, bare, m) = setup(&["--settle", "600000"]);
+    let big = m.path.join("main/big.bin");
+    {
+        let mut f = std::fs::File::create(&big).unwrap();
+        // Incompressible, so that the blob is hashed and written whole.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let chunk: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for i in 0..256u32 {
+            let mut c = chunk.clone();
+            c[..4].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&c).unwrap();
+        }
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (big, done) = (big.clone(), done.clone());
+        std::thread::spawn(move || {
+            std::fs::File::open(&big).unwrap().sync_all().unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    // Saves on the other branch while main's commit runs.
+    let before = commits(&bare, "other");
+    for i in 0..3 {
+        let p = m.path.join(format!("other/save{i}.txt"));
+        std::fs::write(&p, format!("save {i}\n")).unwrap();
+        std::fs::File::open(&p).unwrap().sync_all().unwrap();
+    }
+    let main_done_first = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(commits(&bare, "other"), before + 3);
+    committer.join().unwrap();
+    assert!(
+        !main_done_first,
+        "the saves on other waited for main's commit of a 256 MiB file"
+    );
+    assert_eq!(
+        git(&bare, &["cat-file", "-s", "main:big.bin"]),
+        (256u64 << 20).to_string()
+    );
+}
