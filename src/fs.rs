@@ -14,6 +14,17 @@
 //! Lock order: `inodes` before `handles`; the caches' locks and `branch_roots`
 //! are leaves (never held while taking another lock).
 //!
+//! Locks added for a hostile repository and for going away (each a leaf: no
+//! other lock is taken while it is held, and no object I/O happens under it
+//! except where said):
+//!
+//! | lock | guards | taken by |
+//! |---|---|---|
+//! | `branch_roots` (here) | inode -> its branch root | `branch_for`, under `inodes` (read) |
+//! | `Repo::warned_trees` | trees already warned about | `Repo::read_tree`, after the object is read |
+//! | `Repo::packed_health` | `packed-refs`' stamp and whether it had bad lines | `Repo::refs`, `Repo::ref_target`; reads `packed-refs` when it changed |
+//! | `closing` / `changing` (atomics, no lock) | the daemon going away; changes running | every change (`live`), the signal thread (`stop_changes`) |
+//!
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.
 
