@@ -45,6 +45,8 @@
 #   against the same dd from tmpfs to tmpfs, each after one untimed pass into
 #   the same file; median of BENCH_ROUNDS interleaved rounds; then, timed apart, `sync main/big.out`, which commits it. The
 #   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
+#   While that sync runs, saves (4 KiB + fsync) on another branch, made by
+#   mkdir MNT/bench-other, one after another: their worst and p50 latency.
 #
 # Sync (BENCH_SYNC=1): a bare clone of tree.git as the server, two bare clones
 # of it as machines A and B, each mounted with --remote file://SERVER
@@ -769,8 +771,31 @@ PYEOF
     T_TMPFS_DD=$(median "${G[@]}"); T_TMPFS_DD_ALL=$(f3_list "${G[@]}")
     if [[ $REFERENCE_ONLY != 1 ]]; then
         T_CF_DD=$(median "${C[@]}"); T_CF_DD_ALL=$(f3_list "${C[@]}")
+        # While main commits the big file, saves (write 4 KiB + fsync) on
+        # another branch, one after another: the worst of them says whether
+        # one branch's commit holds up another's saves.
+        mkdir -- "$MNT/bench-other" || die "mkdir of branch bench-other failed"
+        OTHER_STOP=$WORK/other.stop; rm -f -- "$OTHER_STOP"
+        python3 - "$MNT/bench-other/save.txt" "$OTHER_STOP" > "$WORK/save-other.ms" <<'PY' &
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+data = b"x" * 4096
+while not os.path.exists(stop):
+    t = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
+PY
+        OTHER_PID=$!
         TIMEIT_LABEL="sync mnt/main/big.out (commits it, durably)" \
             timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main/big.out"
+        touch -- "$OTHER_STOP"
+        wait "$OTHER_PID" || fail_later "saves on bench-other during main's commit failed"
+        OTHER_SAVES=$(wc -l < "$WORK/save-other.ms")
+        OTHER_MAX=$(pctl 100 "$WORK/save-other.ms")
+        OTHER_P50=$(pctl 50 "$WORK/save-other.ms")
         RSS_DD_PEAK=$(peak_rss_mib "$DD_PID") || die "cannot read VmHWM of daemon $DD_PID (did it die?)"
         RSS_DD_GROWTH=$(awk -v a="$RSS_DD_PEAK" -v b="$RSS_DD_START" 'BEGIN { printf "%.1f", a - b }')
         # sync returned: the blob must be committed already, before unmounting
@@ -965,6 +990,9 @@ if [[ $WRITE == 1 ]]; then
         row "$WRITE_LABEL" "$(secs "$T_CF_DD")" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" \
             "$(f2 "$r")x; speed vs tmpfs: $(f2 "$sp")x" "speed >= 0.5x tmpfs" "$(verdict "$v")"
         row "then sync (commit ${WRITE_MIB} MiB)" "$(secs "$T_CF_DD_SYNC")" "-" "-" "-" "(no target)" "info"
+        flt "${OTHER_MAX:-nan}" 50 && v=pass || v=miss
+        row "worst save, other branch" "${OTHER_MAX:-?} ms" "during that commit; p50" "${OTHER_P50:-?} ms" \
+            "${OTHER_SAVES:-0} saves" "<= 50 ms" "$(verdict "$v")"
         r=$(fdiv "$RSS_DD_GROWTH" 64)
         flt "$RSS_DD_GROWTH" 64 && v=pass || v=miss
         row "RSS growth, big write" "$RSS_DD_GROWTH MiB" "VmHWM after - VmRSS at mount" "-" \
