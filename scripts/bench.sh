@@ -47,6 +47,10 @@
 #   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
 #   While that sync runs, saves (4 KiB + fsync) on another branch, made by
 #   mkdir MNT/bench-other, one after another: their worst and p50 latency.
+# - dd conv=fsync of the same bytes into main/fsync.out, and 100 sqlite
+#   transactions (python3's sqlite3 as shipped) into main/bench.db, each
+#   against the same on the repository's own disk, and the commits the
+#   transactions made.
 #
 # Sync (BENCH_SYNC=1): a bare clone of tree.git as the server, two bare clones
 # of it as machines A and B, each mounted with --remote file://SERVER
@@ -779,8 +783,11 @@ PYEOF
         python3 - "$MNT/bench-other/save.txt" "$OTHER_STOP" > "$WORK/save-other.ms" <<'PY' &
 import os, sys, time
 path, stop = sys.argv[1], sys.argv[2]
-data = b"x" * 4096
+i = 0
 while not os.path.exists(stop):
+    # New content each time, so that each save is a commit.
+    data = (b"%09d\n" % i) * 409 + b"......"
+    i += 1
     t = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, data)
@@ -796,6 +803,7 @@ PY
         OTHER_SAVES=$(wc -l < "$WORK/save-other.ms")
         OTHER_MAX=$(pctl 100 "$WORK/save-other.ms")
         OTHER_P50=$(pctl 50 "$WORK/save-other.ms")
+        OTHER_SLOW=$(awk '$1 > 50' "$WORK/save-other.ms" | wc -l)
         RSS_DD_PEAK=$(peak_rss_mib "$DD_PID") || die "cannot read VmHWM of daemon $DD_PID (did it die?)"
         RSS_DD_GROWTH=$(awk -v a="$RSS_DD_PEAK" -v b="$RSS_DD_START" 'BEGIN { printf "%.1f", a - b }')
         # sync returned: the blob must be committed already, before unmounting
@@ -804,6 +812,44 @@ PY
         [[ $(git --git-dir="$TREE_REPO" rev-parse -q --verify main:big.out) == "$DD_OID" ]] ||
             fail_later "commitfs: main:big.out is not the blob of the bytes written"
         TIMEIT_LABEL="unmount after the big write" timeit T_CF_DD_UNMOUNT unmount_commitfs "$MNT" "$DD_PID" "$LOGF"
+    fi
+
+    # Savers that fsync as they go, against the same on the repository's own
+    # disk ($WORK): dd conv=fsync of the big file, and 100 sqlite transactions
+    # (python3's sqlite3, journal_mode DELETE, synchronous FULL, as shipped).
+    NATIVE=$WORK/native; mkdir -p -- "$NATIVE"
+    SQL_TX=100
+    sqlite_run() { # sqlite_run DB
+        python3 - "$1" "$SQL_TX" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("create table if not exists t (k integer primary key, v text)")
+for i in range(int(sys.argv[2])):
+    db.execute("begin")
+    db.execute("insert into t (v) values (?)", ("row %d" % i,))
+    db.execute("commit")
+db.close()
+PY
+    }
+    sync
+    TIMEIT_LABEL="dd conv=fsync ${WRITE_MIB} MiB -> repository's disk" \
+        timeit T_NATIVE_DDF timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$NATIVE/fsync.out" bs=1M conv=fsync status=none
+    rm -f -- "$NATIVE/fsync.out"
+    TIMEIT_LABEL="$SQL_TX sqlite transactions on the repository's disk" timeit T_NATIVE_SQL sqlite_run "$NATIVE/bench.db"
+    if [[ $REFERENCE_ONLY != 1 ]]; then
+        log "commitfs: dd conv=fsync and $SQL_TX sqlite transactions (fresh mount)"
+        mount_commitfs "$TREE_REPO" "$MNT" "$LOGF" "${MOUNT_ARGS[@]}"
+        FS_PID=$MOUNT_PID
+        sync
+        TIMEIT_LABEL="dd conv=fsync ${WRITE_MIB} MiB -> mnt/main/fsync.out" \
+            timeit T_CF_DDF timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$MNT/main/fsync.out" bs=1M conv=fsync status=none
+        rm -f -- "$MNT/main/fsync.out"
+        sync -- "$MNT/main"
+        n0=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
+        TIMEIT_LABEL="$SQL_TX sqlite transactions in mnt/main" timeit T_CF_SQL sqlite_run "$MNT/main/bench.db"
+        unmount_commitfs "$MNT" "$FS_PID" "$LOGF"
+        n1=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
+        CF_SQL_COMMITS=$((n1 - n0))
     fi
     rm -f -- "$DD_SRC"
 fi
@@ -992,7 +1038,16 @@ if [[ $WRITE == 1 ]]; then
         row "then sync (commit ${WRITE_MIB} MiB)" "$(secs "$T_CF_DD_SYNC")" "-" "-" "-" "(no target)" "info"
         flt "${OTHER_MAX:-nan}" 50 && v=pass || v=miss
         row "worst save, other branch" "${OTHER_MAX:-?} ms" "during that commit; p50" "${OTHER_P50:-?} ms" \
-            "${OTHER_SAVES:-0} saves" "<= 50 ms" "$(verdict "$v")"
+            "${OTHER_SAVES:-0} saves, ${OTHER_SLOW:-?} > 50 ms" "<= 50 ms" "$(verdict "$v")"
+        r=$(fdiv "$T_CF_DDF" "$T_NATIVE_DDF"); sp=$(fdiv "$T_NATIVE_DDF" "$T_CF_DDF")
+        fle "$r" 1.25 && v=pass || v=miss
+        row "dd conv=fsync ${WRITE_MIB} MiB" "$(secs "$T_CF_DDF")" "same, repository's disk" "$(secs "$T_NATIVE_DDF")" \
+            "$(f2 "$r")x; speed: $(f2 "$sp")x" "speed >= 0.8x" "$(verdict "$v")"
+        r=$(fdiv "$T_CF_SQL" "$T_NATIVE_SQL")
+        fle "$r" 2 && v=pass || v=miss
+        row "$SQL_TX sqlite transactions" "$(secs "$T_CF_SQL")" "same, repository's disk" "$(secs "$T_NATIVE_SQL")" \
+            "$(f2 "$r")x" "time <= 2x" "$(verdict "$v")"
+        row "commits made by them" "${CF_SQL_COMMITS:-?}" "-" "-" "-" "a few" "info"
         r=$(fdiv "$RSS_DD_GROWTH" 64)
         flt "$RSS_DD_GROWTH" 64 && v=pass || v=miss
         row "RSS growth, big write" "$RSS_DD_GROWTH MiB" "VmHWM after - VmRSS at mount" "-" \
