@@ -421,6 +421,15 @@ impl CommitFs {
                         } else {
                             self.unsynced.lock().extend_from_slice(&wrote);
                         }
+                        // The rebuilt directories stand for their new trees.
+                        {
+                            let mut ov = self.ov.lock();
+                            for (ino, listing) in w.bases.drain(..) {
+                                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_))) {
+                                    ov.set_base(ino, &listing);
+                                }
+                            }
+                        }
                         let mut st = b.st.lock();
                         st.base = Some(commit);
                         st.view = new_view;
@@ -492,6 +501,7 @@ impl CommitFs {
     /// (Git has no empty trees).
     fn build_tree(&self, repo: &Repository, root: Ino, w: &mut Written) -> FsResult<Option<Oid>> {
         struct Frame {
+            ino: Ino,
             name: Box<[u8]>,
             children: Vec<(Box<[u8]>, Ino)>,
             /// The tree this directory was materialized from (or followed to).
@@ -506,6 +516,7 @@ impl CommitFs {
             _ => return Err(FsError::NotDir),
         }
         let frame = |ino: Ino, name: Box<[u8]>| Frame {
+            ino,
             name,
             children: self.mat_children(ino),
             base: self.ov.lock().base.get(&ino).cloned(),
@@ -576,12 +587,33 @@ impl CommitFs {
             };
             let mut out = done.out;
             if let Some(l) = &done.base {
-                out.extend(l.hidden.iter().cloned());
+                // What the mount does not show stays, except where the mount
+                // now has an entry of that name (a tree must not hold two).
+                let shown: std::collections::HashSet<&[u8]> =
+                    out.iter().map(|e| &*e.name).collect();
+                // A hidden second entry of a name the base showed goes too,
+                // even if the mount deleted the shown one (it would come back
+                // into view in its place).
+                let keep: Vec<RawEntry> = l
+                    .hidden
+                    .iter()
+                    .filter(|h| {
+                        !shown.contains(&*h.name)
+                            && l.binary_search_by(|e| (*e.name).cmp(&h.name)).is_err()
+                    })
+                    .cloned()
+                    .collect();
+                out.extend(keep);
             }
             let oid = if out.is_empty() && !stack.is_empty() {
+                // No tree: it tracks nothing any more.
+                w.bases.push((done.ino, Arc::default()));
                 None
             } else {
-                let oid = w.batch.add_tree(repo, crate::treeobj::serialize(out))?;
+                let bytes = crate::treeobj::serialize(out);
+                w.bases
+                    .push((done.ino, Arc::new(crate::treeobj::parse(&bytes))));
+                let oid = w.batch.add_tree(repo, bytes)?;
                 w.oids.push(oid);
                 Some(oid)
             };
@@ -868,6 +900,10 @@ struct Written {
     /// Files whose blob is in `batch`, with the version it holds: their
     /// `committed` is set once the batch is flushed.
     pending: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
+    /// Each rebuilt directory and the listing of the tree written for it:
+    /// its new base once the commit lands (which names it tracks, what it
+    /// holds unseen).
+    bases: Vec<(Ino, Arc<crate::treeobj::Listing>)>,
 }
 
 /// A commit whose compare-and-swap keeps losing to other writers is tried this
@@ -1145,45 +1181,28 @@ fn edit_tree(
 }
 
 /// The mode of what tree `root` holds at each prefix of `path` (one component,
-/// two, ... the whole path), as the mount shows it, walking down once; the
-/// list ends where the path leaves what `root` has.
+/// two, ... the whole path), from the entries as stored (hidden ones too: a
+/// merge must see a `.git` this side deleted), walking down once; the list
+/// ends where the path leaves what `root` has. Of entries sharing a name, the
+/// first stored counts.
 fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option<i32>>> {
     let mut out = Vec::new();
     let mut tree = Some(root);
     for name in path.split(|&b| b == b'/') {
         let Some(t) = tree.take() else { break };
-        let listing = crate::treeobj::parse(&read_tree_bytes(repo, t)?);
-        let Ok(i) = listing.entries.binary_search_by(|e| (*e.name).cmp(name)) else {
+        let entries = crate::repo::Repo::raw_tree(repo, t)?;
+        let Some(e) = entries.iter().find(|e| *e.name == *name) else {
             break;
         };
-        let e = &listing.entries[i];
-        let mode = match e.kind {
-            crate::repo::EntryKind::Dir => {
-                tree = Some(e.oid);
-                TREE_MODE
-            }
-            k => {
-                let m = crate::treeobj::mode_of_kind(k);
-                i32::from_str_radix(std::str::from_utf8(m).unwrap_or("0"), 8).unwrap_or(0)
-            }
+        let mode = if e.is_tree() {
+            tree = Some(e.oid);
+            TREE_MODE
+        } else {
+            e.mode_num().map_or(0, |m| m as i32)
         };
         out.push(Some(mode));
     }
     Ok(out)
-}
-
-fn read_tree_bytes(repo: &Repository, oid: Oid) -> FsResult<Vec<u8>> {
-    let odb = repo.odb()?;
-    let (size, kind) = odb.read_header(oid)?;
-    if kind != git2::ObjectType::Tree {
-        return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
-    }
-    if size > crate::repo::MAX_TREE_BYTES {
-        return Err(FsError::io(format!(
-            "tree {oid} is {size} bytes, over the limit"
-        )));
-    }
-    Ok(odb.read(oid)?.data().to_vec())
 }
 
 /// The changed paths between two trees: a merge-walk of their entries that
@@ -1501,6 +1520,37 @@ mod tests {
         let d = crate::repo::Repo::raw_tree(&repo, root[2].oid).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!((&*d[0].name, &*d[0].mode), (&b"y"[..], &b"100755"[..]));
+    }
+
+    /// This side renamed a directory holding a hidden `.git`; the server
+    /// changed something else. The merge moves the directory whole: no
+    /// second `.git`, no empty-looking directory left at the old name.
+    #[test]
+    fn a_merge_moves_hidden_entries_with_their_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(t.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
+        let tree = |entries: Vec<RawEntry>| {
+            odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
+                .unwrap()
+        };
+        let dir = |name: &str, oid| RawEntry {
+            mode: b"40000"[..].into(),
+            name: name.as_bytes().into(),
+            oid,
+        };
+        let dotgit = tree(vec![file("config", x)]);
+        let inner = tree(vec![dir(".git", dotgit), file("f", x)]);
+        let base = tree(vec![dir("d", inner)]);
+        let local = tree(vec![dir("e", inner)]);
+        let server = tree(vec![dir("d", inner), file("s", x)]);
+        let ours = changed_paths(&repo, base, local).unwrap();
+        let merged = apply_changes(&repo, server, &ours).unwrap();
+        let root = crate::repo::Repo::raw_tree(&repo, merged).unwrap();
+        let names: Vec<&[u8]> = root.iter().map(|e| &*e.name).collect();
+        assert_eq!(names, vec![&b"e"[..], b"s"]);
+        assert_eq!(root[0].oid, inner, "e is the directory, whole");
     }
 
     #[test]

@@ -885,26 +885,36 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
-    let mut sig = 0;
-    // SAFETY: set is a valid signal set blocked in every thread.
-    unsafe { libc::sigwait(&set, &mut sig) };
-    log::info!(
-        "signal {sig}: committing what is pending, then unmounting {}",
-        mnt.display()
-    );
-    // From here on no change is acknowledged: the commit below then holds
-    // every write that returned success (a program still writing gets EROFS).
-    fs.stop_changes();
-    if let Err(e) = fs.commit_all() {
-        log::error!("committing on signal {sig}: {e}");
+    loop {
+        let mut sig = 0;
+        // SAFETY: set is a valid signal set blocked in every thread.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        log::info!(
+            "signal {sig}: committing what is pending, then unmounting {}",
+            mnt.display()
+        );
+        // From here on no change is acknowledged: the commit below then holds
+        // every write that returned success (a program still writing gets
+        // EROFS).
+        fs.stop_changes();
+        if let Err(e) = fs.commit_all() {
+            // Exiting now would drop what was acknowledged: stay mounted
+            // (changes refused, everything readable) until a commit works,
+            // at the next signal or `commitfs unmount`.
+            log::error!(
+                "committing on signal {sig}: {e}; staying mounted, with the pending changes, so that nothing is lost: fix the cause, then run `commitfs unmount {}` or send the signal again",
+                mnt.display()
+            );
+            continue;
+        }
+        if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
+            log::error!("cannot unmount {}: {e}", mnt.display());
+        }
+        // A lazy unmount leaves the connection up while files are open; do not
+        // wait for them forever.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        std::process::exit(0);
     }
-    if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
-        log::error!("cannot unmount {}: {e}", mnt.display());
-    }
-    // A lazy unmount leaves the connection up while files are open; do not wait
-    // for them forever.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    std::process::exit(0);
 }
 
 /// Unmounts `mnt` (lazily, detaching it even while busy, if `lazy`).

@@ -731,7 +731,9 @@ impl CommitFs {
                 Some(t) => t,
                 None => time,
             });
-            let ctime = m.ctime.unwrap_or(mtime).max(mtime);
+            // Every change of content or status sets ctime (see overlay.rs);
+            // a path nothing changed has its commit's time for all three.
+            let ctime = m.ctime.unwrap_or(mtime);
             let nlink = match kind {
                 FileKind::Dir => 2,
                 _ if m.unlinked => 0,

@@ -378,7 +378,9 @@ impl CommitFs {
                 executable: *executable,
             };
             ov.mats.remove(&ino);
-            ov.meta.entry(ino).or_default().mtime = Some(mtime);
+            // Its time as shown: utimens's if one was set since the last
+            // write, else the last write's.
+            ov.meta.entry(ino).or_default().mtime.get_or_insert(mtime);
             inodes.set_kind(ino, kind);
         }
     }
@@ -729,8 +731,11 @@ impl CommitFs {
     /// After a file's content changed: its mtime is the write's again (not one
     /// utimens set), and its branch's settle window restarts.
     fn file_changed(&self, ino: Ino, size: u64) {
-        if let Some(m) = self.ov.lock().meta.get_mut(&ino) {
+        {
+            let mut ov = self.ov.lock();
+            let m = ov.meta.entry(ino).or_default();
             m.mtime = None;
+            m.ctime = Some(Ts::now());
         }
         self.changed_file(ino, size);
     }

@@ -251,6 +251,9 @@ fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     // The branch still commits: a save at the top and one inside evil/, each
     // fsynced, and every hidden entry stays in the trees as it was stored.
     let before = git(&h.bare, &["rev-parse", "main"]);
+    // A name a hidden entry has (`weird`, mode 777777): the mount's file is
+    // the one the tree keeps, once.
+    std::fs::write(main.join("weird"), b"made here\n").unwrap();
     std::fs::write(main.join("new.txt"), b"new\n").unwrap();
     std::fs::File::open(main.join("new.txt"))
         .unwrap()
@@ -267,15 +270,42 @@ fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     let old_root = stored(&h.bare, &h.root_tree.to_string());
     let new_root = stored(&h.bare, &root_now);
     // Every entry of the old root but `evil` (whose tree changed) is there
-    // byte for byte: the empty name, the unknown mode, the aliases, both dups.
+    // byte for byte: the empty name, the unknown mode, the aliases; of the
+    // duplicates (`dup` twice, `clash` a file and a directory) only the one
+    // shown: a tree holding two entries of one name is one git fsck refuses.
     let (old_entries, evil_id) = split_entries(&old_root);
     let (new_entries, new_evil) = split_entries(&new_root);
     assert_eq!(evil_id, Some(h.evil_tree));
     // (git itself cannot walk paths of such a tree: the blob is read by id.)
     let new_txt = new_entries.iter().find(|e| e.1 == b"new.txt").unwrap().2;
     assert_eq!(show(&h.bare, &new_txt.to_string()).unwrap(), b"new\n");
+    let weird: Vec<_> = new_entries.iter().filter(|e| e.1 == b"weird").collect();
+    assert_eq!(weird.len(), 1, "one entry named weird");
+    assert_eq!(&weird[0].0[..], b"100644");
+    assert_eq!(
+        show(&h.bare, &weird[0].2.to_string()).unwrap(),
+        b"made here\n"
+    );
+    for name in [&b"dup"[..], b"clash"] {
+        let kept: Vec<_> = new_entries.iter().filter(|e| e.1 == name).collect();
+        assert_eq!(kept.len(), 1, "{}", String::from_utf8_lossy(name));
+        assert_eq!(&kept[0].0[..], b"100644", "the file is the one shown");
+    }
+    assert_eq!(
+        show(
+            &h.bare,
+            &new_entries
+                .iter()
+                .find(|e| e.1 == b"dup")
+                .unwrap()
+                .2
+                .to_string()
+        )
+        .unwrap(),
+        b"first\n"
+    );
     for e in &old_entries {
-        if e.1 != b"evil" {
+        if e.1 != b"evil" && e.1 != b"dup" && e.1 != b"clash" && e.1 != b"weird" {
             assert!(
                 new_entries.contains(e),
                 "lost {:?}",

@@ -1726,6 +1726,29 @@ fn times_are_posix() {
     assert_eq!(fa2, (1_000_000_000, 123));
     assert_eq!(fm2, (1_500_000_000, 456_789));
     assert!(fc2 > fc1, "utimens moved ctime");
+    // A future mtime does not put ctime in the future.
+    let future = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 4_000_000_000,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), future.as_ptr(), 0) },
+        0
+    );
+    let (fm3, fc3, _) = stamp(&f);
+    assert_eq!(fm3, (4_000_000_000, 0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(fc3.0 <= now, "ctime {fc3:?} is not in the future");
     // An unlinked open file: nlink 0.
     let held = std::fs::File::open(dir.join("n1")).unwrap();
     std::fs::remove_file(dir.join("n1")).unwrap();
@@ -1858,4 +1881,34 @@ fn a_large_commit_on_one_branch_does_not_hold_up_another() {
         git(&bare, &["cat-file", "-s", "main:big.bin"]),
         (256u64 << 20).to_string()
     );
+}
+
+/// A scratch name the branch tracks, deleted and committed, then made again
+/// (an editor's backup): it stays out of the next commit, not back in with
+/// its old content.
+#[test]
+fn a_tracked_scratch_file_deleted_stays_deleted() {
+    let r = TestRepo::new();
+    r.write("notes.txt~", b"old backup\n");
+    r.write("f", b"1\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
+    let d = m.path.join("main");
+    std::fs::remove_file(d.join("notes.txt~")).unwrap();
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    assert!(
+        show(&bare, "main:notes.txt~").is_none(),
+        "the deletion is committed"
+    );
+    std::fs::write(d.join("notes.txt~"), b"new backup\n").unwrap();
+    std::fs::write(d.join("f"), b"2\n").unwrap();
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    assert_eq!(show(&bare, "main:f").unwrap(), b"2\n");
+    assert!(
+        show(&bare, "main:notes.txt~").is_none(),
+        "the backup came back"
+    );
+    m.unmount();
 }
