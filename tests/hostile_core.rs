@@ -174,9 +174,18 @@ fn walk_all(fs: &CommitFs, start: u64, top: &[Ent]) {
             match e.attr.kind {
                 FileKind::Dir => {
                     let sub = model.as_ref().and_then(|m| {
-                        // The entry shown: the first stored directory of the name.
-                        m.iter()
-                            .find(|x| &x.name == name && matches!(x.mode, "40000" | "040000"))
+                        // The entry shown: of the entries of this name Git
+                        // would check out, the first in Git's order (what is
+                        // not a tree, a submodule too, sorts before a tree of
+                        // the same name); it is a tree only if no other wins.
+                        let known = |x: &&Ent| {
+                            &x.name == name && expected(std::slice::from_ref(*x)).contains(name)
+                        };
+                        let is_tree = |x: &&Ent| matches!(x.mode, "40000" | "040000");
+                        match m.iter().filter(known).find(|x| !is_tree(x)) {
+                            Some(_) => None,
+                            None => m.iter().filter(known).find(is_tree),
+                        }
                     });
                     let sub = sub.and_then(|s| match &s.child {
                         Child::Tree(t) => Some(t.clone()),
