@@ -27,6 +27,8 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v zip >/dev/null || missing+=(zip)
 command -v unzip >/dev/null || missing+=(unzip)
+# The times test imports a module with python3; bench.sh times its sqlite3.
+command -v python3 >/dev/null || missing+=(python3)
 # A small web server for the smart-HTTP sync test (git http-backend behind it).
 command -v lighttpd >/dev/null || [[ -x /usr/sbin/lighttpd ]] || missing+=(lighttpd)
 if ((${#missing[@]})); then
