@@ -597,3 +597,49 @@ fn content_that_does_not_match_its_id_is_eio() {
         assert!(fs.read(ino, 0, 10).is_err(), "len {len}");
     }
 }
+
+/// utimens after the last write is what the file shows, also once the file
+/// has gone back to being its blob after a commit (tar x, cp -p and rsync -t
+/// set times after writing; make compares them).
+#[test]
+fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let tree = repo.treebuilder(None).unwrap().write().unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "empty", &tree, &[])
+        .unwrap();
+    let fs = new_fs(
+        dir.path(),
+        FsConfig {
+            author: Some("T <t@example.com>".into()),
+            ..FsConfig::default()
+        },
+    );
+    let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
+    let f = fs.create(main, b"f.txt", 0o644).unwrap().attr.ino;
+    fs.write(f, 0, b"content\n").unwrap();
+    let set = commitfs::fs::Ts {
+        secs: 946_684_800,
+        nsec: 42,
+    };
+    fs.setattr(
+        f,
+        commitfs::overlay::SetAttr {
+            mtime: Some(set),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    fs.fsync(f).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().attr.mtime, set);
+    // The pass after a commit gives the (committed, idle) file back to its blob.
+    fs.dematerialize_clean(std::time::Duration::ZERO);
+    assert_eq!(
+        fs.getattr(f).unwrap().attr.mtime,
+        set,
+        "after dematerializing"
+    );
+    assert_eq!(read_all(&fs, f), b"content\n");
+}
