@@ -1912,3 +1912,50 @@ fn a_tracked_scratch_file_deleted_stays_deleted() {
     );
     m.unmount();
 }
+
+/// SIGTERM whose commit fails (the branch's ref is locked by someone else)
+/// drops nothing: the daemon says so in its log and stays mounted, changes
+/// refused, everything readable; once the lock is gone, `commitfs unmount`
+/// commits what was pending.
+#[test]
+fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
+    let r = TestRepo::new();
+    r.write("README.md", b"hello\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let log = r.dir.path().join("daemon.log");
+    let m = Mount::new(
+        &bare,
+        &mnt,
+        &["--settle", "600000", "--log-file", log.to_str().unwrap()],
+    );
+    let d = mnt.join("main");
+    std::fs::write(d.join("pending.txt"), b"acknowledged\n").unwrap();
+    let lock = bare.join("refs/heads/main.lock");
+    std::fs::write(&lock, b"held by another program\n").unwrap();
+    // SAFETY: the pid of the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("staying mounted"))
+        }),
+        "the daemon said it stays mounted"
+    );
+    assert!(statfs_ok(&mnt), "still mounted and answering");
+    assert_eq!(
+        std::fs::read(d.join("pending.txt")).unwrap(),
+        b"acknowledged\n"
+    );
+    let e = std::fs::write(d.join("later.txt"), b"x").unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EROFS),
+        "no change is taken any more"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    m.unmount();
+    assert_eq!(show(&bare, "main:pending.txt").unwrap(), b"acknowledged\n");
+    assert!(show(&bare, "main:later.txt").is_none());
+    fsck(&bare);
+}
