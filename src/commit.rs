@@ -1408,6 +1408,19 @@ mod tests {
         }
     }
 
+    fn dir(name: &str, oid: Oid) -> RawEntry {
+        RawEntry {
+            mode: b"40000"[..].into(),
+            name: name.as_bytes().into(),
+            oid,
+        }
+    }
+
+    fn tree(odb: &git2::Odb<'_>, entries: Vec<RawEntry>) -> Oid {
+        odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
+            .unwrap()
+    }
+
     /// A merge applies a change at the bottom of a deep chain in time linear in
     /// the depth (each prefix was looked up from the top: quadratic, and a
     /// recursion in libgit2 as deep as the chain).
@@ -1486,15 +1499,7 @@ mod tests {
         let repo = Repository::init_bare(t.path()).unwrap();
         let odb = repo.odb().unwrap();
         let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
-        let tree = |entries: Vec<RawEntry>| {
-            odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
-                .unwrap()
-        };
-        let dir = |name: &str, oid| RawEntry {
-            mode: b"40000"[..].into(),
-            name: name.as_bytes().into(),
-            oid,
-        };
+        let tree = |entries: Vec<RawEntry>| tree(&odb, entries);
         let dotgit = tree(vec![file("config", x)]);
         let only = tree(vec![file("x", x)]);
         let base = tree(vec![
@@ -1531,15 +1536,7 @@ mod tests {
         let repo = Repository::init_bare(t.path()).unwrap();
         let odb = repo.odb().unwrap();
         let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
-        let tree = |entries: Vec<RawEntry>| {
-            odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
-                .unwrap()
-        };
-        let dir = |name: &str, oid| RawEntry {
-            mode: b"40000"[..].into(),
-            name: name.as_bytes().into(),
-            oid,
-        };
+        let tree = |entries: Vec<RawEntry>| tree(&odb, entries);
         let dotgit = tree(vec![file("config", x)]);
         let inner = tree(vec![dir(".git", dotgit), file("f", x)]);
         let base = tree(vec![dir("d", inner)]);

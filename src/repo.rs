@@ -333,20 +333,8 @@ impl Repo {
     /// lookups can binary-search), and those it does not show kept apart (see
     /// `treeobj`), with one warning per tree for what was skipped.
     pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
-        let mut listing = self.with(|repo| {
-            let odb = repo.odb()?;
-            let (size, kind) = odb.read_header(oid)?;
-            if kind != ObjectType::Tree {
-                return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
-            }
-            if size > MAX_TREE_BYTES {
-                return Err(FsError::io(format!(
-                    "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
-                )));
-            }
-            let obj = odb.read(oid)?;
-            Ok(crate::treeobj::parse(obj.data()))
-        })?;
+        let mut listing =
+            self.with(|repo| tree_object(repo, oid, |data| Ok(crate::treeobj::parse(data))))?;
         if !listing.skipped.is_empty() && self.warned_trees.lock().put(oid, ()).is_none() {
             let shown: Vec<String> = listing
                 .skipped
@@ -380,18 +368,7 @@ impl Repo {
     /// Every entry of a tree as stored, hidden ones included (for diffs, which
     /// must see what changed however hostile).
     pub fn raw_tree(repo: &Repository, oid: Oid) -> FsResult<Vec<crate::treeobj::RawEntry>> {
-        let odb = repo.odb()?;
-        let (size, kind) = odb.read_header(oid)?;
-        if kind != ObjectType::Tree {
-            return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
-        }
-        if size > MAX_TREE_BYTES {
-            return Err(FsError::io(format!(
-                "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
-            )));
-        }
-        let obj = odb.read(oid)?;
-        Ok(crate::treeobj::parse_raw(obj.data()).0)
+        tree_object(repo, oid, |data| Ok(crate::treeobj::parse_raw(data).0))
     }
 
     /// A blob's size from its object header, without inflating it.
@@ -618,6 +595,27 @@ fn object_dirs(repo: &Repository) -> Vec<PathBuf> {
 }
 
 pub use crate::names::valid_name;
+
+/// The bytes of tree object `oid`, given to `f`: EIO for an object that is
+/// not a tree or is over MAX_TREE_BYTES (checked from its header first).
+fn tree_object<R>(
+    repo: &Repository,
+    oid: Oid,
+    f: impl FnOnce(&[u8]) -> FsResult<R>,
+) -> FsResult<R> {
+    let odb = repo.odb()?;
+    let (size, kind) = odb.read_header(oid)?;
+    if kind != ObjectType::Tree {
+        return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
+    }
+    if size > MAX_TREE_BYTES {
+        return Err(FsError::io(format!(
+            "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
+        )));
+    }
+    let obj = odb.read(oid)?;
+    f(obj.data())
+}
 
 /// Writes a commit object of `tree` with `parents`, as bytes: libgit2's own
 /// commit creation parses the tree first and refuses one that holds entries
