@@ -1707,41 +1707,20 @@ fn times_are_posix() {
     assert!(fc1 > fc0, "chmod moved ctime");
     // utimens: atime and mtime as given, apart; ctime now.
     let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
-    let times = [
-        libc::timespec {
-            tv_sec: 1_000_000_000,
-            tv_nsec: 123,
-        },
-        libc::timespec {
-            tv_sec: 1_500_000_000,
-            tv_nsec: 456_789,
-        },
-    ];
-    // SAFETY: a valid C string and two timespecs.
-    assert_eq!(
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
-        0
-    );
+    let utimens = |atime: (i64, i64), mtime: (i64, i64)| {
+        let ts = |(tv_sec, tv_nsec): (i64, i64)| libc::timespec { tv_sec, tv_nsec };
+        let times = [ts(atime), ts(mtime)];
+        // SAFETY: a valid C string and two timespecs.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(rc, 0, "utimensat: {}", std::io::Error::last_os_error());
+    };
+    utimens((1_000_000_000, 123), (1_500_000_000, 456_789));
     let (fm2, fc2, fa2) = stamp(&f);
     assert_eq!(fa2, (1_000_000_000, 123));
     assert_eq!(fm2, (1_500_000_000, 456_789));
     assert!(fc2 > fc1, "utimens moved ctime");
     // A future mtime does not put ctime in the future.
-    let future = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: 4_000_000_000,
-            tv_nsec: 0,
-        },
-    ];
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), future.as_ptr(), 0) },
-        0
-    );
+    utimens((0, libc::UTIME_OMIT), (4_000_000_000, 0));
     let (fm3, fc3, _) = stamp(&f);
     assert_eq!(fm3, (4_000_000_000, 0));
     let now = std::time::SystemTime::now()
