@@ -74,6 +74,10 @@ pub struct BranchSt {
     pub last_commit: Option<(Oid, Instant, String)>,
     /// The last failure to commit, cleared by the next commit.
     pub last_error: Option<(Instant, String)>,
+    /// The ref was moved to this mount's last commit but could not be made
+    /// durable (its fsync failed): the next durable commit of the branch
+    /// syncs it, even with nothing new to commit.
+    pub ref_unsynced: bool,
 }
 
 /// The scheduler's wake-up call.
@@ -137,6 +141,7 @@ impl CommitFs {
                 overridden: Vec::new(),
                 last_commit: None,
                 last_error: None,
+                ref_unsynced: false,
             }),
             commit_lock: Mutex::new(()),
         });
@@ -367,6 +372,10 @@ impl CommitFs {
                 // is lost.)
                 if new_view == view {
                     log::debug!("{name}: nothing to commit");
+                    if durable && b.st.lock().ref_unsynced {
+                        sync_ref(repo.commondir(), &refname)?;
+                        b.st.lock().ref_unsynced = false;
+                    }
                     return Ok(None);
                 }
                 let changes = diff_paths(repo, view, new_view)?;
@@ -416,9 +425,7 @@ impl CommitFs {
                 };
                 match updated {
                     Ok(_) => {
-                        if durable {
-                            sync_ref(repo.commondir(), &refname)?;
-                        } else {
+                        if !durable {
                             self.unsynced.lock().extend_from_slice(&wrote);
                         }
                         // The rebuilt directories stand for their new trees.
@@ -438,6 +445,16 @@ impl CommitFs {
                         st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
                         st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
+                        // The branch is at the new commit whatever happens
+                        // next: the state above says so first, so that a ref
+                        // whose fsync fails is not taken, at the next commit,
+                        // for another writer's move of it.
+                        if durable {
+                            st.ref_unsynced = true;
+                            drop(st);
+                            sync_ref(repo.commondir(), &refname)?;
+                            b.st.lock().ref_unsynced = false;
+                        }
                         log::debug!(
                             "{name}: {} objects written in {built:?}, committed{} in {:?}",
                             wrote.len(),
@@ -957,6 +974,11 @@ fn sync_objects(objects: &std::path::Path, oids: &[Oid]) -> FsResult<()> {
 /// fsyncs a loose ref and the directories above it up to `refs/`; a packed
 /// ref is synced through packed-refs.
 fn sync_ref(git_dir: &std::path::Path, refname: &str) -> FsResult<()> {
+    // Debug builds only: a test makes this fsync fail while the file exists.
+    #[cfg(debug_assertions)]
+    if git_dir.join("commitfs-test-fail-ref-sync").exists() {
+        return Err(FsError::io("fsync of the ref failed (test)"));
+    }
     let path = git_dir.join(refname);
     let target = if path.exists() {
         path

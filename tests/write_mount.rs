@@ -1938,3 +1938,48 @@ fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
     assert!(show(&bare, "main:later.txt").is_none());
     fsck(&bare);
 }
+
+/// A commit whose ref cannot be made durable (its fsync fails) has still
+/// moved the branch: fsync says EIO, and every later fsync syncs the ref
+/// before it returns 0, even with nothing new to commit; the file stays the
+/// same file, writable through the same descriptor. (Debug builds make the ref's fsync fail while
+/// GITDIR/commitfs-test-fail-ref-sync exists.)
+#[test]
+fn a_ref_whose_fsync_failed_is_synced_by_every_later_fsync() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let r = TestRepo::new();
+    r.write("README.md", b"hello\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
+    let p = mnt.join("main/notes.txt");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(b"one\n").unwrap();
+    let ino = std::fs::metadata(&p).unwrap().ino();
+    let marker = bare.join("commitfs-test-fail-ref-sync");
+    std::fs::write(&marker, b"").unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    // The commit landed all the same.
+    assert_eq!(show(&bare, "main:notes.txt").unwrap(), b"one\n");
+    // fsync returns 0 only once the ref is durable: with nothing new to
+    // commit, it still syncs the ref, and fails while that fails.
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EIO),
+        "the ref is still not durable"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    f.sync_all().expect("the next fsync syncs the ref");
+    // The same file, still writable through the same descriptor.
+    f.write_all(b"two\n").expect("no ESTALE");
+    f.sync_all().unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+    assert_eq!(show(&bare, "main:notes.txt").unwrap(), b"one\ntwo\n");
+    drop(f);
+    m.unmount();
+    fsck(&bare);
+}
