@@ -603,7 +603,7 @@ impl CommitFs {
                 return Ok(None);
             };
             let mut out = done.out;
-            if let Some(l) = &done.base {
+            if let Some(l) = done.base.as_ref().filter(|l| !l.hidden.is_empty()) {
                 // What the mount does not show stays, except where the mount
                 // now has an entry of that name (a tree must not hold two).
                 let shown: std::collections::HashSet<&[u8]> =
@@ -1438,6 +1438,14 @@ mod tests {
         }
     }
 
+    /// A new bare repository holding the blob `x\n`, and that blob's id.
+    fn repo_with_blob() -> (tempfile::TempDir, Repository, Oid) {
+        let t = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(t.path()).unwrap();
+        let x = repo.blob(b"x\n").unwrap();
+        (t, repo, x)
+    }
+
     fn tree(odb: &git2::Odb<'_>, entries: Vec<RawEntry>) -> Oid {
         odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
             .unwrap()
@@ -1475,10 +1483,8 @@ mod tests {
     /// a directory where it puts a file; a deletion of what is gone is nothing.
     #[test]
     fn changes_replace_what_is_in_the_way() {
-        let t = tempfile::tempdir().unwrap();
-        let repo = Repository::init_bare(t.path()).unwrap();
+        let (_t, repo, x) = repo_with_blob();
         let odb = repo.odb().unwrap();
-        let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
         let sub = chain(&odb, 0, &[file("inner", x)]);
         let base = odb
             .write(
@@ -1517,10 +1523,8 @@ mod tests {
     /// write), and a directory a merge empties goes.
     #[test]
     fn a_merge_keeps_hidden_entries_and_drops_emptied_directories() {
-        let t = tempfile::tempdir().unwrap();
-        let repo = Repository::init_bare(t.path()).unwrap();
+        let (_t, repo, x) = repo_with_blob();
         let odb = repo.odb().unwrap();
-        let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
         let tree = |entries: Vec<RawEntry>| tree(&odb, entries);
         let dotgit = tree(vec![file("config", x)]);
         let only = tree(vec![file("x", x)]);
@@ -1554,10 +1558,8 @@ mod tests {
     /// second `.git`, no empty-looking directory left at the old name.
     #[test]
     fn a_merge_moves_hidden_entries_with_their_directory() {
-        let t = tempfile::tempdir().unwrap();
-        let repo = Repository::init_bare(t.path()).unwrap();
+        let (_t, repo, x) = repo_with_blob();
         let odb = repo.odb().unwrap();
-        let x = odb.write(git2::ObjectType::Blob, b"x\n").unwrap();
         let tree = |entries: Vec<RawEntry>| tree(&odb, entries);
         let dotgit = tree(vec![file("config", x)]);
         let inner = tree(vec![dir(".git", dotgit), file("f", x)]);

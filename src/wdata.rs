@@ -159,20 +159,10 @@ impl Data {
                 v[start..end].copy_from_slice(data);
                 Ok(())
             }
-            Place::Disk(f, flen) => match f.write_all_at(data, offset) {
-                Ok(()) => {
-                    *flen = (*flen).max(end);
-                    Ok(())
-                }
-                Err(e) => {
-                    // Part of it may be on disk (until the space ran out):
-                    // give that back.
-                    if end > *flen {
-                        self.cut_back(f, *flen);
-                    }
-                    Err(self.store.write_error(&e))
-                }
-            },
+            Place::Disk(f, flen) => {
+                let res = f.write_all_at(data, offset);
+                self.grown(f, flen, end, res)
+            }
         }
     }
 
@@ -235,18 +225,25 @@ impl Data {
                         e => Err(e),
                     }
                 };
-                match res {
-                    Ok(()) => {
-                        *flen = (*flen).max(end);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        if end > *flen {
-                            self.cut_back(f, *flen);
-                        }
-                        Err(self.store.write_error(&e))
-                    }
+                self.grown(f, flen, end, res)
+            }
+        }
+    }
+
+    /// After a change of spill file `f` (`flen` bytes long before it) that
+    /// reaches `end`: the new length if it worked; if not, what it may have
+    /// put on disk past the old end (until the space ran out) is given back.
+    fn grown(&self, f: &File, flen: &mut u64, end: u64, res: io::Result<()>) -> FsResult<()> {
+        match res {
+            Ok(()) => {
+                *flen = (*flen).max(end);
+                Ok(())
+            }
+            Err(e) => {
+                if end > *flen {
+                    self.cut_back(f, *flen);
                 }
+                Err(self.store.write_error(&e))
             }
         }
     }

@@ -605,11 +605,7 @@ fn content_that_does_not_match_its_id_is_eio() {
 fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init_bare(dir.path()).unwrap();
-    let tree = repo.treebuilder(None).unwrap().write().unwrap();
-    let tree = repo.find_tree(tree).unwrap();
-    let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "empty", &tree, &[])
-        .unwrap();
+    commit_model(&repo, "main", &Model::new(), None);
     let fs = new_fs(
         dir.path(),
         FsConfig {

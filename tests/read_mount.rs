@@ -366,27 +366,14 @@ fn ref_option_mounts_one_ref_as_root() {
     }
 }
 
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(n);
-    while v.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(n);
-    v
-}
-
 /// A 64 MiB blob reads back identical, loose and packed, with `cmp`, and from a
 /// small cache (served from a spill file) as from the default one.
 #[test]
 fn large_blob_reads_back_identical() {
     let r = TestRepo::new();
-    let data = random_bytes(64 << 20, 7);
+    let data = noise(64 << 20, 7);
     r.write("big.bin", &data);
-    r.write("medium.bin", &random_bytes(3 << 20, 9));
+    r.write("medium.bin", &noise(3 << 20, 9));
     r.commit("big");
     let bare = r.publish();
     let original = r.work().join("big.bin");
@@ -464,7 +451,7 @@ fn missing_and_damaged_objects_fail_only_their_paths() {
     r.write("good.txt", b"good\n");
     // Random, so that the pack stores it whole (no delta) and a flipped byte
     // in its data cannot go unnoticed.
-    r.write("packed.bin", &random_bytes(64 << 10, 9));
+    r.write("packed.bin", &noise(64 << 10, 9));
     r.commit("packed");
     let bare = r.publish();
     git(&bare, &["repack", "-a", "-d", "-q"]);
@@ -530,7 +517,7 @@ fn listing_prefetches_small_files_into_the_page_cache() {
             format!("file {i}\n").repeat(100).as_bytes(),
         );
     }
-    r.write("dir/big.bin", &random_bytes(1 << 20, 3));
+    r.write("dir/big.bin", &noise(1 << 20, 3));
     r.commit("files");
     let bare = r.publish();
     let mnt = r.mountpoint("mnt");

@@ -1307,20 +1307,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Bytes that do not compress (git cannot make them smaller on disk).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn assert_enospc(e: &std::io::Error, what: &str) {
     assert_eq!(
         e.raw_os_error(),
@@ -1760,13 +1746,8 @@ fn times_are_posix() {
 fn sigterm_while_writing_loses_no_acknowledged_write() {
     use std::os::unix::fs::FileExt;
     for round in 0..5 {
-        let r = TestRepo::new();
-        r.write("README.md", b"hello\n");
-        r.commit("initial");
-        let bare = r.publish();
-        let mnt = r.mountpoint("mnt");
-        let m = Mount::new(&bare, &mnt, &[]);
-        let path = mnt.join("main/log.txt");
+        let (_r, bare, m) = setup(&[]);
+        let path = m.path.join("main/log.txt");
         let f = std::fs::File::create(&path).unwrap();
         let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = {
@@ -1819,19 +1800,8 @@ fn a_large_commit_on_one_branch_does_not_hold_up_another() {
     {
         let mut f = std::fs::File::create(&big).unwrap();
         // Incompressible, so that the blob is hashed and written whole.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let chunk: Vec<u8> = (0..(1 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        for i in 0..256u32 {
-            let mut c = chunk.clone();
-            c[..4].copy_from_slice(&i.to_le_bytes());
-            f.write_all(&c).unwrap();
+        for i in 0..256 {
+            f.write_all(&noise(1 << 20, i)).unwrap();
         }
     }
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1948,13 +1918,8 @@ fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
 fn a_ref_whose_fsync_failed_is_synced_by_every_later_fsync() {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
-    let r = TestRepo::new();
-    r.write("README.md", b"hello\n");
-    r.commit("initial");
-    let bare = r.publish();
-    let mnt = r.mountpoint("mnt");
-    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
-    let p = mnt.join("main/notes.txt");
+    let (_r, bare, m) = setup(&["--settle", "600000"]);
+    let p = m.path.join("main/notes.txt");
     let mut f = std::fs::File::create(&p).unwrap();
     f.write_all(b"one\n").unwrap();
     let ino = std::fs::metadata(&p).unwrap().ino();

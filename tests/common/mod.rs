@@ -576,3 +576,18 @@ pub fn run_refused(mut cmd: Command, under: &Path) -> Output {
         stderr: read(stderr),
     }
 }
+
+/// Bytes that do not compress (git cannot make them smaller on disk), the
+/// same for the same seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
