@@ -159,7 +159,8 @@ fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     let h = hostile();
     let r2 = TestRepo::new();
     let mnt = r2.mountpoint("mnt");
-    let m = Mount::new(&h.bare, &mnt, &[]);
+    let log = r2.dir.path().join("daemon.log");
+    let m = Mount::new(&h.bare, &mnt, &["--log-file", log.to_str().unwrap()]);
     let main = mnt.join("main");
 
     // Listings show the ordinary entries, and no name git would refuse.
@@ -331,6 +332,15 @@ fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     m.unmount();
     assert!(wait_until(Duration::from_secs(5), || !is_mounted(&mnt)));
     assert!(!h.canary.exists());
+    // One warning for the hostile root tree, naming what it hid, however
+    // often it was listed and looked up in.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warned = format!("tree {}: ", h.root_tree);
+    assert_eq!(text.matches(&warned).count(), 1, "{text}");
+    let line = text.lines().find(|l| l.contains(&warned)).unwrap();
+    for what in ["\".GIT\"", "\"git~1\"", "\"weird\"", "\"\" ("] {
+        assert!(line.contains(what), "{what} in {line}");
+    }
 }
 
 /// (mode, name, id) of each entry of a raw tree, and the id of `evil`.
