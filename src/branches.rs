@@ -158,6 +158,7 @@ impl CommitFs {
         })?;
         let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
         *b.name.lock() = new_short.clone();
+        self.disk.set_branch(b.root, &new_short)?;
         {
             // Known by its new name from now on (a new branch may take the old one).
             let mut all = self.branches.lock();

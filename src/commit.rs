@@ -189,6 +189,24 @@ impl CommitFs {
         }
     }
 
+    /// fsync or fdatasync of a file: its bytes, and every change of names
+    /// acknowledged before, are durable in the overlay when it returns (they
+    /// survive a power loss). Not a commit: the branch is committed when its
+    /// changes settle, or at a barrier (`fsync_as` of a directory).
+    pub fn fsync_data(&self, ino: Ino) -> FsResult<()> {
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
+        let n = self.node_of(ino)?;
+        if n.kind.is_dir() {
+            return self.fsync(ino);
+        }
+        if let Some(wf) = self.wfile(ino) {
+            wf.data.sync()?;
+        }
+        self.disk.sync()
+    }
+
     /// fsync or fsyncdir asked by user `uid`. Only the mounting user's (and
     /// root's) are commit barriers: under `--allow-other` another user must
     /// not be able to force the owner's pending changes into a commit early.
@@ -207,7 +225,8 @@ impl CommitFs {
         Ok(())
     }
 
-    /// fsync: commits the branch of `ino` now, durably. Nothing to commit is fine.
+    /// A commit barrier (fsyncdir; `fsync_data` of a directory): commits the
+    /// branch of `ino` now, durably. Nothing to commit is fine.
     /// fsync of the root, `.tags`, `.commits` or a namespace directory commits
     /// every branch (this is how `commitfs unmount` flushes before unmounting);
     /// inside a tag or a commit there is nothing to commit.
@@ -241,6 +260,17 @@ impl CommitFs {
             None if above_branches => self.commit_all(),
             None => Ok(()),
         }
+    }
+
+    /// After everything was committed on the way out: the catalog is
+    /// durable, and an overlay left with no change (no scratch or ignored
+    /// file either) is removed.
+    pub fn finish_overlay(&self) {
+        if let Err(e) = self.disk.sync() {
+            log::error!("cannot make the overlay's catalog durable: {e}");
+            return;
+        }
+        self.disk.remove_if_empty();
     }
 
     /// Commits every dirty branch (unmount, SIGTERM, syncfs).
@@ -299,6 +329,11 @@ impl CommitFs {
         });
         if result.is_ok() {
             b.st.lock().not_before = None;
+            if self.resync_needed.load(std::sync::atomic::Ordering::SeqCst)
+                && let Err(e) = self.resync(None)
+            {
+                log::error!("the overlay's catalog could not be written again: {e}");
+            }
             self.dematerialize_clean(DEMATERIALIZE_IDLE);
         }
         if result.is_err() {
@@ -428,14 +463,23 @@ impl CommitFs {
                         if !durable {
                             self.unsynced.lock().extend_from_slice(&wrote);
                         }
-                        // The rebuilt directories stand for their new trees.
-                        {
+                        // The rebuilt directories stand for their new trees,
+                        // and their catalog rows hold only what is still
+                        // not committed.
+                        let rebuilt: Vec<Ino> = {
                             let mut ov = self.ov.lock();
+                            let mut rebuilt = Vec::new();
                             for (ino, listing) in w.bases.drain(..) {
                                 if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_))) {
                                     ov.set_base(ino, &listing);
+                                    rebuilt.push(ino);
                                 }
                             }
+                            rebuilt
+                        };
+                        if let Err(e) = self.resync(Some(&rebuilt)) {
+                            log::error!("{name}: committed, but the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit");
+                            self.resync_needed.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
                         let mut st = b.st.lock();
                         st.base = Some(commit);
@@ -494,6 +538,14 @@ impl CommitFs {
             source: SnapSource::Branch(name.clone()),
         });
         let overridden = self.repoint(b.root, view, &snap)?;
+        // What is pending is now relative to their tip.
+        if let Err(e) = self.resync(None) {
+            log::error!(
+                "the overlay's catalog could not be written after following {tip}: {e}; written again at the next commit"
+            );
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut st = b.st.lock();
         st.base = Some(tip);
         st.view = snapshot.tree;
@@ -667,14 +719,9 @@ impl CommitFs {
             // A copy of the bytes (at most MAX_OBJECT): past what was written,
             // zeros.
             let mut buf = vec![0u8; size as usize];
-            let n = wf.data.with(|c| match c {
-                Contents::Mem(v) => {
-                    let n = v.len().min(buf.len());
-                    buf[..n].copy_from_slice(&v[..n]);
-                    Ok(n)
-                }
-                Contents::Disk(f) => crate::wdata::read_up_to(f, &mut buf, 0),
-            })?;
+            let n = wf
+                .data
+                .with(|Contents::Disk(f)| crate::wdata::read_up_to(f, &mut buf, 0))?;
             buf[n..].fill(0);
             let version = st.version;
             drop(st);
@@ -683,14 +730,9 @@ impl CommitFs {
             return Ok(oid);
         }
         let objects = repo.commondir().join("objects");
-        let oid = wf.data.with(|c| -> FsResult<Oid> {
-            Ok(match c {
-                Contents::Disk(f) => crate::repo::write_loose_blob(&objects, f, size)?,
-                Contents::Mem(_) => {
-                    return Err(FsError::io("a large written file is not on disk"));
-                }
-            })
-        })?;
+        let oid = wf
+            .data
+            .with(|Contents::Disk(f)| crate::repo::write_loose_blob(&objects, f, size))?;
         st.committed = Some((st.version, oid));
         Ok(oid)
     }

@@ -713,8 +713,12 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     fs.disable_prefetch();
     fs.stop_scheduler();
     // Unmounted: commit everything still pending before the daemon exits.
-    if let Err(e) = fs.commit_all() {
-        log::error!("committing at unmount: {e}");
+    match fs.commit_all() {
+        Ok(()) => fs.finish_overlay(),
+        Err(e) => log::error!(
+            "committing at unmount: {e}; the changes stay in the overlay under {} and are committed by the next mount",
+            fs.overlay_dir().display()
+        ),
     }
     if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
         // The session ended without an unmount (an error): leave no dead mount.
@@ -907,6 +911,7 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
             );
             continue;
         }
+        fs.finish_overlay();
         if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
             log::error!("cannot unmount {}: {e}", mnt.display());
         }

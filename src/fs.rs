@@ -108,6 +108,9 @@ pub const DEFAULT_SCRATCH: &[&str] = &[
     ".*.kate-swp",
     ".goutputstream-*",
     ".nfs*",
+    "*-journal",
+    "*-wal",
+    "*-shm",
 ];
 
 fn scratch_set(cfg: &FsConfig) -> Result<globset::GlobSet, String> {
@@ -298,10 +301,6 @@ impl Handle {
     }
 }
 
-/// Memory that small written files may hold together before new ones go to
-/// spill files (see `wdata.rs`).
-const WRITE_MEMORY: usize = 32 << 20;
-
 pub struct CommitFs {
     pub(crate) repo: Arc<Repo>,
     cfg: FsConfig,
@@ -313,8 +312,11 @@ pub struct CommitFs {
     pub(crate) sync: crate::sync::Sync,
     /// Where kernel invalidations go (see `follow.rs`).
     pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<crate::follow::Inval>>>>,
-    /// Where written files keep their bytes (see `wdata.rs`).
-    pub(crate) wstore: Arc<crate::wdata::Store>,
+    /// The overlay on disk: written files' bytes and the catalog of changes
+    /// (see `persist.rs`).
+    pub(crate) disk: Arc<crate::persist::Persist>,
+    /// A catalog write failed: the next commit writes all of it again.
+    pub(crate) resync_needed: std::sync::atomic::AtomicBool,
     /// Branches this mount has written to (see `commit.rs`).
     pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
     /// The branch root of each inode a change was made in (a node never moves
@@ -387,9 +389,10 @@ impl CommitFs {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        Ok(CommitFs {
+        let fs = CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
-            wstore: crate::wdata::Store::new(cfg.spill_dir.clone(), WRITE_MEMORY),
+            disk: Arc::new(crate::persist::Persist::new(repo.common_dir())),
+            resync_needed: std::sync::atomic::AtomicBool::new(false),
             inval_tx: Mutex::new(None),
             sync: Default::default(),
             repo,
@@ -416,7 +419,11 @@ impl CommitFs {
             unsynced: Mutex::new(Vec::new()),
             unsynced_pack: std::sync::atomic::AtomicBool::new(false),
             scratch,
-        })
+        };
+        // What a daemon that is gone left pending is shown again, and
+        // committed once the committer runs (see `recover.rs`).
+        fs.recover();
+        Ok(fs)
     }
 
     /// Lets one change run: `EROFS` once the daemon is going away (see
@@ -442,6 +449,11 @@ impl CommitFs {
         while self.changing.load(SeqCst) > 0 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// Where this mount's overlay is (or its parent, before the first change).
+    pub fn overlay_dir(&self) -> PathBuf {
+        self.disk.dir().unwrap_or(self.disk.parent()).to_path_buf()
     }
 
     pub fn config(&self) -> &FsConfig {

@@ -406,16 +406,16 @@ impl Filesystem for FuseFs {
         });
     }
 
-    /// fsync and fdatasync commit the file's branch at once, durably.
+    /// fsync and fdatasync make the file durable in the overlay (no commit).
     fn fsync(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", move || match self.fs.fsync_as(ino.0, req.uid()) {
+        guard("fsync", move || match self.fs.fsync_data(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsync", e)),
         });

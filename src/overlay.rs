@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use crate::error::{FsError, FsResult};
 use crate::fs::{CommitFs, Entry, Ts};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::persist::Row;
 use crate::repo::{NAME_MAX, valid_name};
 
 /// A written file: its bytes (in memory while small, else in a spill file).
@@ -119,6 +120,88 @@ impl Overlay {
     }
 }
 
+/// The catalog row (see `persist.rs`) of child `ino` as memory has it.
+fn row_of(inodes: &Inodes, ov: &Overlay, ino: Ino) -> Option<Row> {
+    let n = inodes.get(ino)?;
+    let object = |mode: u32, oid: Oid| Row::Object { ino, mode, oid };
+    Some(match &n.kind {
+        Kind::MDir { .. } => Row::Dir { ino },
+        Kind::MFile { executable, .. } => match ov.mats.get(&ino) {
+            Some(Mat::File(f)) => {
+                f.data.keep();
+                // A file whose state is locked is being written or committed:
+                // not known to be clean.
+                let clean = f.st.try_lock().and_then(|st| match st.committed {
+                    Some((v, oid)) if v == st.version => Some(oid),
+                    _ => None,
+                });
+                Row::File {
+                    ino,
+                    file: f.data.id(),
+                    exec: *executable,
+                    clean,
+                }
+            }
+            _ => return None,
+        },
+        Kind::MSymlink { target, .. } => Row::Symlink {
+            ino,
+            target: target.clone(),
+        },
+        Kind::Tree { oid, .. } => object(0o40000, *oid),
+        Kind::File {
+            oid, executable, ..
+        } => object(if *executable { 0o100755 } else { 0o100644 }, *oid),
+        Kind::Symlink { oid, .. } => object(0o120000, *oid),
+        Kind::Submodule { oid, .. } => object(0o160000, *oid),
+        _ => return None,
+    })
+}
+
+/// What the catalog must hold for `name` in materialized directory `dir`:
+/// nothing where memory shows what the directory's base tree has.
+pub(crate) fn want_row(inodes: &Inodes, ov: &Overlay, dir: Ino, name: &[u8]) -> Option<Row> {
+    let child = match ov.mats.get(&dir) {
+        Some(Mat::Dir(c)) => c.get(name).copied(),
+        _ => None,
+    };
+    let base = ov.base.get(&dir).and_then(|l| {
+        l.binary_search_by(|e| (*e.name).cmp(name))
+            .ok()
+            .map(|i| l[i].clone())
+    });
+    let Some(child) = child else {
+        return base.map(|_| Row::Deleted);
+    };
+    let row = row_of(inodes, ov, child)?;
+    if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base) {
+        let base_mode = std::str::from_utf8(crate::treeobj::mode_of_kind(e.kind))
+            .ok()
+            .and_then(|m| u32::from_str_radix(m, 8).ok());
+        if base_mode == Some(*mode) && e.oid == *oid {
+            return None;
+        }
+    }
+    Some(row)
+}
+
+/// Every row materialized directory `dir` needs (see `want_row`).
+pub(crate) fn dir_rows(inodes: &Inodes, ov: &Overlay, dir: Ino) -> crate::persist::DirRows {
+    let mut names: Vec<Box<[u8]>> = match ov.mats.get(&dir) {
+        Some(Mat::Dir(c)) => c.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    if let Some(l) = ov.base.get(&dir) {
+        names.extend(l.iter().map(|e| e.name.clone()));
+    }
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| want_row(inodes, ov, dir, &n).map(|r| (n, r)))
+        .collect()
+}
+
 /// What a setattr asks for.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SetAttr {
@@ -154,6 +237,83 @@ fn branch_name(snap: &Snap) -> Option<&[u8]> {
 }
 
 impl CommitFs {
+    /// Writes to the catalog what memory now holds for the names `names`
+    /// (directory, name) and the metadata of `metas`, before the change is
+    /// acknowledged (`inodes` and `ov` held, so that the catalog sees changes
+    /// in memory's order). If the catalog cannot be written, the change stays
+    /// in memory (it is committed as usual) and the whole catalog is written
+    /// again at the next commit; the caller is told (ENOSPC on a full disk).
+    pub(crate) fn persist(
+        &self,
+        inodes: &Inodes,
+        ov: &Overlay,
+        names: &[(Ino, &[u8])],
+        metas: &[Ino],
+    ) -> FsResult<()> {
+        let rows: Vec<(Ino, &[u8], Option<Row>)> = names
+            .iter()
+            .map(|&(d, n)| (d, n, want_row(inodes, ov, d, n)))
+            .collect();
+        let metas: Vec<(Ino, Option<Meta>)> = metas
+            .iter()
+            .map(|i| (*i, ov.meta.get(i).filter(|m| !m.unlinked).copied()))
+            .collect();
+        self.disk.put(&rows, &metas).inspect_err(|e| {
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            log::error!("the overlay's catalog could not be written ({e}); the change stays in memory and is written again at the next commit");
+        })
+    }
+
+    /// Rewrites the catalog rows of materialized directories `dirs` (all of
+    /// them if `None`) from memory: after a commit (what it committed is no
+    /// longer a change), after following another writer, after a failed
+    /// catalog write.
+    pub(crate) fn resync(&self, dirs: Option<&[Ino]>) -> FsResult<()> {
+        let all = dirs.is_none();
+        if all {
+            self.resync_needed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        let r = (|| {
+            let inodes = self.inodes.read();
+            let ov = self.ov.lock();
+            let list: Vec<Ino> = match dirs {
+                Some(d) => d.to_vec(),
+                None => ov
+                    .mats
+                    .iter()
+                    .filter(|(_, m)| matches!(m, Mat::Dir(_)))
+                    .map(|(i, _)| *i)
+                    .collect(),
+            };
+            let rows: Vec<(Ino, crate::persist::DirRows)> = list
+                .iter()
+                .filter(|i| matches!(ov.mats.get(i), Some(Mat::Dir(_))))
+                .map(|&d| (d, dir_rows(&inodes, &ov, d)))
+                .collect();
+            self.disk.replace_dirs(&rows)?;
+            if all {
+                let metas: Vec<(Ino, Option<Meta>)> = ov
+                    .meta
+                    .iter()
+                    .filter(|(_, m)| !m.unlinked)
+                    .map(|(i, m)| (*i, Some(*m)))
+                    .collect();
+                self.disk.put(&[], &metas)?;
+                for b in self.branches.lock().values() {
+                    self.disk.set_branch(b.root, &b.name.lock())?;
+                }
+            }
+            Ok(())
+        })();
+        if r.is_err() && all {
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    }
+
     /// The snapshot of a node that may be written: a branch's, on a mount that
     /// is not read-only. EROFS for tags, commits, the root and namespaces.
     pub(crate) fn writable_snap(&self, n: &Node) -> FsResult<Arc<Snap>> {
@@ -200,7 +360,27 @@ impl CommitFs {
         for &dir in chain.iter().rev() {
             self.mat_one_dir(inodes, ov, dir)?;
         }
-        Ok(())
+        if chain.is_empty() {
+            return Ok(());
+        }
+        // The catalog learns the chain top down: the branch of its root,
+        // then each directory in its parent.
+        let mut names: Vec<(Ino, Box<[u8]>)> = Vec::new();
+        for &dir in chain.iter().rev() {
+            let n = inodes.get(dir).ok_or(FsError::NotFound)?;
+            if self.is_branch_root(inodes, &n) {
+                if let Some(b) = n.kind.snap().and_then(|s| branch_name(s)) {
+                    self.disk.set_branch(dir, b).inspect_err(|_| {
+                        self.resync_needed
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    })?;
+                }
+            } else {
+                names.push((n.parent, n.name.clone()));
+            }
+        }
+        let names: Vec<(Ino, &[u8])> = names.iter().map(|(d, n)| (*d, &n[..])).collect();
+        self.persist(inodes, ov, &names, &[])
     }
 
     /// Materializes directory `ino`, whose parent is materialized (or which is
@@ -266,7 +446,7 @@ impl CommitFs {
                 _ => return Err(FsError::IsDir),
             }
         };
-        let file = crate::wdata::Data::new(&self.wstore);
+        let file = crate::wdata::Data::new(&self.disk)?;
         let mut size = 0;
         if !truncate {
             let mut pos = 0u64;
@@ -326,6 +506,9 @@ impl CommitFs {
         });
         ov.mats.insert(ino, Mat::File(wf.clone()));
         inodes.set_kind(ino, Kind::MFile { snap, executable });
+        if inodes.is_linked(&n) {
+            self.persist(&inodes, &ov, &[(n.parent, &n.name)], &[])?;
+        }
         Ok(wf)
     }
 
@@ -343,6 +526,7 @@ impl CommitFs {
             .filter(|(_, m)| matches!(m, Mat::File(_)))
             .map(|(i, _)| *i)
             .collect();
+        let mut back = Vec::new();
         for ino in candidates {
             let Some(n) = inodes.get(ino) else { continue };
             let Kind::MFile { snap, executable } = &n.kind else {
@@ -354,6 +538,7 @@ impl CommitFs {
             let Some(Mat::File(wf)) = ov.mats.get(&ino) else {
                 continue;
             };
+            let wf = wf.clone();
             // A file whose lock is held is being written, or its blob is
             // being written by a commit (of a large file, for seconds): it is
             // not clean now, and waiting for it here, with the inode table
@@ -378,11 +563,18 @@ impl CommitFs {
                 executable: *executable,
             };
             ov.mats.remove(&ino);
+            wf.data.remove_name();
             // Its time as shown: utimens's if one was set since the last
             // write, else the last write's.
             ov.meta.entry(ino).or_default().mtime.get_or_insert(mtime);
             inodes.set_kind(ino, kind);
+            back.push((n.parent, n.name.clone(), ino));
         }
+        // The catalog: these names have no change left (their blobs are
+        // committed), and their times are kept.
+        let names: Vec<(Ino, &[u8])> = back.iter().map(|(d, n, _)| (*d, &n[..])).collect();
+        let inos: Vec<Ino> = back.iter().map(|(_, _, i)| *i).collect();
+        let _ = self.persist(&inodes, &ov, &names, &inos);
     }
 
     /// Common start of every namespace change below `parent`: the parent must be
@@ -429,7 +621,7 @@ impl CommitFs {
     pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
         let _live = self.live()?;
         check_new_name(name, false)?;
-        let data = crate::wdata::Data::new(&self.wstore);
+        let data = crate::wdata::Data::new(&self.disk)?;
         let node = {
             let mut inodes = self.inodes.write();
             let mut ov = self.ov.lock();
@@ -457,6 +649,7 @@ impl CommitFs {
             )?;
             ov.mats.insert(node.ino, Mat::File(wf));
             self.remember_perm(&mut ov, node.ino, mode);
+            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node
         };
         self.changed(parent);
@@ -478,6 +671,7 @@ impl CommitFs {
             ov.mats.insert(node.ino, Mat::Dir(BTreeMap::new()));
             self.remember_perm(&mut ov, node.ino, mode);
             ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
+            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node
         };
         self.changed(parent);
@@ -505,6 +699,7 @@ impl CommitFs {
                 },
             )?;
             ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
+            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node
         };
         self.changed(parent);
@@ -555,9 +750,117 @@ impl CommitFs {
             let m = ov.meta.entry(ino).or_default();
             m.unlinked = true;
             m.touch_status();
+            Self::lost_name(&ov, ino);
+            self.persist(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
         }
         self.changed(parent);
         Ok(())
+    }
+
+    /// Inode `ino` lost its last name: a written file's bytes leave the
+    /// overlay's directory (an open descriptor keeps them until closed).
+    fn lost_name(ov: &Overlay, ino: Ino) {
+        if let Some(Mat::File(f)) = ov.mats.get(&ino) {
+            f.data.remove_name();
+        }
+    }
+
+    /// Removes `name` from `parent` whatever it is (a directory with all
+    /// below it): recovery's deletion. Nothing there is fine.
+    pub(crate) fn force_remove(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            self.begin_change(&mut inodes, &mut ov, parent)?;
+            let Some(ino) = Self::children_mut(&mut ov, parent)?.remove(name) else {
+                return Ok(());
+            };
+            inodes.unlink(parent, name);
+            ov.entries_changed(parent);
+            ov.meta.entry(ino).or_default().unlinked = true;
+            Self::lost_name(&ov, ino);
+            self.persist(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
+        }
+        self.changed(parent);
+        Ok(())
+    }
+
+    /// Puts a written file with bytes `data` at `name` in `parent`, in place
+    /// of whatever is there (recovery).
+    pub(crate) fn install_file(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        data: crate::wdata::Data,
+        executable: bool,
+    ) -> FsResult<Ino> {
+        self.force_remove(parent, name)?;
+        let mtime = data.mtime().map(Ts::of).unwrap_or_else(Ts::now);
+        let size = data.with(|crate::wdata::Contents::Disk(f)| f.metadata().map(|m| m.len()));
+        let size = size.map_err(|e| FsError::from_io(&e, "reading an adopted file's length"))?;
+        let ino = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+            let wf = Arc::new(WFile {
+                data,
+                st: Mutex::new(WState {
+                    size,
+                    mtime,
+                    version: 1,
+                    committed: None,
+                    last_write: None,
+                    retired: false,
+                }),
+            });
+            let node = self.add_child(
+                &mut inodes,
+                &mut ov,
+                parent,
+                name,
+                Kind::MFile { snap, executable },
+            )?;
+            ov.mats.insert(node.ino, Mat::File(wf));
+            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+            node.ino
+        };
+        self.changed_file(ino, size);
+        Ok(ino)
+    }
+
+    /// Puts an object of the repository (a tree, file, symlink or submodule)
+    /// at `name` in `parent`, in place of whatever is there (recovery).
+    pub(crate) fn install_object(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        e: &crate::repo::TreeEntry,
+    ) -> FsResult<Ino> {
+        self.force_remove(parent, name)?;
+        let ino = {
+            let mut inodes = self.inodes.write();
+            let mut ov = self.ov.lock();
+            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+            let kind = crate::fs::tree_kind(&snap, e);
+            let node = self.add_child(&mut inodes, &mut ov, parent, name, kind)?;
+            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+            node.ino
+        };
+        self.changed(parent);
+        Ok(ino)
+    }
+
+    /// Gives `ino` the permission bits and times a dead daemon's catalog
+    /// kept for it (recovery).
+    pub(crate) fn restore_meta(&self, ino: Ino, m: Meta) -> FsResult<()> {
+        let inodes = self.inodes.read();
+        let mut ov = self.ov.lock();
+        let e = ov.meta.entry(ino).or_default();
+        e.perm = m.perm.or(e.perm);
+        e.mtime = m.mtime.or(e.mtime);
+        e.atime = m.atime.or(e.atime);
+        e.ctime = m.ctime.or(e.ctime);
+        self.persist(&inodes, &ov, &[], &[ino])
     }
 
     /// Whether directory `n` holds nothing (`ov` is the locked overlay).
@@ -671,6 +974,7 @@ impl CommitFs {
                     let m = ov.meta.entry(d).or_default();
                     m.unlinked = true;
                     m.touch_status();
+                    Self::lost_name(&ov, d);
                 }
                 Self::children_mut(&mut ov, parent)?.remove(name);
                 Self::children_mut(&mut ov, new_parent)?.insert(new_name.into(), src);
@@ -680,6 +984,14 @@ impl CommitFs {
             ov.entries_changed(parent);
             ov.entries_changed(new_parent);
             ov.meta.entry(src).or_default().touch_status();
+            let mut metas = vec![parent, new_parent, src];
+            metas.extend(dst);
+            self.persist(
+                &inodes,
+                &ov,
+                &[(parent, name), (new_parent, new_name)],
+                &metas,
+            )?;
         }
         self.changed(parent);
         if new_parent != parent {
@@ -734,8 +1046,14 @@ impl CommitFs {
         {
             let mut ov = self.ov.lock();
             let m = ov.meta.entry(ino).or_default();
-            m.mtime = None;
+            let had_mtime = m.mtime.take().is_some();
             m.ctime = Some(Ts::now());
+            if had_mtime {
+                // The catalog kept a utimens time: it goes (the file's own
+                // mtime on disk is the write's).
+                let inodes = self.inodes.read();
+                let _ = self.persist(&inodes, &ov, &[], &[ino]);
+            }
         }
         self.changed_file(ino, size);
     }
@@ -787,7 +1105,7 @@ impl CommitFs {
                     }),
                     _ => None,
                 };
-                match new_kind {
+                let changed = match new_kind {
                     Some(k) => {
                         // The executable bit goes into the tree: the parent must be
                         // materialized for the commit to see it.
@@ -798,16 +1116,25 @@ impl CommitFs {
                         true
                     }
                     None => false,
-                }
+                };
+                ov.meta.entry(ino).or_default().touch_status();
+                let names: &[(Ino, &[u8])] = if changed && inodes.is_linked(&n) {
+                    &[(n.parent, &n.name)]
+                } else {
+                    &[]
+                };
+                self.persist(&inodes, &ov, names, &[ino])?;
+                changed
             };
             if changed {
                 self.changed(ino);
             }
         }
-        if a.mode.is_some() || a.uid.is_some() || a.gid.is_some() {
+        if a.mode.is_none() && (a.uid.is_some() || a.gid.is_some()) {
             self.ov.lock().meta.entry(ino).or_default().touch_status();
         }
         if a.atime.is_some() || a.mtime.is_some() {
+            let inodes = self.inodes.read();
             let mut ov = self.ov.lock();
             let m = ov.meta.entry(ino).or_default();
             m.touch_status();
@@ -817,6 +1144,7 @@ impl CommitFs {
             if a.mtime.is_some() {
                 m.mtime = a.mtime;
             }
+            self.persist(&inodes, &ov, &[], &[ino])?;
         }
         self.getattr(ino)
     }

@@ -77,6 +77,9 @@ enum Op {
     Fsync,
     /// Commit, then let every clean written file go back to being its blob.
     Quiesce,
+    /// The daemon dies (its memory is gone, nothing more is committed) and
+    /// the next one starts on the same repository: it must show everything.
+    Die,
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -99,13 +102,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (path(), any::<bool>()).prop_map(|(p, x)| Op::Chmod(p, x)),
         1 => Just(Op::Fsync),
         1 => Just(Op::Quiesce),
+        1 => Just(Op::Die),
     ]
 }
 
 /// Applies `op` to the model; returns what the core must answer.
 fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
     match op {
-        Op::Fsync | Op::Quiesce => {}
+        Op::Fsync | Op::Quiesce | Op::Die => {}
         Op::Rename(a, b, _) => {
             m.parent_ok(a)?;
             m.parent_ok(b)?;
@@ -208,7 +212,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
             Some(M::Dir) => {}
             None => return Err(FsError::NotFound),
         },
-        Op::Fsync | Op::Quiesce => {}
+        Op::Fsync | Op::Quiesce | Op::Die => {}
     }
     Ok(())
 }
@@ -216,8 +220,15 @@ fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
 struct Sut {
     _dir: tempfile::TempDir,
     git_dir: std::path::PathBuf,
-    fs: CommitFs,
+    fs: Option<CommitFs>,
     root: u64,
+}
+
+fn cfg() -> FsConfig {
+    FsConfig {
+        author: Some("Model <model@example.com>".into()),
+        ..FsConfig::default()
+    }
 }
 
 fn sut() -> Sut {
@@ -228,25 +239,32 @@ fn sut() -> Sut {
     let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
     repo.commit(Some("refs/heads/main"), &sig, &sig, "empty", &tree, &[])
         .unwrap();
-    let cfg = FsConfig {
-        author: Some("Model <model@example.com>".into()),
-        ..FsConfig::default()
-    };
-    let fs = CommitFs::new(Repo::open(dir.path()).unwrap(), cfg).unwrap();
+    let fs = CommitFs::new(Repo::open(dir.path()).unwrap(), cfg()).unwrap();
     let root = fs.lookup(ROOT, b"main").unwrap().attr.ino;
     Sut {
         git_dir: dir.path().to_path_buf(),
         _dir: dir,
-        fs,
+        fs: Some(fs),
         root,
     }
 }
 
 impl Sut {
+    fn fs(&self) -> &CommitFs {
+        self.fs.as_ref().expect("a daemon runs")
+    }
+    /// The daemon dies: whatever it held in memory is gone; the next one
+    /// finds the overlay on disk.
+    fn die(&mut self) {
+        drop(self.fs.take());
+        let fs = CommitFs::new(Repo::open(&self.git_dir).unwrap(), cfg()).unwrap();
+        self.root = fs.lookup(ROOT, b"main").unwrap().attr.ino;
+        self.fs = Some(fs);
+    }
     fn ino(&self, p: &[Vec<u8>]) -> Result<u64, FsError> {
         let mut ino = self.root;
         for c in p {
-            ino = self.fs.lookup(ino, c)?.attr.ino;
+            ino = self.fs().lookup(ino, c)?.attr.ino;
         }
         Ok(ino)
     }
@@ -254,7 +272,7 @@ impl Sut {
     /// as the kernel does (a file in the way is ENOTDIR).
     fn split<'a>(&self, p: &'a Path) -> Result<(u64, &'a [u8]), FsError> {
         let parent = self.ino(&p[..p.len() - 1])?;
-        if self.fs.getattr(parent)?.attr.kind != FileKind::Dir {
+        if self.fs().getattr(parent)?.attr.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
         Ok((parent, &p[p.len() - 1]))
@@ -263,19 +281,19 @@ impl Sut {
         match op {
             Op::Create(p) => {
                 let (d, n) = self.split(p)?;
-                self.fs.create(d, n, 0o644).map(|_| ())
+                self.fs().create(d, n, 0o644).map(|_| ())
             }
             Op::Write(p, off, data) => {
                 let i = self.ino(p)?;
-                self.fs.open(i, true)?;
-                self.fs.write(i, *off as u64, data).map(|_| ())
+                self.fs().open(i, true)?;
+                self.fs().write(i, *off as u64, data).map(|_| ())
             }
             Op::Truncate(p, n) => {
                 let i = self.ino(p)?;
-                if self.fs.getattr(i)?.attr.kind == FileKind::Dir {
+                if self.fs().getattr(i)?.attr.kind == FileKind::Dir {
                     return Err(FsError::IsDir);
                 }
-                self.fs
+                self.fs()
                     .setattr(
                         i,
                         SetAttr {
@@ -287,20 +305,20 @@ impl Sut {
             }
             Op::Unlink(p) => {
                 let (d, n) = self.split(p)?;
-                self.fs.unlink(d, n)
+                self.fs().unlink(d, n)
             }
             Op::Mkdir(p) => {
                 let (d, n) = self.split(p)?;
-                self.fs.mkdir(d, n, 0o755).map(|_| ())
+                self.fs().mkdir(d, n, 0o755).map(|_| ())
             }
             Op::Rmdir(p) => {
                 let (d, n) = self.split(p)?;
-                self.fs.rmdir(d, n)
+                self.fs().rmdir(d, n)
             }
             Op::Rename(a, b, noreplace) => {
                 let (d1, n1) = self.split(a)?;
                 let (d2, n2) = self.split(b)?;
-                self.fs.rename(
+                self.fs().rename(
                     d1,
                     n1,
                     d2,
@@ -311,7 +329,7 @@ impl Sut {
             Op::Chmod(p, x) => {
                 let i = self.ino(p)?;
                 let mode = if *x { 0o755 } else { 0o644 };
-                self.fs
+                self.fs()
                     .setattr(
                         i,
                         SetAttr {
@@ -321,10 +339,11 @@ impl Sut {
                     )
                     .map(|_| ())
             }
-            Op::Fsync => self.fs.fsync(self.root),
+            Op::Fsync => self.fs().fsync(self.root),
+            Op::Die => Ok(()),
             Op::Quiesce => {
-                self.fs.fsync(self.root)?;
-                self.fs.dematerialize_clean(std::time::Duration::ZERO);
+                self.fs().fsync(self.root)?;
+                self.fs().dematerialize_clean(std::time::Duration::ZERO);
                 Ok(())
             }
         }
@@ -337,20 +356,20 @@ impl Sut {
         m
     }
     fn walk(&self, ino: u64, prefix: Path, m: &mut Model) {
-        let d = self.fs.opendir(ino).unwrap();
-        let entries = self.fs.readdir(ino, d.fh, 0, 10_000).unwrap();
-        self.fs.releasedir(d.fh);
+        let d = self.fs().opendir(ino).unwrap();
+        let entries = self.fs().readdir(ino, d.fh, 0, 10_000).unwrap();
+        self.fs().releasedir(d.fh);
         for e in entries.iter().skip(2) {
             let mut p = prefix.clone();
             p.push(e.name.to_vec());
-            let a = self.fs.lookup(ino, &e.name).unwrap().attr;
+            let a = self.fs().lookup(ino, &e.name).unwrap().attr;
             match a.kind {
                 FileKind::Dir => {
                     m.nodes.insert(p.clone(), M::Dir);
                     self.walk(a.ino, p, m);
                 }
                 _ => {
-                    let data = self.fs.read(a.ino, 0, 1 << 20).unwrap();
+                    let data = self.fs().read(a.ino, 0, 1 << 20).unwrap();
                     assert_eq!(data.len() as u64, a.size, "size of {p:?}");
                     m.nodes.insert(p, M::File(data, a.perm & 0o100 != 0));
                 }
@@ -386,10 +405,13 @@ impl Sut {
 }
 
 fn run(ops: &[Op]) {
-    let s = sut();
+    let mut s = sut();
     let mut m = Model::default();
     for (i, op) in ops.iter().enumerate() {
         let expected = apply_model(&mut m, op);
+        if matches!(op, Op::Die) {
+            s.die();
+        }
         let got = s.apply(op);
         assert_eq!(
             got.is_ok(),
@@ -404,12 +426,12 @@ fn run(ops: &[Op]) {
             assert_eq!(s.committed(), m.files(), "committed tree after step {i}");
         }
     }
-    s.fs.commit_all().unwrap();
+    s.fs().commit_all().unwrap();
     assert_eq!(s.committed(), m.files(), "committed tree at the end");
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_agree_with_the_model(ops in prop::collection::vec(op(), 1..40)) {

@@ -1,0 +1,195 @@
+//! Adopting the overlays of daemons that are gone (SPEC section 4, "The
+//! overlay"): every change a dead daemon acknowledged is shown again by the
+//! next mount and committed by its committer.
+//!
+//! At mount, before anything is served, each overlay under
+//! `COMMONDIR/commitfs/overlay/` whose lock is free (see `persist.rs`) is
+//! replayed, oldest first, into this mount's overlay: for every directory row,
+//! starting at each branch root, the named change is made again at the same
+//! place of the branch as it is now (a directory made if missing, a file's
+//! bytes moved into this overlay, a name removed, a symlink or an object
+//! put back), with its permission bits and times. The branch is then dirty,
+//! and its changes are committed like any others: onto the tip, whoever
+//! moved it meanwhile, with the mount's version winning where both changed a
+//! path (SPEC section 5). Scratch and ignored files come back too, and stay
+//! uncommitted. A written file that the dead daemon had committed and not
+//! written since (its bytes hash to the blob the catalog names) is not
+//! replayed: the branch has it.
+//!
+//! The dead overlay is removed only once all of it is in this mount's
+//! overlay, so a daemon killed during recovery leaves both, and the next one
+//! replays both (a change made twice is the same change). An overlay that
+//! cannot be replayed here (its branch is gone, or this mount shows only
+//! another ref) is left where it is, with one line in the log; a corrupt one
+//! is moved aside (see `persist::dead_overlays`).
+
+use crate::error::{FsError, FsResult};
+use crate::fs::CommitFs;
+use crate::inodes::{Ino, Kind, ROOT, SnapSource};
+use crate::persist::{Dead, Row};
+
+impl CommitFs {
+    /// Replays every overlay a gone daemon left (see the module's doc).
+    /// Returns how many were adopted.
+    pub fn recover(&self) -> usize {
+        if self.config().read_only {
+            return 0;
+        }
+        let mut adopted = 0;
+        for dead in crate::persist::dead_overlays(self.disk.parent()) {
+            let pending: usize = dead.rows.values().map(Vec::len).sum();
+            match self.replay(&dead) {
+                Ok(()) => {
+                    adopted += 1;
+                    log::info!(
+                        "adopted the overlay {} of a daemon that is gone: {pending} changes",
+                        dead.dir.display()
+                    );
+                    // Everything is in this mount's catalog first.
+                    if let Err(e) = self.disk.sync() {
+                        log::error!(
+                            "cannot make the adopted changes durable ({e}); keeping {}",
+                            dead.dir.display()
+                        );
+                        continue;
+                    }
+                    if let Err(e) = std::fs::remove_dir_all(&dead.dir) {
+                        log::warn!(
+                            "cannot remove the adopted overlay {}: {e}",
+                            dead.dir.display()
+                        );
+                    }
+                }
+                Err(e) => log::error!(
+                    "cannot replay the overlay {} here ({e}); it stays for a mount that can",
+                    dead.dir.display()
+                ),
+            }
+        }
+        adopted
+    }
+
+    /// The root directory of branch `name` in this mount.
+    fn branch_root_named(&self, name: &[u8]) -> FsResult<Ino> {
+        let root = self.node_of(ROOT)?;
+        if let Some(s) = root.kind.snap() {
+            return match &s.source {
+                SnapSource::Branch(b) if **b == *name => Ok(ROOT),
+                _ => Err(FsError::io(format!(
+                    "it holds changes of branch {}, and this mount shows another ref",
+                    String::from_utf8_lossy(name)
+                ))),
+            };
+        }
+        let mut at = ROOT;
+        for part in name.split(|&c| c == b'/') {
+            at = self
+                .lookup(at, part)
+                .map_err(|e| {
+                    FsError::io(format!(
+                        "branch {} is not there ({e})",
+                        String::from_utf8_lossy(name)
+                    ))
+                })?
+                .attr
+                .ino;
+        }
+        Ok(at)
+    }
+
+    fn replay(&self, dead: &Dead) -> FsResult<()> {
+        // Every branch must be here before anything is replayed.
+        let mut roots = Vec::new();
+        for (old, name) in &dead.branches {
+            roots.push((*old, self.branch_root_named(name)?));
+        }
+        for (old_root, new_root) in roots {
+            let mut stack = vec![(old_root, new_root)];
+            while let Some((old, new)) = stack.pop() {
+                let Some(rows) = dead.rows.get(&old) else {
+                    continue;
+                };
+                for (name, row) in rows {
+                    let ino = match self.replay_row(dead, new, name, row) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            // One name that cannot be made again (say, a
+                            // directory now in its way is a snapshot) does
+                            // not stop the rest.
+                            log::error!(
+                                "recovery: cannot replay {} in directory {new}: {e}",
+                                String::from_utf8_lossy(name)
+                            );
+                            continue;
+                        }
+                    };
+                    if let (Some(new_ino), Some(old_ino)) = (ino, row.ino()) {
+                        if let Some(m) = dead.meta.get(&old_ino) {
+                            self.restore_meta(new_ino, *m)?;
+                        }
+                        if let Row::Dir { ino } = row {
+                            stack.push((*ino, new_ino));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the change of one row again; the inode that now has the name.
+    fn replay_row(&self, dead: &Dead, dir: Ino, name: &[u8], row: &Row) -> FsResult<Option<Ino>> {
+        match row {
+            Row::Deleted => {
+                self.force_remove(dir, name)?;
+                Ok(None)
+            }
+            Row::Dir { .. } => {
+                if let Ok(e) = self.lookup(dir, name) {
+                    let n = self.node_of(e.attr.ino)?;
+                    if matches!(n.kind, Kind::Tree { .. } | Kind::MDir { .. }) {
+                        return Ok(Some(n.ino));
+                    }
+                    self.force_remove(dir, name)?;
+                }
+                Ok(Some(self.mkdir(dir, name, 0o755)?.attr.ino))
+            }
+            Row::File {
+                file, exec, clean, ..
+            } => {
+                let path = dead.file_path(*file);
+                if !path.exists() {
+                    log::warn!(
+                        "recovery: the bytes of {} ({}) are missing; skipped",
+                        String::from_utf8_lossy(name),
+                        path.display()
+                    );
+                    return Ok(None);
+                }
+                if let Some(oid) = clean
+                    && git2::Oid::hash_file(git2::ObjectType::Blob, &path).ok() == Some(*oid)
+                {
+                    // Committed, and not written since.
+                    return Ok(self.lookup(dir, name).ok().map(|e| e.attr.ino));
+                }
+                let (id, f) = self.disk.adopt_file(&path)?;
+                let data = crate::wdata::Data::adopted(&self.disk, id, f)?;
+                Ok(Some(self.install_file(dir, name, data, *exec)?))
+            }
+            Row::Symlink { target, .. } => {
+                self.force_remove(dir, name)?;
+                Ok(Some(self.symlink(dir, name, target)?.attr.ino))
+            }
+            Row::Object { mode, oid, .. } => {
+                let kind = crate::treeobj::kind_of_mode(*mode)
+                    .ok_or_else(|| FsError::io(format!("mode {mode:o} in the catalog")))?;
+                let e = crate::repo::TreeEntry {
+                    name: name.into(),
+                    oid: *oid,
+                    kind,
+                };
+                Ok(Some(self.install_object(dir, name, &e)?))
+            }
+        }
+    }
+}
