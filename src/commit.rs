@@ -335,6 +335,7 @@ impl CommitFs {
                 log::error!("the overlay's catalog could not be written again: {e}");
             }
             self.dematerialize_clean(DEMATERIALIZE_IDLE);
+            self.disk.refill_reserve();
         }
         if result.is_err() {
             // Nothing was lost: the changes stay pending and the scheduler
@@ -400,13 +401,15 @@ impl CommitFs {
                 if w.batch.take_wrote_pack() {
                     self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                let mut wrote = w.oids;
+                let mut wrote = std::mem::take(&mut w.oids);
                 let built = started.elapsed();
                 // (A branch deleted by someone else while this mount has changes
                 // in it is made again below, on this mount's last commit: nothing
                 // is lost.)
                 if new_view == view {
                     log::debug!("{name}: nothing to commit");
+                    // What the mount shows is what the branch has.
+                    self.settle_bases(&name, &mut w);
                     if durable && b.st.lock().ref_unsynced {
                         sync_ref(repo.commondir(), &refname)?;
                         b.st.lock().ref_unsynced = false;
@@ -463,24 +466,7 @@ impl CommitFs {
                         if !durable {
                             self.unsynced.lock().extend_from_slice(&wrote);
                         }
-                        // The rebuilt directories stand for their new trees,
-                        // and their catalog rows hold only what is still
-                        // not committed.
-                        let rebuilt: Vec<Ino> = {
-                            let mut ov = self.ov.lock();
-                            let mut rebuilt = Vec::new();
-                            for (ino, listing) in w.bases.drain(..) {
-                                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_))) {
-                                    ov.set_base(ino, &listing);
-                                    rebuilt.push(ino);
-                                }
-                            }
-                            rebuilt
-                        };
-                        if let Err(e) = self.resync(Some(&rebuilt)) {
-                            log::error!("{name}: committed, but the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit");
-                            self.resync_needed.store(true, std::sync::atomic::Ordering::SeqCst);
-                        }
+                        self.settle_bases(&name, &mut w);
                         let mut st = b.st.lock();
                         st.base = Some(commit);
                         st.view = new_view;
@@ -519,6 +505,30 @@ impl CommitFs {
             }
             Err(FsError::io(format!("branch {name} keeps moving; will try again")))
         })
+    }
+
+    /// After a commit of the trees `w` built (or finding them committed
+    /// already): the rebuilt directories stand for their new trees, and
+    /// their catalog rows hold only what is still not committed.
+    fn settle_bases(&self, name: &str, w: &mut Written) {
+        let rebuilt: Vec<Ino> = {
+            let mut ov = self.ov.lock();
+            let mut rebuilt = Vec::new();
+            for (ino, listing) in w.bases.drain(..) {
+                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_))) {
+                    ov.set_base(ino, &listing);
+                    rebuilt.push(ino);
+                }
+            }
+            rebuilt
+        };
+        if let Err(e) = self.resync(Some(&rebuilt)) {
+            log::error!(
+                "{name}: the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit"
+            );
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Makes branch `b` (its commit lock held) show `tip`, a commit this mount

@@ -174,6 +174,13 @@ pub(crate) fn want_row(inodes: &Inodes, ov: &Overlay, dir: Ino, name: &[u8]) -> 
         return base.map(|_| Row::Deleted);
     };
     let row = row_of(inodes, ov, child)?;
+    if let (Row::Symlink { target, .. }, Some(e)) = (&row, &base)
+        && e.kind == crate::repo::EntryKind::Symlink
+        && crate::treeobj::hash_object("blob", target) == e.oid
+    {
+        // Made here and committed as it is.
+        return None;
+    }
     if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base) {
         let base_mode = std::str::from_utf8(crate::treeobj::mode_of_kind(e.kind))
             .ok()
@@ -250,6 +257,31 @@ impl CommitFs {
         names: &[(Ino, &[u8])],
         metas: &[Ino],
     ) -> FsResult<()> {
+        self.persist_as(false, inodes, ov, names, metas)
+    }
+
+    /// `persist` for a removal, which frees space: on a full disk it may use
+    /// the overlay's reserve, and if even that fails the removal is still
+    /// acknowledged (it is in memory, and written with the whole catalog at
+    /// the next commit): a full disk must not stop a user from freeing it.
+    pub(crate) fn persist_removal(
+        &self,
+        inodes: &Inodes,
+        ov: &Overlay,
+        names: &[(Ino, &[u8])],
+        metas: &[Ino],
+    ) {
+        let _ = self.persist_as(true, inodes, ov, names, metas);
+    }
+
+    fn persist_as(
+        &self,
+        freeing: bool,
+        inodes: &Inodes,
+        ov: &Overlay,
+        names: &[(Ino, &[u8])],
+        metas: &[Ino],
+    ) -> FsResult<()> {
         let rows: Vec<(Ino, &[u8], Option<Row>)> = names
             .iter()
             .map(|&(d, n)| (d, n, want_row(inodes, ov, d, n)))
@@ -258,7 +290,12 @@ impl CommitFs {
             .iter()
             .map(|i| (*i, ov.meta.get(i).filter(|m| !m.unlinked).copied()))
             .collect();
-        self.disk.put(&rows, &metas).inspect_err(|e| {
+        let put = if freeing {
+            self.disk.put_freeing(&rows, &metas)
+        } else {
+            self.disk.put(&rows, &metas)
+        };
+        put.inspect_err(|e| {
             self.resync_needed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             log::error!("the overlay's catalog could not be written ({e}); the change stays in memory and is written again at the next commit");
@@ -751,7 +788,7 @@ impl CommitFs {
             m.unlinked = true;
             m.touch_status();
             Self::lost_name(&ov, ino);
-            self.persist(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
+            self.persist_removal(&inodes, &ov, &[(parent, name)], &[ino, parent]);
         }
         self.changed(parent);
         Ok(())

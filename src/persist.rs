@@ -212,14 +212,54 @@ impl Persist {
     }
 
     /// Runs `f` on the open catalog, making the overlay first if need be.
-    fn with<R>(&self, f: impl FnOnce(&mut Open) -> rusqlite::Result<R>) -> FsResult<R> {
+    fn with<R>(&self, f: impl FnMut(&mut Open) -> rusqlite::Result<R>) -> FsResult<R> {
+        self.with_reserve(false, f)
+    }
+
+    /// `with`; if `freeing` and the disk is full, the space kept in reserve
+    /// is given up and `f` runs once more (its transaction was rolled back):
+    /// so that a change that frees space, such as an unlink, is recorded on
+    /// a full disk.
+    fn with_reserve<R>(
+        &self,
+        freeing: bool,
+        mut f: impl FnMut(&mut Open) -> rusqlite::Result<R>,
+    ) -> FsResult<R> {
         let mut g = self.conn.lock();
         if g.is_none() {
             *g = Some(self.make()?);
         }
         let open = g.as_mut().ok_or_else(|| FsError::io("no overlay"))?;
         let dir = self.dir().unwrap_or(&self.parent);
-        f(open).map_err(|e| sql(e, "writing the overlay's catalog", dir))
+        match f(open).map_err(|e| sql(e, "writing the overlay's catalog", dir)) {
+            Err(FsError::NoSpace(why))
+                if freeing && std::fs::remove_file(dir.join(RESERVE)).is_ok() =>
+            {
+                log::error!(
+                    "the disk under the overlay {} is full: its reserve is used for the catalog until space is freed",
+                    dir.display()
+                );
+                f(open)
+                    .map_err(|e| sql(e, "writing the overlay's catalog", dir))
+                    .map_err(|e| {
+                        if let FsError::NoSpace(_) = e {
+                            FsError::NoSpace(why)
+                        } else {
+                            e
+                        }
+                    })
+            }
+            r => r,
+        }
+    }
+
+    /// Puts the reserve back if it was used and there is room again.
+    pub fn refill_reserve(&self) {
+        if let Some(d) = self.dir()
+            && !d.join(RESERVE).exists()
+        {
+            make_reserve(d);
+        }
     }
 
     fn make(&self) -> FsResult<Open> {
@@ -248,6 +288,7 @@ impl Persist {
             Ok(())
         })()
         .map_err(|e| sql(e, "making the catalog", &dir))?;
+        make_reserve(&dir);
         // The directory entries of the overlay itself survive a power loss
         // once the first durable request syncs (see `sync`).
         let _ = self.dir.set(dir);
@@ -316,10 +357,29 @@ impl Persist {
         rows: &[(Ino, &[u8], Option<Row>)],
         metas: &[(Ino, Option<Meta>)],
     ) -> FsResult<()> {
+        self.put_as(false, rows, metas)
+    }
+
+    /// `put` for a change that frees space (a removal): on a full disk it
+    /// may use the overlay's reserve.
+    pub fn put_freeing(
+        &self,
+        rows: &[(Ino, &[u8], Option<Row>)],
+        metas: &[(Ino, Option<Meta>)],
+    ) -> FsResult<()> {
+        self.put_as(true, rows, metas)
+    }
+
+    fn put_as(
+        &self,
+        freeing: bool,
+        rows: &[(Ino, &[u8], Option<Row>)],
+        metas: &[(Ino, Option<Meta>)],
+    ) -> FsResult<()> {
         if rows.is_empty() && metas.is_empty() {
             return Ok(());
         }
-        self.with(|o| {
+        self.with_reserve(freeing, |o| {
             o.unsynced = true;
             let tx = o.conn.transaction()?;
             for (dir, name, row) in rows {
@@ -441,6 +501,20 @@ impl Persist {
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             log::warn!("cannot remove the empty overlay {}: {e}", dir.display());
         }
+    }
+}
+
+/// Space kept in the overlay for its catalog, given up when the disk is full.
+const RESERVE: &str = "reserve";
+const RESERVE_BYTES: i64 = 256 << 10;
+
+fn make_reserve(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let p = dir.join(RESERVE);
+    let Ok(f) = File::create(&p) else { return };
+    // SAFETY: f is an open descriptor.
+    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES) } != 0 {
+        let _ = std::fs::remove_file(&p);
     }
 }
 

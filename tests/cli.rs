@@ -405,10 +405,7 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     assert!(text.contains("uncommitted changes"), "{text}");
     assert!(text.contains("cache:"), "{text}");
 
-    let st = Command::new("sync")
-        .arg(mnt.join("main/new.txt"))
-        .status()
-        .unwrap();
+    let st = Command::new("sync").arg(mnt.join("main")).status().unwrap();
     assert!(st.success());
     let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
     let main = json["branches"]

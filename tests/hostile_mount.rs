@@ -256,15 +256,9 @@ fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     // the one the tree keeps, once.
     std::fs::write(main.join("weird"), b"made here\n").unwrap();
     std::fs::write(main.join("new.txt"), b"new\n").unwrap();
-    std::fs::File::open(main.join("new.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&main.join("new.txt"));
     std::fs::write(main.join("evil/more.txt"), b"more\n").unwrap();
-    std::fs::File::open(main.join("evil/more.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&main.join("evil/more.txt"));
     let after = git(&h.bare, &["rev-parse", "main"]);
     assert_ne!(before, after);
     let root_now = git(&h.bare, &["rev-parse", "main^{tree}"]);
@@ -450,7 +444,8 @@ fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
         close(fd);
         fd = next;
     }
-    // A file at the bottom, fsynced: the branch is committed when it returns.
+    // A file at the bottom, fsynced, and its directory: the branch is
+    // committed when that returns.
     let leaf = cstr("leaf.txt");
     // SAFETY: valid fd and C string.
     let f = unsafe { libc::openat(fd, leaf.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
@@ -465,6 +460,13 @@ fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
         std::io::Error::last_os_error()
     );
     close(f);
+    // SAFETY: fd is open.
+    assert_eq!(
+        unsafe { libc::fsync(fd) },
+        0,
+        "{}",
+        std::io::Error::last_os_error()
+    );
 
     // The commit holds the whole chain (walked here level by level).
     let repo = git2::Repository::open_bare(&bare).unwrap();
@@ -574,8 +576,9 @@ fn as_nobody(cmd: &str, args: &[&std::ffi::OsStr]) -> bool {
 }
 
 /// Under --allow-other another user can read the mount, but cannot force
-/// the owner's pending changes into a commit: their fsync (`sync FILE`) and
-/// fsyncdir (`sync DIR`, `sync MNT`) are not commit barriers; the owner's are.
+/// the owner's pending changes into a commit: their fsyncdir (`sync DIR`,
+/// `sync MNT`) is not a commit barrier, nor is their fsync of a file (which
+/// commits for nobody); the owner's fsyncdir is.
 #[test]
 #[cfg_attr(
     commitfs_not_root,
@@ -614,11 +617,9 @@ fn another_users_sync_is_not_a_commit_barrier() {
         before,
         "another user's sync committed"
     );
-    // The owner's sync is a barrier: committed when it returns.
-    let st = Command::new("sync")
-        .arg(main.join("pending.txt"))
-        .status()
-        .unwrap();
+    // The owner's sync of the directory is a barrier: committed when it
+    // returns.
+    let st = Command::new("sync").arg(&main).status().unwrap();
     assert!(st.success());
     assert_ne!(git(&bare, &["rev-parse", "main"]), before);
     assert_eq!(show(&bare, "main:pending.txt").unwrap(), b"owner's\n");

@@ -48,8 +48,14 @@ fn status_json(m: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Commits `p`'s branch now: `p` itself if it is a directory, else its
+/// directory (fsync of a directory is the commit barrier).
 fn fsync(p: &Path) {
-    std::fs::File::open(p).unwrap().sync_all().unwrap();
+    if p.is_dir() {
+        barrier(p);
+    } else {
+        commit_now(p);
+    }
 }
 
 /// Every value `main` ever had on the server is in its final history.

@@ -70,10 +70,11 @@ fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
 }
 
 #[test]
-fn files_write_read_truncate_and_fsync_is_durable_at_once() {
+fn files_write_read_truncate_and_a_barrier_commits_at_once() {
     let (_r, bare, m) = setup(&[]);
     let main = m.path.join("main");
-    // create + write + read back (read-your-writes), fsync: in git at once.
+    // create + write + read back (read-your-writes); fsync of the file, then
+    // of its directory (the commit barrier): in git at once.
     let mut f = std::fs::File::create(main.join("new.txt")).unwrap();
     f.write_all(b"first line\n").unwrap();
     assert_eq!(
@@ -81,6 +82,7 @@ fn files_write_read_truncate_and_fsync_is_durable_at_once() {
         b"first line\n"
     );
     f.sync_all().unwrap();
+    barrier(&main);
     assert_eq!(git(&bare, &["show", "main:new.txt"]), "first line");
     // pwrite past the end leaves a hole of zeros.
     f.write_all_at(b"Z", 20).unwrap();
@@ -112,6 +114,7 @@ fn files_write_read_truncate_and_fsync_is_durable_at_once() {
     // O_TRUNC
     std::fs::write(main.join("src/deep/a.txt"), b"rewritten\n").unwrap();
     f.sync_data().unwrap();
+    barrier(&main);
     assert_eq!(git(&bare, &["show", "main:src/deep/a.txt"]), "rewritten");
     assert_eq!(git(&bare, &["show", "main:README.md"]), "hello\nmore");
     let lib = git(&bare, &["cat-file", "-s", "main:src/lib.rs"]);
@@ -638,10 +641,7 @@ fn scratch_files_live_in_the_mount_but_never_in_history() {
         assert_eq!(std::fs::read(d.join(name)).unwrap(), b"scratch");
     }
     std::fs::write(d.join("real.txt"), b"real\n").unwrap();
-    std::fs::File::open(d.join("real.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&d.join("real.txt"));
     assert_eq!(last_changed(&bare, "main"), vec!["real.txt"]);
     assert_eq!(
         git(
@@ -745,10 +745,7 @@ fn branches_are_made_deleted_and_renamed_through_the_root() {
     );
     // Writing in the new branch commits there, not on main.
     std::fs::write(mnt.join("topic/t.txt"), b"topic\n").unwrap();
-    std::fs::File::open(mnt.join("topic/t.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&mnt.join("topic/t.txt"));
     assert_eq!(git(&bare, &["show", "topic:t.txt"]), "topic");
     assert_eq!(git(&bare, &["rev-parse", "main"]), tip);
     // rename renames the branch; later saves go to the new name.
@@ -756,10 +753,7 @@ fn branches_are_made_deleted_and_renamed_through_the_root() {
     assert!(!has_ref(&bare, "refs/heads/topic"));
     assert_eq!(git(&bare, &["show", "feature/topic:t.txt"]), "topic");
     std::fs::write(mnt.join("feature/topic/u.txt"), b"u\n").unwrap();
-    std::fs::File::open(mnt.join("feature/topic/u.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&mnt.join("feature/topic/u.txt"));
     assert_eq!(git(&bare, &["show", "feature/topic:u.txt"]), "u");
     assert_eq!(
         errno(std::fs::rename(mnt.join("feature/topic"), mnt.join("main"))),
@@ -805,10 +799,7 @@ fn mkdir_in_an_empty_repository_starts_a_branch() {
         Path::new("main")
     );
     std::fs::write(mnt.join("main/first.txt"), b"first\n").unwrap();
-    std::fs::File::open(mnt.join("main/first.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&mnt.join("main/first.txt"));
     assert_eq!(git(&bare, &["show", "main:first.txt"]), "first");
     assert_eq!(commits(&bare, "main"), 2);
     drop(m);
@@ -999,10 +990,7 @@ fn a_moved_tip_gets_the_changes_applied_on_top() {
     r.write("theirs.txt", b"theirs\n");
     let theirs = r.commit("their change");
     git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "main"]);
-    std::fs::File::open(m.path.join("main/mine.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&m.path.join("main/mine.txt"));
     assert_eq!(
         git(&bare, &["rev-parse", "main^"]),
         theirs,
@@ -1024,10 +1012,7 @@ fn a_moved_tip_gets_the_changes_applied_on_top() {
     // The next save must not revert their change: this mount's view does not
     // show theirs.txt, but the branch keeps it.
     std::fs::write(m.path.join("main/later.txt"), b"later\n").unwrap();
-    std::fs::File::open(m.path.join("main/later.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    commit_now(&m.path.join("main/later.txt"));
     assert_eq!(git(&bare, &["show", "main:later.txt"]), "later");
     assert_eq!(
         git(&bare, &["show", "main:theirs.txt"]),
@@ -1063,6 +1048,7 @@ fn writing_a_large_file_takes_little_memory() {
         .status()
         .unwrap();
     assert!(st.success());
+    barrier(&m.path.join("main"));
     let growth = m.peak_rss().saturating_sub(before);
     assert!(
         growth < 64 << 20,
@@ -1222,6 +1208,7 @@ fn random_io_through_the_kernel_matches_a_model() {
     }
     assert_eq!(std::fs::read(&p).unwrap(), model);
     f.sync_all().unwrap();
+    barrier(p.parent().unwrap());
     let out = Command::new("git")
         .arg("-C")
         .arg(&bare)
@@ -1361,7 +1348,7 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
     let first = main.join("first.txt");
     let first_text = b"committed before the disk filled\n";
     std::fs::write(&first, first_text).unwrap();
-    std::fs::File::open(&first).unwrap().sync_all().unwrap();
+    commit_now(&first);
     assert_eq!(
         show(&repo, "main:first.txt").as_deref(),
         Some(&first_text[..])
@@ -1398,33 +1385,32 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
     // The disk full to the last block (a failed write gave back what it took).
     let filler = disk.path().join("filler");
     fill_up(&filler);
-    // A small file is held in memory, so the write succeeds; its save cannot.
+    // The overlay is on the full disk too: a new file's bytes have no room,
+    // and the writer is told so (never a write that seems to work).
     let small = main.join("small.txt");
     let small_text = b"saved while the disk was full\n";
-    std::fs::write(&small, small_text).unwrap();
-    let e = std::fs::File::open(&small)
+    let e = std::fs::write(&small, small_text).expect_err("a write with the disk full");
+    assert_enospc(&e, "writing a new file on a full disk");
+    // An existing file that cannot grow keeps what it had.
+    let e = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&first)
+        .unwrap()
+        .write_all(&[b'x'; 8 << 10])
+        .expect_err("growing a file on a full disk");
+    assert_enospc(&e, "appending on a full disk");
+    assert_eq!(std::fs::read(&first).unwrap(), first_text, "first.txt kept");
+    // A commit barrier cannot write big.bin's blob: ENOSPC, the ref stays.
+    let e = std::fs::File::open(&main)
         .unwrap()
         .sync_all()
-        .expect_err("fsync with the repository's disk full");
-    assert_enospc(&e, "fsync of a small file on a full disk");
+        .expect_err("a commit with the repository's disk full");
+    assert_enospc(&e, "a commit barrier on a full disk");
     assert_eq!(
         git(&repo, &["rev-parse", "main"]),
         tip,
         "the ref did not move"
     );
-    // A file growing out of memory onto the full disk: the write that needs
-    // the move fails, and what it held before stays, whole.
-    let grow = main.join("grow.txt");
-    let grow_text = noise(60 << 10, 11);
-    std::fs::write(&grow, &grow_text).unwrap();
-    let e = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&grow)
-        .unwrap()
-        .write_all(&[b'x'; 8 << 10])
-        .expect_err("growing past memory onto a full disk");
-    assert_enospc(&e, "a write that moves a file onto a full disk");
-    assert!(std::fs::read(&grow).unwrap() == grow_text, "grow.txt kept");
     // `commitfs status` names the full disk.
     let out = commitfs(&[OsStr::new("status"), mnt.as_os_str()]);
     let status = String::from_utf8_lossy(&out.stdout);
@@ -1433,7 +1419,7 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
         "status names the full disk: {status}"
     );
 
-    // Removing the large file frees its spill file at once.
+    // Removing the large file frees its bytes at once.
     let before = disk.free();
     std::fs::remove_file(&big).unwrap();
     assert!(
@@ -1443,24 +1429,20 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
         before,
         disk.free()
     );
-    // Full again, with only small objects to write (libgit2 writes them).
-    let filler2 = disk.path().join("filler2");
-    fill_up(&filler2);
-    let e = std::fs::File::open(&small)
-        .unwrap()
-        .sync_all()
-        .expect_err("fsync with the repository's disk full");
-    assert_enospc(&e, "fsync of small objects on a full disk");
-    // Many small files are written as one pack: that fails the same way.
+    // Many small files (written as one pack at the commit), then the disk
+    // full again: the commit fails the same way, and loses nothing.
+    std::fs::write(&small, small_text).unwrap();
     std::fs::create_dir(main.join("many")).unwrap();
     for i in 0..40 {
         std::fs::write(main.join(format!("many/{i}.txt")), format!("file {i}\n")).unwrap();
     }
-    let e = std::fs::File::open(&small)
+    let filler2 = disk.path().join("filler2");
+    fill_up(&filler2);
+    let e = std::fs::File::open(&main)
         .unwrap()
         .sync_all()
-        .expect_err("fsync of a pack with the repository's disk full");
-    assert_enospc(&e, "fsync of a pack on a full disk");
+        .expect_err("a commit of a pack with the repository's disk full");
+    assert_enospc(&e, "a commit of a pack on a full disk");
     assert_eq!(
         git(&repo, &["rev-parse", "main"]),
         tip,
@@ -1472,7 +1454,7 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
     // With room again, the next save commits it all.
     let first_new = b"saved once there was room\n";
     std::fs::write(&first, first_new).unwrap();
-    std::fs::File::open(&first).unwrap().sync_all().unwrap();
+    commit_now(&first);
     assert_ne!(git(&repo, &["rev-parse", "main"]), tip, "the ref moved");
     assert_eq!(
         git(&repo, &["show", "main:first.txt"]).as_bytes(),
@@ -1481,10 +1463,6 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
     assert_eq!(
         show(&repo, "main:small.txt").as_deref(),
         Some(&small_text[..])
-    );
-    assert!(
-        show(&repo, "main:grow.txt") == Some(grow_text),
-        "grow.txt committed"
     );
     assert_eq!(show(&repo, "main:big.bin"), None, "big.bin was removed");
     assert_eq!(
@@ -1808,7 +1786,7 @@ fn a_large_commit_on_one_branch_does_not_hold_up_another() {
     let committer = {
         let (big, done) = (big.clone(), done.clone());
         std::thread::spawn(move || {
-            std::fs::File::open(&big).unwrap().sync_all().unwrap();
+            commit_now(&big);
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
@@ -1817,7 +1795,7 @@ fn a_large_commit_on_one_branch_does_not_hold_up_another() {
     for i in 0..3 {
         let p = m.path.join(format!("other/save{i}.txt"));
         std::fs::write(&p, format!("save {i}\n")).unwrap();
-        std::fs::File::open(&p).unwrap().sync_all().unwrap();
+        commit_now(&p);
     }
     let main_done_first = done.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(commits(&bare, "other"), before + 3);
@@ -1846,14 +1824,14 @@ fn a_tracked_scratch_file_deleted_stays_deleted() {
     let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
     let d = m.path.join("main");
     std::fs::remove_file(d.join("notes.txt~")).unwrap();
-    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    barrier(&d);
     assert!(
         show(&bare, "main:notes.txt~").is_none(),
         "the deletion is committed"
     );
     std::fs::write(d.join("notes.txt~"), b"new backup\n").unwrap();
     std::fs::write(d.join("f"), b"2\n").unwrap();
-    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    barrier(&d);
     assert_eq!(show(&bare, "main:f").unwrap(), b"2\n");
     assert!(
         show(&bare, "main:notes.txt~").is_none(),
@@ -1910,38 +1888,42 @@ fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
 }
 
 /// A commit whose ref cannot be made durable (its fsync fails) has still
-/// moved the branch: fsync says EIO, and every later fsync syncs the ref
-/// before it returns 0, even with nothing new to commit; the file stays the
-/// same file, writable through the same descriptor. (Debug builds make the ref's fsync fail while
+/// moved the branch: the barrier (fsync of the directory) says EIO, and
+/// every later barrier syncs the ref before it returns 0, even with nothing
+/// new to commit; the file stays the same file, writable through the same
+/// descriptor. (Debug builds make the ref's fsync fail while
 /// GITDIR/commitfs-test-fail-ref-sync exists.)
 #[test]
-fn a_ref_whose_fsync_failed_is_synced_by_every_later_fsync() {
+fn a_ref_whose_fsync_failed_is_synced_by_every_later_barrier() {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
     let (_r, bare, m) = setup(&["--settle", "600000"]);
     let p = m.path.join("main/notes.txt");
+    let dir = std::fs::File::open(m.path.join("main")).unwrap();
     let mut f = std::fs::File::create(&p).unwrap();
     f.write_all(b"one\n").unwrap();
     let ino = std::fs::metadata(&p).unwrap().ino();
     let marker = bare.join("commitfs-test-fail-ref-sync");
     std::fs::write(&marker, b"").unwrap();
-    let e = f.sync_all().unwrap_err();
+    // The file's own fsync is the overlay's: it works.
+    f.sync_all().unwrap();
+    let e = dir.sync_all().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
     // The commit landed all the same.
     assert_eq!(show(&bare, "main:notes.txt").unwrap(), b"one\n");
-    // fsync returns 0 only once the ref is durable: with nothing new to
-    // commit, it still syncs the ref, and fails while that fails.
-    let e = f.sync_all().unwrap_err();
+    // The barrier returns 0 only once the ref is durable: with nothing new
+    // to commit, it still syncs the ref, and fails while that fails.
+    let e = dir.sync_all().unwrap_err();
     assert_eq!(
         e.raw_os_error(),
         Some(libc::EIO),
         "the ref is still not durable"
     );
     std::fs::remove_file(&marker).unwrap();
-    f.sync_all().expect("the next fsync syncs the ref");
+    dir.sync_all().expect("the next barrier syncs the ref");
     // The same file, still writable through the same descriptor.
     f.write_all(b"two\n").expect("no ESTALE");
-    f.sync_all().unwrap();
+    dir.sync_all().unwrap();
     assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
     assert_eq!(show(&bare, "main:notes.txt").unwrap(), b"one\ntwo\n");
     drop(f);

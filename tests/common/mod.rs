@@ -591,3 +591,16 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// A commit barrier: fsync of directory `dir` (what `sync DIR` does), which
+/// returns once `dir`'s branch is committed and durable.
+pub fn barrier(dir: &Path) {
+    std::fs::File::open(dir).unwrap().sync_all().unwrap();
+}
+
+/// fsync of file `p` (durable in the overlay, no commit), then the barrier of
+/// its directory: committed.
+pub fn commit_now(p: &Path) {
+    std::fs::File::open(p).unwrap().sync_all().unwrap();
+    barrier(p.parent().unwrap());
+}

@@ -1,0 +1,310 @@
+//! The persistent overlay, on the core: a daemon that dies (its memory
+//! dropped, nothing committed on the way out) loses nothing it acknowledged;
+//! the next one over the same repository shows it and commits it.
+
+use std::path::Path;
+
+use commitfs::fs::{CommitFs, FsConfig, Ts};
+use commitfs::inodes::ROOT;
+use commitfs::overlay::SetAttr;
+use commitfs::repo::Repo;
+use git2::{Oid, Repository, Signature};
+
+fn cfg() -> FsConfig {
+    FsConfig {
+        author: Some("T <t@example.com>".into()),
+        ..FsConfig::default()
+    }
+}
+
+fn new_fs(dir: &Path) -> CommitFs {
+    CommitFs::new(Repo::open(dir).unwrap(), cfg()).unwrap()
+}
+
+/// A bare repository whose `main` holds README and src/x.rs.
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let mut tb = repo.treebuilder(None).unwrap();
+    tb.insert("README", repo.blob(b"one\n").unwrap(), 0o100644)
+        .unwrap();
+    let mut src = repo.treebuilder(None).unwrap();
+    src.insert("x.rs", repo.blob(b"x\n").unwrap(), 0o100644)
+        .unwrap();
+    tb.insert("src", src.write().unwrap(), 0o040000).unwrap();
+    let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+    let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+        .unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+    dir
+}
+
+fn ino(fs: &CommitFs, path: &str) -> Result<u64, commitfs::error::FsError> {
+    let mut at = ROOT;
+    for c in path.split('/') {
+        at = fs.lookup(at, c.as_bytes())?.attr.ino;
+    }
+    Ok(at)
+}
+
+fn cat(fs: &CommitFs, path: &str) -> Vec<u8> {
+    let i = ino(fs, path).unwrap();
+    let size = fs.getattr(i).unwrap().attr.size;
+    fs.read(i, 0, size as u32 + 1).unwrap()
+}
+
+fn write_file(fs: &CommitFs, dir: &str, name: &str, data: &[u8]) -> u64 {
+    let d = ino(fs, dir).unwrap();
+    let f = match fs.lookup(d, name.as_bytes()) {
+        Ok(e) => e.attr.ino,
+        Err(_) => fs.create(d, name.as_bytes(), 0o644).unwrap().attr.ino,
+    };
+    fs.setattr(
+        f,
+        SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    fs.write(f, 0, data).unwrap();
+    f
+}
+
+/// The blob at `path` in `main`'s tree, and its mode.
+fn in_main(dir: &Path, path: &str) -> Option<(Vec<u8>, i32)> {
+    let repo = Repository::open_bare(dir).unwrap();
+    let tree = repo
+        .revparse_single("main^{tree}")
+        .unwrap()
+        .peel_to_tree()
+        .unwrap();
+    let e = tree.get_path(Path::new(path)).ok()?;
+    let blob = repo.find_blob(e.id()).ok()?;
+    Some((blob.content().to_vec(), e.filemode()))
+}
+
+fn tip(dir: &Path) -> Oid {
+    Repository::open_bare(dir)
+        .unwrap()
+        .refname_to_id("refs/heads/main")
+        .unwrap()
+}
+
+/// Every kind of change a dead daemon had acknowledged is shown by the next
+/// one and committed; scratch files come back and stay out of history.
+#[test]
+fn a_dead_daemons_changes_come_back_and_are_committed() {
+    let dir = repo();
+    let before = tip(dir.path());
+    let stamp = Ts {
+        secs: 1_000_000_000,
+        nsec: 123_456_789,
+    };
+    {
+        let fs = new_fs(dir.path());
+        write_file(&fs, "main", "README", b"two\n");
+        let n = write_file(&fs, "main/src", "new.txt", b"new\n");
+        fs.setattr(
+            n,
+            SetAttr {
+                mode: Some(0o755),
+                mtime: Some(stamp),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let src = ino(&fs, "main/src").unwrap();
+        fs.rename(src, b"x.rs", src, b"y.rs", 0).unwrap();
+        let main = ino(&fs, "main").unwrap();
+        fs.mkdir(main, b"empty", 0o755).unwrap();
+        let mut d = main;
+        for level in ["a", "b", "c"] {
+            d = fs.mkdir(d, level.as_bytes(), 0o755).unwrap().attr.ino;
+        }
+        write_file(&fs, "main/a/b/c", "deep.txt", b"deep\n");
+        write_file(&fs, "main", ".notes.txt.swp", b"swap\n");
+        write_file(&fs, "main", "db-journal", b"journal\n");
+        fs.symlink(main, b"link", b"README").unwrap();
+        // Made and removed: leaves nothing.
+        let t = write_file(&fs, "main", "temp", b"t");
+        let _ = t;
+        fs.unlink(main, b"temp").unwrap();
+        // The daemon dies here: nothing was committed.
+        assert_eq!(tip(dir.path()), before);
+    }
+    let fs = new_fs(dir.path());
+    assert_eq!(cat(&fs, "main/README"), b"two\n");
+    assert_eq!(cat(&fs, "main/src/new.txt"), b"new\n");
+    let a = fs
+        .getattr(ino(&fs, "main/src/new.txt").unwrap())
+        .unwrap()
+        .attr;
+    assert_eq!(a.perm & 0o777, 0o755);
+    assert_eq!(a.mtime, stamp, "utimens's time comes back");
+    assert_eq!(cat(&fs, "main/src/y.rs"), b"x\n");
+    assert!(
+        ino(&fs, "main/src/x.rs").is_err(),
+        "the rename's old name is gone"
+    );
+    assert!(
+        ino(&fs, "main/empty").is_ok(),
+        "an empty directory comes back"
+    );
+    assert_eq!(cat(&fs, "main/a/b/c/deep.txt"), b"deep\n");
+    assert_eq!(cat(&fs, "main/.notes.txt.swp"), b"swap\n");
+    assert_eq!(
+        fs.readlink(ino(&fs, "main/link").unwrap()).unwrap(),
+        b"README"
+    );
+    assert!(ino(&fs, "main/temp").is_err());
+    fs.commit_all().unwrap();
+    assert_ne!(
+        tip(dir.path()),
+        before,
+        "the recovered changes are committed"
+    );
+    assert_eq!(in_main(dir.path(), "README").unwrap().0, b"two\n");
+    assert_eq!(
+        in_main(dir.path(), "src/new.txt").unwrap(),
+        (b"new\n".to_vec(), 0o100755)
+    );
+    assert!(in_main(dir.path(), "src/x.rs").is_none());
+    assert_eq!(in_main(dir.path(), "src/y.rs").unwrap().0, b"x\n");
+    assert_eq!(in_main(dir.path(), "a/b/c/deep.txt").unwrap().0, b"deep\n");
+    assert_eq!(
+        in_main(dir.path(), "link").unwrap(),
+        (b"README".to_vec(), 0o120000)
+    );
+    assert!(in_main(dir.path(), ".notes.txt.swp").is_none());
+    assert!(in_main(dir.path(), "db-journal").is_none());
+    // A clean unmount now: the scratch files still live in the overlay.
+    fs.finish_overlay();
+    let committed = tip(dir.path());
+    drop(fs);
+    let fs = new_fs(dir.path());
+    assert_eq!(cat(&fs, "main/.notes.txt.swp"), b"swap\n");
+    assert_eq!(cat(&fs, "main/db-journal"), b"journal\n");
+    fs.commit_all().unwrap();
+    assert_eq!(tip(dir.path()), committed, "nothing new to commit");
+    // Once the scratch files are gone, a clean unmount leaves no overlay.
+    let main = ino(&fs, "main").unwrap();
+    fs.unlink(main, b".notes.txt.swp").unwrap();
+    fs.unlink(main, b"db-journal").unwrap();
+    fs.commit_all().unwrap();
+    fs.finish_overlay();
+    drop(fs);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("commitfs/overlay"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "overlays left: {left:?}");
+    assert_eq!(tip(dir.path()), committed);
+}
+
+/// Another writer moved the branch while the daemon was dead: the recovered
+/// changes go on top of their tip, and theirs stay.
+#[test]
+fn recovered_changes_go_onto_a_tip_another_writer_moved() {
+    let dir = repo();
+    {
+        let fs = new_fs(dir.path());
+        write_file(&fs, "main", "mine.txt", b"mine\n");
+        write_file(&fs, "main", "README", b"mine too\n");
+    }
+    // Theirs: a new file, on top of init.
+    let theirs = {
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let head = repo.find_commit(tip(dir.path())).unwrap();
+        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
+        tb.insert("theirs.txt", repo.blob(b"theirs\n").unwrap(), 0o100644)
+            .unwrap();
+        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+        let sig = Signature::now("O", "o@example.com").unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "theirs",
+            &tree,
+            &[&head],
+        )
+        .unwrap()
+    };
+    let fs = new_fs(dir.path());
+    fs.commit_all().unwrap();
+    assert_eq!(in_main(dir.path(), "mine.txt").unwrap().0, b"mine\n");
+    assert_eq!(in_main(dir.path(), "README").unwrap().0, b"mine too\n");
+    assert_eq!(in_main(dir.path(), "theirs.txt").unwrap().0, b"theirs\n");
+    let repo = Repository::open_bare(dir.path()).unwrap();
+    let head = repo.find_commit(tip(dir.path())).unwrap();
+    assert_eq!(head.parent_id(0).unwrap(), theirs, "built on their tip");
+}
+
+/// A file the dead daemon had committed, and not written since, is not
+/// replayed over a later change of another writer.
+#[test]
+fn a_committed_file_does_not_come_back_over_a_later_change() {
+    let dir = repo();
+    {
+        let fs = new_fs(dir.path());
+        write_file(&fs, "main", "README", b"mine\n");
+        let main = ino(&fs, "main").unwrap();
+        fs.fsync(main).unwrap();
+        assert_eq!(in_main(dir.path(), "README").unwrap().0, b"mine\n");
+        // Dies with README still materialized (committed, clean).
+    }
+    {
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let head = repo.find_commit(tip(dir.path())).unwrap();
+        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
+        tb.insert("README", repo.blob(b"theirs\n").unwrap(), 0o100644)
+            .unwrap();
+        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+        let sig = Signature::now("O", "o@example.com").unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "theirs",
+            &tree,
+            &[&head],
+        )
+        .unwrap();
+    }
+    let fs = new_fs(dir.path());
+    assert_eq!(cat(&fs, "main/README"), b"theirs\n");
+    fs.commit_all().unwrap();
+    assert_eq!(in_main(dir.path(), "README").unwrap().0, b"theirs\n");
+}
+
+/// A second live daemon on the same repository does not take the first
+/// one's overlay (its lock is held).
+#[test]
+fn a_live_daemons_overlay_is_left_alone() {
+    let dir = repo();
+    let a = new_fs(dir.path());
+    write_file(&a, "main", "a.txt", b"a\n");
+    let b = new_fs(dir.path());
+    assert!(
+        ino(&b, "main/a.txt").is_err(),
+        "not replayed into a second live mount"
+    );
+    drop(b);
+    a.commit_all().unwrap();
+    assert_eq!(in_main(dir.path(), "a.txt").unwrap().0, b"a\n");
+}
+
+/// An overlay that is not ours (or is damaged) is moved aside, not dropped
+/// and not fatal.
+#[test]
+fn a_corrupt_overlay_is_moved_aside_and_the_mount_works() {
+    let dir = repo();
+    let bad = dir.path().join("commitfs/overlay/00000000000000000001-1");
+    std::fs::create_dir_all(bad.join("files")).unwrap();
+    std::fs::write(bad.join("catalog.sqlite"), vec![7u8; 4096]).unwrap();
+    let fs = new_fs(dir.path());
+    assert_eq!(cat(&fs, "main/README"), b"one\n");
+    assert!(!bad.exists());
+    assert!(bad.with_extension("broken").join("catalog.sqlite").exists());
+}
