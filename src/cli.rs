@@ -92,6 +92,10 @@ struct MountArgs {
     /// Commit editor swap, backup and lock files too (only --scratch applies).
     #[arg(long)]
     no_default_scratch: bool,
+    /// Commit untracked files that the branch's .gitignore files, info/exclude
+    /// or core.excludesFile ignore, too.
+    #[arg(long)]
+    no_gitignore: bool,
     /// Directory for spill files of large blobs (default $TMPDIR, else /var/tmp).
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
@@ -181,6 +185,7 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
             remote: m.remote,
             scratch: m.scratch,
             default_scratch: !m.no_default_scratch,
+            gitignore: !m.no_gitignore,
             ..FsConfig::default()
         },
         allow_other: m.allow_other,
@@ -284,6 +289,7 @@ fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
         "remote" => cfg.fs.remote = Some(need(value)?),
         "fetch-interval" => cfg.fs.fetch_interval = parse_interval(&need(value)?)?,
         "no-default-scratch" => cfg.fs.default_scratch = false,
+        "no-gitignore" => cfg.fs.gitignore = false,
         "cache-size" => cfg.fs.cache_size = parse_size(&need(value)?)?,
         "allow-other" => cfg.allow_other = true,
         "verbose" | "v" => cfg.verbose = cfg.verbose.saturating_add(1),
@@ -388,6 +394,19 @@ mod tests {
             assert!(m.fs.read_only);
             assert_eq!(m.fs.cache_size, 64 << 20);
             assert!(m.allow_other);
+        }
+    }
+
+    #[test]
+    fn no_gitignore_in_both_spellings() {
+        assert!(mount(&["r.git", "/mnt"]).fs.gitignore);
+        assert!(
+            !mount(&["mount", "r.git", "/mnt", "--no-gitignore"])
+                .fs
+                .gitignore
+        );
+        for o in ["no_gitignore", "no-gitignore"] {
+            assert!(!mount(&["r.git", "/mnt", "-o", o]).fs.gitignore, "{o}");
         }
     }
 

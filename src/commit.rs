@@ -13,10 +13,12 @@
 //! A commit is built from this mount's view of the branch: clean subtrees keep
 //! their ids, materialized directories are rebuilt, written files become blobs.
 //! Scratch files (editor swap, backup, lock and probe files) that were made or
-//! changed here never enter a tree. The ref is moved with a compare-and-swap on
-//! the tip the commit was built on; if someone else moved it, this mount's
-//! changes since its last commit are applied on top of the new tip instead, and
-//! where both changed a path, this mount's version wins and the message says so.
+//! changed here never enter a tree, nor do untracked paths that the branch's
+//! ignore files ignore (see `gitignore.rs`). The ref is moved with a
+//! compare-and-swap on the tip the commit was built on; if someone else moved
+//! it, this mount's changes since its last commit are applied on top of the
+//! new tip instead, and where both changed a path, this mount's version wins
+//! and the message says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -577,7 +579,9 @@ impl CommitFs {
     /// a directory keeps, exactly as stored, the entries of its tree that the
     /// mount does not show (`.git` and the like, see `treeobj`), which libgit2
     /// would refuse to write. An empty directory below the root has no tree
-    /// (Git has no empty trees).
+    /// (Git has no empty trees). Scratch files and ignored untracked paths
+    /// are left out; the ignore files are read only in the directories
+    /// walked, as the walk goes down.
     fn build_tree(&self, repo: &Repository, root: Ino, w: &mut Written) -> FsResult<Option<Oid>> {
         struct Frame {
             ino: Ino,
@@ -587,6 +591,10 @@ impl CommitFs {
             base: Option<Arc<crate::treeobj::Listing>>,
             next: usize,
             out: Vec<RawEntry>,
+            /// This directory or one above it is ignored: every untracked
+            /// entry in it is left out (git's rule: nothing below an excluded
+            /// directory can be re-included).
+            excluded: bool,
         }
         let n = self.node_of(root)?;
         match &n.kind {
@@ -594,15 +602,26 @@ impl CommitFs {
             Kind::MDir { .. } => {}
             _ => return Err(FsError::NotDir),
         }
-        let frame = |ino: Ino, name: Box<[u8]>| Frame {
+        let frame = |ino: Ino, name: Box<[u8]>, excluded: bool| Frame {
             ino,
             name,
             children: self.mat_children(ino),
             base: self.ov.lock().base.get(&ino).cloned(),
             next: 0,
             out: Vec::new(),
+            excluded,
         };
-        let mut stack = vec![frame(root, Box::default())];
+        // The ignore files in force at each level of the stack (None with
+        // `--no-gitignore`), and what each directory entered adds: its
+        // `.gitignore`, read only in the directories walked here (git reads
+        // none below an excluded directory either).
+        let mut ign = self.ignore_walk(repo);
+        let mut stack = vec![frame(root, Box::default(), false)];
+        if let Some(walk) = ign.as_mut()
+            && let Some(p) = self.gitignore_in(&stack[0].children)?
+        {
+            walk.add(p);
+        }
         loop {
             let Some(top) = stack.last_mut() else {
                 return Ok(None);
@@ -629,6 +648,22 @@ impl CommitFs {
                     }
                     continue;
                 }
+                // An untracked entry that the ignore files ignore goes into no
+                // tree (its blob is not even written); one the directory's
+                // base tree has stays tracked, as in git, and is committed.
+                let mut excluded_dir = top.excluded;
+                if let Some(walk) = ign.as_mut() {
+                    let is_dir = c.kind.is_dir();
+                    if !tracked(top.base.as_deref(), &name, is_dir) {
+                        if top.excluded || walk.ignored(&name, is_dir) {
+                            continue;
+                        }
+                    } else if !top.excluded && matches!(c.kind, Kind::MDir { .. }) {
+                        // A tracked directory that is ignored is walked: what
+                        // it tracks stays, nothing new below it is added.
+                        excluded_dir = walk.ignored(&name, true);
+                    }
+                }
                 let entry: Option<(Oid, &'static [u8])> = match &c.kind {
                     Kind::Tree { oid, .. } => Some((*oid, b"40000")),
                     Kind::File {
@@ -637,7 +672,16 @@ impl CommitFs {
                     Kind::Symlink { oid, .. } => Some((*oid, b"120000")),
                     Kind::Submodule { oid, .. } => Some((*oid, b"160000")),
                     Kind::MDir { .. } => {
-                        stack.push(frame(child, name));
+                        let f = frame(child, name, excluded_dir);
+                        if let Some(walk) = ign.as_mut() {
+                            walk.enter(&f.name);
+                            if !f.excluded
+                                && let Some(p) = self.gitignore_in(&f.children)?
+                            {
+                                walk.add(p);
+                            }
+                        }
+                        stack.push(f);
                         continue;
                     }
                     Kind::MFile { executable, .. } => {
@@ -664,6 +708,9 @@ impl CommitFs {
             let Some(done) = stack.pop() else {
                 return Ok(None);
             };
+            if let Some(walk) = ign.as_mut() {
+                walk.leave();
+            }
             let mut out = done.out;
             if let Some(l) = done.base.as_ref().filter(|l| !l.hidden.is_empty()) {
                 // What the mount does not show stays, except where the mount
@@ -918,6 +965,24 @@ impl CommitFs {
         use std::os::unix::ffi::OsStrExt;
         self.scratch
             .is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(name)))
+    }
+}
+
+/// Whether a directory whose base tree is `base` tracks entry `name` as what
+/// it is now: a directory as a tree (or a submodule), anything else as a
+/// blob. (A file that replaced a tracked directory is new, and the other
+/// way round.)
+fn tracked(base: Option<&crate::treeobj::Listing>, name: &[u8], is_dir: bool) -> bool {
+    let Some(l) = base else { return false };
+    match l.binary_search_by(|e| (*e.name).cmp(name)) {
+        Ok(i) => {
+            let dir = matches!(
+                l[i].kind,
+                crate::repo::EntryKind::Dir | crate::repo::EntryKind::Submodule
+            );
+            dir == is_dir
+        }
+        Err(_) => false,
     }
 }
 

@@ -93,6 +93,10 @@ pub struct FsConfig {
     pub scratch: Vec<String>,
     /// Whether the default scratch patterns apply (`--no-default-scratch`).
     pub default_scratch: bool,
+    /// Whether untracked paths that the branch's `.gitignore` files,
+    /// `info/exclude` and `core.excludesFile` ignore are left out of commits
+    /// (`--no-gitignore` turns it off).
+    pub gitignore: bool,
 }
 
 /// Editor swap, backup, lock and probe files: never committed.
@@ -200,6 +204,7 @@ impl Default for FsConfig {
             fetch_interval: Duration::from_secs(5),
             scratch: Vec::new(),
             default_scratch: true,
+            gitignore: true,
         }
     }
 }
@@ -338,6 +343,8 @@ pub struct CommitFs {
     /// next durable commit syncs the whole filesystem.
     pub(crate) unsynced_pack: std::sync::atomic::AtomicBool,
     pub(crate) scratch: globset::GlobSet,
+    /// Parsed ignore files (see `gitignore.rs`).
+    pub(crate) ignores: crate::gitignore::Cache,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     pub(crate) blobs: BlobCache,
@@ -419,6 +426,7 @@ impl CommitFs {
             unsynced: Mutex::new(Vec::new()),
             unsynced_pack: std::sync::atomic::AtomicBool::new(false),
             scratch,
+            ignores: Default::default(),
         };
         // What a daemon that is gone left pending is shown again, and
         // committed once the committer runs (see `recover.rs`).

@@ -9,6 +9,7 @@
 //! - `overlay`: a branch's pending changes (materialized directories and files).
 //! - `branches`: mkdir, rmdir and rename of branch directories.
 //! - `commit`: overlay -> trees -> commit -> ref; the settle window; scratch files.
+//! - `gitignore`: which untracked paths the branch's ignore files leave out of commits.
 //! - `prefetch`: pushes small files of listed directories into the page cache.
 //! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
 //! - `names`: which entry names may be shown or made (git's `verify_path`).
@@ -25,6 +26,7 @@ pub mod error;
 pub mod follow;
 pub mod fs;
 pub mod fuse;
+pub mod gitignore;
 pub mod inodes;
 pub mod names;
 pub mod overlay;

@@ -1930,3 +1930,116 @@ fn a_ref_whose_fsync_failed_is_synced_by_every_later_barrier() {
     m.unmount();
     fsck(&bare);
 }
+
+/// The paths of every commit on every ref, as `git log --all --name-only`.
+fn history_names(bare: &Path) -> Vec<String> {
+    git(bare, &["log", "--all", "--name-only", "--format="])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `make` in the mount: what the branch's `.gitignore` ignores and the branch
+/// does not track lives in the mount but never in a commit; an ignored file
+/// the branch tracks is committed as it changes. A save whose only change is
+/// an ignored file makes no commit (checked after an fsync of the branch
+/// directory, a commit barrier).
+#[test]
+fn ignored_untracked_files_live_in_the_mount_but_never_in_history() {
+    let r = TestRepo::new();
+    r.write(".gitignore", b"*.o\nbuild/\n!keep.o\n");
+    r.write("old.o", b"old\n");
+    r.write("README", b"top\n");
+    git(&r.work(), &["add", "-f", "old.o"]);
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
+    let d = m.path.join("main");
+    std::fs::write(d.join("a.c"), b"int main;\n").unwrap();
+    std::fs::write(d.join("a.o"), b"object\n").unwrap();
+    std::fs::write(d.join("keep.o"), b"kept\n").unwrap();
+    std::fs::create_dir(d.join("build")).unwrap();
+    std::fs::write(d.join("build/x"), b"built\n").unwrap();
+    std::fs::write(d.join("old.o"), b"changed\n").unwrap();
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    assert_eq!(
+        git(&bare, &["ls-tree", "-r", "--name-only", "main"]),
+        ".gitignore\nREADME\na.c\nkeep.o\nold.o"
+    );
+    assert_eq!(show(&bare, "main:old.o").unwrap(), b"changed\n");
+    assert_eq!(std::fs::read(d.join("a.o")).unwrap(), b"object\n");
+    assert_eq!(std::fs::read(d.join("build/x")).unwrap(), b"built\n");
+
+    let tip = git(&bare, &["rev-parse", "main"]);
+    std::fs::write(d.join("a.o"), b"relinked\n").unwrap();
+    std::fs::write(d.join("build/y"), b"more\n").unwrap();
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    std::fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    assert_eq!(git(&bare, &["rev-parse", "main"]), tip, "no commit");
+    assert_eq!(std::fs::read(d.join("a.o")).unwrap(), b"relinked\n");
+    let names = history_names(&bare);
+    assert!(
+        !names.iter().any(|n| n == "a.o" || n.starts_with("build/")),
+        "{names:?}"
+    );
+    m.unmount();
+    fsck(&bare);
+}
+
+/// A `.gitignore` written in the same save applies, a nested one applies
+/// below its directory, and the repository's `info/exclude` applies.
+#[test]
+fn new_nested_gitignores_and_info_exclude_apply() {
+    let r = TestRepo::new();
+    r.write("sub/.gitignore", b"*.log\n!keep.log\n");
+    r.write("README", b"top\n");
+    r.commit("initial");
+    let bare = r.publish();
+    std::fs::write(bare.join("info/exclude"), b"*.secret\n").unwrap();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000"]);
+    let d = m.path.join("main");
+    std::fs::write(d.join(".gitignore"), b"*.tmp\n").unwrap();
+    for p in [
+        "x.tmp",
+        "y.txt",
+        "top.log",
+        "sub/a.log",
+        "sub/keep.log",
+        "sub/deeper/b.log",
+        "pw.secret",
+        "sub/pw.secret",
+    ] {
+        std::fs::create_dir_all(d.join(p).parent().unwrap()).unwrap();
+        std::fs::write(d.join(p), p).unwrap();
+    }
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    assert_eq!(
+        git(&bare, &["ls-tree", "-r", "--name-only", "main"]),
+        ".gitignore\nREADME\nsub/.gitignore\nsub/keep.log\ntop.log\ny.txt"
+    );
+    m.unmount();
+}
+
+/// `-o no_gitignore` (`--no-gitignore`) commits what the ignore files ignore.
+#[test]
+fn no_gitignore_commits_ignored_files() {
+    let r = TestRepo::new();
+    r.write(".gitignore", b"*.o\nbuild/\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "600000", "-o", "no_gitignore"]);
+    let d = m.path.join("main");
+    std::fs::write(d.join("a.o"), b"object\n").unwrap();
+    std::fs::create_dir(d.join("build")).unwrap();
+    std::fs::write(d.join("build/x"), b"built\n").unwrap();
+    std::fs::File::open(&d).unwrap().sync_all().unwrap();
+    assert_eq!(
+        git(&bare, &["ls-tree", "-r", "--name-only", "main"]),
+        ".gitignore\na.o\nbuild/x"
+    );
+    m.unmount();
+}
