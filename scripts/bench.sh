@@ -524,7 +524,8 @@ if [[ $WRITE == 1 ]]; then
     cat > "$SAVE_PY" <<'PYEOF'
 """Time saves: one line per save on stdout, in milliseconds.
 
-save_bench.py fs  FILE   N LAST_OUT         open(O_WRONLY|O_TRUNC), write, fsync, close
+save_bench.py fs  FILE   N LAST_OUT         open(O_WRONLY|O_TRUNC), write, fsync, close,
+    fsync of the directory (the commit barrier: a commit, durable, when it returns)
 save_bench.py git GITDIR N LAST_OUT PATH INDEX
     the same commit with the git command line in a bare repository: hash-object -w,
     update-index --cacheinfo, write-tree, commit-tree, update-ref (on branch main)
@@ -554,6 +555,11 @@ def fs_saves(path, bufs):
             os.fsync(fd)
         finally:
             os.close(fd)
+        d = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(d)
+        finally:
+            os.close(d)
         lat.append(time.perf_counter() - t0)
     return lat
 
@@ -775,9 +781,10 @@ PYEOF
     T_TMPFS_DD=$(median "${G[@]}"); T_TMPFS_DD_ALL=$(f3_list "${G[@]}")
     if [[ $REFERENCE_ONLY != 1 ]]; then
         T_CF_DD=$(median "${C[@]}"); T_CF_DD_ALL=$(f3_list "${C[@]}")
-        # While main commits the big file, saves (write 4 KiB + fsync) on
-        # another branch, one after another: the worst of them says whether
-        # one branch's commit holds up another's saves.
+        # While main commits the big file, saves on another branch (write 4
+        # KiB, fsync it, fsync the directory: each a commit, durable), one
+        # after another: the worst of them says whether one branch's commit
+        # holds up another's saves.
         mkdir -- "$MNT/bench-other" || die "mkdir of branch bench-other failed"
         OTHER_STOP=$WORK/other.stop; rm -f -- "$OTHER_STOP"
         python3 - "$MNT/bench-other/save.txt" "$OTHER_STOP" > "$WORK/save-other.ms" <<'PY' &
@@ -793,11 +800,14 @@ while not os.path.exists(stop):
     os.write(fd, data)
     os.fsync(fd)
     os.close(fd)
+    d = os.open(os.path.dirname(path), os.O_RDONLY)
+    os.fsync(d)
+    os.close(d)
     print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
 PY
         OTHER_PID=$!
-        TIMEIT_LABEL="sync mnt/main/big.out (commits it, durably)" \
-            timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main/big.out"
+        TIMEIT_LABEL="sync mnt/main (commits big.out, durably)" \
+            timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main"
         touch -- "$OTHER_STOP"
         wait "$OTHER_PID" || fail_later "saves on bench-other during main's commit failed"
         OTHER_SAVES=$(wc -l < "$WORK/save-other.ms")
@@ -847,9 +857,32 @@ PY
         sync -- "$MNT/main"
         n0=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
         TIMEIT_LABEL="$SQL_TX sqlite transactions in mnt/main" timeit T_CF_SQL sqlite_run "$MNT/main/bench.db"
-        unmount_commitfs "$MNT" "$FS_PID" "$LOGF"
+        sync -- "$MNT/main"
         n1=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
         CF_SQL_COMMITS=$((n1 - n0))
+        # vim saves, as vim makes them with its defaults (backup by rename,
+        # swap file, fsync), one line added each, outside /tmp: each must be
+        # one commit; the time is vim's, start to exit.
+        if command -v vim >/dev/null; then
+            VIM_SAVES=10
+            printf 'notes\n' > "$MNT/main/notes.txt"; sync -- "$MNT/main"
+            n0=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
+            : > "$WORK/vim.ms"
+            for ((v = 0; v < VIM_SAVES; v++)); do
+                t0=$(date +%s.%N)
+                HOME=$WORK vim -u DEFAULTS -i NONE -es -c "normal Goline $v" -c wq -- "$MNT/main/notes.txt" </dev/null ||
+                    fail_later "vim save $v failed"
+                t1=$(date +%s.%N)
+                awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }' >> "$WORK/vim.ms"
+                sync -- "$MNT/main"
+            done
+            n1=$("${GIT[@]}" --git-dir="$TREE_REPO" rev-list --count main)
+            VIM_COMMITS=$((n1 - n0))
+            VIM_P50=$(pctl 50 "$WORK/vim.ms")
+            "${GIT[@]}" --git-dir="$TREE_REPO" log --all --name-only --format= | grep -q '~$\|\.swp$\|^4913$' &&
+                fail_later "vim: a backup or swap name is in history"
+        fi
+        unmount_commitfs "$MNT" "$FS_PID" "$LOGF"
     fi
     rm -f -- "$DD_SRC"
 fi
@@ -1008,8 +1041,8 @@ if [[ $WRITE == 1 ]]; then
     echo "Write side (tree.git; saves: ${SAVES} x ${SAVE_BYTES} B + fsync of main/${SAVE_FILE}; cp -r: ${COPY_FILES} files in ${COPY_DIRS} dirs; dd: ${WRITE_MIB} MiB; settle: ${SETTLE_DESC})"
     table_header
     if [[ $REFERENCE_ONLY == 1 ]]; then
-        row "save p50 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" "-" "-" "-"
-        row "save p99 (write+fsync)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" "-" "-" "-"
+        row "save p50 (write+fsync+fsync dir)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" "-" "-" "-"
+        row "save p99 (write+fsync+fsync dir)"  "-" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" "-" "-" "-"
         row "cp -r ${COPY_FILES} files+sync" "-" "cp tmpfs + git add/commit" "$(secs "$T_REF_COPY")" "-" "-" "-"
         row "$WRITE_LABEL" "-" "dd tmpfs -> tmpfs" "$(secs "$T_TMPFS_DD")" "-" "-" "-"
         echo
@@ -1019,10 +1052,10 @@ if [[ $WRITE == 1 ]]; then
         # save: commitfs p50 at least 5x faster than git's  <=>  time ratio <= 0.2
         r=$(fdiv "$CF_SAVE_P50" "$G_SAVE_P50"); sp=$(fdiv "$G_SAVE_P50" "$CF_SAVE_P50")
         fle "$r" 0.2 && v=pass || v=miss
-        row "save p50 (write+fsync)" "$(ms "$CF_SAVE_P50")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" \
+        row "save p50 (write+fsync+fsync dir)" "$(ms "$CF_SAVE_P50")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P50")" \
             "$(f2 "$r")x; speed vs git: $(f2 "$sp")x" "speed >= 5x git" "$(verdict "$v")"
         r=$(fdiv "$CF_SAVE_P99" "$G_SAVE_P99"); sp=$(fdiv "$G_SAVE_P99" "$CF_SAVE_P99")
-        row "save p99 (write+fsync)" "$(ms "$CF_SAVE_P99")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" \
+        row "save p99 (write+fsync+fsync dir)" "$(ms "$CF_SAVE_P99")" "git CLI, 5 cmds, bare clone" "$(ms "$G_SAVE_P99")" \
             "$(f2 "$r")x; speed vs git: $(f2 "$sp")x" "(no target)" "info"
 
         r=$(fdiv "$T_CF_COPY" "$T_REF_COPY")
@@ -1048,6 +1081,11 @@ if [[ $WRITE == 1 ]]; then
         row "$SQL_TX sqlite transactions" "$(secs "$T_CF_SQL")" "same, repository's disk" "$(secs "$T_NATIVE_SQL")" \
             "$(f2 "$r")x" "time <= 2x" "$(verdict "$v")"
         row "commits made by them" "${CF_SQL_COMMITS:-?}" "-" "-" "-" "a few" "info"
+        if [[ -n ${VIM_COMMITS:-} ]]; then
+            row "vim save p50 (ms)" "$VIM_P50" "-" "-" "-" "-" "info"
+            if ((VIM_COMMITS == VIM_SAVES)); then v=PASS; else v=MISS; fi
+            row "commits made by $VIM_SAVES vim saves" "$VIM_COMMITS" "-" "-" "-" "$VIM_SAVES" "$v"
+        fi
         r=$(fdiv "$RSS_DD_GROWTH" 64)
         flt "$RSS_DD_GROWTH" 64 && v=pass || v=miss
         row "RSS growth, big write" "$RSS_DD_GROWTH MiB" "VmHWM after - VmRSS at mount" "-" \

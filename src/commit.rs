@@ -684,6 +684,23 @@ impl CommitFs {
                         stack.push(f);
                         continue;
                     }
+                    Kind::MFile { .. } if self.in_transaction(&top.children, &name) => {
+                        // A database in the middle of a transaction (its
+                        // rollback journal or write-ahead log holds bytes):
+                        // committed as it was, until the journal is gone.
+                        let before = top.base.as_ref().and_then(|l| {
+                            l.binary_search_by(|e| (*e.name).cmp(&name))
+                                .ok()
+                                .map(|i| l[i].clone())
+                        });
+                        log::debug!(
+                            "{}: a transaction is open, committing its last settled version",
+                            String::from_utf8_lossy(&name)
+                        );
+                        before
+                            .filter(|e| e.kind != crate::repo::EntryKind::Dir)
+                            .map(|e| (e.oid, crate::treeobj::mode_of_kind(e.kind)))
+                    }
                     Kind::MFile { executable, .. } => {
                         let oid = self.write_blob(repo, child, w)?;
                         w.oids.push(oid);
@@ -756,6 +773,25 @@ impl CommitFs {
                 }
             }
         }
+    }
+
+    /// Whether file `name` of a directory with `children` (in name order) is
+    /// a database in a transaction: a sibling `NAME-journal` or `NAME-wal`
+    /// that is not empty (sqlite's rollback journal, or its write-ahead log
+    /// before the last connection checkpoints and removes it).
+    fn in_transaction(&self, children: &[(Box<[u8]>, Ino)], name: &[u8]) -> bool {
+        [&b"-journal"[..], b"-wal"].iter().any(|suffix| {
+            let j = [name, suffix].concat();
+            let Ok(i) = children.binary_search_by(|(n, _)| (**n).cmp(&j)) else {
+                return false;
+            };
+            let ino = children[i].1;
+            match self.node_of(ino).map(|n| n.kind.clone()) {
+                Ok(Kind::MFile { .. }) => self.wfile(ino).is_some_and(|f| f.st.lock().size > 0),
+                Ok(Kind::File { oid, .. }) => self.blob_size(oid).is_ok_and(|s| s > 0),
+                _ => false,
+            }
+        })
     }
 
     /// The blob of a written file (written once per version): a small one goes

@@ -779,7 +779,7 @@ impl CommitFs {
         })
     }
 
-    fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+    pub(crate) fn blob_size(&self, oid: Oid) -> FsResult<u64> {
         if let Some(s) = self.sizes.lock().get(&oid) {
             return Ok(*s);
         }

@@ -99,6 +99,23 @@ struct Open {
     unsynced: bool,
     /// The overlay's own directory entries were synced.
     dirs_synced: bool,
+    /// A batch (`begin_batch`) is open: writes go into its transaction.
+    batch: bool,
+}
+
+impl Open {
+    /// Runs `body` in a transaction of its own, or in the open batch's.
+    fn tx(
+        &mut self,
+        body: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        if self.batch {
+            return body(&self.conn);
+        }
+        let tx = self.conn.transaction()?;
+        body(&tx)?;
+        tx.commit()
+    }
 }
 
 /// A mount's overlay directory (made on the first change).
@@ -297,6 +314,7 @@ impl Persist {
             _lock: lock,
             unsynced: true,
             dirs_synced: false,
+            batch: false,
         })
     }
 
@@ -381,20 +399,21 @@ impl Persist {
         }
         self.with_reserve(freeing, |o| {
             o.unsynced = true;
-            let tx = o.conn.transaction()?;
-            for (dir, name, row) in rows {
-                match row {
-                    Some(row) => put_row(&tx, *dir, name, row)?,
-                    None => {
-                        tx.prepare_cached("DELETE FROM entry WHERE dir = ?1 AND name = ?2")?
-                            .execute(params![*dir as i64, name])?;
+            o.tx(|tx| {
+                for (dir, name, row) in rows {
+                    match row {
+                        Some(row) => put_row(tx, *dir, name, row)?,
+                        None => {
+                            tx.prepare_cached("DELETE FROM entry WHERE dir = ?1 AND name = ?2")?
+                                .execute(params![*dir as i64, name])?;
+                        }
                     }
                 }
-            }
-            for (ino, m) in metas {
-                put_meta(&tx, *ino, m.as_ref())?;
-            }
-            tx.commit()
+                for (ino, m) in metas {
+                    put_meta(tx, *ino, m.as_ref())?;
+                }
+                Ok(())
+            })
         })
     }
 
@@ -405,15 +424,40 @@ impl Persist {
         }
         self.with(|o| {
             o.unsynced = true;
-            let tx = o.conn.transaction()?;
-            for (dir, rows) in dirs {
-                tx.prepare_cached("DELETE FROM entry WHERE dir = ?1")?
-                    .execute(params![*dir as i64])?;
-                for (name, row) in rows {
-                    put_row(&tx, *dir, name, row)?;
+            o.tx(|tx| {
+                for (dir, rows) in dirs {
+                    tx.prepare_cached("DELETE FROM entry WHERE dir = ?1")?
+                        .execute(params![*dir as i64])?;
+                    for (name, row) in rows {
+                        put_row(tx, *dir, name, row)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// From here until `end_batch`, every write goes into one transaction
+    /// (recovery's many small changes).
+    pub fn begin_batch(&self) -> FsResult<()> {
+        self.with(|o| {
+            if !o.batch {
+                o.conn.execute_batch("BEGIN")?;
+                o.batch = true;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn end_batch(&self) -> FsResult<()> {
+        self.with(|o| {
+            if o.batch {
+                o.batch = false;
+                if !o.conn.is_autocommit() {
+                    o.conn.execute_batch("COMMIT")?;
                 }
             }
-            tx.commit()
+            Ok(())
         })
     }
 
@@ -524,12 +568,7 @@ fn sync_dir(p: &Path) -> FsResult<()> {
         .map_err(|e| FsError::from_io(&e, format_args!("syncing {}", p.display())))
 }
 
-fn put_row(
-    tx: &rusqlite::Transaction<'_>,
-    dir: Ino,
-    name: &[u8],
-    row: &Row,
-) -> rusqlite::Result<()> {
+fn put_row(tx: &Connection, dir: Ino, name: &[u8], row: &Row) -> rusqlite::Result<()> {
     let mut st = tx.prepare_cached(
         "INSERT OR REPLACE INTO entry(dir, name, kind, ino, file, exec, mode, oid, target)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -600,7 +639,7 @@ fn put_row(
     Ok(())
 }
 
-fn put_meta(tx: &rusqlite::Transaction<'_>, ino: Ino, m: Option<&Meta>) -> rusqlite::Result<()> {
+fn put_meta(tx: &Connection, ino: Ino, m: Option<&Meta>) -> rusqlite::Result<()> {
     let Some(m) = m.filter(|m| {
         m.perm.is_some() || m.mtime.is_some() || m.atime.is_some() || m.ctime.is_some()
     }) else {

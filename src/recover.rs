@@ -38,7 +38,11 @@ impl CommitFs {
         let mut adopted = 0;
         for dead in crate::persist::dead_overlays(self.disk.parent()) {
             let pending: usize = dead.rows.values().map(Vec::len).sum();
-            match self.replay(&dead) {
+            // One catalog transaction for the whole replay.
+            let batch = self.disk.begin_batch();
+            let replayed = batch.and_then(|()| self.replay(&dead));
+            let ended = self.disk.end_batch();
+            match replayed.and(ended) {
                 Ok(()) => {
                     adopted += 1;
                     log::info!(

@@ -2043,3 +2043,221 @@ fn no_gitignore_commits_ignored_files() {
     );
     m.unmount();
 }
+
+/// Every saver people use, outside /tmp (where editors make their backups):
+/// each save is exactly one commit whose diff is only the saved file, and no
+/// scratch, temporary, backup or journal name is ever in history. After each
+/// save a barrier (fsync of the directory) commits whatever the save left
+/// pending, so a save that made two commits shows as two.
+#[test]
+fn every_saver_makes_one_commit_per_save() {
+    let r = TestRepo::new_in(Path::new("/var/tmp"));
+    r.write("notes.txt", b"one\n");
+    r.write("other.txt", b"x\n");
+    r.commit("initial");
+    let bare = r.publish();
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &["--settle", "300"]);
+    let d = mnt.join("main");
+    let notes = d.join("notes.txt");
+    let mut lines = vec!["one".to_string()];
+    let check = |what: &str, before: usize, lines: &[String]| {
+        barrier(&d);
+        assert_eq!(commits(&bare, "main"), before + 1, "{what}: one commit");
+        assert_eq!(
+            last_changed(&bare, "main"),
+            vec!["notes.txt".to_string()],
+            "{what}: only the saved file"
+        );
+        assert_eq!(
+            git(&bare, &["show", "main:notes.txt"]),
+            lines.join("\n"),
+            "{what}: the saved text"
+        );
+    };
+    let vims = [
+        ("vim defaults", ""),
+        ("vim backup", "set backup"),
+        ("vim nowritebackup", "set nowritebackup nobackup"),
+        ("vim backupcopy=yes", "set backup backupcopy=yes"),
+        ("vim backupcopy=no", "set backup backupcopy=no"),
+        ("vim backupcopy=auto", "set writebackup backupcopy=auto"),
+    ];
+    for (i, (what, set)) in vims.iter().enumerate() {
+        let n = commits(&bare, "main");
+        let text = format!("vim {i}");
+        let cmd = if set.is_empty() {
+            format!("vim -u DEFAULTS -i NONE '{}'", notes.display())
+        } else {
+            format!("vim -u DEFAULTS -i NONE -c '{set}' '{}'", notes.display())
+        };
+        in_tmux(
+            &format!("cfs-savers-{}-{i}", std::process::id()),
+            &cmd,
+            &["G", &format!("o{text}"), "Escape", ":wq", "Enter"],
+        );
+        lines.push(text);
+        check(what, n, &lines);
+    }
+    // emacs with backups and auto-save on (an auto-save file, #notes.txt#,
+    // is written before the save and removed by it).
+    let n = commits(&bare, "main");
+    let st = Command::new("emacs")
+        .args(["--batch", "-Q"])
+        .arg(&notes)
+        .args([
+            "--eval",
+            "(progn (setq make-backup-files t backup-inhibited nil auto-save-default t) (auto-save-mode 1) (goto-char (point-max)) (insert \"emacs\") (do-auto-save t) (save-buffer))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    // emacs adds the final newline of the last line itself.
+    lines.push("emacs".into());
+    check("emacs", n, &lines);
+    // nano.
+    let n = commits(&bare, "main");
+    in_tmux(
+        &format!("cfs-savers-nano-{}", std::process::id()),
+        &format!("nano --ignorercfiles '{}'", notes.display()),
+        &["C-End", "nano", "C-o", "Enter", "C-x"],
+    );
+    lines.push("nano".into());
+    check("nano", n, &lines);
+    // The crash-safe save: temporary file, fsync, rename, fsync of the
+    // directory.
+    let n = commits(&bare, "main");
+    lines.push("safe".into());
+    let text = format!("{}\n", lines.join("\n"));
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os,sys\n\
+             p, t = sys.argv[1], sys.argv[2]\n\
+             tmp = os.path.join(os.path.dirname(p), '.' + os.path.basename(p) + '.XYZ123.tmp')\n\
+             f = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)\n\
+             os.write(f, t.encode()); os.fsync(f); os.close(f)\n\
+             os.rename(tmp, p)\n\
+             d = os.open(os.path.dirname(p), os.O_RDONLY); os.fsync(d); os.close(d)\n",
+        )
+        .arg(&notes)
+        .arg(&text)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    check("write, fsync, rename, fsync the directory", n, &lines);
+    // sed -i.
+    let n = commits(&bare, "main");
+    let st = Command::new("sed")
+        .args(["-i", "s/^one$/ONE/"])
+        .arg(&notes)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    lines[0] = "ONE".into();
+    check("sed -i", n, &lines);
+    drop(m);
+    assert_no_scratch_in_history(&bare);
+    let names = git(&bare, &["log", "--all", "--name-only", "--format="]);
+    for l in names.lines().filter(|l| !l.is_empty()) {
+        assert!(l == "notes.txt" || l == "other.txt", "{l} is in history");
+    }
+    fsck(&bare);
+}
+
+/// `rsync -a --fsync` of 300 files (each written as a temporary name,
+/// fsynced, renamed) and a burst of 100 sqlite transactions make a few
+/// commits, with no temporary or journal name in history, and every
+/// database the branch ever held opens and is whole.
+#[test]
+fn rsync_fsync_and_sqlite_transactions_make_a_few_clean_commits() {
+    let (r, bare, m) = setup(&["--settle", "300"]);
+    let src = r.dir.path().join("tree");
+    for i in 0..300 {
+        let p = src.join(format!("d{}/f{i:03}.txt", i % 5));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("file {i}\n").repeat(i % 13 + 1)).unwrap();
+    }
+    let n = commits(&bare, "main");
+    let st = Command::new("rsync")
+        .args(["-a", "--fsync"])
+        .arg(format!("{}/", src.display()))
+        .arg(m.path.join("main/tree"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    barrier(&m.path.join("main"));
+    let made = commits(&bare, "main") - n;
+    assert!((1..=4).contains(&made), "rsync made {made} commits");
+    let listed = git(&bare, &["ls-tree", "-r", "--name-only", "main", "tree"]);
+    assert_eq!(listed.lines().count(), 300);
+    let n = commits(&bare, "main");
+    let db = m.path.join("main/app.db");
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             c.execute('create table t(i integer, s text)')\n\
+             c.commit()\n\
+             for i in range(100):\n\
+             \x20   c.execute('insert into t values (?, ?)', (i, 'row %d' % i * 20))\n\
+             \x20   c.commit()\n\
+             c.close()\n",
+        )
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    barrier(&m.path.join("main"));
+    let made = commits(&bare, "main") - n;
+    assert!(
+        (1..=4).contains(&made),
+        "100 transactions made {made} commits"
+    );
+    // Every version of the database in history is whole.
+    let revs = git(
+        &bare,
+        &["log", "--format=%H", "-n", &made.to_string(), "main"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for rev in revs.lines() {
+        let Some(bytes) = show(&bare, &format!("{rev}:app.db")) else {
+            continue;
+        };
+        let p = tmp.path().join(format!("{rev}.db"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "app.db at {rev}"
+        );
+    }
+    let p = tmp.path().join("tip.db");
+    std::fs::write(&p, show(&bare, "main:app.db").unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from t').fetchone()[0])")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "100");
+    let names = git(&bare, &["log", "--all", "--name-only", "--format="]);
+    for l in names.lines() {
+        assert!(
+            !l.contains("-journal") && !l.contains("-wal") && !l.contains("/.f"),
+            "{l} is in history"
+        );
+    }
+    fsck(&bare);
+}
