@@ -411,7 +411,7 @@ impl CommitFs {
                 if new_view == view {
                     log::debug!("{name}: nothing to commit");
                     // What the mount shows is what the branch has.
-                    self.settle_bases(&name, &mut w);
+                    self.settle_bases(name, &mut w);
                     if durable && b.st.lock().ref_unsynced {
                         sync_ref(repo.commondir(), &refname)?;
                         b.st.lock().ref_unsynced = false;
@@ -468,7 +468,7 @@ impl CommitFs {
                         if !durable {
                             self.unsynced.lock().extend_from_slice(&wrote);
                         }
-                        self.settle_bases(&name, &mut w);
+                        self.settle_bases(name, &mut w);
                         let mut st = b.st.lock();
                         st.base = Some(commit);
                         st.view = new_view;
@@ -1296,6 +1296,7 @@ fn edit_tree(
     }
     // Top down: what each directory was in `base` (nothing below a removal).
     let mut raw: HashMap<usize, Vec<RawEntry>> = HashMap::new();
+    #[allow(clippy::needless_range_loop)] // nodes[i] and its parent are both read
     for i in 0..nodes.len() {
         if nodes[i].children.is_empty() {
             continue;

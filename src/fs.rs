@@ -1286,7 +1286,7 @@ fn shown_ref_component(refs_prefix: &[u8], ns: &[u8], name: &[u8]) -> bool {
     valid_name(name)
         && !name.starts_with(b".")
         && !crate::names::refused(name, false)
-        && !(refs_prefix == b"refs/heads/" && ns.is_empty() && name == b"HEAD")
+        && (refs_prefix != b"refs/heads/" || !ns.is_empty() || name != b"HEAD")
 }
 
 /// `ns/name`, or `name` at the top.

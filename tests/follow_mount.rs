@@ -206,6 +206,9 @@ fn a_branch_deleted_under_pending_changes_is_made_again() {
     fsck(&bare);
 }
 
+/// Names written and their contents, shared with a writer thread.
+type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Every acknowledged write survives SIGKILL of the daemon at a random
 /// moment, 20 times over, fsynced or not: the next mount finds it in the
 /// overlay and commits it. The repository stays fsck-clean and the next
@@ -236,7 +239,7 @@ fn kill_9_at_any_moment_loses_no_acknowledged_write() {
         barrier(&dir);
         check(&acked, round);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let got: Acked = Arc::default();
         let writer = {
             let (stop, got, dir) = (stop.clone(), got.clone(), dir.clone());
             std::thread::spawn(move || {
@@ -325,7 +328,7 @@ fn two_mounts_and_git_lose_nothing() {
                     let name = format!("{who}-t{t}-{}.txt", i % 8);
                     let data = format!("{who} thread {t} write {i}\n").into_bytes();
                     std::fs::write(dir.join(&name), &data).unwrap();
-                    if i % 10 == 0 {
+                    if i.is_multiple_of(10) {
                         std::fs::File::open(dir.join(&name))
                             .unwrap()
                             .sync_all()
