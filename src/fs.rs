@@ -24,6 +24,8 @@
 //! | `Repo::warned_trees` | trees already warned about | `Repo::read_tree`, after the object is read |
 //! | `Repo::packed_health` | `packed-refs`' stamp and whether it had bad lines | `Repo::refs`, `Repo::ref_target`; reads `packed-refs` when it changed |
 //! | `closing` / `changing` (atomics, no lock) | the daemon going away; changes running | every change (`live`), the signal thread (`stop_changes`) |
+//! | `Persist::conn` (persist.rs) | the overlay's SQLite catalog | every change, under `inodes` and `ov` (rows are written in memory's order, page-cache writes only); `sync` (an fsync) and `resync` after a commit; a leaf |
+//! | `resync_needed` (atomic) | a catalog write failed: rewrite it whole | `persist`, the committer |
 //!
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.
