@@ -75,7 +75,8 @@ pub struct Meta {
     pub mtime: Option<Ts>,
     pub atime: Option<Ts>,
     /// The last change of status (chmod, chown, utimens, a directory's
-    /// entries); the attributes show the later of it and mtime.
+    /// entries, an unlink); the attributes show it as it is (utimens may
+    /// set mtime later), or mtime where none was kept.
     pub ctime: Option<Ts>,
     /// Unlinked, still open: nlink 0.
     pub unlinked: bool,
