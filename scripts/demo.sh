@@ -57,13 +57,18 @@ g --git-dir="$work/demo.git" archive main | tar -t
 say "echo change > $mnt/.tags/v1.0/README.md   (snapshots are read-only)"
 echo change > "$mnt/.tags/v1.0/README.md" || true
 say "echo 'Saved through commitfs.' >> $mnt/main/README.md   (a save ...)"
+before=$(g --git-dir="$work/demo.git" rev-parse main)
 echo 'Saved through commitfs.' >> "$mnt/main/README.md"
-sleep 0.5
+# The save settles for 200 ms, then is committed: wait (up to 10 s) for main to move.
+for _ in $(seq 100); do
+    [[ $(g --git-dir="$work/demo.git" rev-parse main) != "$before" ]] && break
+    sleep 0.1
+done
 say "git log -1 --stat main   (... is a commit)"
 g --git-dir="$work/demo.git" log -1 --stat main
-say "sed -i s/two/2/ $mnt/main/docs/guide.txt; sync $mnt/main/docs/guide.txt   (fsync commits at once)"
+say "sed -i s/two/2/ $mnt/main/docs/guide.txt; sync $mnt/main/docs   (sync of a directory commits at once)"
 sed -i s/two/2/ "$mnt/main/docs/guide.txt"
-sync "$mnt/main/docs/guide.txt"
+sync "$mnt/main/docs"
 run g --git-dir="$work/demo.git" log --oneline -3 main
 run g --git-dir="$work/demo.git" show main:docs/guide.txt
 run "$BIN" status "$mnt"
