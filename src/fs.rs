@@ -324,6 +324,8 @@ pub struct CommitFs {
     pub(crate) disk: Arc<crate::persist::Persist>,
     /// A catalog write failed: the next commit writes all of it again.
     pub(crate) resync_needed: std::sync::atomic::AtomicBool,
+    /// The mtimes committed files showed (see `persist::Times`).
+    pub(crate) times: crate::persist::Times,
     /// Branches this mount has written to (see `commit.rs`).
     pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
     /// The branch root of each inode a change was made in (a node never moves
@@ -402,6 +404,7 @@ impl CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
             disk: Arc::new(crate::persist::Persist::new(repo.common_dir())),
             resync_needed: std::sync::atomic::AtomicBool::new(false),
+            times: crate::persist::Times::load(repo.common_dir()),
             inval_tx: Mutex::new(None),
             sync: Default::default(),
             repo,
@@ -711,6 +714,11 @@ impl CommitFs {
                 executable,
             } => {
                 let perm = if *executable { 0o755 } else { 0o644 };
+                if matches!(snap.source, SnapSource::Branch(_)) {
+                    // The time it showed when this or an earlier mount
+                    // committed these bytes.
+                    written_mtime = self.times.get(*oid);
+                }
                 (
                     FileKind::File,
                     perm,

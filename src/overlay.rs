@@ -309,6 +309,7 @@ impl CommitFs {
     /// catalog write.
     pub(crate) fn resync(&self, dirs: Option<&[Ino]>) -> FsResult<()> {
         let all = dirs.is_none();
+        let mut committed = Vec::new();
         if all {
             self.resync_needed
                 .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -331,6 +332,22 @@ impl CommitFs {
                 .map(|&d| (d, dir_rows(&inodes, &ov, d)))
                 .collect();
             self.disk.replace_dirs(&rows)?;
+            // The times the committed files show, for later mounts.
+            for (_, rows) in &rows {
+                for (_, row) in rows {
+                    if let Row::File {
+                        ino,
+                        clean: Some(oid),
+                        ..
+                    } = row
+                        && let Some(Mat::File(f)) = ov.mats.get(ino)
+                        && let Some(st) = f.st.try_lock()
+                    {
+                        let shown = ov.meta.get(ino).and_then(|m| m.mtime).unwrap_or(st.mtime);
+                        committed.push((*oid, shown));
+                    }
+                }
+            }
             if all {
                 let metas: Vec<(Ino, Option<Meta>)> = ov
                     .meta
@@ -349,6 +366,7 @@ impl CommitFs {
             self.resync_needed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        self.times.record(&committed);
         r
     }
 

@@ -562,6 +562,115 @@ fn make_reserve(dir: &Path) {
     }
 }
 
+/// The mtimes mounts showed for the blobs they committed, so that a file
+/// whose content did not change keeps its time across remounts (`make` after
+/// a remount rebuilds only what changed). In `COMMONDIR/commitfs/times.sqlite`,
+/// shared by every mount of the repository; keyed by blob id (the same bytes
+/// at two paths share a time). In memory: the most recent `TIMES_KEPT`.
+/// Locks: `map` and `conn` are leaves; `record` writes with neither
+/// `inodes` nor `ov` held.
+pub struct Times {
+    path: PathBuf,
+    map: Mutex<HashMap<Oid, Ts>>,
+    conn: Mutex<Option<Connection>>,
+}
+
+/// Blob times held in memory (about 60 bytes each).
+pub const TIMES_KEPT: usize = 256 * 1024;
+
+impl Times {
+    /// Loads what earlier mounts recorded (nothing if there is no file yet).
+    pub fn load(common_dir: &Path) -> Times {
+        let path = common_dir.join("commitfs").join("times.sqlite");
+        let mut map = HashMap::new();
+        if path.exists() {
+            let r = (|| -> rusqlite::Result<()> {
+                let c =
+                    Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                let mut st =
+                    c.prepare("SELECT oid, secs, nsec FROM shown ORDER BY rowid DESC LIMIT ?1")?;
+                let mut q = st.query(params![TIMES_KEPT as i64])?;
+                while let Some(r) = q.next()? {
+                    let (Ok(oid), Some(t)) = (
+                        Oid::from_bytes(&r.get::<_, Vec<u8>>(0)?),
+                        ts_of(r.get(1)?, r.get(2)?),
+                    ) else {
+                        continue;
+                    };
+                    map.entry(oid).or_insert(t);
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                log::warn!(
+                    "cannot read the times of committed files in {}: {e}",
+                    path.display()
+                );
+            }
+        }
+        Times {
+            path,
+            map: Mutex::new(map),
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// The mtime shown for blob `oid` when a mount committed it.
+    pub fn get(&self, oid: Oid) -> Option<Ts> {
+        self.map.lock().get(&oid).copied()
+    }
+
+    /// Blobs just committed, and the mtime each showed.
+    pub fn record(&self, items: &[(Oid, Ts)]) {
+        if items.is_empty() {
+            return;
+        }
+        {
+            let mut m = self.map.lock();
+            if m.len() + items.len() > TIMES_KEPT {
+                m.clear();
+            }
+            for (o, t) in items {
+                m.insert(*o, *t);
+            }
+        }
+        let mut g = self.conn.lock();
+        let r = (|| -> rusqlite::Result<()> {
+            if g.is_none() {
+                if let Some(d) = self.path.parent() {
+                    let _ = std::fs::create_dir_all(d);
+                }
+                let c = Connection::open(&self.path)?;
+                configure(&c)?;
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS shown(oid BLOB PRIMARY KEY, secs INTEGER, nsec INTEGER)",
+                )?;
+                *g = Some(c);
+            }
+            let Some(c) = g.as_mut() else { return Ok(()) };
+            let tx = c.transaction()?;
+            for (o, t) in items {
+                tx.prepare_cached("INSERT OR REPLACE INTO shown VALUES (?1, ?2, ?3)")?
+                    .execute(params![o.as_bytes(), t.secs, i64::from(t.nsec)])?;
+            }
+            tx.commit()?;
+            // Kept to a bound: the oldest go.
+            c.execute(
+                "DELETE FROM shown WHERE rowid <= (SELECT max(rowid) FROM shown) - ?1",
+                params![(4 * TIMES_KEPT) as i64],
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            log::warn!(
+                "cannot record the times of committed files in {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
 fn sync_dir(p: &Path) -> FsResult<()> {
     File::open(p)
         .and_then(|f| f.sync_all())

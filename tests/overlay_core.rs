@@ -308,3 +308,57 @@ fn a_corrupt_overlay_is_moved_aside_and_the_mount_works() {
     assert!(!bad.exists());
     assert!(bad.with_extension("broken").join("catalog.sqlite").exists());
 }
+
+/// A file whose content did not change keeps the mtime it showed across a
+/// clean remount (so `make` rebuilds only what changed); a file another
+/// writer changed meanwhile shows a new time.
+#[test]
+fn committed_files_keep_their_mtime_across_remounts() {
+    let dir = repo();
+    let (kept, changed) = {
+        let fs = new_fs(dir.path());
+        let a = write_file(&fs, "main", "a.c", b"int a;\n");
+        let b = write_file(&fs, "main", "b.c", b"int b;\n");
+        let stamp = Ts {
+            secs: 1_234_567_890,
+            nsec: 5,
+        };
+        fs.setattr(
+            b,
+            SetAttr {
+                mtime: Some(stamp),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        fs.fsync(ino(&fs, "main").unwrap()).unwrap();
+        let kept = fs.getattr(a).unwrap().attr.mtime;
+        assert_eq!(fs.getattr(b).unwrap().attr.mtime, stamp);
+        fs.finish_overlay();
+        (kept, stamp)
+    };
+    // Someone else changes b.c.
+    {
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let head = repo.find_commit(tip(dir.path())).unwrap();
+        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
+        tb.insert("b.c", repo.blob(b"int b2;\n").unwrap(), 0o100644)
+            .unwrap();
+        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+        let sig = Signature::now("O", "o@example.com").unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "theirs",
+            &tree,
+            &[&head],
+        )
+        .unwrap();
+    }
+    let fs = new_fs(dir.path());
+    let a = fs.getattr(ino(&fs, "main/a.c").unwrap()).unwrap().attr;
+    assert_eq!(a.mtime, kept, "a.c did not change: same time");
+    let b = fs.getattr(ino(&fs, "main/b.c").unwrap()).unwrap().attr;
+    assert_ne!(b.mtime, changed, "b.c changed: a new time");
+}
