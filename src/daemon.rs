@@ -96,6 +96,10 @@ pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
     if let Some(log) = &cfg.log_file {
         check_log_file(log)?;
     }
+    if !cfg.fs.read_only {
+        // `.keep` files of a daemon killed while it made a commit.
+        crate::repo::clean_stale_keeps(&repo.common_dir().join("objects/pack"));
+    }
     CommitFs::new(repo, cfg.fs.clone())
 }
 
@@ -716,6 +720,7 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
     if let Err(e) = fs.commit_all() {
         log::error!("committing at unmount: {e}");
     }
+    fs.release_kept();
     if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
         // The session ended without an unmount (an error): leave no dead mount.
         let _ = unmount_path(&cfg.mountpoint, true);
@@ -907,6 +912,7 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
             );
             continue;
         }
+        fs.release_kept();
         if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
             log::error!("cannot unmount {}: {e}", mnt.display());
         }
