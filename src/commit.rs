@@ -516,6 +516,8 @@ impl CommitFs {
                             drop(st);
                             sync_ref(repo.commondir(), &refname)?;
                             b.st.lock().ref_unsynced = false;
+                        } else {
+                            drop(st);
                         }
                         // The ref names the commit (durably, for a durable
                         // one): it protects the objects now, and this
