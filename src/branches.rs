@@ -61,11 +61,20 @@ impl CommitFs {
                     repo.reference(&full, oid, false, &msg)?;
                 }
                 None => {
-                    // An empty repository: the branch starts at an empty root commit.
-                    let tree = repo.treebuilder(None)?.write()?;
-                    let tree = repo.find_tree(tree)?;
+                    // An empty repository: the branch starts at an empty root
+                    // commit, in a pack kept until the ref names it (see
+                    // `Repo::release_packs`).
+                    let mut batch = crate::repo::ObjectBatch::default();
+                    let tree = batch.add_tree(repo, Vec::new())?;
                     let sig = self.signature(repo)?;
-                    repo.commit(Some(&full), &sig, &sig, "Create branch", &tree, &[])?;
+                    let commit = batch.add_commit(
+                        repo,
+                        crate::repo::commit_bytes(tree, &[], &sig, "Create branch"),
+                    )?;
+                    batch.flush(repo)?;
+                    let made = repo.reference(&full, commit, false, &msg);
+                    self.repo.release_packs(batch.take_kept());
+                    made?;
                 }
             }
             Ok(())

@@ -80,6 +80,13 @@ pub struct BranchSt {
     /// durable (its fsync failed): the next durable commit of the branch
     /// syncs it, even with nothing new to commit.
     pub ref_unsynced: bool,
+    /// Packs kept for the branch: those of the commit this mount last made
+    /// here (its trees and new blobs, which the mount goes on reading and
+    /// diffing against, even if another writer moves the branch away and gc
+    /// runs), and those of commits that failed or whose ref is not durable
+    /// yet (their blobs are reused). Let go of when a later commit lands,
+    /// and when the daemon goes away.
+    pub kept: Vec<crate::repo::KeptPack>,
 }
 
 /// The scheduler's wake-up call.
@@ -144,6 +151,7 @@ impl CommitFs {
                 last_commit: None,
                 last_error: None,
                 ref_unsynced: false,
+                kept: Vec::new(),
             }),
             commit_lock: Mutex::new(()),
         });
@@ -359,56 +367,73 @@ impl CommitFs {
             .map_err(|_| FsError::io("branch name is not UTF-8; libgit2 cannot update it"))?;
         let refname = format!("refs/heads/{name}");
         let repo_arc = self.repo.clone();
-        repo_arc.with(|repo| {
+        // Every object this commit writes goes into packs kept (a `.keep`
+        // each) until the ref names the commit, so that no `git gc
+        // --prune=now` or `git prune` in between removes them; and then
+        // until the next commit of the branch lands (see `BranchSt::kept`).
+        // Those kept for the branch so far are held meanwhile, and let go of
+        // once this commit lands.
+        let mut w = Written::default();
+        w.batch.hold(std::mem::take(&mut b.st.lock().kept));
+        let result = repo_arc.with(|repo| {
+            // A reused blob found missing is written again, once.
+            let mut rewrote = false;
             for attempt in 0..COMMIT_TRIES {
                 if attempt >= 4 {
                     // Busy with other writers: step aside a little, differently
                     // each time, so that two mounts do not keep colliding.
                     std::thread::sleep(Duration::from_millis(5) + jitter(20));
                 }
+                w.next_try();
                 // Someone else moved the branch: show their tip first (the mount's
                 // own changes stay), so that the commit goes on top of it and
                 // reverts nothing of theirs.
                 let tip = repo.refname_to_id(&refname).ok();
-                if let Some(t) = tip
-                    && repo.find_object(t, None).map(|o| o.kind()).ok().flatten()
-                        != Some(git2::ObjectType::Commit)
-                {
-                    // Someone pointed the branch at a tree or a tag object: a
-                    // commit on it would name a parent that is no commit.
-                    return Err(FsError::io(format!(
-                        "{refname} was moved to {t}, which is not a commit; not committing on it (the changes stay pending)"
-                    )));
+                if let Some(t) = tip {
+                    match repo.find_object(t, None).map(|o| o.kind()) {
+                        Ok(Some(git2::ObjectType::Commit)) => {}
+                        // Someone pointed the branch at a tree or a tag object: a
+                        // commit on it would name a parent that is no commit.
+                        Ok(_) => {
+                            return Err(FsError::io(format!(
+                                "{refname} was moved to {t}, which is not a commit; not committing on it (the changes stay pending)"
+                            )));
+                        }
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                            return Err(FsError::io(format!(
+                                "{refname} names {t}, which the repository does not have (pruned?); not committing on it (the changes stay pending)"
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 if let Some(t) = tip
                     && b.st.lock().base != Some(t)
                 {
+                    // Moved by another writer: a commit on it must not name
+                    // a parent that gc has pruned (this process's handles
+                    // may still read it from a deleted pack).
+                    if !self.repo.missing_on_disk(&[t])?.is_empty() {
+                        return Err(FsError::io(format!(
+                            "{refname} names {t}, which the repository does not have (pruned?); not committing on it (the changes stay pending)"
+                        )));
+                    }
                     self.follow_locked(b, t)?;
                 }
                 let (base, view) = {
                     let st = b.st.lock();
                     (st.base, st.view)
                 };
-                let mut w = Written::default();
                 let started = Instant::now();
                 let new_view = self.build_tree(repo, b.root, &mut w)?.unwrap_or(view);
-                // The batched blobs exist from here on; their files may say so.
-                w.batch.flush(repo)?;
-                for (wf, version, oid) in w.pending.drain(..) {
-                    let mut st = wf.st.lock();
-                    if st.version == version {
-                        st.committed = Some((version, oid));
-                    }
-                }
-                if w.batch.take_wrote_pack() {
-                    self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                let mut wrote = std::mem::take(&mut w.oids);
                 let built = started.elapsed();
                 // (A branch deleted by someone else while this mount has changes
                 // in it is made again below, on this mount's last commit: nothing
                 // is lost.)
                 if new_view == view {
+                    // Every blob the trees name is in the view already.
+                    w.batch.drop_unflushed();
+                    w.mark_committed();
                     log::debug!("{name}: nothing to commit");
                     // What the mount shows is what the branch has.
                     self.settle_bases(name, &mut w);
@@ -418,7 +443,44 @@ impl CommitFs {
                     }
                     return Ok(None);
                 }
-                let changes = diff_paths(repo, view, new_view)?;
+                // Objects the new trees name that this commit did not write:
+                // those the view had under the same name come with the tip,
+                // which the ref protects; any other (a file moved or copied
+                // here, a blob an earlier commit wrote) must still be there.
+                let missing = self.missing_objects(&w)?;
+                if !missing.is_empty() {
+                    let again: Vec<_> = w
+                        .reused
+                        .iter()
+                        .filter(|(_, _, o)| missing.iter().any(|(_, m)| m == o))
+                        .cloned()
+                        .collect();
+                    if !again.is_empty() && !rewrote {
+                        log::warn!(
+                            "{name}: {} blob(s) committed before are gone from the repository (gc?); writing them again",
+                            again.len()
+                        );
+                        for (wf, v, o) in again {
+                            let mut st = wf.st.lock();
+                            if st.committed == Some((v, o)) {
+                                st.committed = None;
+                            }
+                        }
+                        rewrote = true;
+                        continue;
+                    }
+                    let shown: Vec<String> = missing
+                        .iter()
+                        .take(4)
+                        .map(|(n, o)| format!("{} ({o})", String::from_utf8_lossy(n)))
+                        .collect();
+                    return Err(FsError::io(format!(
+                        "the new tree of {name} names {} object(s) the repository does not have: {}; not committing it (the changes stay pending)",
+                        missing.len(),
+                        shown.join(", ")
+                    )));
+                }
+                let changes = diff_paths_in(repo, view, new_view, Some(&w.batch))?;
                 let sig = self.signature(repo)?;
                 let mut msg = summary(&changes);
                 let overridden = b.st.lock().overridden.clone();
@@ -435,29 +497,29 @@ impl CommitFs {
                 // Written as bytes: libgit2 would parse the tree first, and
                 // refuses trees that hold entries the mount keeps unseen.
                 let parents: Vec<Oid> = base.into_iter().collect();
-                let commit = crate::repo::write_commit(repo, new_view, &parents, &sig, &msg)?;
-                wrote.push(commit);
-                // The objects go to stable storage before the ref that names them:
-                // this commit's, and those of earlier commits that were not synced.
+                let commit = w.batch.add_commit(
+                    repo,
+                    crate::repo::commit_bytes(new_view, &parents, &sig, &msg),
+                )?;
+                // Blobs, trees and the commit are in kept packs from here on;
+                // their files may say so.
+                w.batch.flush(repo)?;
+                w.mark_committed();
+                let wrote = w.batch.take_new_packs();
+                // The packs go to stable storage before the ref that names
+                // them: this commit's, and those of earlier commits that were
+                // not synced.
                 if durable {
                     let mut all = std::mem::take(&mut *self.unsynced.lock());
                     all.extend_from_slice(&wrote);
-                    let pack = self.unsynced_pack.swap(false, std::sync::atomic::Ordering::SeqCst);
-                    let res = if all.len() <= SYNC_ONE_BY_ONE && !pack {
-                        sync_objects(&repo.commondir().join("objects"), &all)
-                    } else {
-                        // Many objects (one journal commit instead of one per
-                        // file), or a pack: the whole filesystem at once.
-                        syncfs(repo.path())
-                    };
-                    if let Err(e) = res {
+                    let pack_dir = repo.commondir().join("objects/pack");
+                    if let Err(e) = crate::repo::sync_packs(&pack_dir, &all, SYNC_ONE_BY_ONE) {
                         self.unsynced.lock().extend_from_slice(&all);
-                        if pack {
-                            self.unsynced_pack.store(true, std::sync::atomic::Ordering::SeqCst);
-                        }
                         return Err(e);
                     }
                 }
+                #[cfg(debug_assertions)]
+                crate::repo::test_gc_before_ref(repo.commondir());
                 // Compare-and-swap on the tip the commit was built on.
                 let updated = match tip {
                     Some(t) => repo.reference_matching(&refname, commit, true, t, &first_line(&msg)),
@@ -486,19 +548,30 @@ impl CommitFs {
                             drop(st);
                             sync_ref(repo.commondir(), &refname)?;
                             b.st.lock().ref_unsynced = false;
+                        } else {
+                            drop(st);
                         }
+                        // The ref names the commit (durably, for a durable
+                        // one): it protects the objects now, and this
+                        // commit's packs are kept for the mount's base
+                        // instead of the last one's.
+                        self.repo.release_packs(w.batch.take_held());
+                        b.st.lock().kept = w.batch.take_kept();
                         log::debug!(
                             "{name}: {} objects written in {built:?}, committed{} in {:?}",
-                            wrote.len(),
+                            w.oids.len() + 1,
                             if durable { " durably" } else { "" },
                             started.elapsed()
                         );
                         return Ok(Some(commit));
                     }
                     Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => {
-                        // The objects written stay (unreferenced until the next try
-                        // names them, or gc): the next pass follows the new tip.
-                        self.unsynced.lock().extend_from_slice(&wrote);
+                        // The objects written stay kept until the commit of a
+                        // later try names them (its trees reuse them) or
+                        // this call ends; then gc may take what no ref names.
+                        if !durable {
+                            self.unsynced.lock().extend_from_slice(&wrote);
+                        }
                         log::info!("{name} moved under us; applying again on its new tip");
                         continue;
                     }
@@ -506,7 +579,64 @@ impl CommitFs {
                 }
             }
             Err(FsError::io(format!("branch {name} keeps moving; will try again")))
-        })
+        });
+        // Packs written and not synced yet: the next durable commit syncs them.
+        let left = w.batch.take_new_packs();
+        if !left.is_empty() {
+            self.unsynced.lock().extend_from_slice(&left);
+        }
+        let held = w.batch.take_held();
+        let fresh = w.batch.take_kept();
+        match &result {
+            // Landed: `kept` was set above.
+            Ok(Some(_)) => {}
+            // Nothing to commit: the base stays what it was.
+            Ok(None) => {
+                b.st.lock().kept.extend(held);
+                self.repo.release_packs(fresh);
+            }
+            // Failed (or the ref is not durable yet): what was written stays
+            // kept for the next try, which reuses the blobs.
+            Err(_) => b.st.lock().kept.extend(held.into_iter().chain(fresh)),
+        }
+        result
+    }
+
+    /// The daemon goes away: every pack kept for a branch is let go of (a
+    /// later mount would remove their `.keep` files as stale anyway).
+    pub fn release_kept(&self) {
+        let all: Vec<_> = self.branches.lock().values().cloned().collect();
+        for b in all {
+            let kept = std::mem::take(&mut b.st.lock().kept);
+            self.repo.release_packs(kept);
+        }
+    }
+
+    /// The objects the trees of `w` name that `w` did not write, are not
+    /// gitlinks, and are not what the directory's base had under that name
+    /// (those the tip has, and its ref protects): each that the repository
+    /// does not have, with its name.
+    fn missing_objects(&self, w: &Written) -> FsResult<Vec<(Box<[u8]>, Oid)>> {
+        let mut check = Vec::new();
+        for (ino, listing) in &w.bases {
+            let old = self.ov.lock().base.get(ino).cloned();
+            for e in listing.iter() {
+                if e.kind == crate::repo::EntryKind::Submodule || w.batch.contains(e.oid) {
+                    continue;
+                }
+                let inherited = old.as_ref().is_some_and(|l| {
+                    l.binary_search_by(|o| (*o.name).cmp(&e.name))
+                        .is_ok_and(|i| l[i].oid == e.oid)
+                });
+                if !inherited {
+                    check.push((e.name.clone(), e.oid));
+                }
+            }
+        }
+        let oids: Vec<Oid> = check.iter().map(|(_, o)| *o).collect();
+        let gone = self.repo.missing_on_disk(&oids)?;
+        check.retain(|(_, o)| gone.contains(o));
+        Ok(check)
     }
 
     /// After a commit of the trees `w` built (or finding them committed
@@ -707,7 +837,7 @@ impl CommitFs {
                         Some((oid, file_mode(*executable)))
                     }
                     Kind::MSymlink { target, .. } => {
-                        let oid = repo.blob(target)?;
+                        let oid = w.batch.add_blob(repo, target.to_vec())?;
                         w.oids.push(oid);
                         Some((oid, b"120000"))
                     }
@@ -795,7 +925,9 @@ impl CommitFs {
     }
 
     /// The blob of a written file (written once per version): a small one goes
-    /// into the commit's batch, a large one straight to a loose object.
+    /// into the commit's batch, a large one is streamed into a kept pack of
+    /// its own. Content that is the blob committed before (a file saved
+    /// again unchanged) is not written again.
     fn write_blob(&self, repo: &Repository, ino: Ino, w: &mut Written) -> FsResult<Oid> {
         let wf = self
             .wfile(ino)
@@ -804,10 +936,16 @@ impl CommitFs {
         if let Some((v, oid)) = st.committed
             && v == st.version
         {
+            w.reused.push((wf.clone(), v, oid));
             return Ok(oid);
         }
+        // The blob of an earlier version: in the view (whose tip the ref
+        // protects), in a pack kept for this branch, or found missing by
+        // `missing_objects` and written again.
+        let before = st.committed.map(|(_, o)| o);
         let size = st.size;
-        log::trace!("blob of inode {ino}: version {}, {size} bytes", st.version);
+        let version = st.version;
+        log::trace!("blob of inode {ino}: version {version}, {size} bytes");
         if size <= ObjectBatch::MAX_OBJECT {
             // A copy of the bytes (at most MAX_OBJECT): past what was written,
             // zeros.
@@ -816,17 +954,25 @@ impl CommitFs {
                 .data
                 .with(|Contents::Disk(f)| crate::wdata::read_up_to(f, &mut buf, 0))?;
             buf[n..].fill(0);
-            let version = st.version;
+            let oid = crate::treeobj::hash_object("blob", &buf);
+            if before == Some(oid) {
+                st.committed = Some((version, oid));
+                w.reused.push((wf.clone(), version, oid));
+                return Ok(oid);
+            }
             drop(st);
-            let oid = w.batch.add_blob(repo, buf)?;
+            w.batch.add_hashed(repo, oid, git2::ObjectType::Blob, buf)?;
             w.pending.push((wf.clone(), version, oid));
             return Ok(oid);
         }
-        let objects = repo.commondir().join("objects");
         let oid = wf
             .data
-            .with(|Contents::Disk(f)| crate::repo::write_loose_blob(&objects, f, size))?;
-        st.committed = Some((st.version, oid));
+            .with(|Contents::Disk(f)| w.batch.add_blob_file(repo, f, size, before))?;
+        // In a pack this commit keeps: later tries of it reuse the blob.
+        st.committed = Some((version, oid));
+        if Some(oid) == before {
+            w.reused.push((wf.clone(), version, oid));
+        }
         Ok(oid)
     }
 
@@ -1065,15 +1211,40 @@ pub fn parse_author(a: &str) -> Option<(String, String)> {
 struct Written {
     /// Every object the new trees name that this commit wrote or reused.
     oids: Vec<Oid>,
-    /// Small blobs, written together once the trees are built.
+    /// Small blobs, written together once the trees are built; and the
+    /// packs kept for the commit.
     batch: ObjectBatch,
     /// Files whose blob is in `batch`, with the version it holds: their
     /// `committed` is set once the batch is flushed.
     pending: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
+    /// Files whose blob was written before (their `committed`), reused.
+    reused: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
     /// Each rebuilt directory and the listing of the tree written for it:
     /// its new base once the commit lands (which names it tracks, what it
     /// holds unseen).
     bases: Vec<(Ino, Arc<crate::treeobj::Listing>)>,
+}
+
+impl Written {
+    /// Ready for another try of the commit; the packs written stay kept.
+    fn next_try(&mut self) {
+        self.oids.clear();
+        self.pending.clear();
+        self.reused.clear();
+        self.bases.clear();
+        self.batch.drop_unflushed();
+    }
+
+    /// The blobs of `pending` are in the repository (or in the view): their
+    /// files say so.
+    fn mark_committed(&mut self) {
+        for (wf, version, oid) in self.pending.drain(..) {
+            let mut st = wf.st.lock();
+            if st.version == version {
+                st.committed = Some((version, oid));
+            }
+        }
+    }
 }
 
 /// A commit whose compare-and-swap keeps losing to other writers is tried this
@@ -1091,37 +1262,15 @@ pub(crate) fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis(u64::from(nanos) % max_ms.max(1))
 }
 
-/// Up to this many new objects are fsynced file by file; more are made durable
-/// with one syncfs, which on ext4 costs one journal commit instead of one each.
+/// Up to this many new packs are fsynced file by file (a pack and its index
+/// each); more are made durable with one syncfs, which on ext4 costs one
+/// journal commit instead of one per file.
 const SYNC_ONE_BY_ONE: usize = 16;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-/// fsyncs the loose files of `oids` (objects found only in packs were synced
-/// when packed) and the directories that hold them.
-fn sync_objects(objects: &std::path::Path, oids: &[Oid]) -> FsResult<()> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for oid in oids {
-        let hex = oid.to_string();
-        let path = objects.join(&hex[..2]).join(&hex[2..]);
-        match std::fs::File::open(&path) {
-            Ok(f) => {
-                f.sync_all()?;
-                dirs.insert(objects.join(&hex[..2]));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    dirs.insert(objects.to_path_buf());
-    for d in dirs {
-        std::fs::File::open(&d)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// fsyncs a loose ref and the directories above it up to `refs/`; a packed
@@ -1150,16 +1299,6 @@ fn sync_ref(git_dir: &std::path::Path, refname: &str) -> FsResult<()> {
     Ok(())
 }
 
-fn syncfs(dir: &std::path::Path) -> FsResult<()> {
-    use std::os::fd::AsRawFd;
-    let d = std::fs::File::open(dir)?;
-    // SAFETY: d is an open descriptor.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(())
-}
-
 /// One changed path between two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -1178,7 +1317,22 @@ pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<V
 /// `base`, this side winning where `base` is in the way: a file where a
 /// changed path needs a directory, or a directory where it puts a file, is
 /// removed first; a deletion of what `base` no longer has is nothing to do.
+#[cfg(test)]
 pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
+    let mut batch = ObjectBatch::default();
+    let tree = apply_changes_in(repo, base, changes, &mut batch)?;
+    batch.flush(repo)?;
+    Ok(tree)
+}
+
+/// [`apply_changes`], the trees it makes added to `batch` (written, kept,
+/// when the caller flushes it).
+pub(crate) fn apply_changes_in(
+    repo: &Repository,
+    base: Oid,
+    changes: &[Change],
+    batch: &mut ObjectBatch,
+) -> FsResult<Oid> {
     let base_id = base;
     let mut gone = std::collections::BTreeSet::new();
     for c in changes {
@@ -1220,7 +1374,7 @@ pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) ->
         .filter(|p| !under_gone(p))
         .map(|p| &p[..])
         .collect();
-    edit_tree(repo, base_id, &gone, &puts)
+    edit_tree(repo, base_id, &gone, &puts, batch)
 }
 
 /// Tree `base` with the paths in `gone` removed (whatever they are), then
@@ -1233,6 +1387,7 @@ fn edit_tree(
     base: Oid,
     gone: &[&[u8]],
     puts: &[(&[u8], Oid, i32)],
+    batch: &mut ObjectBatch,
 ) -> FsResult<Oid> {
     /// One directory or path the edit touches, in an arena: parents come
     /// before their children.
@@ -1319,7 +1474,6 @@ fn edit_tree(
         raw.insert(i, entries);
     }
     // Bottom up: each touched directory rebuilt from its base entries.
-    let odb = repo.odb()?;
     for i in (0..nodes.len()).rev() {
         let mut entries = raw.remove(&i).unwrap_or_default();
         let children = std::mem::take(&mut nodes[i].children);
@@ -1346,7 +1500,7 @@ fn edit_tree(
         if entries.is_empty() && i != 0 {
             nodes[i].new = None;
         } else {
-            let oid = odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))?;
+            let oid = batch.add_tree(repo, crate::treeobj::serialize(entries))?;
             nodes[i].new = Some(oid);
         }
         nodes[i].by_name = HashMap::new();
@@ -1387,11 +1541,23 @@ fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option
 /// not a recursion: trees may be any number of levels deep. Every entry as
 /// stored counts, shown or not.
 fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
+    diff_paths_in(repo, old, new, None)
+}
+
+/// [`diff_paths`], reading the trees of `batch` not written yet from it.
+fn diff_paths_in(
+    repo: &Repository,
+    old: Oid,
+    new: Oid,
+    batch: Option<&ObjectBatch>,
+) -> FsResult<Vec<Change>> {
     let mut out = Vec::new();
     let mut paths = crate::names::Paths::default();
     let mut todo = vec![(Some(old), Some(new), crate::names::Paths::ROOT)];
     while let Some((old, new, prefix)) = todo.pop() {
-        diff_one(repo, old, new, prefix, &mut paths, &mut todo, &mut out)?;
+        diff_one(
+            repo, batch, old, new, prefix, &mut paths, &mut todo, &mut out,
+        )?;
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -1399,11 +1565,19 @@ fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
 
 const TREE_MODE: i32 = 0o040000;
 
-fn tree_entries(repo: &Repository, oid: Option<Oid>) -> FsResult<Vec<(Vec<u8>, Oid, i32)>> {
+fn tree_entries(
+    repo: &Repository,
+    batch: Option<&ObjectBatch>,
+    oid: Option<Oid>,
+) -> FsResult<Vec<(Vec<u8>, Oid, i32)>> {
     let Some(oid) = oid else {
         return Ok(Vec::new());
     };
-    let mut v: Vec<_> = crate::repo::Repo::raw_tree(repo, oid)?
+    let raw = match batch.and_then(|b| b.get(oid)) {
+        Some(data) => crate::treeobj::parse_raw(data).0,
+        None => crate::repo::Repo::raw_tree(repo, oid)?,
+    };
+    let mut v: Vec<_> = raw
         .into_iter()
         .map(|e| {
             let mode = e.mode_num().map_or(0, |m| m as i32);
@@ -1417,8 +1591,10 @@ fn tree_entries(repo: &Repository, oid: Option<Oid>) -> FsResult<Vec<(Vec<u8>, O
 type DiffTodo = Vec<(Option<Oid>, Option<Oid>, usize)>;
 
 /// One pair of trees of [`diff_paths`]; the subtrees that differ go on `todo`.
+#[allow(clippy::too_many_arguments)]
 fn diff_one(
     repo: &Repository,
+    batch: Option<&ObjectBatch>,
     old: Option<Oid>,
     new: Option<Oid>,
     prefix: usize,
@@ -1429,8 +1605,8 @@ fn diff_one(
     if old == new {
         return Ok(());
     }
-    let a = tree_entries(repo, old)?;
-    let b = tree_entries(repo, new)?;
+    let a = tree_entries(repo, batch, old)?;
+    let b = tree_entries(repo, batch, new)?;
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         let order = match (a.get(i), b.get(j)) {

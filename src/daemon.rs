@@ -96,6 +96,10 @@ pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
     if let Some(log) = &cfg.log_file {
         check_log_file(log)?;
     }
+    if !cfg.fs.read_only {
+        // `.keep` files of a daemon killed while it made a commit.
+        crate::repo::clean_stale_keeps(&repo.common_dir().join("objects/pack"));
+    }
     CommitFs::new(repo, cfg.fs.clone())
 }
 
@@ -720,6 +724,7 @@ fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), Str
             fs.overlay_dir().display()
         ),
     }
+    fs.release_kept();
     if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
         // The session ended without an unmount (an error): leave no dead mount.
         let _ = unmount_path(&cfg.mountpoint, true);
@@ -912,6 +917,7 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
             continue;
         }
         fs.finish_overlay();
+        fs.release_kept();
         if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
             log::error!("cannot unmount {}: {e}", mnt.display());
         }

@@ -23,6 +23,7 @@
 //! | `branch_roots` (here) | inode -> its branch root | `branch_for`, under `inodes` (read) |
 //! | `Repo::warned_trees` | trees already warned about | `Repo::read_tree`, after the object is read |
 //! | `Repo::packed_health` | `packed-refs`' stamp and whether it had bad lines | `Repo::refs`, `Repo::ref_target`; reads `packed-refs` when it changed |
+//! | `Repo::released` | the mount's packs no `.keep` holds any more, by merge level | `Repo::release_packs` (after a commit, under the branch's commit lock); taken out, merged with the lock released |
 //! | `closing` / `changing` (atomics, no lock) | the daemon going away; changes running | every change (`live`), the signal thread (`stop_changes`) |
 //! | `Persist::conn` (persist.rs) | the overlay's SQLite catalog | every change, under `inodes` and `ov` (rows are written in memory's order, page-cache writes only); `sync` (an fsync) and `resync` after a commit; a leaf |
 //! | `resync_needed` (atomic) | a catalog write failed: rewrite it whole | `persist`, the committer |
@@ -340,12 +341,10 @@ pub struct CommitFs {
     /// Changes running now (see `live`): going away waits for them.
     changing: std::sync::atomic::AtomicUsize,
     pub(crate) sched: Scheduler,
-    /// Objects written by commits that were not made durable (settle-window
-    /// commits): the next durable commit syncs them before moving a ref.
+    /// Packs (by checksum) written by commits that were not made durable
+    /// (settle-window commits, failed ones): the next durable commit syncs
+    /// them before moving a ref.
     pub(crate) unsynced: Mutex<Vec<Oid>>,
-    /// A settle-window commit wrote a pack (libgit2 does not fsync packs): the
-    /// next durable commit syncs the whole filesystem.
-    pub(crate) unsynced_pack: std::sync::atomic::AtomicBool,
     pub(crate) scratch: globset::GlobSet,
     /// Parsed ignore files (see `gitignore.rs`).
     pub(crate) ignores: crate::gitignore::Cache,
@@ -429,7 +428,6 @@ impl CommitFs {
             changing: std::sync::atomic::AtomicUsize::new(0),
             sched: Scheduler::default(),
             unsynced: Mutex::new(Vec::new()),
-            unsynced_pack: std::sync::atomic::AtomicBool::new(false),
             scratch,
             ignores: Default::default(),
         };

@@ -86,7 +86,14 @@ pub struct Repo {
     /// tree's git directory (`.git/worktrees/NAME`), whose `commondir` names
     /// the main repository's.
     common_dir: PathBuf,
-    pool: Mutex<Vec<Repository>>,
+    /// Handles lent by `with`, each with the `generation` it was opened in.
+    pool: Mutex<Vec<(u64, Repository)>>,
+    /// Moves on when packs of ours were merged away: older handles are
+    /// dropped rather than lent again.
+    generation: std::sync::atomic::AtomicU64,
+    /// Packs of ours that nothing keeps, by level (see `release_packs`). A
+    /// leaf lock; no I/O under it.
+    released: Mutex<Vec<Vec<PackInfo>>>,
     /// Trees already warned about (so a tree read again after the cache
     /// dropped it is not logged again).
     warned_trees: Mutex<lru::LruCache<Oid, ()>>,
@@ -134,7 +141,9 @@ impl Repo {
         Ok(Repo {
             git_dir,
             common_dir,
-            pool: Mutex::new(vec![repo]),
+            pool: Mutex::new(vec![(0, repo)]),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            released: Mutex::new(Vec::new()),
             refs_warned: std::sync::atomic::AtomicBool::new(false),
             packed_health: Mutex::new(None),
             warned_trees: Mutex::new(lru::LruCache::new(
@@ -153,12 +162,19 @@ impl Repo {
 
     /// Runs `f` with a repository handle from the pool.
     pub fn with<R>(&self, f: impl FnOnce(&Repository) -> FsResult<R>) -> FsResult<R> {
-        let repo = match self.pool.lock().pop() {
-            Some(r) => r,
-            None => Repository::open_bare(&self.git_dir)?,
+        use std::sync::atomic::Ordering;
+        let now = self.generation.load(Ordering::Relaxed);
+        let (generation, repo) = loop {
+            match self.pool.lock().pop() {
+                Some((g, r)) if g == now => break (g, r),
+                Some(_) => continue,
+                None => break (now, Repository::open_bare(&self.git_dir)?),
+            }
         };
         let out = f(&repo);
-        self.pool.lock().push(repo);
+        if generation == self.generation.load(Ordering::Relaxed) {
+            self.pool.lock().push((generation, repo));
+        }
         out
     }
 
@@ -243,6 +259,19 @@ impl Repo {
         } else {
             log::debug!("refs still damaged: {e}");
         }
+    }
+
+    /// Which of `oids` the repository does not have on disk now, asked of a
+    /// handle opened for it: the pooled ones cache objects and go on reading
+    /// packs that gc has deleted (they hold them open), so they can say an
+    /// object is there when git would not find it.
+    pub fn missing_on_disk(&self, oids: &[Oid]) -> FsResult<Vec<Oid>> {
+        if oids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fresh = Repository::open_bare(&self.git_dir)?;
+        let odb = fresh.odb()?;
+        Ok(oids.iter().copied().filter(|o| !odb.exists(*o)).collect())
     }
 
     /// The commit a ref points to now, if the ref exists.
@@ -442,56 +471,6 @@ impl Repo {
     }
 }
 
-/// Writes the content of `file` (its first `size` bytes) as a loose blob in
-/// one pass, hashing and compressing as it reads, and returns its id. For large
-/// blobs: libgit2 deflates with the system zlib and hashes with collision
-/// detection, several times slower than this (zlib-rs at its fastest level,
-/// SHA-1 with the CPU's SHA extensions). Git reads any zlib stream.
-pub fn write_loose_blob(objects_dir: &Path, file: &std::fs::File, size: u64) -> FsResult<Oid> {
-    use sha1::{Digest, Sha1};
-    use std::io::Write;
-    use std::os::unix::fs::FileExt;
-    let writing = || format!("writing an object in {}", objects_dir.display());
-    let tmp = tempfile::NamedTempFile::new_in(objects_dir)
-        .map_err(|e| FsError::from_io(&e, writing()))?;
-    let header = format!("blob {size}\0");
-    let mut hasher = Sha1::new();
-    hasher.update(header.as_bytes());
-    let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let level = compression_for(file, size)?;
-    let mut z = flate2::write::ZlibEncoder::new(out, level);
-    z.write_all(header.as_bytes())
-        .map_err(|e| FsError::from_io(&e, writing()))?;
-    let mut buf = vec![0u8; STREAM_CHUNK * 4];
-    let mut pos = 0u64;
-    while pos < size {
-        let n = (size - pos).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], pos)?;
-        hasher.update(&buf[..n]);
-        z.write_all(&buf[..n])
-            .map_err(|e| FsError::from_io(&e, writing()))?;
-        pos += n as u64;
-    }
-    z.finish()
-        .and_then(|mut w| w.flush())
-        .map_err(|e| FsError::from_io(&e, writing()))?;
-    let oid = Oid::from_bytes(&hasher.finalize())?;
-    let hex = oid.to_string();
-    let dir = objects_dir.join(&hex[..2]);
-    let dest = dir.join(&hex[2..]);
-    if dest.exists() {
-        return Ok(oid);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| FsError::from_io(&e, writing()))?;
-    let _ = std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o444),
-    );
-    tmp.persist(&dest)
-        .map_err(|e| FsError::from_io(&e.error, format_args!("storing object {hex}")))?;
-    Ok(oid)
-}
-
 /// Deflate works hardest on what it cannot shrink: a blob whose first 256 KiB
 /// do not compress by a tenth is stored uncompressed (still a zlib stream; `git
 /// gc` compresses it when it packs).
@@ -617,16 +596,10 @@ fn tree_object<R>(
     f(obj.data())
 }
 
-/// Writes a commit object of `tree` with `parents`, as bytes: libgit2's own
-/// commit creation parses the tree first and refuses one that holds entries
-/// a mount keeps unseen (an empty name, a mode over 16 bits).
-pub fn write_commit(
-    repo: &Repository,
-    tree: Oid,
-    parents: &[Oid],
-    sig: &git2::Signature<'_>,
-    msg: &str,
-) -> FsResult<Oid> {
+/// The bytes of a commit object of `tree` with `parents`, made by hand:
+/// libgit2's own commit creation parses the tree first and refuses one that
+/// holds entries a mount keeps unseen (an empty name, a mode over 16 bits).
+pub fn commit_bytes(tree: Oid, parents: &[Oid], sig: &git2::Signature<'_>, msg: &str) -> Vec<u8> {
     fn person(out: &mut Vec<u8>, what: &str, s: &git2::Signature<'_>) {
         let t = s.when();
         let off = t.offset_minutes();
@@ -662,7 +635,37 @@ pub fn write_commit(
     person(&mut out, "committer", sig);
     out.push(b'\n');
     out.extend_from_slice(msg.as_bytes());
-    Ok(repo.odb()?.write(ObjectType::Commit, &out)?)
+    out
+}
+
+/// Debug builds only: while `GITDIR/commitfs-test-gc-before-ref` exists, a
+/// commit runs `git gc --prune=now` and `git prune --expire=now` on the
+/// repository after writing its objects and before moving the ref (the
+/// window a concurrent gc would hit), and waits for them.
+#[cfg(debug_assertions)]
+pub fn test_gc_before_ref(git_dir: &Path) {
+    if !git_dir.join("commitfs-test-gc-before-ref").exists() {
+        return;
+    }
+    for args in [
+        &["gc", "--prune=now", "--quiet"][..],
+        &["prune", "--expire=now"],
+    ] {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => log::warn!(
+                "test hook: git {args:?} failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => log::warn!("test hook: git {args:?} did not run: {e}"),
+        }
+    }
 }
 
 /// Where the server's branches and tags are remembered after a fetch (a
@@ -881,25 +884,596 @@ impl Repo {
     }
 }
 
-/// Blobs written by one commit, gathered so that many small ones become one
-/// packfile (one file and its index, one inode allocation each) instead of one
-/// loose object file each; a handful are written loose as git would.
+/// The word the `.keep` files commitfs makes start with: `commitfs PID on HOST`.
+const KEEP_WORD: &str = "commitfs";
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A pack this daemon wrote into `objects/pack`, with a `.keep` file beside
+/// it from before the pack became visible until this is dropped.
 ///
-/// The ids are known at once (hashed on `add`), but the objects exist only after
-/// `flush`: nothing may name them in a ref before that.
+/// `git gc` and `git repack -a -d` never delete a pack that has a `.keep`
+/// (its objects are not even repacked unless bitmaps are written, and the
+/// pack stays either way), and `git prune` deletes only loose objects: so
+/// the objects of a commit in the making survive any gc until the ref names
+/// them, after which the ref protects them and the `.keep` goes.
+pub struct KeptPack {
+    id: Oid,
+    /// The `.keep` this daemon made (None: one was there already, not ours
+    /// to remove).
+    keep: Option<PathBuf>,
+    /// What is in it, for merging it later (see [`Repo::release_packs`]).
+    info: Option<PackInfo>,
+}
+
+/// A pack of this daemon's own: its length and where each object is in it.
+struct PackInfo {
+    id: Oid,
+    len: u64,
+    /// (id, CRC32 of its bytes, offset) of each object.
+    entries: Vec<([u8; 20], u32, u64)>,
+}
+
+impl KeptPack {
+    /// The pack's checksum, which names it (`pack-<id>.pack`).
+    pub fn id(&self) -> Oid {
+        self.id
+    }
+
+    /// Removes the `.keep`: the pack is gc's like any other from now on.
+    pub fn release(self) {}
+}
+
+impl Drop for KeptPack {
+    fn drop(&mut self) {
+        if let Some(k) = self.keep.take()
+            && let Err(e) = std::fs::remove_file(&k)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("cannot remove {}: {e}", k.display());
+        }
+    }
+}
+
+/// Where writing into `objects/pack` failed, for the error.
+fn in_pack_dir(dir: &Path) -> String {
+    format!("writing a pack in {}", dir.display())
+}
+
+/// The bytes of a pack as they are written: hashed for the trailer, and the
+/// current object's CRC32 for the index.
+struct PackOut {
+    w: std::io::BufWriter<std::fs::File>,
+    sha: sha1::Sha1,
+    crc: flate2::Crc,
+    pos: u64,
+}
+
+impl std::io::Write for PackOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha1::Digest;
+        let n = self.w.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.crc.update(&buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// A version 2 pack being written under a temporary name in `objects/pack`:
+/// objects whole (no deltas), deflated at the fastest level. Nothing sees it
+/// until [`PackWriter::finish`]; dropped before that, it is removed.
+struct PackWriter {
+    dir: PathBuf,
+    tmp: tempfile::NamedTempFile,
+    out: PackOut,
+    count: u32,
+    /// (id, CRC32 of its bytes in the pack, offset) of each object.
+    entries: Vec<([u8; 20], u32, u64)>,
+}
+
+/// The name a temporary file of this daemon gets in `objects/pack` (git
+/// deletes only its own `tmp_*` and `.tmp-<pid>-*` files there; stale ones of
+/// ours are removed at the next start, see [`clean_stale_keeps`]).
+fn pack_tmp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{KEEP_WORD}-{}-", std::process::id()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+}
+
+impl PackWriter {
+    /// A pack of exactly `count` objects in `dir` (`objects/pack`).
+    fn new(dir: &Path, count: usize) -> FsResult<PackWriter> {
+        use std::io::Write;
+        let count =
+            u32::try_from(count).map_err(|_| FsError::io("too many objects for one pack"))?;
+        let tmp = pack_tmp(dir).map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+        let mut out = PackOut {
+            w: std::io::BufWriter::with_capacity(1 << 20, file),
+            sha: sha1::Digest::new(),
+            crc: flate2::Crc::new(),
+            pos: 0,
+        };
+        let mut head = Vec::with_capacity(12);
+        head.extend_from_slice(b"PACK");
+        head.extend_from_slice(&2u32.to_be_bytes());
+        head.extend_from_slice(&count.to_be_bytes());
+        out.write_all(&head)
+            .map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+        Ok(PackWriter {
+            dir: dir.to_path_buf(),
+            tmp,
+            out,
+            count,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Starts an object: its type (1 commit, 2 tree, 3 blob) and size, 4 bits
+    /// then 7 bits a byte.
+    fn begin(&mut self, kind: ObjectType, size: u64) -> std::io::Result<u64> {
+        use std::io::Write;
+        let t: u8 = match kind {
+            ObjectType::Commit => 1,
+            ObjectType::Tree => 2,
+            _ => 3,
+        };
+        let offset = self.out.pos;
+        self.out.crc.reset();
+        let mut head = Vec::with_capacity(10);
+        let mut size = size;
+        let mut c = (t << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size != 0 {
+            head.push(c | 0x80);
+            c = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        head.push(c);
+        self.out.write_all(&head)?;
+        Ok(offset)
+    }
+
+    /// Adds an object whose bytes are at hand; `oid` is their id.
+    fn add(&mut self, oid: Oid, kind: ObjectType, data: &[u8]) -> FsResult<()> {
+        use std::io::Write;
+        let dir = self.dir.clone();
+        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        let offset = self.begin(kind, data.len() as u64).map_err(err)?;
+        let mut z = flate2::write::ZlibEncoder::new(&mut self.out, flate2::Compression::fast());
+        z.write_all(data).map_err(err)?;
+        z.finish().map_err(err)?;
+        self.entry(oid, offset)
+    }
+
+    /// Adds the first `size` bytes of `file` as a blob, hashing and
+    /// compressing as it reads; returns the blob's id.
+    fn add_file(&mut self, file: &std::fs::File, size: u64) -> FsResult<Oid> {
+        use sha1::{Digest, Sha1};
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let dir = self.dir.clone();
+        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        let level = compression_for(file, size)?;
+        let offset = self.begin(ObjectType::Blob, size).map_err(err)?;
+        let mut hasher = Sha1::new();
+        hasher.update(format!("blob {size}\0").as_bytes());
+        let mut z = flate2::write::ZlibEncoder::new(&mut self.out, level);
+        let mut buf = vec![0u8; STREAM_CHUNK * 4];
+        let mut pos = 0u64;
+        while pos < size {
+            let n = (size - pos).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], pos)?;
+            hasher.update(&buf[..n]);
+            z.write_all(&buf[..n]).map_err(err)?;
+            pos += n as u64;
+        }
+        z.finish().map_err(err)?;
+        let oid = Oid::from_bytes(&hasher.finalize())?;
+        self.entry(oid, offset)?;
+        Ok(oid)
+    }
+
+    /// Adds an object's bytes as another pack of ours holds them (its
+    /// header and deflated data, no delta).
+    fn add_raw(&mut self, oid: Oid, bytes: &[u8]) -> FsResult<()> {
+        use std::io::Write;
+        let offset = self.out.pos;
+        self.out.crc.reset();
+        self.out
+            .write_all(bytes)
+            .map_err(|e| FsError::from_io(&e, in_pack_dir(&self.dir)))?;
+        self.entry(oid, offset)
+    }
+
+    fn entry(&mut self, oid: Oid, offset: u64) -> FsResult<()> {
+        let raw: [u8; 20] = oid
+            .as_bytes()
+            .try_into()
+            .map_err(|_| FsError::io("object id is not SHA-1"))?;
+        self.entries.push((raw, self.out.crc.sum(), offset));
+        Ok(())
+    }
+
+    /// Ends the pack and makes it visible, kept: the `.keep` first, then the
+    /// pack, then its index (which is what git and libgit2 look for). Not
+    /// fsynced: see [`sync_packs`].
+    fn finish(mut self) -> FsResult<KeptPack> {
+        use sha1::Digest;
+        use std::io::Write;
+        let dir = self.dir.clone();
+        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        if self.entries.len() != self.count as usize {
+            return Err(FsError::io(format!(
+                "a pack of {} objects got {}",
+                self.count,
+                self.entries.len()
+            )));
+        }
+        let sum: [u8; 20] = self.out.sha.finalize_reset().into();
+        self.out.w.write_all(&sum).map_err(err)?;
+        self.out.w.flush().map_err(err)?;
+        let id = Oid::from_bytes(&sum)?;
+        let idx = encode_idx(&mut self.entries, &sum);
+        let mut idx_tmp = pack_tmp(&dir).map_err(err)?;
+        idx_tmp.write_all(&idx).map_err(err)?;
+        let base = dir.join(format!("pack-{id}"));
+        let keep_path = base.with_extension("keep");
+        let keep = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&keep_path)
+        {
+            Ok(mut f) => {
+                f.write_all(
+                    format!("{KEEP_WORD} {} on {}\n", std::process::id(), host_name()).as_bytes(),
+                )
+                .map_err(err)?;
+                Some(keep_path)
+            }
+            // Kept already (the same pack, written before): not ours to remove.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+            Err(e) => return Err(err(e)),
+        };
+        let info = PackInfo {
+            id,
+            len: self.out.pos + 20,
+            entries: std::mem::take(&mut self.entries),
+        };
+        let kept = KeptPack {
+            id,
+            keep,
+            info: Some(info),
+        };
+        for f in [self.tmp.as_file(), idx_tmp.as_file()] {
+            let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444));
+        }
+        self.tmp
+            .persist(base.with_extension("pack"))
+            .map_err(|e| err(e.error))?;
+        if let Err(e) = idx_tmp.persist(base.with_extension("idx")) {
+            let _ = std::fs::remove_file(base.with_extension("pack"));
+            return Err(err(e.error));
+        }
+        Ok(kept)
+    }
+}
+
+/// A version 2 pack index of `entries` (sorted here by id) for the pack whose
+/// checksum is `pack_sum`.
+fn encode_idx(entries: &mut [([u8; 20], u32, u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    entries.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
+    out.extend_from_slice(b"\xfftOc");
+    out.extend_from_slice(&2u32.to_be_bytes());
+    let mut fan = [0u32; 256];
+    for (id, _, _) in entries.iter() {
+        fan[id[0] as usize] += 1;
+    }
+    let mut total = 0u32;
+    for n in fan {
+        total += n;
+        out.extend_from_slice(&total.to_be_bytes());
+    }
+    for (id, _, _) in entries.iter() {
+        out.extend_from_slice(id);
+    }
+    for (_, crc, _) in entries.iter() {
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    // Offsets past 2^31 go into a table of 64-bit ones, named by index.
+    let mut large = Vec::new();
+    for (_, _, off) in entries.iter() {
+        if *off < 0x8000_0000 {
+            out.extend_from_slice(&(*off as u32).to_be_bytes());
+        } else {
+            out.extend_from_slice(&(0x8000_0000 | large.len() as u32).to_be_bytes());
+            large.push(*off);
+        }
+    }
+    for off in large {
+        out.extend_from_slice(&off.to_be_bytes());
+    }
+    out.extend_from_slice(pack_sum);
+    let sum = Sha1::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Released packs of one level are merged, this many at a time, into one of
+/// the next level: commitfs's own packs stay few (libgit2 rescans the pack
+/// directory in time proportional to packs times files, on every miss)
+/// while each object is copied about log8(commits) times.
+const MERGE_FAN: usize = 8;
+/// Packs larger than this are not merged (each holds enough to be worth its
+/// place; `git gc` packs them as usual).
+const MERGE_MAX_INPUT: u64 = 4 << 20;
+
+/// Merges `sources` (packs of ours that nothing keeps) into one pack: their
+/// objects' bytes copied as they are, each object once. The new pack is
+/// fsynced before the sources are removed, so that a crash in between
+/// loses nothing. A source that is gone (gc replaced it) or that someone
+/// keeps is left out. `None` when fewer than two were left.
+fn merge_packs(dir: &Path, sources: &[PackInfo]) -> FsResult<Option<PackInfo>> {
+    use std::os::unix::fs::FileExt;
+    let mut open = Vec::new();
+    for s in sources {
+        let base = dir.join(format!("pack-{}", s.id));
+        if base.with_extension("keep").exists() {
+            continue;
+        }
+        match std::fs::File::open(base.with_extension("pack")) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.len() == s.len) => open.push((s, f)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if open.len() < 2 {
+        return Ok(None);
+    }
+    // Each object once, with the byte range it has in its pack.
+    let mut seen = std::collections::HashSet::new();
+    let mut plan = Vec::new();
+    for (i, (s, _)) in open.iter().enumerate() {
+        let mut at: Vec<&([u8; 20], u32, u64)> = s.entries.iter().collect();
+        at.sort_by_key(|e| e.2);
+        for (k, e) in at.iter().enumerate() {
+            let end = at.get(k + 1).map_or(s.len - 20, |n| n.2);
+            if end < e.2 {
+                return Err(FsError::io(format!("pack {} is not as written", s.id)));
+            }
+            if seen.insert(e.0) {
+                plan.push((i, e.0, e.2, end));
+            }
+        }
+    }
+    let mut w = PackWriter::new(dir, plan.len())?;
+    let mut buf = Vec::new();
+    for (i, oid, from, to) in plan {
+        buf.resize((to - from) as usize, 0);
+        open[i].1.read_exact_at(&mut buf, from)?;
+        w.add_raw(Oid::from_bytes(&oid)?, &buf)?;
+    }
+    let mut kept = w.finish()?;
+    sync_packs(dir, &[kept.id], usize::MAX)?;
+    for (s, _) in &open {
+        if s.id == kept.id {
+            continue;
+        }
+        // The index first: it is what makes a pack visible.
+        for ext in ["idx", "pack"] {
+            match std::fs::remove_file(dir.join(format!("pack-{}.{ext}", s.id))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let info = kept.info.take();
+    kept.release();
+    Ok(info)
+}
+
+impl Repo {
+    /// Lets go of packs a commit kept (the ref names it now, or it will not
+    /// be made): their `.keep` files go, and once MERGE_FAN of ours of a
+    /// level have gathered they are merged into one. Never fails: a merge
+    /// that cannot be made leaves the packs as they are.
+    pub fn release_packs(&self, packs: Vec<KeptPack>) {
+        {
+            let mut levels = self.released.lock();
+            for mut p in packs {
+                let info = p
+                    .info
+                    .take()
+                    .filter(|i| p.keep.is_some() && i.len <= MERGE_MAX_INPUT);
+                p.release();
+                if let Some(i) = info {
+                    if levels.is_empty() {
+                        levels.push(Vec::new());
+                    }
+                    levels[0].push(i);
+                }
+            }
+        }
+        let dir = self.common_dir.join("objects/pack");
+        loop {
+            // Taken out under the lock, merged without it.
+            let (level, group) = {
+                let mut levels = self.released.lock();
+                let Some(l) = levels.iter().position(|v| v.len() >= MERGE_FAN) else {
+                    return;
+                };
+                let group: Vec<PackInfo> = levels[l].drain(..MERGE_FAN).collect();
+                (l, group)
+            };
+            match merge_packs(&dir, &group) {
+                Ok(Some(merged)) => {
+                    log::debug!(
+                        "merged {} packs into pack-{} ({} bytes)",
+                        group.len(),
+                        merged.id,
+                        merged.len
+                    );
+                    // Handles that saw the merged packs are not lent again
+                    // (libgit2 never forgets a pack it found).
+                    self.generation
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if merged.len <= MERGE_MAX_INPUT {
+                        let mut levels = self.released.lock();
+                        while levels.len() <= level + 1 {
+                            levels.push(Vec::new());
+                        }
+                        levels[level + 1].push(merged);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("merging commitfs's packs in {}: {e}", dir.display()),
+            }
+        }
+    }
+}
+
+/// fsyncs the packs named (by checksum), their indexes and `objects/pack`;
+/// more than `one_by_one` of them, the whole filesystem at once (one journal
+/// commit instead of one per file). A pack gc has already replaced is gone,
+/// which is fine: gc's own pack holds its objects.
+pub fn sync_packs(pack_dir: &Path, ids: &[Oid], one_by_one: usize) -> FsResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if ids.len() > one_by_one {
+        use std::os::fd::AsRawFd;
+        let d = std::fs::File::open(pack_dir)?;
+        // SAFETY: d is an open descriptor.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        return Ok(());
+    }
+    for id in ids {
+        for ext in ["pack", "idx"] {
+            match std::fs::File::open(pack_dir.join(format!("pack-{id}.{ext}"))) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    std::fs::File::open(pack_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Removes the `.keep` files (and temporary files) in `objects/pack` that a
+/// commitfs daemon of this host made and that no running one holds any more
+/// (one killed between writing a pack and moving its ref): the pack is then
+/// either named by a ref or garbage, for gc either way. Others' `.keep`
+/// files stay. Returns how many were removed.
+pub fn clean_stale_keeps(pack_dir: &Path) -> usize {
+    let Ok(dir) = std::fs::read_dir(pack_dir) else {
+        return 0;
+    };
+    let host = host_name();
+    let me = std::process::id();
+    // Ours at start-up: nothing of this process is in flight yet, so a pid
+    // of ours in a file is an earlier process's that had the same pid.
+    let gone = |pid: u32| {
+        pid == me
+            || i32::try_from(pid).is_ok_and(|p| {
+                // SAFETY: signal 0 only checks that the process exists.
+                (unsafe { libc::kill(p, 0) }) != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            })
+    };
+    let mut removed = 0;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let name = name.as_encoded_bytes();
+        let stale = if name.starts_with(b"pack-") && name.ends_with(b".keep") {
+            let mut text = [0u8; 256];
+            let n = std::fs::File::open(e.path())
+                .and_then(|mut f| f.read(&mut text))
+                .unwrap_or(0);
+            let text = String::from_utf8_lossy(&text[..n]);
+            let mut words = text.split_whitespace();
+            words.next() == Some(KEEP_WORD)
+                && words
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|pid| {
+                        words.next() == Some("on")
+                            && words.next() == Some(host.as_str())
+                            && gone(pid)
+                    })
+        } else if let Some(rest) = name
+            .strip_prefix(format!(".{KEEP_WORD}-").as_bytes())
+            .filter(|_| name.ends_with(b".tmp"))
+        {
+            let pid = rest.split(|&b| b == b'-').next().unwrap_or_default();
+            std::str::from_utf8(pid)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(gone)
+        } else {
+            false
+        };
+        if stale {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    log::info!(
+                        "removed {}, left by a commitfs that is gone",
+                        e.path().display()
+                    );
+                    removed += 1;
+                }
+                Err(err) => log::warn!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+    removed
+}
+
+/// The objects one commit writes: blobs, trees and the commit itself, each
+/// batch one pack (see [`KeptPack`]) instead of one loose file each, and each
+/// large blob streamed into a pack of its own.
+///
+/// The ids are known at once (hashed on `add`), but an object exists in the
+/// repository only after `flush`; until then [`ObjectBatch::get`] has its
+/// bytes. The packs stay kept until the batch lets go of them
+/// ([`ObjectBatch::take_kept`]): after the ref names the commit.
 #[derive(Default)]
 pub struct ObjectBatch {
     objects: Vec<(Oid, ObjectType, Vec<u8>)>,
-    seen: std::collections::HashSet<Oid>,
+    /// Where each object not flushed yet is in `objects`.
+    index: std::collections::HashMap<Oid, usize>,
+    /// Objects in the packs this batch wrote.
+    written: std::collections::HashSet<Oid>,
     bytes: usize,
-    /// A pack was written since the last `take_wrote_pack`.
-    wrote_pack: bool,
+    /// The packs this batch wrote.
+    kept: Vec<KeptPack>,
+    /// Packs of earlier commits kept with them (see `hold`).
+    held: Vec<KeptPack>,
+    /// Packs written since the last `take_new_packs` (by checksum).
+    new_packs: Vec<Oid>,
 }
 
 impl ObjectBatch {
-    /// Fewer blobs than this are written as loose objects.
-    pub const PACK_MIN: usize = 32;
-    /// A blob larger than this is not batched (the caller writes it itself).
+    /// A blob larger than this is not batched but streamed into a pack of its
+    /// own ([`ObjectBatch::add_blob_file`]).
     pub const MAX_OBJECT: u64 = 1 << 20;
     /// The batch is flushed once it holds this many bytes.
     pub const MAX_BYTES: usize = 32 << 20;
@@ -915,100 +1489,122 @@ impl ObjectBatch {
         self.add(repo, ObjectType::Tree, data)
     }
 
+    /// Adds a commit object (its bytes, as [`commit_bytes`] gives them).
+    pub fn add_commit(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
+        self.add(repo, ObjectType::Commit, data)
+    }
+
     fn add(&mut self, repo: &Repository, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
         let oid = crate::treeobj::hash_object(kind.str(), &data);
-        if self.seen.insert(oid) {
+        self.add_hashed(repo, oid, kind, data)?;
+        Ok(oid)
+    }
+
+    /// Adds an object whose id the caller has computed (`hash_object`).
+    pub fn add_hashed(
+        &mut self,
+        repo: &Repository,
+        oid: Oid,
+        kind: ObjectType,
+        data: Vec<u8>,
+    ) -> FsResult<()> {
+        if !self.contains(oid) {
             self.bytes += data.len();
+            self.index.insert(oid, self.objects.len());
             self.objects.push((oid, kind, data));
             if self.bytes >= Self::MAX_BYTES {
                 self.flush(repo)?;
             }
         }
+        Ok(())
+    }
+
+    /// Streams the first `size` bytes of `file` into a kept pack of its own
+    /// as a blob, and returns the blob's id; unless the id is `unless` (a
+    /// blob the caller knows is there): then nothing is written.
+    pub fn add_blob_file(
+        &mut self,
+        repo: &Repository,
+        file: &std::fs::File,
+        size: u64,
+        unless: Option<Oid>,
+    ) -> FsResult<Oid> {
+        let mut w = PackWriter::new(&repo.commondir().join("objects/pack"), 1)?;
+        let oid = w.add_file(file, size)?;
+        if Some(oid) == unless || self.contains(oid) {
+            return Ok(oid);
+        }
+        self.kept.push(w.finish()?);
+        self.written.insert(oid);
+        self.new_packs.push(oid_of_last(&self.kept));
+        repo.odb()?.refresh()?;
         Ok(oid)
+    }
+
+    /// Whether the object is in this batch, flushed or not.
+    pub fn contains(&self, oid: Oid) -> bool {
+        self.index.contains_key(&oid) || self.written.contains(&oid)
+    }
+
+    /// The bytes of an object added and not flushed yet.
+    pub fn get(&self, oid: Oid) -> Option<&[u8]> {
+        self.index.get(&oid).map(|&i| &self.objects[i].2[..])
     }
 
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
 
-    /// Whether a pack was written since the last call (a pack is not fsynced by
-    /// libgit2: the caller makes it durable).
-    pub fn take_wrote_pack(&mut self) -> bool {
-        std::mem::take(&mut self.wrote_pack)
+    /// Forgets what was added and not flushed (a try that will not commit).
+    pub fn drop_unflushed(&mut self) {
+        self.objects.clear();
+        self.index.clear();
+        self.bytes = 0;
     }
 
-    /// Writes what was added: loose objects for a few, else one pack.
+    /// Takes the packs this batch wrote: dropping them removes their `.keep`.
+    pub fn take_kept(&mut self) -> Vec<KeptPack> {
+        std::mem::take(&mut self.kept)
+    }
+
+    /// Keeps `packs` (of earlier commits) while this batch is at work.
+    pub fn hold(&mut self, packs: Vec<KeptPack>) {
+        self.held.extend(packs);
+    }
+
+    /// Takes the packs given to `hold`.
+    pub fn take_held(&mut self) -> Vec<KeptPack> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// The checksums of the packs written since the last call (not fsynced:
+    /// the caller makes them durable, see [`sync_packs`]).
+    pub fn take_new_packs(&mut self) -> Vec<Oid> {
+        std::mem::take(&mut self.new_packs)
+    }
+
+    /// Writes what was added as one kept pack.
     pub fn flush(&mut self, repo: &Repository) -> FsResult<()> {
-        let objects = std::mem::take(&mut self.objects);
-        self.bytes = 0;
-        if objects.len() < Self::PACK_MIN {
-            let odb = repo.odb()?;
-            for (oid, kind, data) in &objects {
-                let wrote = odb.write(*kind, data)?;
-                if wrote != *oid {
-                    return Err(FsError::io(format!("{kind} {oid} was stored as {wrote}")));
-                }
-            }
+        if self.objects.is_empty() {
             return Ok(());
         }
-        let pack = encode_pack(&objects)?;
-        let odb = repo.odb()?;
-        let mut w = odb.packwriter()?;
-        // git2 reports a failed append as a bare "Write error"; libgit2's own
-        // message (which says "No space left on device") is its last error.
-        if std::io::Write::write_all(&mut w, &pack).is_err() {
-            return Err(git2::Error::last_error(-1).into());
+        let mut w = PackWriter::new(&repo.commondir().join("objects/pack"), self.objects.len())?;
+        for (oid, kind, data) in &self.objects {
+            w.add(*oid, *kind, data)?;
         }
-        w.commit()?;
-        self.wrote_pack = true;
+        self.kept.push(w.finish()?);
+        self.new_packs.push(oid_of_last(&self.kept));
+        self.written.extend(self.objects.iter().map(|(o, _, _)| *o));
+        self.drop_unflushed();
         // libgit2 finds a new pack on its next miss; make it look now, so
         // that nothing reads a batched id as missing in between.
-        odb.refresh()?;
+        repo.odb()?.refresh()?;
         Ok(())
     }
 }
 
-/// A version 2 packfile holding `objects` (blobs and trees, none deltified),
-/// each deflated at the fastest level.
-fn encode_pack(objects: &[(Oid, ObjectType, Vec<u8>)]) -> FsResult<Vec<u8>> {
-    use sha1::{Digest, Sha1};
-    use std::io::Write;
-    let count =
-        u32::try_from(objects.len()).map_err(|_| FsError::io("too many objects for one pack"))?;
-    let mut out = Vec::with_capacity(
-        objects
-            .iter()
-            .map(|(_, _, d)| d.len() / 2 + 16)
-            .sum::<usize>()
-            + 32,
-    );
-    out.extend_from_slice(b"PACK");
-    out.extend_from_slice(&2u32.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
-    for (_, kind, data) in objects {
-        // The type (1 commit, 2 tree, 3 blob) and the size, 4 bits then 7 bits
-        // per byte.
-        let t: u8 = match kind {
-            ObjectType::Commit => 1,
-            ObjectType::Tree => 2,
-            _ => 3,
-        };
-        let mut size = data.len() as u64;
-        let mut c = (t << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        while size != 0 {
-            out.push(c | 0x80);
-            c = (size & 0x7f) as u8;
-            size >>= 7;
-        }
-        out.push(c);
-        let mut z = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::fast());
-        z.write_all(data)?;
-        z.finish()?;
-    }
-    let sum = Sha1::digest(&out);
-    out.extend_from_slice(&sum);
-    Ok(out)
+fn oid_of_last(kept: &[KeptPack]) -> Oid {
+    kept.last().map_or(Oid::ZERO_SHA1, KeptPack::id)
 }
 
 #[cfg(test)]
@@ -1027,63 +1623,282 @@ mod tests {
             .unwrap_or(0)
     }
 
+    fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn keeps(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "keep"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn has(dir: &Path, oid: Oid) -> bool {
+        git(dir, &["cat-file", "-e", &oid.to_string()])
+            .status
+            .success()
+    }
+
+    fn gc(dir: &Path) {
+        for args in [
+            &["gc", "--prune=now", "--quiet"][..],
+            &["prune", "--expire=now"],
+        ] {
+            let out = git(dir, args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     #[test]
-    fn a_batch_writes_a_few_blobs_loose_and_many_as_one_pack() {
+    fn a_batch_is_one_pack_kept_until_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(dir.path()).unwrap();
         let mut batch = ObjectBatch::default();
-        let few: Vec<Oid> = (0..3)
-            .map(|i| {
-                batch
-                    .add_blob(&repo, format!("few {i}\n").into_bytes())
-                    .unwrap()
-            })
-            .collect();
-        batch.flush(&repo).unwrap();
-        assert!(!batch.take_wrote_pack());
-        assert_eq!(packs(&repo), 0);
-        let hex = few[0].to_string();
-        assert!(
-            dir.path()
-                .join("objects")
-                .join(&hex[..2])
-                .join(&hex[2..])
-                .exists()
-        );
-
-        let mut many = Vec::new();
-        for i in 0..ObjectBatch::PACK_MIN * 2 {
+        let mut blobs = Vec::new();
+        for i in 0..40 {
             // Every blob twice, and one large enough for a multi-byte size header.
-            let data = format!("many {i}\n").repeat(if i == 0 { 5000 } else { 1 });
+            let data = format!("blob {i}\n").repeat(if i == 0 { 5000 } else { 1 });
             let oid = batch.add_blob(&repo, data.clone().into_bytes()).unwrap();
             assert_eq!(
                 batch.add_blob(&repo, data.clone().into_bytes()).unwrap(),
                 oid
             );
-            many.push((oid, data));
+            assert_eq!(batch.get(oid), Some(data.as_bytes()));
+            blobs.push((oid, data));
         }
+        let tree = batch
+            .add_tree(
+                &repo,
+                crate::treeobj::serialize(vec![crate::treeobj::RawEntry {
+                    mode: (*b"100644").into(),
+                    name: (*b"a").into(),
+                    oid: blobs[1].0,
+                }]),
+            )
+            .unwrap();
+        let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(1, 0)).unwrap();
+        let commit = batch
+            .add_commit(&repo, commit_bytes(tree, &[], &sig, "one\n"))
+            .unwrap();
+        assert_eq!(packs(&repo), 0, "nothing is written before the flush");
         batch.flush(&repo).unwrap();
-        assert!(batch.take_wrote_pack());
+        assert!(batch.is_empty() && batch.get(tree).is_none() && batch.contains(tree));
         assert_eq!(packs(&repo), 1);
+        assert_eq!(batch.take_new_packs().len(), 1);
+        // Kept, by a .keep that says whose it is.
+        let k = keeps(dir.path());
+        assert_eq!(k.len(), 1);
+        let text = std::fs::read_to_string(&k[0]).unwrap();
+        assert_eq!(
+            text,
+            format!("commitfs {} on {}\n", std::process::id(), host_name())
+        );
+        let idx = k[0].with_extension("idx");
+        let out = git(dir.path(), &["verify-pack", idx.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // A fresh handle reads them back by id, as git does.
         let again = Repository::open_bare(dir.path()).unwrap();
-        for (oid, data) in many {
-            assert_eq!(again.find_blob(oid).unwrap().content(), data.as_bytes());
-            assert_eq!(
-                oid,
-                Oid::hash_object(ObjectType::Blob, data.as_bytes()).unwrap()
-            );
+        for (oid, data) in &blobs {
+            assert_eq!(again.find_blob(*oid).unwrap().content(), data.as_bytes());
         }
-        let fsck = std::process::Command::new("git")
-            .args(["--git-dir"])
-            .arg(dir.path())
-            .args(["fsck", "--strict", "--no-dangling"])
-            .output()
-            .unwrap();
+        assert_eq!(again.find_commit(commit).unwrap().tree_id(), tree);
+        // Nothing names them, and gc at its most eager leaves them.
+        gc(dir.path());
+        assert!(has(dir.path(), commit) && has(dir.path(), blobs[0].0));
+        // Let go: the .keep goes, and gc may take them.
+        for p in batch.take_kept() {
+            p.release();
+        }
+        assert!(keeps(dir.path()).is_empty());
+        gc(dir.path());
+        assert!(!has(dir.path(), commit) && !has(dir.path(), blobs[0].0));
+    }
+
+    #[test]
+    fn a_large_blob_streams_into_a_pack_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let mut batch = ObjectBatch::default();
+        // Compressible, then not (stored), each over 2 MiB.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for data in [b"large and compressible\n".repeat(100_000), noise] {
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, &data).unwrap();
+            // One byte more in the file than in the blob: only `size` counts.
+            std::io::Write::write_all(&mut f, b"!").unwrap();
+            let size = data.len() as u64;
+            let before = packs(&repo);
+            let oid = batch.add_blob_file(&repo, &f, size, None).unwrap();
+            assert_eq!(oid, Oid::hash_object(ObjectType::Blob, &data).unwrap());
+            assert_eq!(packs(&repo), before + 1);
+            assert_eq!(repo.find_blob(oid).unwrap().content(), &data[..]);
+            // The same content again, known to be there: nothing is written.
+            let mut other = ObjectBatch::default();
+            assert_eq!(
+                other.add_blob_file(&repo, &f, size, Some(oid)).unwrap(),
+                oid
+            );
+            assert_eq!(packs(&repo), before + 1);
+            assert!(other.take_kept().is_empty());
+        }
+        let fsck = git(dir.path(), &["fsck", "--strict"]);
         assert!(
             fsck.status.success(),
             "{}",
             String::from_utf8_lossy(&fsck.stderr)
         );
+        assert_eq!(keeps(dir.path()).len(), 2);
+        gc(dir.path());
+        assert_eq!(batch.take_kept().len(), 2);
+        assert!(keeps(dir.path()).is_empty());
+        // No temporary file is left in the pack directory.
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.as_encoded_bytes().ends_with(b".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn an_index_names_offsets_past_2_gib_as_git_reads_them() {
+        let mut entries = vec![
+            ([0xee; 20], 7u32, 5u64 << 30),
+            ([0x11; 20], 1, 12),
+            ([0x80; 20], 2, (1 << 31) - 1),
+            ([0x81; 20], 3, 1 << 31),
+        ];
+        let idx = encode_idx(&mut entries, &[0xab; 20]);
+        let mut child = std::process::Command::new("git")
+            .arg("show-index")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &idx).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let hex = |b: u8| format!("{b:02x}").repeat(20);
+        let expect = format!(
+            "12 {} (00000001)\n2147483647 {} (00000002)\n2147483648 {} (00000003)\n5368709120 {} (00000007)\n",
+            hex(0x11),
+            hex(0x80),
+            hex(0x81),
+            hex(0xee)
+        );
+        assert_eq!(text, expect);
+    }
+
+    #[test]
+    fn stale_keeps_of_daemons_gone_are_removed_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("pack");
+        std::fs::create_dir(&pack).unwrap();
+        // A pid that is surely gone: a child that ran and was reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = host_name();
+        let write = |name: &str, text: &str| std::fs::write(pack.join(name), text).unwrap();
+        write("pack-1.keep", &format!("commitfs {dead} on {host}\n"));
+        write("pack-2.keep", &format!("commitfs 1 on {host}\n")); // alive
+        write("pack-3.keep", &format!("commitfs {dead} on elsewhere\n"));
+        write("pack-4.keep", ""); // the user's
+        write("pack-5.keep", &format!("receive-pack {dead} on {host}\n"));
+        write(
+            "pack-6.keep",
+            &format!("commitfs {} on {host}\n", std::process::id()),
+        );
+        write(&format!(".commitfs-{dead}-abc.tmp"), "half a pack");
+        write(".commitfs-1-abc.tmp", "another daemon's");
+        write("tmp_pack_x", "git's own");
+        assert_eq!(clean_stale_keeps(&pack), 3);
+        let mut left: Vec<String> = std::fs::read_dir(&pack)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".commitfs-1-abc.tmp",
+                "pack-2.keep",
+                "pack-3.keep",
+                "pack-4.keep",
+                "pack-5.keep",
+                "tmp_pack_x"
+            ]
+        );
+    }
+
+    #[test]
+    fn released_packs_of_ours_are_merged_eight_into_one() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let r = Repo::open(dir.path()).unwrap();
+        let mut all = Vec::new();
+        for i in 0..MERGE_FAN + 1 {
+            r.with(|repo| {
+                let mut batch = ObjectBatch::default();
+                // The same blob in every pack: the merged pack has it once.
+                all.push(batch.add_blob(repo, b"in every pack\n".to_vec())?);
+                all.push(batch.add_blob(repo, format!("pack {i}\n").into_bytes())?);
+                batch.flush(repo)?;
+                r.release_packs(batch.take_kept());
+                Ok(())
+            })
+            .unwrap();
+        }
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        assert_eq!(packs(&repo), 2, "eight merged into one, and the ninth");
+        assert!(keeps(dir.path()).is_empty());
+        for oid in &all {
+            assert!(repo.find_blob(*oid).is_ok(), "{oid} is there");
+        }
+        for e in std::fs::read_dir(dir.path().join("objects/pack")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "idx") {
+                let out = git(dir.path(), &["verify-pack", p.to_str().unwrap()]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        // The handles that knew the merged packs are not lent again.
+        r.with(|repo| {
+            for oid in &all {
+                assert!(repo.find_blob(*oid).is_ok());
+            }
+            Ok(())
+        })
+        .unwrap();
     }
 }

@@ -276,9 +276,16 @@ impl CommitFs {
             }
             Some(l) if self.repo.is_ancestor(server, l)? => {} // ahead: pushed below
             Some(l) => {
-                let merged = self.merge_with_server(name, l, server)?;
-                self.repo
-                    .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server")?;
+                // Its objects are kept until the ref names them (see
+                // `Repo::release_packs`).
+                let (merged, kept) = self.merge_with_server(name, l, server)?;
+                #[cfg(debug_assertions)]
+                crate::repo::test_gc_before_ref(self.repo.common_dir());
+                let moved =
+                    self.repo
+                        .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server");
+                self.repo.release_packs(kept);
+                moved?;
             }
         }
         Ok(())
@@ -286,7 +293,12 @@ impl CommitFs {
 
     /// A commit with parents `server` and `local`: the server's tree with the
     /// local changes since their common ancestor applied on top.
-    fn merge_with_server(&self, name: &str, local: Oid, server: Oid) -> FsResult<Oid> {
+    fn merge_with_server(
+        &self,
+        name: &str,
+        local: Oid,
+        server: Oid,
+    ) -> FsResult<(Oid, Vec<crate::repo::KeptPack>)> {
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
             let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
@@ -299,7 +311,8 @@ impl CommitFs {
             let (lt, st) = (tree_of(local)?, tree_of(server)?);
             let ours = crate::commit::changed_paths(repo, bt, lt)?;
             let theirs = crate::commit::changed_paths(repo, bt, st)?;
-            let tree = crate::commit::apply_changes(repo, st, &ours)?;
+            let mut batch = crate::repo::ObjectBatch::default();
+            let tree = crate::commit::apply_changes_in(repo, st, &ours, &mut batch)?;
             let both: Vec<String> = ours
                 .iter()
                 .filter(|c| theirs.iter().any(|t| t.path == c.path))
@@ -315,9 +328,14 @@ impl CommitFs {
             let sig = self.signature(repo)?;
             // Written as bytes: libgit2 would parse the tree first, and
             // refuses trees holding entries a mount keeps unseen.
-            let merged = crate::repo::write_commit(repo, tree, &[server, local], &sig, &msg)?;
+            let merged = batch.add_commit(
+                repo,
+                crate::repo::commit_bytes(tree, &[server, local], &sig, &msg),
+            )?;
+            // One pack, kept until the ref names the merge.
+            batch.flush(repo)?;
             log::info!("{name}: merged with the server ({merged})");
-            Ok(merged)
+            Ok((merged, batch.take_kept()))
         })
     }
 }

@@ -592,6 +592,51 @@ fn diverged_branches_are_merged_never_forced() {
     }
 }
 
+/// The merge with the server survives `git gc --prune=now` and `git prune
+/// --expire=now` run between the moment its objects are written and the
+/// moment the branch moves to it (debug builds run them there while
+/// GITDIR/commitfs-test-gc-before-ref exists): the branch names a merge
+/// whose objects are all there, and it reaches the server.
+#[test]
+fn a_merge_with_the_server_survives_gc_before_its_ref() {
+    let (top, server, a, b) = world();
+    let url = format!("file://{}", server.display());
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "600"],
+    );
+    let mb = Mount::new(
+        &b,
+        &mnt(&top, "mb"),
+        &["--remote", &url, "--fetch-interval", "600"],
+    );
+    std::fs::write(ma.path.join("main/a.txt"), b"A's\n").unwrap();
+    fsync(&ma.path.join("main/a.txt"));
+    let a_tip = git(&a, &["rev-parse", "main"]);
+    assert!(wait_until(Duration::from_secs(5), || git(
+        &server,
+        &["rev-parse", "main"]
+    ) == a_tip));
+    std::fs::write(b.join("commitfs-test-gc-before-ref"), b"").unwrap();
+    std::fs::write(mb.path.join("main/b.txt"), b"only B\n").unwrap();
+    fsync(&mb.path.join("main/b.txt"));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            git(&server, &["rev-list", "--merges", "--count", "main"]) == "1"
+        }),
+        "B merged and pushed"
+    );
+    std::fs::remove_file(b.join("commitfs-test-gc-before-ref")).unwrap();
+    assert_eq!(show(&b, "main:b.txt").unwrap(), b"only B\n");
+    assert_eq!(show(&b, "main:a.txt").unwrap(), b"A's\n");
+    ma.unmount();
+    mb.unmount();
+    for r in [&server, &a, &b] {
+        fsck(r);
+    }
+}
+
 /// A branch deleted on one machine is not brought back from the server by
 /// the next fetch (and the server keeps it: deletions do not propagate); a
 /// branch new on the server does arrive.
