@@ -15,7 +15,8 @@
 #                        time the git / tmpfs references          (default 0)
 #   BENCH_WRITE          1 = also measure the write side, after the read
 #                        side; 0 = skip it                        (default 1)
-#   BENCH_SAVES          saves (open, 4 KiB write, fsync, close)  (default 200)
+#   BENCH_SAVES          saves (open, 4 KiB write, fsync, close,
+#                        fsync of the directory)                   (default 200)
 #   BENCH_WRITE_MIB      size of the sequential write in MiB      (default 1024)
 #   BENCH_SYNC           1 = also measure syncing through a server
 #                        (--remote), after the write side          (default 1)
@@ -31,26 +32,30 @@
 # Write side (BENCH_WRITE=1), each on a fresh daemon, page cache not dropped,
 # `sync` before every timed part:
 # - saves: BENCH_SAVES times open(O_WRONLY|O_TRUNC) of the existing file
-#   main/d000/f00000.txt of tree.git, write 4 KiB, fsync, close, timed one by one
+#   main/d000/f00000.txt of tree.git, write 4 KiB, fsync, close, fsync of its
+#   directory (the commit barrier: a commit when it returns), timed one by one
 #   inside one python3 process; against the same commit made by the git command
 #   line (hash-object -w, update-index, write-tree, commit-tree, update-ref) in a
 #   bare clone. p50 and p99 (nearest rank) of all saves, the first included.
 # - cp -r of 1,000 small files into main/copy (copy2, copy3, ... in later
-#   rounds) followed by `sync main/copy` (an fsync: it commits at once, durably,
+#   rounds) followed by `sync main/copy` (an fsyncdir: it commits at once, durably,
 #   instead of after the settle window), timed together; then git's main:copy
 #   must be exactly the tree of the source. Against cp -r into a tmpfs checkout
 #   of tree.git plus `git add -A && git commit` (which fsyncs nothing). Median of
 #   BENCH_ROUNDS interleaved rounds.
 # - dd bs=1M of BENCH_WRITE_MIB MiB of random bytes from tmpfs to main/big.out,
 #   against the same dd from tmpfs to tmpfs, each after one untimed pass into
-#   the same file; median of BENCH_ROUNDS interleaved rounds; then, timed apart, `sync main/big.out`, which commits it. The
+#   the same file; median of BENCH_ROUNDS interleaved rounds; then, timed apart,
+#   `sync main` (an fsyncdir), which commits it. The
 #   daemon's RSS growth is VmHWM after the sync minus VmRSS right after mounting.
-#   While that sync runs, saves (4 KiB + fsync) on another branch, made by
+#   While that sync runs, saves (4 KiB + fsync + fsync of the directory, each
+#   a commit) on another branch, made by
 #   mkdir MNT/bench-other, one after another: their worst and p50 latency.
 # - dd conv=fsync of the same bytes into main/fsync.out, and 100 sqlite
 #   transactions (python3's sqlite3 as shipped) into main/bench.db, each
 #   against the same on the repository's own disk, and the commits the
-#   transactions made.
+#   transactions made; then 10 vim saves (vim -es, defaults), their p50 and
+#   the commits they made (one each).
 #
 # Sync (BENCH_SYNC=1): a bare clone of tree.git as the server, two bare clones
 # of it as machines A and B, each mounted with --remote file://SERVER

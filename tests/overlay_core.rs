@@ -362,3 +362,69 @@ fn committed_files_keep_their_mtime_across_remounts() {
     let b = fs.getattr(ino(&fs, "main/b.c").unwrap()).unwrap().attr;
     assert_ne!(b.mtime, changed, "b.c changed: a new time");
 }
+
+/// While one branch commits a large file (its blob hashed and packed for
+/// seconds), a save on another branch (write, barrier) and lookups anywhere
+/// go on: they finish before that commit does. The committer holds only its
+/// branch's commit lock while it writes objects.
+#[test]
+fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
+    let dir = repo();
+    {
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let head = repo.find_commit(tip(dir.path())).unwrap();
+        repo.branch("other", &head, false).unwrap();
+    }
+    let fs = std::sync::Arc::new(new_fs(dir.path()));
+    let main = ino(&fs, "main").unwrap();
+    let big = fs.create(main, b"big.bin", 0o644).unwrap().attr.ino;
+    // Incompressible bytes, so that the whole blob is hashed and written.
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let chunk: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for i in 0..256u64 {
+        fs.write(big, i << 20, &chunk).unwrap();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (fs, done) = (fs.clone(), done.clone());
+        std::thread::spawn(move || {
+            fs.fsync(main).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let other = ino(&fs, "other").unwrap();
+    for i in 0..3 {
+        let name = format!("save{i}.txt");
+        let f = fs.create(other, name.as_bytes(), 0o644).unwrap().attr.ino;
+        fs.write(f, 0, b"saved\n").unwrap();
+        fs.fsync(other).unwrap();
+        assert_eq!(cat(&fs, "main/README"), b"one\n");
+        assert!(ino(&fs, "main/src/x.rs").is_ok());
+    }
+    let first = done.load(std::sync::atomic::Ordering::SeqCst);
+    committer.join().unwrap();
+    assert!(
+        !first,
+        "the saves on other waited for main's commit of 256 MiB"
+    );
+    let repo = Repository::open_bare(dir.path()).unwrap();
+    let t = repo
+        .revparse_single("other^{tree}")
+        .unwrap()
+        .peel_to_tree()
+        .unwrap();
+    assert!(t.get_name("save2.txt").is_some());
+    let t = repo
+        .revparse_single("main^{tree}")
+        .unwrap()
+        .peel_to_tree()
+        .unwrap();
+    assert!(t.get_name("big.bin").is_some());
+}
