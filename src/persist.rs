@@ -537,7 +537,7 @@ impl Persist {
             Ok(true) => {}
             _ => return,
         }
-        let Some(dir) = self.dir().map(Path::to_path_buf) else {
+        let Some(dir) = self.dir().map(Path::to_path_buf).filter(|d| d.exists()) else {
             return;
         };
         let mut g = self.conn.lock();
