@@ -172,6 +172,9 @@ const SCHEMA: &str = "
 ";
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // One connection per catalog (the overlay is flock'ed): no file lock
+    // per transaction, no shared-memory index.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -642,7 +645,10 @@ impl Times {
                     let _ = std::fs::create_dir_all(d);
                 }
                 let c = Connection::open(&self.path)?;
-                configure(&c)?;
+                // Shared by every mount of the repository: no exclusive lock.
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "NORMAL")?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
                 c.execute_batch(
                     "CREATE TABLE IF NOT EXISTS shown(oid BLOB PRIMARY KEY, secs INTEGER, nsec INTEGER)",
                 )?;
