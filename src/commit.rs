@@ -505,14 +505,31 @@ impl CommitFs {
                 // their files may say so.
                 w.batch.flush(repo)?;
                 w.mark_committed();
-                let wrote = w.batch.take_new_packs();
+                let mut wrote = w.batch.take_new_packs();
+                let pack_dir = repo.commondir().join("objects/pack");
+                if !durable {
+                    // A large pack of a settle-window commit is synced here,
+                    // on the committer's thread: left for the next durable
+                    // commit, it would be a barrier on another branch that
+                    // waited for it (a 1 GiB pack's fsync takes a second).
+                    let big: Vec<Oid> = wrote
+                        .iter()
+                        .copied()
+                        .filter(|id| {
+                            std::fs::metadata(pack_dir.join(format!("pack-{id}.pack")))
+                                .is_ok_and(|m| m.len() >= SYNC_ALONE)
+                        })
+                        .collect();
+                    if !big.is_empty() && crate::repo::sync_packs(&pack_dir, &big, usize::MAX).is_ok() {
+                        wrote.retain(|id| !big.contains(id));
+                    }
+                }
                 // The packs go to stable storage before the ref that names
                 // them: this commit's, and those of earlier commits that were
                 // not synced.
                 if durable {
                     let mut all = std::mem::take(&mut *self.unsynced.lock());
                     all.extend_from_slice(&wrote);
-                    let pack_dir = repo.commondir().join("objects/pack");
                     if let Err(e) = crate::repo::sync_packs(&pack_dir, &all, SYNC_ONE_BY_ONE) {
                         self.unsynced.lock().extend_from_slice(&all);
                         return Err(e);
@@ -1266,6 +1283,9 @@ pub(crate) fn jitter(max_ms: u64) -> Duration {
 /// each); more are made durable with one syncfs, which on ext4 costs one
 /// journal commit instead of one per file.
 const SYNC_ONE_BY_ONE: usize = 16;
+/// A pack at least this large that a settle-window commit wrote is synced by
+/// that commit itself, not left to the next durable one.
+const SYNC_ALONE: u64 = 16 << 20;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -36,6 +36,11 @@ pub struct Data {
     gone: AtomicBool,
     /// Its directory entry was synced (by its first fsync).
     entry_synced: AtomicBool,
+    /// How far writeback was started by sequential writes (see
+    /// `repo::write_behind`): a large file written end to end is on its way
+    /// to disk as it is written, so its fsync has little left to do, and an
+    /// fsync of another file does not wait for all of it.
+    started: std::sync::atomic::AtomicU64,
 }
 
 /// What [`Data::with`] hands out: the file that holds the bytes.
@@ -54,6 +59,7 @@ impl Data {
             kept: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             entry_synced: AtomicBool::new(false),
+            started: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -70,6 +76,7 @@ impl Data {
             kept: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             entry_synced: AtomicBool::new(false),
+            started: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -145,7 +152,17 @@ impl Data {
         let mut p = self.place.write();
         let (f, flen) = &mut *p;
         let res = f.write_all_at(data, offset);
-        self.grown(f, flen, end, res)
+        let r = self.grown(f, flen, end, res);
+        if r.is_ok() {
+            // Appends only: writeback of what is behind the end. (Not
+            // waited for: the writer keeps the page cache's speed.)
+            let mut started = self.started.load(Ordering::Relaxed);
+            if offset <= started + crate::repo::WRITE_BEHIND && end > started {
+                crate::repo::write_behind(f, &mut started, end, false);
+                self.started.store(started, Ordering::Relaxed);
+            }
+        }
+        r
     }
 
     /// Sets the length to `len`, cutting off or adding zeros.
@@ -155,6 +172,7 @@ impl Data {
         match f.set_len(len) {
             Ok(()) => {
                 *flen = len;
+                self.started.fetch_min(len, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => Err(self.write_error(&e)),
