@@ -227,7 +227,7 @@ pub const RENAME_EXCHANGE: u32 = 2;
 /// A name a program may create: EINVAL for one Git must never store or would
 /// refuse to check out (`.git` in any case and its aliases; see `names`), and
 /// for a symlink, also `.gitmodules` and its aliases.
-fn check_new_name(name: &[u8], symlink: bool) -> FsResult<()> {
+pub(crate) fn check_new_name(name: &[u8], symlink: bool) -> FsResult<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
     }

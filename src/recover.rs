@@ -142,7 +142,26 @@ impl CommitFs {
     }
 
     /// Makes the change of one row again; the inode that now has the name.
+    /// The catalog is read as untrusted as the repository it sits in: a name
+    /// the mount would refuse to make (`.git` and its aliases) is refused
+    /// here too, and an object that is not in the repository is not put in.
     fn replay_row(&self, dead: &Dead, dir: Ino, name: &[u8], row: &Row) -> FsResult<Option<Ino>> {
+        if !matches!(row, Row::Deleted) {
+            crate::overlay::check_new_name(
+                name,
+                matches!(
+                    row,
+                    Row::Symlink { .. } | Row::Object { mode: 0o120000, .. }
+                ),
+            )?;
+        }
+        if let Row::Object { oid, .. } = row
+            && !self.repo.with(|r| Ok(r.odb()?.exists(*oid)))?
+        {
+            return Err(FsError::io(format!(
+                "object {oid} is not in the repository"
+            )));
+        }
         match row {
             Row::Deleted => {
                 self.force_remove(dir, name)?;

@@ -428,3 +428,49 @@ fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
         .unwrap();
     assert!(t.get_name("big.bin").is_some());
 }
+
+/// A catalog is as untrusted as the repository it sits in: rows naming
+/// `.git` or an object the repository does not have are not replayed; the
+/// rest is.
+#[test]
+fn a_hostile_catalog_plants_no_dotgit_and_no_missing_object() {
+    let dir = repo();
+    {
+        let fs = new_fs(dir.path());
+        write_file(&fs, "main", "fine.txt", b"fine\n");
+    }
+    // Doctor the dead overlay's catalog: a `.git` file row and an object
+    // row naming a blob that does not exist, in the branch root's directory.
+    let ov = std::fs::read_dir(dir.path().join("commitfs/overlay"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let c = rusqlite::Connection::open(ov.join("catalog.sqlite")).unwrap();
+    let (root, file): (i64, i64) = c
+        .query_row(
+            "SELECT dir, file FROM entry WHERE name = CAST('fine.txt' AS BLOB)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    c.execute(
+        "INSERT INTO entry(dir, name, kind, ino, file, exec) VALUES (?1, CAST('.GIT' AS BLOB), 2, 999, ?2, 0)",
+        rusqlite::params![root, file],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO entry(dir, name, kind, ino, mode, oid) VALUES (?1, CAST('ghost' AS BLOB), 4, 998, 33188, ?2)",
+        rusqlite::params![root, vec![0xabu8; 20]],
+    )
+    .unwrap();
+    drop(c);
+    let fs = new_fs(dir.path());
+    assert_eq!(cat(&fs, "main/fine.txt"), b"fine\n");
+    assert!(ino(&fs, "main/.GIT").is_err());
+    assert!(ino(&fs, "main/ghost").is_err());
+    fs.commit_all().unwrap();
+    assert_eq!(in_main(dir.path(), "fine.txt").unwrap().0, b"fine\n");
+    assert!(in_main(dir.path(), ".GIT").is_none());
+}
