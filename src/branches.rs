@@ -104,7 +104,7 @@ impl CommitFs {
             self.branch_for(&inodes, &node)
         };
         if let Some(b) = &b {
-            self.commit_branch(b, false)?;
+            self.commit_branch(b, true)?;
         }
         self.repo.with(|repo| {
             let mut r = repo.find_reference(&full).map_err(|_| FsError::NotFound)?;
@@ -155,7 +155,7 @@ impl CommitFs {
             self.branch_for(&inodes, &node)
         }
         .ok_or_else(|| FsError::io("not a branch"))?;
-        self.commit_branch(&b, false)?;
+        self.commit_branch(&b, true)?;
         self.repo.with(|repo| {
             let mut r = repo.find_reference(&old).map_err(|_| FsError::NotFound)?;
             let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);

@@ -1132,7 +1132,10 @@ impl CommitFs {
                 }
             }
             for b in due {
-                if let Err(e) = self.commit_branch(&b, false) {
+                // Durable like a barrier's (objects, then the ref, fsynced on
+                // this thread): a written file gives up its overlay file once
+                // committed, so the commit must survive a power loss first.
+                if let Err(e) = self.commit_branch(&b, true) {
                     log_commit_failure(&b, &e);
                 }
             }
@@ -1301,16 +1304,41 @@ fn sync_ref(git_dir: &std::path::Path, refname: &str) -> FsResult<()> {
     if git_dir.join("commitfs-test-fail-ref-sync").exists() {
         return Err(FsError::io("fsync of the ref failed (test)"));
     }
-    let path = git_dir.join(refname);
-    let target = if path.exists() {
-        path
-    } else {
-        git_dir.join("packed-refs")
-    };
-    std::fs::File::open(&target)?.sync_all()?;
+    // The ref is a loose file, or (once `git gc` or `git pack-refs` moved it,
+    // at any moment, even between two of these calls) a line of packed-refs:
+    // whichever is there is synced, with the directories above it.
+    let loose = git_dir.join(refname);
+    let packed = git_dir.join("packed-refs");
+    let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut target = None;
+    for _ in 0..8 {
+        for p in [&loose, &packed] {
+            match std::fs::File::open(p).and_then(|f| f.sync_all()) {
+                Ok(()) => {
+                    target = Some(p.clone());
+                    break;
+                }
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if target.is_some() {
+            break;
+        }
+    }
+    let target = target.ok_or_else(|| {
+        FsError::io(format!(
+            "{refname} is neither a loose ref nor in packed-refs"
+        ))
+    })?;
     let mut dir = target.parent();
     while let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
+        match std::fs::File::open(d).and_then(|f| f.sync_all()) {
+            Ok(()) => {}
+            // An empty ref directory that pack-refs removed.
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
         if d == git_dir {
             break;
         }
@@ -1941,6 +1969,24 @@ mod tests {
         );
         assert!(m.contains("\nD src/f"));
         assert!(summary(&[ch('D', "a"), ch('D', "b/c")]).starts_with("Delete 2 files\n"));
+    }
+
+    #[test]
+    fn a_ref_that_gc_packed_is_synced_in_packed_refs() {
+        let t = tempfile::tempdir().unwrap();
+        let gd = t.path();
+        std::fs::create_dir_all(gd.join("refs/heads")).unwrap();
+        // Loose.
+        std::fs::write(gd.join("refs/heads/main"), b"0000\n").unwrap();
+        sync_ref(gd, "refs/heads/main").unwrap();
+        // Packed by gc: the loose file and its empty directory are gone.
+        std::fs::remove_file(gd.join("refs/heads/main")).unwrap();
+        std::fs::write(gd.join("packed-refs"), b"0000 refs/heads/main\n").unwrap();
+        sync_ref(gd, "refs/heads/main").unwrap();
+        sync_ref(gd, "refs/heads/feature/x").unwrap();
+        // Neither: an error, not a success.
+        std::fs::remove_file(gd.join("packed-refs")).unwrap();
+        assert!(sync_ref(gd, "refs/heads/main").is_err());
     }
 
     #[test]
