@@ -664,7 +664,13 @@ impl CommitFs {
             let mut ov = self.ov.lock();
             let mut rebuilt = Vec::new();
             for (ino, listing) in w.bases.drain(..) {
-                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_))) {
+                // A directory whose tree is what it was needs no new rows
+                // (they were written against that same tree): a barrier
+                // with nothing to commit then writes nothing, and the next
+                // fsync has no catalog to sync.
+                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_)))
+                    && ov.base.get(&ino).is_none_or(|b| **b != *listing)
+                {
                     ov.set_base(ino, &listing);
                     rebuilt.push(ino);
                 }
