@@ -1099,17 +1099,18 @@ impl CommitFs {
     /// After a file's content changed: its mtime is the write's again (not one
     /// utimens set), and its branch's settle window restarts.
     fn file_changed(&self, ino: Ino, size: u64) {
-        {
+        let had_mtime = {
             let mut ov = self.ov.lock();
             let m = ov.meta.entry(ino).or_default();
-            let had_mtime = m.mtime.take().is_some();
             m.ctime = Some(Ts::now());
-            if had_mtime {
-                // The catalog kept a utimens time: it goes (the file's own
-                // mtime on disk is the write's).
-                let inodes = self.inodes.read();
-                let _ = self.persist(&inodes, &ov, &[], &[ino]);
-            }
+            m.mtime.take().is_some()
+        };
+        if had_mtime {
+            // The catalog kept a utimens time: it goes (the file's own mtime
+            // on disk is the write's). `inodes` before `ov`, as everywhere.
+            let inodes = self.inodes.read();
+            let ov = self.ov.lock();
+            let _ = self.persist(&inodes, &ov, &[], &[ino]);
         }
         self.changed_file(ino, size);
     }
