@@ -525,6 +525,29 @@ if [[ $WRITE == 1 ]]; then
     SETTLE_DESC=${SETTLE:+$SETTLE ms}; SETTLE_DESC=${SETTLE_DESC:-daemon default}
 
     # --------------------------------------------------------------- saves
+    # save_until.py FILE STOP: saves FILE (4 KiB of new content, fsync, fsync of
+    # its directory) one after another until STOP exists; one line per save
+    # on stdout, in milliseconds. The worst-save rows, in the mount and on the
+    # repository's own disk, both run it.
+    SAVE_UNTIL_PY=$WORK/save_until.py
+    cat > "$SAVE_UNTIL_PY" <<'PY'
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+i = 0
+while not os.path.exists(stop):
+    # New content each time, so that each save is a commit.
+    data = (b"%09d\n" % i) * 409 + b"......"
+    i += 1
+    t = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    d = os.open(os.path.dirname(path), os.O_RDONLY)
+    os.fsync(d)
+    os.close(d)
+    print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
+PY
     SAVE_PY=$WORK/save_bench.py
     cat > "$SAVE_PY" <<'PYEOF'
 """Time saves: one line per save on stdout, in milliseconds.
@@ -792,24 +815,7 @@ PYEOF
         # holds up another's saves.
         mkdir -- "$MNT/bench-other" || die "mkdir of branch bench-other failed"
         OTHER_STOP=$WORK/other.stop; rm -f -- "$OTHER_STOP"
-        python3 - "$MNT/bench-other/save.txt" "$OTHER_STOP" > "$WORK/save-other.ms" <<'PY' &
-import os, sys, time
-path, stop = sys.argv[1], sys.argv[2]
-i = 0
-while not os.path.exists(stop):
-    # New content each time, so that each save is a commit.
-    data = (b"%09d\n" % i) * 409 + b"......"
-    i += 1
-    t = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.fsync(fd)
-    os.close(fd)
-    d = os.open(os.path.dirname(path), os.O_RDONLY)
-    os.fsync(d)
-    os.close(d)
-    print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
-PY
+        python3 "$SAVE_UNTIL_PY" "$MNT/bench-other/save.txt" "$OTHER_STOP" > "$WORK/save-other.ms" &
         OTHER_PID=$!
         TIMEIT_LABEL="sync mnt/main (commits big.out, durably)" \
             timeit T_CF_DD_SYNC timeout -k 5 "$DD_TIMEOUT" sync -- "$MNT/main"
@@ -851,23 +857,7 @@ PY
     # (write 4 KiB, fsync, fsync of the directory) on the repository's own
     # disk while this dd writes and fsyncs its 1 GiB there.
     NSTOP=$WORK/native-saves.stop; rm -f -- "$NSTOP"
-    python3 - "$NATIVE/save.txt" "$NSTOP" > "$WORK/save-native.ms" <<'PY' &
-import os, sys, time
-path, stop = sys.argv[1], sys.argv[2]
-i = 0
-while not os.path.exists(stop):
-    data = (b"%09d\n" % i) * 409 + b"......"
-    i += 1
-    t = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.fsync(fd)
-    os.close(fd)
-    d = os.open(os.path.dirname(path), os.O_RDONLY)
-    os.fsync(d)
-    os.close(d)
-    print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
-PY
+    python3 "$SAVE_UNTIL_PY" "$NATIVE/save.txt" "$NSTOP" > "$WORK/save-native.ms" &
     NSAVE_PID=$!
     TIMEIT_LABEL="dd conv=fsync ${WRITE_MIB} MiB -> repository's disk" \
         timeit T_NATIVE_DDF timeout -k 5 "$DD_TIMEOUT" dd if="$DD_SRC" of="$NATIVE/fsync.out" bs=1M conv=fsync status=none

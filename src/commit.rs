@@ -787,11 +787,7 @@ impl CommitFs {
                 // already: then it stays as the branch has it. So a committed
                 // file renamed to a backup name is a deletion, not an add.
                 if !c.kind.is_dir() && self.is_scratch(&name) {
-                    let tracked = top.base.as_ref().and_then(|l| {
-                        l.binary_search_by(|e| (*e.name).cmp(&name))
-                            .ok()
-                            .map(|i| l[i].clone())
-                    });
+                    let tracked = top.base.as_ref().and_then(|l| l.get(&name)).cloned();
                     if let Some(e) = tracked.filter(|e| e.kind != crate::repo::EntryKind::Dir) {
                         top.out.push(RawEntry {
                             mode: crate::treeobj::mode_of_kind(e.kind).into(),
@@ -841,11 +837,7 @@ impl CommitFs {
                         // A database in the middle of a transaction (its
                         // rollback journal or write-ahead log holds bytes):
                         // committed as it was, until the journal is gone.
-                        let before = top.base.as_ref().and_then(|l| {
-                            l.binary_search_by(|e| (*e.name).cmp(&name))
-                                .ok()
-                                .map(|i| l[i].clone())
-                        });
+                        let before = top.base.as_ref().and_then(|l| l.get(&name)).cloned();
                         log::debug!(
                             "{}: a transaction is open, committing its last settled version",
                             String::from_utf8_lossy(&name)
@@ -893,10 +885,7 @@ impl CommitFs {
                 let keep: Vec<RawEntry> = l
                     .hidden
                     .iter()
-                    .filter(|h| {
-                        !shown.contains(&*h.name)
-                            && l.binary_search_by(|e| (*e.name).cmp(&h.name)).is_err()
-                    })
+                    .filter(|h| !shown.contains(&*h.name) && l.get(&h.name).is_none())
                     .cloned()
                     .collect();
                 out.extend(keep);
@@ -1181,17 +1170,13 @@ impl CommitFs {
 /// blob. (A file that replaced a tracked directory is new, and the other
 /// way round.)
 fn tracked(base: Option<&crate::treeobj::Listing>, name: &[u8], is_dir: bool) -> bool {
-    let Some(l) = base else { return false };
-    match l.binary_search_by(|e| (*e.name).cmp(name)) {
-        Ok(i) => {
-            let dir = matches!(
-                l[i].kind,
-                crate::repo::EntryKind::Dir | crate::repo::EntryKind::Submodule
-            );
-            dir == is_dir
-        }
-        Err(_) => false,
-    }
+    base.and_then(|l| l.get(name)).is_some_and(|e| {
+        let dir = matches!(
+            e.kind,
+            crate::repo::EntryKind::Dir | crate::repo::EntryKind::Submodule
+        );
+        dir == is_dir
+    })
 }
 
 fn n_name(inodes: &Inodes, ino: Ino) -> Vec<u8> {

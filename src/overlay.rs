@@ -51,7 +51,29 @@ pub struct WState {
     pub retired: bool,
 }
 
+impl WFile {
+    pub fn new(data: crate::wdata::Data, st: WState) -> Arc<WFile> {
+        Arc::new(WFile {
+            data,
+            st: Mutex::new(st),
+        })
+    }
+}
+
 impl WState {
+    /// `size` bytes with that mtime, version 0, never committed, not
+    /// written since it was made.
+    pub fn new(size: u64, mtime: Ts) -> WState {
+        WState {
+            size,
+            mtime,
+            version: 0,
+            committed: None,
+            last_write: None,
+            retired: false,
+        }
+    }
+
     /// The content changed and is now `size` bytes long.
     fn content_changed(&mut self, size: u64) {
         self.size = size;
@@ -166,11 +188,7 @@ pub(crate) fn want_row(inodes: &Inodes, ov: &Overlay, dir: Ino, name: &[u8]) -> 
         Some(Mat::Dir(c)) => c.get(name).copied(),
         _ => None,
     };
-    let base = ov.base.get(&dir).and_then(|l| {
-        l.binary_search_by(|e| (*e.name).cmp(name))
-            .ok()
-            .map(|i| l[i].clone())
-    });
+    let base = ov.base.get(&dir).and_then(|l| l.get(name));
     let Some(child) = child else {
         return base.map(|_| Row::Deleted);
     };
@@ -182,13 +200,11 @@ pub(crate) fn want_row(inodes: &Inodes, ov: &Overlay, dir: Ino, name: &[u8]) -> 
         // Made here and committed as it is.
         return None;
     }
-    if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base) {
-        let base_mode = std::str::from_utf8(crate::treeobj::mode_of_kind(e.kind))
-            .ok()
-            .and_then(|m| u32::from_str_radix(m, 8).ok());
-        if base_mode == Some(*mode) && e.oid == *oid {
-            return None;
-        }
+    if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base)
+        && crate::treeobj::kind_of_mode(*mode) == Some(e.kind)
+        && e.oid == *oid
+    {
+        return None;
     }
     Some(row)
 }
@@ -291,12 +307,7 @@ impl CommitFs {
             .iter()
             .map(|i| (*i, ov.meta.get(i).filter(|m| !m.unlinked).copied()))
             .collect();
-        let put = if freeing {
-            self.disk.put_freeing(&rows, &metas)
-        } else {
-            self.disk.put(&rows, &metas)
-        };
-        put.inspect_err(|e| {
+        self.disk.put(freeing, &rows, &metas).inspect_err(|e| {
             self.resync_needed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             log::error!("the overlay's catalog could not be written ({e}); the change stays in memory and is written again at the next commit");
@@ -355,7 +366,7 @@ impl CommitFs {
                     .filter(|(_, m)| !m.unlinked)
                     .map(|(i, m)| (*i, Some(*m)))
                     .collect();
-                self.disk.put(&[], &metas)?;
+                self.disk.put(false, &[], &metas)?;
                 for b in self.branches.lock().values() {
                     self.disk.set_branch(b.root, &b.name.lock())?;
                 }
@@ -549,17 +560,13 @@ impl CommitFs {
             .get(&ino)
             .and_then(|m| m.mtime)
             .unwrap_or(Ts::from_secs(snap.snapshot.time));
-        let wf = Arc::new(WFile {
-            data: file,
-            st: Mutex::new(WState {
-                size,
-                mtime,
-                version: 0,
+        let wf = WFile::new(
+            file,
+            WState {
                 committed: if truncate { None } else { Some((0, oid)) },
-                last_write: None,
-                retired: false,
-            }),
-        });
+                ..WState::new(size, mtime)
+            },
+        );
         ov.mats.insert(ino, Mat::File(wf.clone()));
         inodes.set_kind(ino, Kind::MFile { snap, executable });
         if inodes.is_linked(&n) {
@@ -678,38 +685,44 @@ impl CommitFs {
         let _live = self.live()?;
         check_new_name(name, false)?;
         let data = crate::wdata::Data::new(&self.disk)?;
-        let node = {
-            let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
-            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let wf = Arc::new(WFile {
-                data,
-                st: Mutex::new(WState {
-                    size: 0,
-                    mtime: Ts::now(),
-                    version: 1,
-                    committed: None,
-                    last_write: Some(std::time::Instant::now()),
-                    retired: false,
-                }),
-            });
-            let node = self.add_child(
-                &mut inodes,
-                &mut ov,
-                parent,
-                name,
-                Kind::MFile {
-                    snap,
-                    executable: mode & 0o100 != 0,
-                },
-            )?;
-            ov.mats.insert(node.ino, Mat::File(wf));
-            self.remember_perm(&mut ov, node.ino, mode);
-            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
-            node
+        let st = WState {
+            version: 1,
+            last_write: Some(std::time::Instant::now()),
+            ..WState::new(0, Ts::now())
         };
+        let node = self.add_file(parent, name, data, st, mode & 0o100 != 0, Some(mode))?;
         self.changed(parent);
         self.getattr(node.ino)
+    }
+
+    /// Makes `name` in `parent` a written file with bytes `data` and state
+    /// `st` (create, and recovery's `install_file`); `mode`: permission bits
+    /// to keep.
+    fn add_file(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        data: crate::wdata::Data,
+        st: WState,
+        executable: bool,
+        mode: Option<u32>,
+    ) -> FsResult<Arc<Node>> {
+        let mut inodes = self.inodes.write();
+        let mut ov = self.ov.lock();
+        let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
+        let node = self.add_child(
+            &mut inodes,
+            &mut ov,
+            parent,
+            name,
+            Kind::MFile { snap, executable },
+        )?;
+        ov.mats.insert(node.ino, Mat::File(WFile::new(data, st)));
+        if let Some(mode) = mode {
+            self.remember_perm(&mut ov, node.ino, mode);
+        }
+        self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+        Ok(node)
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
@@ -852,34 +865,12 @@ impl CommitFs {
     ) -> FsResult<Ino> {
         self.force_remove(parent, name)?;
         let mtime = data.mtime().map(Ts::of).unwrap_or_else(Ts::now);
-        let size = data.with(|crate::wdata::Contents::Disk(f)| f.metadata().map(|m| m.len()));
-        let size = size.map_err(|e| FsError::from_io(&e, "reading an adopted file's length"))?;
-        let ino = {
-            let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
-            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let wf = Arc::new(WFile {
-                data,
-                st: Mutex::new(WState {
-                    size,
-                    mtime,
-                    version: 1,
-                    committed: None,
-                    last_write: None,
-                    retired: false,
-                }),
-            });
-            let node = self.add_child(
-                &mut inodes,
-                &mut ov,
-                parent,
-                name,
-                Kind::MFile { snap, executable },
-            )?;
-            ov.mats.insert(node.ino, Mat::File(wf));
-            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
-            node.ino
+        let size = data.size();
+        let st = WState {
+            version: 1,
+            ..WState::new(size, mtime)
         };
+        let ino = self.add_file(parent, name, data, st, executable, None)?.ino;
         self.changed_file(ino, size);
         Ok(ino)
     }

@@ -171,10 +171,14 @@ const SCHEMA: &str = "
         ctime_s INTEGER, ctime_n INTEGER);
 ";
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // One connection per catalog (the overlay is flock'ed): no file lock
-    // per transaction, no shared-memory index.
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+/// WAL, synchronous=NORMAL. `exclusive`: the database has one connection
+/// (an overlay's catalog, its directory flock'ed), so no file lock per
+/// transaction and no shared-memory index; the times database is shared by
+/// every mount of the repository and is not.
+fn configure(conn: &Connection, exclusive: bool) -> rusqlite::Result<()> {
+    if exclusive {
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -299,7 +303,7 @@ impl Persist {
         let db = dir.join("catalog.sqlite");
         let conn = Connection::open(&db).map_err(|e| sql(e, "opening the catalog", &dir))?;
         (|| -> rusqlite::Result<()> {
-            configure(&conn)?;
+            configure(&conn, true)?;
             conn.execute_batch(SCHEMA)?;
             conn.execute(
                 "INSERT OR REPLACE INTO info VALUES ('kind', ?1), ('format', ?2), ('syncs', 0)",
@@ -372,26 +376,10 @@ impl Persist {
     }
 
     /// Writes rows and metadata in one transaction (`None` row: the name has
-    /// no change to keep; `None` meta: none kept).
+    /// no change to keep; `None` meta: none kept). `freeing`: a change that
+    /// frees space (a removal), which on a full disk may use the overlay's
+    /// reserve.
     pub fn put(
-        &self,
-        rows: &[(Ino, &[u8], Option<Row>)],
-        metas: &[(Ino, Option<Meta>)],
-    ) -> FsResult<()> {
-        self.put_as(false, rows, metas)
-    }
-
-    /// `put` for a change that frees space (a removal): on a full disk it
-    /// may use the overlay's reserve.
-    pub fn put_freeing(
-        &self,
-        rows: &[(Ino, &[u8], Option<Row>)],
-        metas: &[(Ino, Option<Meta>)],
-    ) -> FsResult<()> {
-        self.put_as(true, rows, metas)
-    }
-
-    fn put_as(
         &self,
         freeing: bool,
         rows: &[(Ino, &[u8], Option<Row>)],
@@ -645,10 +633,7 @@ impl Times {
                     let _ = std::fs::create_dir_all(d);
                 }
                 let c = Connection::open(&self.path)?;
-                // Shared by every mount of the repository: no exclusive lock.
-                c.pragma_update(None, "journal_mode", "WAL")?;
-                c.pragma_update(None, "synchronous", "NORMAL")?;
-                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                configure(&c, false)?;
                 c.execute_batch(
                     "CREATE TABLE IF NOT EXISTS shown(oid BLOB PRIMARY KEY, secs INTEGER, nsec INTEGER)",
                 )?;
@@ -869,7 +854,7 @@ fn read_dead(dir: &Path) -> Result<Read, String> {
     let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| format!("cannot be opened ({e})"))?;
     let r = (|| -> rusqlite::Result<Result<Read, String>> {
-        configure(&conn)?;
+        configure(&conn, true)?;
         let kind: Option<String> = conn
             .query_row("SELECT value FROM info WHERE key = 'kind'", [], |r| {
                 r.get(0)
@@ -963,6 +948,7 @@ mod tests {
         let oid = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
         p.set_branch(1, b"main").unwrap();
         p.put(
+            false,
             &[
                 (1, &b"a"[..], Some(Row::Dir { ino: 2 })),
                 (

@@ -87,6 +87,15 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The shown entry named `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&TreeEntry> {
+        let i = self
+            .entries
+            .binary_search_by(|e| (*e.name).cmp(name))
+            .ok()?;
+        Some(&self.entries[i])
+    }
+
     /// What the tree cache counts for this listing: every entry it holds,
     /// shown or hidden (a tree of nothing but hidden entries costs memory
     /// too).

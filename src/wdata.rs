@@ -131,9 +131,9 @@ impl Data {
         )
     }
 
-    /// Whether the bytes are in a file on disk (always).
-    pub fn is_on_disk(&self) -> bool {
-        true
+    /// Its length (what was written or set; the file on disk is as long).
+    pub fn size(&self) -> u64 {
+        self.place.read().1
     }
 
     /// Reads into `buf` from `offset` until it is full or the data ends;

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use commitfs::fs::{CommitFs, FsConfig, Ts};
 use commitfs::inodes::ROOT;
 use commitfs::overlay::SetAttr;
@@ -90,6 +92,25 @@ fn tip(dir: &Path) -> Oid {
         .unwrap()
         .refname_to_id("refs/heads/main")
         .unwrap()
+}
+
+/// Another writer commits `name` = `data` on top of `main`.
+fn their_commit(dir: &Path, name: &str, data: &[u8]) -> Oid {
+    let repo = Repository::open_bare(dir).unwrap();
+    let head = repo.find_commit(tip(dir)).unwrap();
+    let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
+    tb.insert(name, repo.blob(data).unwrap(), 0o100644).unwrap();
+    let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+    let sig = Signature::now("O", "o@example.com").unwrap();
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "theirs",
+        &tree,
+        &[&head],
+    )
+    .unwrap()
 }
 
 /// Every kind of change a dead daemon had acknowledged is shown by the next
@@ -213,24 +234,7 @@ fn recovered_changes_go_onto_a_tip_another_writer_moved() {
         write_file(&fs, "main", "README", b"mine too\n");
     }
     // Theirs: a new file, on top of init.
-    let theirs = {
-        let repo = Repository::open_bare(dir.path()).unwrap();
-        let head = repo.find_commit(tip(dir.path())).unwrap();
-        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
-        tb.insert("theirs.txt", repo.blob(b"theirs\n").unwrap(), 0o100644)
-            .unwrap();
-        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
-        let sig = Signature::now("O", "o@example.com").unwrap();
-        repo.commit(
-            Some("refs/heads/main"),
-            &sig,
-            &sig,
-            "theirs",
-            &tree,
-            &[&head],
-        )
-        .unwrap()
-    };
+    let theirs = their_commit(dir.path(), "theirs.txt", b"theirs\n");
     let fs = new_fs(dir.path());
     fs.commit_all().unwrap();
     assert_eq!(in_main(dir.path(), "mine.txt").unwrap().0, b"mine\n");
@@ -254,24 +258,7 @@ fn a_committed_file_does_not_come_back_over_a_later_change() {
         assert_eq!(in_main(dir.path(), "README").unwrap().0, b"mine\n");
         // Dies with README still materialized (committed, clean).
     }
-    {
-        let repo = Repository::open_bare(dir.path()).unwrap();
-        let head = repo.find_commit(tip(dir.path())).unwrap();
-        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
-        tb.insert("README", repo.blob(b"theirs\n").unwrap(), 0o100644)
-            .unwrap();
-        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
-        let sig = Signature::now("O", "o@example.com").unwrap();
-        repo.commit(
-            Some("refs/heads/main"),
-            &sig,
-            &sig,
-            "theirs",
-            &tree,
-            &[&head],
-        )
-        .unwrap();
-    }
+    their_commit(dir.path(), "README", b"theirs\n");
     let fs = new_fs(dir.path());
     assert_eq!(cat(&fs, "main/README"), b"theirs\n");
     fs.commit_all().unwrap();
@@ -338,24 +325,7 @@ fn committed_files_keep_their_mtime_across_remounts() {
         (kept, stamp)
     };
     // Someone else changes b.c.
-    {
-        let repo = Repository::open_bare(dir.path()).unwrap();
-        let head = repo.find_commit(tip(dir.path())).unwrap();
-        let mut tb = repo.treebuilder(Some(&head.tree().unwrap())).unwrap();
-        tb.insert("b.c", repo.blob(b"int b2;\n").unwrap(), 0o100644)
-            .unwrap();
-        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
-        let sig = Signature::now("O", "o@example.com").unwrap();
-        repo.commit(
-            Some("refs/heads/main"),
-            &sig,
-            &sig,
-            "theirs",
-            &tree,
-            &[&head],
-        )
-        .unwrap();
-    }
+    their_commit(dir.path(), "b.c", b"int b2;\n");
     let fs = new_fs(dir.path());
     let a = fs.getattr(ino(&fs, "main/a.c").unwrap()).unwrap().attr;
     assert_eq!(a.mtime, kept, "a.c did not change: same time");
@@ -379,15 +349,7 @@ fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
     let main = ino(&fs, "main").unwrap();
     let big = fs.create(main, b"big.bin", 0o644).unwrap().attr.ino;
     // Incompressible bytes, so that the whole blob is hashed and written.
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    let chunk: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let chunk = common::noise(1 << 20, 0x2545F4914F6CDD1D);
     for i in 0..256u64 {
         fs.write(big, i << 20, &chunk).unwrap();
     }
