@@ -16,6 +16,10 @@
 //! written since (its bytes hash to the blob the catalog names) is not
 //! replayed: the branch has it.
 //!
+//! A written file the dead daemon had committed is not replayed when its
+//! bytes still hash to that blob and the branch has a file of its name, but
+//! its executable bit is.
+//!
 //! The dead overlay is removed only once all of it is in this mount's
 //! overlay, so a daemon killed during recovery leaves both, and the next one
 //! replays both (a change made twice is the same change). An overlay that
@@ -191,9 +195,31 @@ impl CommitFs {
                 }
                 if let Some(oid) = clean
                     && git2::Oid::hash_file(git2::ObjectType::Blob, &path).ok() == Some(*oid)
+                    && let Ok(e) = self.lookup(dir, name)
                 {
-                    // Committed, and not written since.
-                    return Ok(self.lookup(dir, name).ok().map(|e| e.attr.ino));
+                    // Committed, and not written since, and the branch has
+                    // a file of that name: the bytes are not replayed
+                    // (another writer's later change of them stays), but a
+                    // change of the executable bit made after the commit
+                    // is. (A file renamed here after its commit is not at
+                    // this name in the branch: its bytes are replayed.)
+                    let ino = e.attr.ino;
+                    let shown = match self.node_of(ino)?.kind {
+                        Kind::File { executable, .. } | Kind::MFile { executable, .. } => {
+                            Some(executable)
+                        }
+                        _ => None,
+                    };
+                    if shown.is_some_and(|x| x != *exec) {
+                        self.setattr(
+                            ino,
+                            crate::overlay::SetAttr {
+                                mode: Some(if *exec { 0o755 } else { 0o644 }),
+                                ..Default::default()
+                            },
+                        )?;
+                    }
+                    return Ok(Some(ino));
                 }
                 let (id, f) = self.disk.adopt_file(&path)?;
                 let data = crate::wdata::Data::adopted(&self.disk, id, f)?;

@@ -481,3 +481,29 @@ fn regression_rename_directory_over_empty_directory_then_commit() {
         Op::Fsync,
     ]);
 }
+
+/// Found in a clean clone's CI run: a committed file's chmod, then the
+/// daemon's death. The file's bytes are its committed blob, so recovery
+/// does not replay them; its mode change must come back all the same.
+#[test]
+fn regression_chmod_of_a_committed_file_then_death() {
+    run(&[
+        Op::Create(p("a")),
+        Op::Fsync,
+        Op::Chmod(p("a"), true),
+        Op::Die,
+    ]);
+}
+
+/// Found by a longer run of the model: a committed file renamed, then the
+/// daemon's death. Its bytes are its committed blob, but the branch has no
+/// file of its new name: recovery must put it there.
+#[test]
+fn regression_rename_of_a_committed_file_then_death() {
+    run(&[
+        Op::Create(p("a")),
+        Op::Fsync,
+        Op::Rename(p("a"), p("b"), false),
+        Op::Die,
+    ]);
+}
