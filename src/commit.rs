@@ -504,7 +504,6 @@ impl CommitFs {
                 // Blobs, trees and the commit are in kept packs from here on;
                 // their files may say so.
                 w.batch.flush(repo)?;
-                w.mark_committed();
                 let mut wrote = w.batch.take_new_packs();
                 let pack_dir = repo.commondir().join("objects/pack");
                 if !durable {
@@ -535,6 +534,11 @@ impl CommitFs {
                         return Err(e);
                     }
                 }
+                // Only now may the written files say that their bytes are a
+                // blob: a file that says so can be given up for its blob
+                // (`dematerialize_clean`, after any branch's commit), and its
+                // overlay file must not go before the blob is on disk.
+                w.mark_committed();
                 #[cfg(debug_assertions)]
                 crate::repo::test_gc_before_ref(repo.commondir());
                 // Compare-and-swap on the tip the commit was built on.
@@ -977,13 +981,24 @@ impl CommitFs {
             w.pending.push((wf.clone(), version, oid));
             return Ok(oid);
         }
+        // Written by an earlier try of this commit: in a pack it keeps.
+        if let Some(&(_, _, oid)) = w
+            .big
+            .iter()
+            .find(|(f, v, _)| Arc::ptr_eq(f, &wf) && *v == version)
+        {
+            w.pending.push((wf.clone(), version, oid));
+            return Ok(oid);
+        }
         let oid = wf
             .data
             .with(|Contents::Disk(f)| w.batch.add_blob_file(repo, f, size, before))?;
-        // In a pack this commit keeps: later tries of it reuse the blob.
-        st.committed = Some((version, oid));
         if Some(oid) == before {
+            st.committed = Some((version, oid));
             w.reused.push((wf.clone(), version, oid));
+        } else {
+            w.big.push((wf.clone(), version, oid));
+            w.pending.push((wf.clone(), version, oid));
         }
         Ok(oid)
     }
@@ -1228,6 +1243,9 @@ struct Written {
     /// Files whose blob is in `batch`, with the version it holds: their
     /// `committed` is set once the batch is flushed.
     pending: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
+    /// Large files whose blob an earlier try of this commit wrote (into a
+    /// pack it keeps): later tries reuse it. Not cleared between tries.
+    big: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
     /// Files whose blob was written before (their `committed`), reused.
     reused: Vec<(Arc<crate::overlay::WFile>, u64, Oid)>,
     /// Each rebuilt directory and the listing of the tree written for it:
