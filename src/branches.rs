@@ -66,7 +66,7 @@ impl CommitFs {
                     // `Repo::release_packs`).
                     let mut batch = crate::repo::ObjectBatch::default();
                     let tree = batch.add_tree(repo, Vec::new())?;
-                    let sig = self.signature(repo)?;
+                    let sig = self.committer.signature(repo)?;
                     let commit = batch.add_commit(
                         repo,
                         crate::repo::commit_bytes(tree, &[], &sig, "Create branch"),
@@ -104,7 +104,7 @@ impl CommitFs {
             self.branch_for(&inodes, &node)
         };
         if let Some(b) = &b {
-            self.commit_branch(b, true)?;
+            self.committer.barrier(b)?;
         }
         self.repo.with(|repo| {
             let mut r = repo.find_reference(&full).map_err(|_| FsError::NotFound)?;
@@ -113,7 +113,7 @@ impl CommitFs {
         })?;
         self.inodes.write().unlink(parent.ino, name);
         if let Some(SnapSource::Branch(key)) = node.kind.snap().map(|s| &s.source) {
-            self.branches.lock().remove(key);
+            self.committer.forget(key);
         }
         Ok(())
     }
@@ -155,7 +155,10 @@ impl CommitFs {
             self.branch_for(&inodes, &node)
         }
         .ok_or_else(|| FsError::io("not a branch"))?;
-        self.commit_branch(&b, true)?;
+        self.committer.barrier(&b)?;
+        // No commit of the branch runs while its ref is renamed (it would
+        // move the old name).
+        let _one = b.commit_lock.lock();
         self.repo.with(|repo| {
             let mut r = repo.find_reference(&old).map_err(|_| FsError::NotFound)?;
             let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
@@ -166,14 +169,9 @@ impl CommitFs {
             Ok(())
         })?;
         let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
-        *b.name.lock() = new_short.clone();
+        // Known by its new name from now on (a new branch may take the old one).
+        self.committer.renamed(&b, &new_short);
         self.disk.set_branch(b.root, &new_short)?;
-        {
-            // Known by its new name from now on (a new branch may take the old one).
-            let mut all = self.branches.lock();
-            all.retain(|_, v| !std::sync::Arc::ptr_eq(v, &b));
-            all.insert(new_short, b.clone());
-        }
         self.inodes
             .write()
             .rename(parent.ino, name, new_parent.ino, new_name);

@@ -358,6 +358,102 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
     Ok(out)
 }
 
+impl crate::fs::CommitFs {
+    /// What `commitfs status` shows (see `control.rs`). Takes only short locks,
+    /// never a branch's commit lock, so that it answers while commits run.
+    pub fn status(&self, mnt: &std::path::Path, repo: &std::path::Path) -> crate::control::Status {
+        use crate::control::{BranchStatus, CacheStatus, RemoteStatus, Status};
+        let now = std::time::Instant::now();
+        let tips: Vec<(Vec<u8>, git2::Oid)> = self.repo.refs("refs/heads/").unwrap_or_default();
+        let written = self.committer.all();
+        let mut names: Vec<Vec<u8>> = tips.iter().map(|(n, _)| n.clone()).collect();
+        for b in &written {
+            let n = b.name.lock().to_vec();
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names.sort();
+        let branches = names
+            .into_iter()
+            .map(|name| {
+                let tip = tips
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, o)| o.to_string());
+                let b = written.iter().find(|b| **b.name.lock() == *name);
+                let mut s = BranchStatus {
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                    tip,
+                    uncommitted: false,
+                    uncommitted_for: None,
+                    last_commit: None,
+                    last_commit_message: None,
+                    last_commit_age: None,
+                    last_error: None,
+                    last_error_age: None,
+                    unpushed: None,
+                };
+                if self.config().remote.is_some()
+                    && let Some(t) = tips.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+                {
+                    let full = [crate::repo::REMOTE_HEADS.as_bytes(), &name].concat();
+                    let server = self.repo.ref_target(&full).ok().flatten();
+                    s.unpushed = self
+                        .repo
+                        .count_ahead(t, server, 100_000)
+                        .ok()
+                        .map(|n| n as u64);
+                }
+                if let Some(b) = b {
+                    let st = b.st.lock();
+                    s.uncommitted = st.dirty;
+                    s.uncommitted_for = st
+                        .first_dirty
+                        .filter(|_| st.dirty)
+                        .map(|t| now.duration_since(t).as_secs_f64());
+                    if let Some((c, t, m)) = &st.last_commit {
+                        s.last_commit = Some(c.to_string());
+                        s.last_commit_message = Some(m.clone());
+                        s.last_commit_age = Some(now.duration_since(*t).as_secs_f64());
+                    }
+                    if let Some((t, e)) = &st.last_error {
+                        s.last_error = Some(e.clone());
+                        s.last_error_age = Some(now.duration_since(*t).as_secs_f64());
+                    }
+                }
+                s
+            })
+            .collect();
+        let (hits, misses, bytes, capacity) = self.blobs.stats();
+        Status {
+            mountpoint: mnt.display().to_string(),
+            repository: repo.display().to_string(),
+            pid: std::process::id(),
+            branches,
+            cache: CacheStatus {
+                hits,
+                misses,
+                hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+                bytes,
+                capacity,
+            },
+            remote: self.config().remote.as_ref().map(|r| {
+                let st = self.sync.state.lock();
+                let age =
+                    |t: Option<std::time::Instant>| t.map(|t| now.duration_since(t).as_secs_f64());
+                RemoteStatus {
+                    url: crate::repo::redact_url(r),
+                    last_fetch_age: age(st.last_fetch),
+                    last_push_age: age(st.last_push),
+                    last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
+                    last_error_age: age(st.last_error.as_ref().map(|(t, _)| *t)),
+                }
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,7 @@ fn make_absolute(cfg: &mut MountConfig) -> Result<(), String> {
 
 /// Everything that can be checked before mounting, each failure one sentence that
 /// names the problem and the fix.
-pub fn preflight(cfg: &MountConfig) -> Result<CommitFs, String> {
+pub fn preflight(cfg: &MountConfig) -> Result<Arc<CommitFs>, String> {
     let repo = Repo::open(&cfg.repo).map_err(|e| e.to_string())?;
     check_mountpoint(&cfg.mountpoint)?;
     // Before "already mounted": `/` is always a mount point, and a mount
@@ -627,14 +627,13 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
 }
 
 /// Mounts and serves until unmounted or signalled.
-fn serve(cfg: &MountConfig, fs: CommitFs, ready: Option<File>) -> Result<(), String> {
+fn serve(cfg: &MountConfig, fs: Arc<CommitFs>, ready: Option<File>) -> Result<(), String> {
     let detached = ready.is_some();
     init_logging(cfg, detached);
     raise_fd_limit();
     // Blocked before any thread starts, so that every thread inherits the mask
     // and only the signal thread takes SIGTERM, SIGINT and SIGHUP.
     block_signals();
-    let fs = Arc::new(fs);
     let fuse = FuseFs::new(fs.clone());
     let mut fcfg = fuser::Config::default();
     fcfg.acl = if cfg.allow_other {
@@ -759,11 +758,9 @@ fn start_helpers(
     session: &fuser::Session<FuseFs>,
     mnt: &Path,
 ) -> Result<(), String> {
-    let sfs = fs.clone();
-    std::thread::Builder::new()
-        .name("commitfs-commit".into())
-        .spawn(move || restarting("commit", || sfs.run_scheduler()))
-        .map_err(|e| format!("cannot start the commit thread: {e}"))?;
+    // The committer's threads run from the start (barriers); from here on
+    // they also commit branches whose changes settled.
+    fs.committer.start_settling();
     let rx = fs.enable_prefetch();
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()

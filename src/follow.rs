@@ -543,19 +543,8 @@ impl CommitFs {
 
     /// Follows a branch or tag that moved to `tip`.
     fn follow_ref(&self, tag: bool, name: &[u8]) -> FsResult<()> {
-        if !tag {
-            let b = self.branches.lock().get(name).cloned();
-            if let Some(b) = b {
-                let _one = b.commit_lock.lock();
-                // What the watcher read may be older than a commit this mount
-                // made since: the ref is read again under the commit lock, so
-                // that the mount never follows its own past.
-                let refname = [b"refs/heads/".as_slice(), &b.name.lock()].concat();
-                return match self.repo.ref_target(&refname)? {
-                    Some(now) => self.follow_locked(&b, now),
-                    None => Ok(()),
-                };
-            }
+        if !tag && let Some(b) = self.committer.by_name(name) {
+            return self.committer.follow(self, &b);
         }
         let Some(dir) = self.ref_dir(tag, name) else {
             return Ok(()); // never looked up: the next lookup reads the ref

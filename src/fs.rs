@@ -42,7 +42,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
 use crate::blob_cache::BlobCache;
-use crate::commit::{BranchW, Scheduler};
+use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::overlay::Overlay;
@@ -119,28 +119,6 @@ pub const DEFAULT_SCRATCH: &[&str] = &[
     "*-wal",
     "*-shm",
 ];
-
-fn scratch_set(cfg: &FsConfig) -> Result<globset::GlobSet, String> {
-    let mut b = globset::GlobSetBuilder::new();
-    let defaults = if cfg.default_scratch {
-        DEFAULT_SCRATCH
-    } else {
-        &[]
-    };
-    for p in defaults
-        .iter()
-        .copied()
-        .chain(cfg.scratch.iter().map(String::as_str))
-    {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| format!("--scratch '{p}' is not a glob: {e}"))?;
-        b.add(g);
-    }
-    b.build().map_err(|e| format!("scratch patterns: {e}"))
-}
 
 /// Seconds since the epoch, now.
 pub fn now_secs() -> i64 {
@@ -327,8 +305,9 @@ pub struct CommitFs {
     pub(crate) resync_needed: std::sync::atomic::AtomicBool,
     /// The mtimes committed files showed (see `persist::Times`).
     pub(crate) times: crate::persist::Times,
-    /// Branches this mount has written to (see `commit.rs`).
-    pub(crate) branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
+    /// The committer: the branches written here and the threads that
+    /// commit them (see `commit/`).
+    pub(crate) committer: Arc<Committer>,
     /// The branch root of each inode a change was made in (a node never moves
     /// to another branch, and numbers are never reused), so that finding the
     /// branch of a change deep in a tree does not walk every level each time.
@@ -340,14 +319,6 @@ pub struct CommitFs {
     closing: std::sync::atomic::AtomicBool,
     /// Changes running now (see `live`): going away waits for them.
     changing: std::sync::atomic::AtomicUsize,
-    pub(crate) sched: Scheduler,
-    /// Packs (by checksum) written by commits that were not made durable
-    /// (settle-window commits, failed ones): the next durable commit syncs
-    /// them before moving a ref.
-    pub(crate) unsynced: Mutex<Vec<Oid>>,
-    pub(crate) scratch: globset::GlobSet,
-    /// Parsed ignore files (see `gitignore.rs`).
-    pub(crate) ignores: crate::gitignore::Cache,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     pub(crate) blobs: BlobCache,
@@ -375,16 +346,9 @@ struct TreeCache {
 impl CommitFs {
     /// Builds the filesystem. With `RootSpec::Ref`, the ref must resolve: the error
     /// says so in a sentence for the user.
-    pub fn new(repo: Repo, cfg: FsConfig) -> Result<CommitFs, String> {
-        let scratch = scratch_set(&cfg)?;
-        if let Some(a) = &cfg.author
-            && crate::commit::parse_author(a).is_none()
-        {
-            return Err(format!(
-                "--author '{a}' is not of the form \"Name <email>\""
-            ));
-        }
+    pub fn new(repo: Repo, cfg: FsConfig) -> Result<Arc<CommitFs>, String> {
         let repo = Arc::new(repo);
+        let committer = Arc::new(Committer::new(repo.clone(), &cfg)?);
         let root = match &cfg.root {
             RootSpec::Whole => Kind::Root,
             RootSpec::Ref(r) => {
@@ -422,18 +386,17 @@ impl CommitFs {
             prefetch: Mutex::new(None),
             listed: Mutex::new(HashMap::new()),
             ov: Mutex::new(Overlay::default()),
-            branches: Mutex::new(HashMap::new()),
+            committer,
             branch_roots: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
             changing: std::sync::atomic::AtomicUsize::new(0),
-            sched: Scheduler::default(),
-            unsynced: Mutex::new(Vec::new()),
-            scratch,
-            ignores: Default::default(),
         };
         // What a daemon that is gone left pending is shown again, and
         // committed once the committer runs (see `recover.rs`).
         fs.recover();
+        let fs = Arc::new(fs);
+        let weak: std::sync::Weak<dyn crate::commit::Pending> = Arc::downgrade(&fs) as _;
+        fs.committer.start(weak);
         Ok(fs)
     }
 
@@ -1348,6 +1311,14 @@ fn resolve_ref_arg(repo: &Repo, r: &str) -> Result<Snap, String> {
         None => Err(format!(
             "ref '{r}' does not resolve to a commit in this repository: give a branch, a tag, or a revision such as main~1 or an abbreviated SHA"
         )),
+    }
+}
+
+impl Drop for CommitFs {
+    /// The committer's threads end (each holds the mount only while it
+    /// commits).
+    fn drop(&mut self) {
+        self.committer.stop();
     }
 }
 

@@ -36,7 +36,6 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::error::FsResult;
-use crate::fs::CommitFs;
 use crate::inodes::{Ino, Kind};
 
 /// The name of the pattern file in a directory.
@@ -276,12 +275,28 @@ impl Cache {
     }
 }
 
-impl CommitFs {
+/// The ignore rules of a mount's commits: the parsed pattern files, and
+/// whether they apply at all (`--no-gitignore`).
+pub struct Ignores {
+    cache: Cache,
+    enabled: bool,
+    common_dir: std::path::PathBuf,
+}
+
+impl Ignores {
+    pub fn new(enabled: bool, common_dir: &Path) -> Ignores {
+        Ignores {
+            cache: Cache::default(),
+            enabled,
+            common_dir: common_dir.to_path_buf(),
+        }
+    }
+
     /// The walk a commit of a branch starts with: `core.excludesFile` (when
     /// set), then `info/exclude` of the common directory, at the root. None
     /// with `--no-gitignore`.
-    pub(crate) fn ignore_walk(&self, repo: &git2::Repository) -> Option<Walk> {
-        if !self.config().gitignore {
+    pub(crate) fn walk(&self, repo: &git2::Repository) -> Option<Walk> {
+        if !self.enabled {
             return None;
         }
         let mut walk = Walk::default();
@@ -289,7 +304,7 @@ impl CommitFs {
             .config()
             .ok()
             .and_then(|c| c.get_path("core.excludesFile").ok());
-        let info = self.repo.common_dir().join("info").join("exclude");
+        let info = self.common_dir.join("info").join("exclude");
         for path in excludes_file.into_iter().chain([info]) {
             if let Some(p) = self.patterns_in_file(&path) {
                 walk.add(p);
@@ -325,7 +340,7 @@ impl CommitFs {
             }
         };
         let oid = Oid::hash_object(git2::ObjectType::Blob, &text).ok()?;
-        self.ignores.get_or_parse(oid, || Ok(text)).ok()
+        self.cache.get_or_parse(oid, || Ok(text)).ok()
     }
 
     /// The patterns of the `.gitignore` among `children` (a directory's, in
@@ -334,44 +349,37 @@ impl CommitFs {
     /// file (git does not follow a symlinked `.gitignore`).
     pub(crate) fn gitignore_in(
         &self,
+        src: &dyn crate::commit::Pending,
         children: &[(Box<[u8]>, Ino)],
     ) -> FsResult<Option<Arc<Patterns>>> {
         let Ok(i) = children.binary_search_by(|(n, _)| (**n).cmp(GITIGNORE)) else {
             return Ok(None);
         };
         let ino = children[i].1;
-        let n = self.node_of(ino)?;
+        let n = src.node(ino)?;
         let p = match &n.kind {
             Kind::File { oid, .. } => self
-                .ignores
-                .get_or_parse(*oid, || self.read_pattern_file(ino))?,
+                .cache
+                .get_or_parse(*oid, || read_pattern_file(src, ino))?,
             Kind::MFile { .. } => {
-                let text = self.read_pattern_file(ino)?;
+                let text = read_pattern_file(src, ino)?;
                 let oid = Oid::hash_object(git2::ObjectType::Blob, &text)?;
-                self.ignores.get_or_parse(oid, || Ok(text))?
+                self.cache.get_or_parse(oid, || Ok(text))?
             }
             _ => return Ok(None),
         };
         Ok(Some(p))
     }
+}
 
-    /// The whole content of a pattern file of the mount, through the code
-    /// that serves reads (none past MAX_FILE: such a file is skipped).
-    fn read_pattern_file(&self, ino: Ino) -> FsResult<Vec<u8>> {
-        const CHUNK: u32 = 1 << 20;
-        let mut text = Vec::new();
-        loop {
-            let got = self.read_with(ino, text.len() as u64, CHUNK, |d| {
-                text.extend_from_slice(d);
-                d.len()
-            })?;
-            if text.len() > MAX_FILE {
-                log::warn!("a .gitignore larger than 100 MiB is not read");
-                return Ok(Vec::new());
-            }
-            if got < CHUNK as usize {
-                return Ok(text);
-            }
+/// The whole content of a pattern file of the mount, through the code
+/// that serves reads (none past MAX_FILE: such a file is skipped).
+fn read_pattern_file(src: &dyn crate::commit::Pending, ino: Ino) -> FsResult<Vec<u8>> {
+    match src.read_file(ino, MAX_FILE)? {
+        Some(text) => Ok(text),
+        None => {
+            log::warn!("a .gitignore larger than 100 MiB is not read");
+            Ok(Vec::new())
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - `treeobj`: tree objects parsed and written as bytes (hostile ones too).
 //! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
 
+pub mod barriers;
 pub mod blob_cache;
 pub mod branches;
 pub mod cli;

@@ -367,7 +367,7 @@ impl CommitFs {
                     .map(|(i, m)| (*i, Some(*m)))
                     .collect();
                 self.disk.put(false, &[], &metas)?;
-                for b in self.branches.lock().values() {
+                for b in self.committer.all() {
                     self.disk.set_branch(b.root, &b.name.lock())?;
                 }
             }

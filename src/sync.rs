@@ -325,7 +325,7 @@ impl CommitFs {
                     both.join("\n")
                 ));
             }
-            let sig = self.signature(repo)?;
+            let sig = self.committer.signature(repo)?;
             // Written as bytes: libgit2 would parse the tree first, and
             // refuses trees holding entries a mount keeps unseen.
             let merged = batch.add_commit(

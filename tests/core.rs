@@ -76,7 +76,7 @@ fn insert_bytes(tb: &mut git2::TreeBuilder<'_>, name: &[u8], oid: Oid, mode: i32
         .unwrap();
 }
 
-fn new_fs(dir: &Path, cfg: FsConfig) -> CommitFs {
+fn new_fs(dir: &Path, cfg: FsConfig) -> std::sync::Arc<CommitFs> {
     CommitFs::new(Repo::open(dir).unwrap(), cfg).unwrap()
 }
 

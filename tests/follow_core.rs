@@ -52,7 +52,7 @@ fn setup(
     (d, repo)
 }
 
-fn fs_of(d: &tempfile::TempDir) -> CommitFs {
+fn fs_of(d: &tempfile::TempDir) -> std::sync::Arc<CommitFs> {
     CommitFs::new(
         Repo::open(d.path()).unwrap(),
         FsConfig {
@@ -193,7 +193,7 @@ fn a_new_branch_with_a_renamed_branchs_old_name_commits_its_writes() {
 #[test]
 fn reads_during_follows_never_fail() {
     let (d, repo) = setup(&[("a", "1"), ("f", "f")], &[]);
-    let fs = std::sync::Arc::new(fs_of(&d));
+    let fs = fs_of(&d);
     let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
     let f = fs.lookup(main, b"f").unwrap().attr.ino;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

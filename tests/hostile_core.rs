@@ -116,7 +116,7 @@ fn expected(entries: &[Ent]) -> BTreeSet<Vec<u8>> {
 
 /// Mounts (the core, no kernel) a repository whose `main` is `top`, wrapped
 /// in a chain of `depth` directories named `d`.
-fn fs_for(dir: &std::path::Path, top: &[Ent], depth: usize) -> (CommitFs, Oid) {
+fn fs_for(dir: &std::path::Path, top: &[Ent], depth: usize) -> (std::sync::Arc<CommitFs>, Oid) {
     let repo = Repository::init_bare(dir).unwrap();
     let mut tree = write_tree(&repo, top);
     let root = tree;

@@ -59,7 +59,7 @@ fn setup(tracked: &Files) -> (tempfile::TempDir, Repository) {
     (d, repo)
 }
 
-fn fs_of(git_dir: &Path, gitignore: bool) -> CommitFs {
+fn fs_of(git_dir: &Path, gitignore: bool) -> std::sync::Arc<CommitFs> {
     CommitFs::new(
         Repo::open(git_dir).unwrap(),
         FsConfig {

@@ -220,7 +220,7 @@ fn apply_model(m: &mut Model, op: &Op) -> Result<(), FsError> {
 struct Sut {
     _dir: tempfile::TempDir,
     git_dir: std::path::PathBuf,
-    fs: Option<CommitFs>,
+    fs: Option<std::sync::Arc<CommitFs>>,
     root: u64,
 }
 

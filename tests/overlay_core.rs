@@ -19,7 +19,7 @@ fn cfg() -> FsConfig {
     }
 }
 
-fn new_fs(dir: &Path) -> CommitFs {
+fn new_fs(dir: &Path) -> std::sync::Arc<CommitFs> {
     CommitFs::new(Repo::open(dir).unwrap(), cfg()).unwrap()
 }
 

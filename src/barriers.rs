@@ -1,0 +1,276 @@
+//! What the view asks of the committer, and what it gives it: the branch a
+//! change belongs to, fsync and the commit barriers, and the view's side of
+//! [`Pending`] (how the committer reads pending changes and says what
+//! landed). The committer itself is `commit/`.
+
+use std::sync::Arc;
+
+use git2::Oid;
+
+use crate::commit::{BranchW, Pending};
+use crate::error::{FsError, FsResult};
+use crate::fs::CommitFs;
+use crate::inodes::{Ino, Inodes, Node, Snap};
+use crate::treeobj::Listing;
+
+/// A committed file not written for this long gives up its overlay file.
+const DEMATERIALIZE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl CommitFs {
+    /// The branch `n` belongs to (made on first use).
+    pub(crate) fn branch_for(&self, inodes: &Inodes, n: &Node) -> Option<Arc<BranchW>> {
+        let crate::inodes::SnapSource::Branch(_) = &n.kind.snap()?.source else {
+            return None;
+        };
+        // Walk up to the branch root: a branch is known by its root directory
+        // (a renamed branch keeps it; a new branch of the old name has another).
+        // However deep: every parent chain ends at a branch root (the bound
+        // only guards against a broken table), and the walk stops at the
+        // first directory whose root is known already.
+        let mut at = inodes.get(n.ino)?;
+        let mut walked = Vec::new();
+        for _ in 0..=inodes.len() {
+            if self.is_branch_root(inodes, &at) {
+                break;
+            }
+            let known = self.branch_roots.lock().get(&at.ino).copied();
+            if let Some(root) = known {
+                at = inodes.get(root)?;
+                break;
+            }
+            walked.push(at.ino);
+            at = inodes.get(at.parent)?;
+        }
+        if !walked.is_empty() {
+            let mut roots = self.branch_roots.lock();
+            for w in walked {
+                roots.insert(w, at.ino);
+            }
+        }
+        let crate::inodes::SnapSource::Branch(name) = &at.kind.snap()?.source else {
+            return None;
+        };
+        // The root holds the tip the branch shows (a path below may still hold
+        // the snapshot it was last changed in).
+        let snap = at.kind.snap()?;
+        Some(
+            self.committer
+                .branch(at.ino, name, snap.snapshot.commit, snap.snapshot.tree),
+        )
+    }
+
+    /// Something in `ino`'s branch changed: restart its settle window.
+    pub(crate) fn changed(&self, ino: Ino) {
+        self.changed_file(ino, 0);
+    }
+
+    /// The content of `ino`, now `size` bytes long, changed.
+    pub(crate) fn changed_file(&self, ino: Ino, size: u64) {
+        let b = {
+            let inodes = self.inodes.read();
+            match inodes.get(ino) {
+                Some(n) => self.branch_for(&inodes, &n),
+                None => None,
+            }
+        };
+        if let Some(b) = b {
+            self.committer.changed(&b, size);
+        }
+    }
+
+    /// fsync or fdatasync of a file: its bytes, and every change of names
+    /// acknowledged before, are durable in the overlay when it returns (they
+    /// survive a power loss). Not a commit: the branch is committed when its
+    /// changes settle, or at a barrier (`fsync_as` of a directory).
+    pub fn fsync_data(&self, ino: Ino) -> FsResult<()> {
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
+        let n = self.node_of(ino)?;
+        if n.kind.is_dir() {
+            return self.fsync(ino);
+        }
+        if let Some(wf) = self.wfile(ino) {
+            wf.data.sync()?;
+        }
+        self.disk.sync()
+    }
+
+    /// fsync or fsyncdir asked by user `uid`. Only the mounting user's (and
+    /// root's) are commit barriers: under `--allow-other` another user must
+    /// not be able to force the owner's pending changes into a commit early.
+    /// Theirs returns at once; the settle window commits as usual.
+    pub fn fsync_as(&self, ino: Ino, uid: u32) -> FsResult<()> {
+        if uid == self.config().uid || uid == 0 {
+            return self.fsync(ino);
+        }
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
+        self.node_of(ino)?;
+        log::debug!(
+            "fsync of inode {ino} by uid {uid}, not the mount's owner: not a commit barrier"
+        );
+        Ok(())
+    }
+
+    /// A commit barrier (fsyncdir; `fsync_data` of a directory): commits the
+    /// branch of `ino` now, durably. Nothing to commit is fine.
+    /// fsync of the root, `.tags`, `.commits` or a namespace directory commits
+    /// every branch (this is how `commitfs unmount` flushes before unmounting);
+    /// inside a tag or a commit there is nothing to commit.
+    pub fn fsync(&self, ino: Ino) -> FsResult<()> {
+        let (b, above_branches, scratch) = {
+            let inodes = self.inodes.read();
+            let n = inodes.get(ino).ok_or(FsError::NotFound)?;
+            let scratch = !n.kind.is_dir() && self.committer.is_scratch(&n.name);
+            (
+                self.branch_for(&inodes, &n),
+                n.kind.snap().is_none(),
+                scratch,
+            )
+        };
+        if self.is_stale(ino) {
+            return Err(FsError::Stale);
+        }
+        if scratch {
+            // A swap, backup or lock file goes into no commit, so a commit
+            // cannot make it durable; committing the branch here would only
+            // catch a save half-way (vim fsyncs its swap file after renaming
+            // the original to its backup name, before writing the new one).
+            log::debug!(
+                "fsync of scratch file {}: not a commit",
+                String::from_utf8_lossy(&crate::commit::n_name(&self.inodes.read(), ino))
+            );
+            return Ok(());
+        }
+        match b {
+            Some(b) => self.committer.barrier(&b),
+            None if above_branches => self.committer.barrier_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// After everything was committed on the way out: the catalog is
+    /// durable, and an overlay left with no change (no scratch or ignored
+    /// file either) is removed.
+    pub fn finish_overlay(&self) {
+        if let Err(e) = self.disk.sync() {
+            log::error!("cannot make the overlay's catalog durable: {e}");
+            return;
+        }
+        self.disk.remove_if_empty();
+    }
+
+    /// Commits every branch with changes, durably (unmount, SIGTERM).
+    pub fn commit_all(&self) -> FsResult<()> {
+        self.committer.barrier_all()
+    }
+
+    /// Settled branches are no longer committed on their own: the daemon
+    /// goes away, and `commit_all` commits what is left.
+    pub fn stop_scheduler(&self) {
+        self.committer.stop_settling();
+    }
+
+    /// The daemon goes away: every pack kept for a branch is let go of.
+    pub fn release_kept(&self) {
+        self.committer.release_kept();
+    }
+}
+
+impl Pending for CommitFs {
+    fn node(&self, ino: Ino) -> FsResult<Arc<Node>> {
+        self.node_of(ino)
+    }
+
+    fn children(&self, dir: Ino) -> Vec<(Box<[u8]>, Ino)> {
+        self.mat_children(dir)
+    }
+
+    fn base(&self, dir: Ino) -> Option<Arc<Listing>> {
+        self.ov.lock().base.get(&dir).cloned()
+    }
+
+    fn file(&self, ino: Ino) -> Option<Arc<crate::overlay::WFile>> {
+        self.wfile(ino)
+    }
+
+    fn read_file(&self, ino: Ino, max: usize) -> FsResult<Option<Vec<u8>>> {
+        const CHUNK: u32 = 1 << 20;
+        let mut text = Vec::new();
+        loop {
+            let got = self.read_with(ino, text.len() as u64, CHUNK, |d| {
+                text.extend_from_slice(d);
+                d.len()
+            })?;
+            if text.len() > max {
+                return Ok(None);
+            }
+            if got < CHUNK as usize {
+                return Ok(Some(text));
+            }
+        }
+    }
+
+    fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+        CommitFs::blob_size(self, oid)
+    }
+
+    /// The rebuilt directories stand for their new trees, and their catalog
+    /// rows hold only what is still not committed.
+    fn landed(&self, name: &str, bases: Vec<(Ino, Arc<Listing>)>) {
+        let rebuilt: Vec<Ino> = {
+            let mut ov = self.ov.lock();
+            let mut rebuilt = Vec::new();
+            for (ino, listing) in bases {
+                // A directory whose tree is what it was needs no new rows
+                // (they were written against that same tree): a barrier
+                // with nothing to commit then writes nothing, and the next
+                // fsync has no catalog to sync.
+                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_)))
+                    && ov.base.get(&ino).is_none_or(|b| **b != *listing)
+                {
+                    ov.set_base(ino, &listing);
+                    rebuilt.push(ino);
+                }
+            }
+            rebuilt
+        };
+        if let Err(e) = self.resync(Some(&rebuilt)) {
+            log::error!(
+                "{name}: the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit"
+            );
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn follow(&self, root: Ino, view: Oid, snap: &Arc<Snap>) -> FsResult<Vec<Vec<u8>>> {
+        let overridden = self.repoint(root, view, snap)?;
+        // What is pending is now relative to their tip.
+        if let Err(e) = self.resync(None) {
+            log::error!(
+                "the overlay's catalog could not be written after following {}: {e}; written again at the next commit",
+                snap.snapshot
+                    .commit
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+            );
+            self.resync_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(overridden)
+    }
+
+    fn after_commit(&self) {
+        if self.resync_needed.load(std::sync::atomic::Ordering::SeqCst)
+            && let Err(e) = self.resync(None)
+        {
+            log::error!("the overlay's catalog could not be written again: {e}");
+        }
+        self.dematerialize_clean(DEMATERIALIZE_IDLE);
+        self.disk.refill_reserve();
+        self.sync.kick();
+    }
+}
