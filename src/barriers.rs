@@ -93,7 +93,7 @@ impl CommitFs {
         if let Some(wf) = self.wfile(ino) {
             wf.data.sync()?;
         }
-        self.disk.sync()
+        self.overlay.sync()
     }
 
     /// fsync or fsyncdir asked by user `uid`. Only the mounting user's (and
@@ -155,11 +155,24 @@ impl CommitFs {
     /// durable, and an overlay left with no change (no scratch or ignored
     /// file either) is removed.
     pub fn finish_overlay(&self) {
-        if let Err(e) = self.disk.sync() {
-            log::error!("cannot make the overlay's catalog durable: {e}");
-            return;
-        }
-        self.disk.remove_if_empty();
+        self.overlay.finish();
+    }
+
+    /// Rewrites the overlay's catalog rows of materialized directories
+    /// `dirs` (all, and every branch's name, if `None`) from memory.
+    pub(crate) fn resync(&self, dirs: Option<&[Ino]>) -> FsResult<()> {
+        let branches: Vec<(Ino, Box<[u8]>)> = match dirs {
+            Some(_) => Vec::new(),
+            None => self
+                .committer
+                .all()
+                .iter()
+                .map(|b| (b.root, b.name.lock().clone()))
+                .collect(),
+        };
+        let inodes = self.inodes.read();
+        let ch = self.overlay.lock();
+        self.overlay.rewrite(&inodes, &ch, dirs, &branches)
     }
 
     /// Commits every branch with changes, durably (unmount, SIGTERM).
@@ -189,7 +202,7 @@ impl Pending for CommitFs {
     }
 
     fn base(&self, dir: Ino) -> Option<Arc<Listing>> {
-        self.ov.lock().base.get(&dir).cloned()
+        self.overlay.base(dir)
     }
 
     fn file(&self, ino: Ino) -> Option<Arc<crate::overlay::WFile>> {
@@ -221,7 +234,7 @@ impl Pending for CommitFs {
     /// rows hold only what is still not committed.
     fn landed(&self, name: &str, bases: Vec<(Ino, Arc<Listing>)>) {
         let rebuilt: Vec<Ino> = {
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let mut rebuilt = Vec::new();
             for (ino, listing) in bases {
                 // A directory whose tree is what it was needs no new rows
@@ -241,8 +254,7 @@ impl Pending for CommitFs {
             log::error!(
                 "{name}: the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit"
             );
-            self.resync_needed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.overlay.rewrite_later();
         }
     }
 
@@ -257,20 +269,19 @@ impl Pending for CommitFs {
                     .map(|c| c.to_string())
                     .unwrap_or_default()
             );
-            self.resync_needed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.overlay.rewrite_later();
         }
         Ok(overridden)
     }
 
     fn after_commit(&self) {
-        if self.resync_needed.load(std::sync::atomic::Ordering::SeqCst)
+        if self.overlay.needs_rewrite()
             && let Err(e) = self.resync(None)
         {
             log::error!("the overlay's catalog could not be written again: {e}");
         }
         self.dematerialize_clean(DEMATERIALIZE_IDLE);
-        self.disk.refill_reserve();
+        self.overlay.refill_reserve();
         self.sync.kick();
     }
 }

@@ -94,7 +94,7 @@ impl CommitFs {
             k if k.snap().is_some() => {}
             _ => return Err(FsError::NotDir),
         }
-        if !self.dir_is_empty(&self.ov.lock(), &node)? {
+        if !self.dir_is_empty(&self.overlay.lock(), &node)? {
             return Err(FsError::NotEmpty);
         }
         // What the branch has pending (deleting its last files) is committed
@@ -143,7 +143,7 @@ impl CommitFs {
             // Renaming a namespace would rename every branch below it.
             return Err(FsError::NotPermitted);
         }
-        if flags & crate::overlay::RENAME_EXCHANGE != 0 {
+        if flags & crate::write::RENAME_EXCHANGE != 0 {
             return Err(FsError::NotSupported);
         }
         // An existing branch or namespace is never replaced.
@@ -171,7 +171,7 @@ impl CommitFs {
         let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
         // Known by its new name from now on (a new branch may take the old one).
         self.committer.renamed(&b, &new_short);
-        self.disk.set_branch(b.root, &new_short)?;
+        self.overlay.set_branch(b.root, &new_short)?;
         self.inodes
             .write()
             .rename(parent.ino, name, new_parent.ino, new_name);

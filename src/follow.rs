@@ -28,7 +28,7 @@ use crate::error::FsResult;
 use crate::fs::{CommitFs, tree_kind};
 use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
 use crate::names::Paths;
-use crate::overlay::{Mat, Overlay};
+use crate::overlay::{Changes, Mat};
 use crate::repo::{EntryKind, TreeEntry};
 use crate::treeobj::Listing;
 
@@ -79,7 +79,7 @@ fn changed<'a>(
 /// Whether the mount's node shows exactly tree entry `e`, as it was last
 /// committed or followed: a written file counts when it is committed and
 /// unchanged since, a made symlink when its target is that blob.
-fn shows(ov: &Overlay, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
+fn shows(ov: &Changes, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
     match (&n.kind, e.kind) {
         (
             Kind::File {
@@ -133,7 +133,7 @@ enum Step {
 /// One re-pointing pass: the locks it holds and what it collects.
 struct Pass<'a> {
     inodes: &'a mut Inodes,
-    ov: &'a mut Overlay,
+    ov: &'a mut Changes,
     snap: &'a Arc<Snap>,
     invals: Vec<Inval>,
     /// Paths both sides changed, where the mount's version stays.
@@ -151,7 +151,7 @@ impl CommitFs {
         self.warm_trees(Some(base), Some(snap.snapshot.tree));
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             // Only from what the root shows: a follow that raced another
             // (the watcher's and a commit's) must not undo the newer one.
             if let Some(Kind::Tree { oid, .. }) = inodes.get(root).map(|n| n.kind.clone())

@@ -292,19 +292,12 @@ pub struct CommitFs {
     cfg: FsConfig,
     mount_time: i64,
     pub(crate) inodes: RwLock<Inodes>,
-    /// Pending changes of branches (see `overlay.rs`).
-    pub(crate) ov: Mutex<Overlay>,
+    /// Pending changes of branches, in memory and on disk (see `overlay/`).
+    pub(crate) overlay: Overlay,
     /// Syncing with a Git server (see `sync.rs`).
     pub(crate) sync: crate::sync::Sync,
     /// Where kernel invalidations go (see `follow.rs`).
     pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<crate::follow::Inval>>>>,
-    /// The overlay on disk: written files' bytes and the catalog of changes
-    /// (see `persist.rs`).
-    pub(crate) disk: Arc<crate::persist::Persist>,
-    /// A catalog write failed: the next commit writes all of it again.
-    pub(crate) resync_needed: std::sync::atomic::AtomicBool,
-    /// The mtimes committed files showed (see `persist::Times`).
-    pub(crate) times: crate::persist::Times,
     /// The committer: the branches written here and the threads that
     /// commit them (see `commit/`).
     pub(crate) committer: Arc<Committer>,
@@ -365,9 +358,7 @@ impl CommitFs {
             .unwrap_or(0);
         let fs = CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
-            disk: Arc::new(crate::persist::Persist::new(repo.common_dir())),
-            resync_needed: std::sync::atomic::AtomicBool::new(false),
-            times: crate::persist::Times::load(repo.common_dir()),
+            overlay: Overlay::new(repo.common_dir()),
             inval_tx: Mutex::new(None),
             sync: Default::default(),
             repo,
@@ -385,7 +376,6 @@ impl CommitFs {
             next_fh: AtomicU64::new(1),
             prefetch: Mutex::new(None),
             listed: Mutex::new(HashMap::new()),
-            ov: Mutex::new(Overlay::default()),
             committer,
             branch_roots: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
@@ -427,7 +417,7 @@ impl CommitFs {
 
     /// Where this mount's overlay is (or its parent, before the first change).
     pub fn overlay_dir(&self) -> PathBuf {
-        self.disk.dir().unwrap_or(self.disk.parent()).to_path_buf()
+        self.overlay.dir()
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -678,7 +668,7 @@ impl CommitFs {
                 if matches!(snap.source, SnapSource::Branch(_)) {
                     // The time it showed when this or an earlier mount
                     // committed these bytes.
-                    written_mtime = self.times.get(*oid);
+                    written_mtime = self.overlay.shown_mtime(*oid);
                 }
                 (
                     FileKind::File,

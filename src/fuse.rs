@@ -18,7 +18,7 @@ use fuser::{
 
 use crate::error::FsError;
 use crate::fs::{Attr, CommitFs, Entry, FileKind};
-use crate::overlay::SetAttr;
+use crate::write::SetAttr;
 
 /// Largest request the kernel may send us, and its read-ahead.
 const MAX_IO: u32 = 1 << 20;

@@ -30,7 +30,7 @@
 use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
 use crate::inodes::{Ino, Kind, ROOT, SnapSource};
-use crate::persist::{Dead, Row};
+use crate::overlay::persist::{Dead, Row};
 
 impl CommitFs {
     /// Replays every overlay a gone daemon left (see the module's doc).
@@ -40,12 +40,12 @@ impl CommitFs {
             return 0;
         }
         let mut adopted = 0;
-        for dead in crate::persist::dead_overlays(self.disk.parent()) {
+        for dead in crate::overlay::persist::dead_overlays(self.overlay.store().parent()) {
             let pending: usize = dead.rows.values().map(Vec::len).sum();
             // One catalog transaction for the whole replay.
-            let batch = self.disk.begin_batch();
+            let batch = self.overlay.store().begin_batch();
             let replayed = batch.and_then(|()| self.replay(&dead));
-            let ended = self.disk.end_batch();
+            let ended = self.overlay.store().end_batch();
             match replayed.and(ended) {
                 Ok(()) => {
                     adopted += 1;
@@ -54,7 +54,7 @@ impl CommitFs {
                         dead.dir.display()
                     );
                     // Everything is in this mount's catalog first.
-                    if let Err(e) = self.disk.sync() {
+                    if let Err(e) = self.overlay.sync() {
                         log::error!(
                             "cannot make the adopted changes durable ({e}); keeping {}",
                             dead.dir.display()
@@ -151,7 +151,7 @@ impl CommitFs {
     /// here too, and an object that is not in the repository is not put in.
     fn replay_row(&self, dead: &Dead, dir: Ino, name: &[u8], row: &Row) -> FsResult<Option<Ino>> {
         if !matches!(row, Row::Deleted) {
-            crate::overlay::check_new_name(
+            crate::write::check_new_name(
                 name,
                 matches!(
                     row,
@@ -213,7 +213,7 @@ impl CommitFs {
                     if shown.is_some_and(|x| x != *exec) {
                         self.setattr(
                             ino,
-                            crate::overlay::SetAttr {
+                            crate::write::SetAttr {
                                 mode: Some(if *exec { 0o755 } else { 0o644 }),
                                 ..Default::default()
                             },
@@ -221,8 +221,8 @@ impl CommitFs {
                     }
                     return Ok(Some(ino));
                 }
-                let (id, f) = self.disk.adopt_file(&path)?;
-                let data = crate::wdata::Data::adopted(&self.disk, id, f)?;
+                let (id, f) = self.overlay.store().adopt_file(&path)?;
+                let data = crate::overlay::wdata::Data::adopted(self.overlay.store(), id, f)?;
                 Ok(Some(self.install_file(dir, name, data, *exec)?))
             }
             Row::Symlink { target, .. } => {

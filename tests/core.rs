@@ -622,7 +622,7 @@ fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
     };
     fs.setattr(
         f,
-        commitfs::overlay::SetAttr {
+        commitfs::write::SetAttr {
             mtime: Some(set),
             ..Default::default()
         },

@@ -93,7 +93,7 @@ fn put(fs: &CommitFs, path: &str, data: &[u8]) -> u64 {
             fs.open(e.attr.ino, true).unwrap();
             fs.setattr(
                 e.attr.ino,
-                commitfs::overlay::SetAttr {
+                commitfs::write::SetAttr {
                     size: Some(0),
                     ..Default::default()
                 },

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use commitfs::error::FsError;
 use commitfs::fs::{CommitFs, FileKind, FsConfig};
 use commitfs::inodes::ROOT;
-use commitfs::overlay::{RENAME_NOREPLACE, SetAttr};
 use commitfs::repo::Repo;
+use commitfs::write::{RENAME_NOREPLACE, SetAttr};
 use git2::{Repository, Signature};
 use proptest::prelude::*;
 

@@ -8,8 +8,8 @@ mod common;
 
 use commitfs::fs::{CommitFs, FsConfig, Ts};
 use commitfs::inodes::ROOT;
-use commitfs::overlay::SetAttr;
 use commitfs::repo::Repo;
+use commitfs::write::SetAttr;
 use git2::{Oid, Repository, Signature};
 
 fn cfg() -> FsConfig {

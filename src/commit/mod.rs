@@ -29,10 +29,10 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
+use crate::overlay::wdata::Contents;
 use crate::repo::ObjectBatch;
 use crate::repo::Repo;
 use crate::treeobj::RawEntry;
-use crate::wdata::Contents;
 
 pub mod changes;
 
@@ -209,6 +209,16 @@ impl Committer {
 
     /// Starts the committing threads; they read through `src` while it lives.
     pub fn start(self: &Arc<Self>, src: std::sync::Weak<dyn Pending>) {
+        // The threads take no signal (they inherit the mask of the thread
+        // that makes them): SIGTERM is for the daemon's signal thread, which
+        // commits before going away; taken here it would kill the process.
+        // SAFETY: sigfillset and pthread_sigmask only touch the sets given.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        }
         for i in 0..COMMIT_THREADS {
             let c = self.clone();
             let src = src.clone();
@@ -218,6 +228,10 @@ impl Committer {
             if let Err(e) = spawned {
                 log::error!("cannot start a committing thread: {e}");
             }
+        }
+        // SAFETY: as above; the mask this thread had is put back.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         }
     }
 
@@ -1101,7 +1115,7 @@ impl Committer {
             let mut buf = vec![0u8; size as usize];
             let n = wf
                 .data
-                .with(|Contents::Disk(f)| crate::wdata::read_up_to(f, &mut buf, 0))?;
+                .with(|Contents::Disk(f)| crate::overlay::wdata::read_up_to(f, &mut buf, 0))?;
             buf[n..].fill(0);
             let oid = crate::treeobj::hash_object("blob", &buf);
             if before == Some(oid) {

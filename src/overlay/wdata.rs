@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::RwLock;
 
 use crate::error::{FsError, FsResult};
-use crate::persist::Persist;
+use crate::overlay::persist::Persist;
 
 /// The contents of one written file. Its length is kept by the caller (the
 /// overlay's `WState`) and is the file's.

@@ -20,211 +20,14 @@
 //! after both or alone. File data is read and written with neither of the
 //! first two held.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use git2::Oid;
-use parking_lot::Mutex;
 
 use crate::error::{FsError, FsResult};
 use crate::fs::{CommitFs, Entry, Ts};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
-use crate::persist::Row;
+use crate::overlay::{Changes, Mat, Meta, WFile, WState};
 use crate::repo::{NAME_MAX, valid_name};
-
-/// A written file: its bytes (in memory while small, else in a spill file).
-pub struct WFile {
-    pub data: crate::wdata::Data,
-    pub st: Mutex<WState>,
-}
-
-pub struct WState {
-    pub size: u64,
-    pub mtime: Ts,
-    /// Bumped by every change of content.
-    pub version: u64,
-    /// The blob written for this file at the last commit, and the version it was.
-    pub committed: Option<(u64, Oid)>,
-    /// When it was last written to.
-    pub last_write: Option<std::time::Instant>,
-    /// This spill went back to being its blob: it must not be written to.
-    pub retired: bool,
-}
-
-impl WFile {
-    pub fn new(data: crate::wdata::Data, st: WState) -> Arc<WFile> {
-        Arc::new(WFile {
-            data,
-            st: Mutex::new(st),
-        })
-    }
-}
-
-impl WState {
-    /// `size` bytes with that mtime, version 0, never committed, not
-    /// written since it was made.
-    pub fn new(size: u64, mtime: Ts) -> WState {
-        WState {
-            size,
-            mtime,
-            version: 0,
-            committed: None,
-            last_write: None,
-            retired: false,
-        }
-    }
-
-    /// The content changed and is now `size` bytes long.
-    fn content_changed(&mut self, size: u64) {
-        self.size = size;
-        self.version += 1;
-        self.mtime = Ts::now();
-        self.last_write = Some(std::time::Instant::now());
-    }
-}
-
-pub enum Mat {
-    Dir(BTreeMap<Box<[u8]>, Ino>),
-    File(Arc<WFile>),
-}
-
-/// What Git cannot store, kept in memory: permission bits beyond the
-/// executable bit, the times (set by utimens, or by changes: a directory's
-/// entries, a chmod), and whether the inode lost its last name.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Meta {
-    pub perm: Option<u16>,
-    pub mtime: Option<Ts>,
-    pub atime: Option<Ts>,
-    /// The last change of status (chmod, chown, utimens, a directory's
-    /// entries, an unlink); the attributes show it as it is (utimens may
-    /// set mtime later), or mtime where none was kept.
-    pub ctime: Option<Ts>,
-    /// Unlinked, still open: nlink 0.
-    pub unlinked: bool,
-}
-
-impl Meta {
-    /// The inode's status changed now (chmod, chown, utimens).
-    fn touch_status(&mut self) {
-        self.ctime = Some(Ts::now());
-    }
-}
-
-#[derive(Default)]
-pub struct Overlay {
-    pub mats: HashMap<Ino, Mat>,
-    pub meta: HashMap<Ino, Meta>,
-    /// Inodes another writer's change replaced or removed (see follow.rs):
-    /// still readable, never written again, and nothing is made below them.
-    pub stale: std::collections::HashSet<Ino>,
-    /// Of each materialized directory that came from a tree: that tree's
-    /// listing (shared with the tree cache). Its hidden entries (see
-    /// `treeobj`) go into the directory's next tree exactly as they were,
-    /// unseen and untouched, and it tells which scratch names the branch
-    /// tracks already.
-    pub base: HashMap<Ino, Arc<crate::treeobj::Listing>>,
-}
-
-impl Overlay {
-    /// An entry of directory `dir` was added, removed or renamed: its mtime
-    /// and ctime are now (so a program that watches a directory's mtime, such
-    /// as Python's import cache, sees the new entry).
-    pub(crate) fn entries_changed(&mut self, dir: Ino) {
-        let now = Ts::now();
-        let m = self.meta.entry(dir).or_default();
-        m.mtime = Some(now);
-        m.ctime = Some(now);
-    }
-
-    /// Directory `ino` now stands for a tree with this listing.
-    pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
-        self.base.insert(ino, listing.clone());
-    }
-}
-
-/// The catalog row (see `persist.rs`) of child `ino` as memory has it.
-fn row_of(inodes: &Inodes, ov: &Overlay, ino: Ino) -> Option<Row> {
-    let n = inodes.get(ino)?;
-    let object = |mode: u32, oid: Oid| Row::Object { ino, mode, oid };
-    Some(match &n.kind {
-        Kind::MDir { .. } => Row::Dir { ino },
-        Kind::MFile { executable, .. } => match ov.mats.get(&ino) {
-            Some(Mat::File(f)) => {
-                f.data.keep();
-                // A file whose state is locked is being written or committed:
-                // not known to be clean.
-                let clean = f.st.try_lock().and_then(|st| match st.committed {
-                    Some((v, oid)) if v == st.version => Some(oid),
-                    _ => None,
-                });
-                Row::File {
-                    ino,
-                    file: f.data.id(),
-                    exec: *executable,
-                    clean,
-                }
-            }
-            _ => return None,
-        },
-        Kind::MSymlink { target, .. } => Row::Symlink {
-            ino,
-            target: target.clone(),
-        },
-        Kind::Tree { oid, .. } => object(0o40000, *oid),
-        Kind::File {
-            oid, executable, ..
-        } => object(if *executable { 0o100755 } else { 0o100644 }, *oid),
-        Kind::Symlink { oid, .. } => object(0o120000, *oid),
-        Kind::Submodule { oid, .. } => object(0o160000, *oid),
-        _ => return None,
-    })
-}
-
-/// What the catalog must hold for `name` in materialized directory `dir`:
-/// nothing where memory shows what the directory's base tree has.
-pub(crate) fn want_row(inodes: &Inodes, ov: &Overlay, dir: Ino, name: &[u8]) -> Option<Row> {
-    let child = match ov.mats.get(&dir) {
-        Some(Mat::Dir(c)) => c.get(name).copied(),
-        _ => None,
-    };
-    let base = ov.base.get(&dir).and_then(|l| l.get(name));
-    let Some(child) = child else {
-        return base.map(|_| Row::Deleted);
-    };
-    let row = row_of(inodes, ov, child)?;
-    if let (Row::Symlink { target, .. }, Some(e)) = (&row, &base)
-        && e.kind == crate::repo::EntryKind::Symlink
-        && crate::treeobj::hash_object("blob", target) == e.oid
-    {
-        // Made here and committed as it is.
-        return None;
-    }
-    if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base)
-        && crate::treeobj::kind_of_mode(*mode) == Some(e.kind)
-        && e.oid == *oid
-    {
-        return None;
-    }
-    Some(row)
-}
-
-/// Every row materialized directory `dir` needs (see `want_row`).
-pub(crate) fn dir_rows(inodes: &Inodes, ov: &Overlay, dir: Ino) -> crate::persist::DirRows {
-    let mut names: Vec<Box<[u8]>> = match ov.mats.get(&dir) {
-        Some(Mat::Dir(c)) => c.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
-    if let Some(l) = ov.base.get(&dir) {
-        names.extend(l.iter().map(|e| e.name.clone()));
-    }
-    names.sort();
-    names.dedup();
-    names
-        .into_iter()
-        .filter_map(|n| want_row(inodes, ov, dir, &n).map(|r| (n, r)))
-        .collect()
-}
 
 /// What a setattr asks for.
 #[derive(Debug, Default, Clone, Copy)]
@@ -261,126 +64,6 @@ fn branch_name(snap: &Snap) -> Option<&[u8]> {
 }
 
 impl CommitFs {
-    /// Writes to the catalog what memory now holds for the names `names`
-    /// (directory, name) and the metadata of `metas`, before the change is
-    /// acknowledged (`inodes` and `ov` held, so that the catalog sees changes
-    /// in memory's order). If the catalog cannot be written, the change stays
-    /// in memory (it is committed as usual) and the whole catalog is written
-    /// again at the next commit; the caller is told (ENOSPC on a full disk).
-    pub(crate) fn persist(
-        &self,
-        inodes: &Inodes,
-        ov: &Overlay,
-        names: &[(Ino, &[u8])],
-        metas: &[Ino],
-    ) -> FsResult<()> {
-        self.persist_as(false, inodes, ov, names, metas)
-    }
-
-    /// `persist` for a removal, which frees space: on a full disk it may use
-    /// the overlay's reserve, and if even that fails the removal is still
-    /// acknowledged (it is in memory, and written with the whole catalog at
-    /// the next commit): a full disk must not stop a user from freeing it.
-    pub(crate) fn persist_removal(
-        &self,
-        inodes: &Inodes,
-        ov: &Overlay,
-        names: &[(Ino, &[u8])],
-        metas: &[Ino],
-    ) {
-        let _ = self.persist_as(true, inodes, ov, names, metas);
-    }
-
-    fn persist_as(
-        &self,
-        freeing: bool,
-        inodes: &Inodes,
-        ov: &Overlay,
-        names: &[(Ino, &[u8])],
-        metas: &[Ino],
-    ) -> FsResult<()> {
-        let rows: Vec<(Ino, &[u8], Option<Row>)> = names
-            .iter()
-            .map(|&(d, n)| (d, n, want_row(inodes, ov, d, n)))
-            .collect();
-        let metas: Vec<(Ino, Option<Meta>)> = metas
-            .iter()
-            .map(|i| (*i, ov.meta.get(i).filter(|m| !m.unlinked).copied()))
-            .collect();
-        self.disk.put(freeing, &rows, &metas).inspect_err(|e| {
-            self.resync_needed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            log::error!("the overlay's catalog could not be written ({e}); the change stays in memory and is written again at the next commit");
-        })
-    }
-
-    /// Rewrites the catalog rows of materialized directories `dirs` (all of
-    /// them if `None`) from memory: after a commit (what it committed is no
-    /// longer a change), after following another writer, after a failed
-    /// catalog write.
-    pub(crate) fn resync(&self, dirs: Option<&[Ino]>) -> FsResult<()> {
-        let all = dirs.is_none();
-        let mut committed = Vec::new();
-        if all {
-            self.resync_needed
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-        }
-        let r = (|| {
-            let inodes = self.inodes.read();
-            let ov = self.ov.lock();
-            let list: Vec<Ino> = match dirs {
-                Some(d) => d.to_vec(),
-                None => ov
-                    .mats
-                    .iter()
-                    .filter(|(_, m)| matches!(m, Mat::Dir(_)))
-                    .map(|(i, _)| *i)
-                    .collect(),
-            };
-            let rows: Vec<(Ino, crate::persist::DirRows)> = list
-                .iter()
-                .filter(|i| matches!(ov.mats.get(i), Some(Mat::Dir(_))))
-                .map(|&d| (d, dir_rows(&inodes, &ov, d)))
-                .collect();
-            self.disk.replace_dirs(&rows)?;
-            // The times the committed files show, for later mounts.
-            for (_, rows) in &rows {
-                for (_, row) in rows {
-                    if let Row::File {
-                        ino,
-                        clean: Some(oid),
-                        ..
-                    } = row
-                        && let Some(Mat::File(f)) = ov.mats.get(ino)
-                        && let Some(st) = f.st.try_lock()
-                    {
-                        let shown = ov.meta.get(ino).and_then(|m| m.mtime).unwrap_or(st.mtime);
-                        committed.push((*oid, shown));
-                    }
-                }
-            }
-            if all {
-                let metas: Vec<(Ino, Option<Meta>)> = ov
-                    .meta
-                    .iter()
-                    .filter(|(_, m)| !m.unlinked)
-                    .map(|(i, m)| (*i, Some(*m)))
-                    .collect();
-                self.disk.put(false, &[], &metas)?;
-                for b in self.committer.all() {
-                    self.disk.set_branch(b.root, &b.name.lock())?;
-                }
-            }
-            Ok(())
-        })();
-        if r.is_err() && all {
-            self.resync_needed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        self.times.record(&committed);
-        r
-    }
-
     /// The snapshot of a node that may be written: a branch's, on a mount that
     /// is not read-only. EROFS for tags, commits, the root and namespaces.
     pub(crate) fn writable_snap(&self, n: &Node) -> FsResult<Arc<Snap>> {
@@ -406,7 +89,7 @@ impl CommitFs {
 
     /// Materializes directory `ino` and its ancestors up to the branch root,
     /// top down, without recursion (a chain may be any number of levels deep).
-    pub(crate) fn mat_dir(&self, inodes: &mut Inodes, ov: &mut Overlay, ino: Ino) -> FsResult<()> {
+    pub(crate) fn mat_dir(&self, inodes: &mut Inodes, ov: &mut Changes, ino: Ino) -> FsResult<()> {
         let mut chain = Vec::new();
         let mut at = ino;
         loop {
@@ -437,23 +120,20 @@ impl CommitFs {
             let n = inodes.get(dir).ok_or(FsError::NotFound)?;
             if self.is_branch_root(inodes, &n) {
                 if let Some(b) = n.kind.snap().and_then(|s| branch_name(s)) {
-                    self.disk.set_branch(dir, b).inspect_err(|_| {
-                        self.resync_needed
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
-                    })?;
+                    self.overlay.set_branch(dir, b)?;
                 }
             } else {
                 names.push((n.parent, n.name.clone()));
             }
         }
         let names: Vec<(Ino, &[u8])> = names.iter().map(|(d, n)| (*d, &n[..])).collect();
-        self.persist(inodes, ov, &names, &[])
+        self.overlay.record(inodes, ov, &names, &[])
     }
 
     /// Materializes directory `ino`, whose parent is materialized (or which is
     /// the branch root): its children move into the overlay, and what its tree
     /// holds that the mount does not show is kept for its next tree.
-    fn mat_one_dir(&self, inodes: &mut Inodes, ov: &mut Overlay, ino: Ino) -> FsResult<()> {
+    fn mat_one_dir(&self, inodes: &mut Inodes, ov: &mut Changes, ino: Ino) -> FsResult<()> {
         let n = inodes.get(ino).ok_or(FsError::NotFound)?;
         let Kind::Tree { snap, oid } = &n.kind else {
             return Ok(());
@@ -478,7 +158,7 @@ impl CommitFs {
         Ok(())
     }
 
-    fn children_mut(ov: &mut Overlay, ino: Ino) -> FsResult<&mut BTreeMap<Box<[u8]>, Ino>> {
+    fn children_mut(ov: &mut Changes, ino: Ino) -> FsResult<&mut BTreeMap<Box<[u8]>, Ino>> {
         match ov.mats.get_mut(&ino) {
             Some(Mat::Dir(c)) => Ok(c),
             _ => Err(FsError::io("directory is not materialized")),
@@ -513,7 +193,7 @@ impl CommitFs {
                 _ => return Err(FsError::IsDir),
             }
         };
-        let file = crate::wdata::Data::new(&self.disk)?;
+        let file = self.overlay.new_data()?;
         let mut size = 0;
         if !truncate {
             let mut pos = 0u64;
@@ -536,7 +216,7 @@ impl CommitFs {
             size = pos;
         }
         let mut inodes = self.inodes.write();
-        let mut ov = self.ov.lock();
+        let mut ov = self.overlay.lock();
         let n = inodes.get(ino).ok_or(FsError::NotFound)?;
         match &n.kind {
             Kind::File { oid: now, .. } if *now == oid => {}
@@ -570,7 +250,8 @@ impl CommitFs {
         ov.mats.insert(ino, Mat::File(wf.clone()));
         inodes.set_kind(ino, Kind::MFile { snap, executable });
         if inodes.is_linked(&n) {
-            self.persist(&inodes, &ov, &[(n.parent, &n.name)], &[])?;
+            self.overlay
+                .record(&inodes, &ov, &[(n.parent, &n.name)], &[])?;
         }
         Ok(wf)
     }
@@ -582,7 +263,7 @@ impl CommitFs {
     pub fn dematerialize_clean(&self, idle: std::time::Duration) {
         let now = std::time::Instant::now();
         let mut inodes = self.inodes.write();
-        let mut ov = self.ov.lock();
+        let mut ov = self.overlay.lock();
         let candidates: Vec<Ino> = ov
             .mats
             .iter()
@@ -637,7 +318,7 @@ impl CommitFs {
         // committed), and their times are kept.
         let names: Vec<(Ino, &[u8])> = back.iter().map(|(d, n, _)| (*d, &n[..])).collect();
         let inos: Vec<Ino> = back.iter().map(|(_, _, i)| *i).collect();
-        let _ = self.persist(&inodes, &ov, &names, &inos);
+        let _ = self.overlay.record(&inodes, &ov, &names, &inos);
     }
 
     /// Common start of every namespace change below `parent`: the parent must be
@@ -645,7 +326,7 @@ impl CommitFs {
     fn begin_change(
         &self,
         inodes: &mut Inodes,
-        ov: &mut Overlay,
+        ov: &mut Changes,
         parent: Ino,
     ) -> FsResult<Arc<Snap>> {
         let p = inodes.get(parent).ok_or(FsError::NotFound)?;
@@ -664,7 +345,7 @@ impl CommitFs {
     fn add_child(
         &self,
         inodes: &mut Inodes,
-        ov: &mut Overlay,
+        ov: &mut Changes,
         parent: Ino,
         name: &[u8],
         kind: Kind,
@@ -684,7 +365,7 @@ impl CommitFs {
     pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
         let _live = self.live()?;
         check_new_name(name, false)?;
-        let data = crate::wdata::Data::new(&self.disk)?;
+        let data = self.overlay.new_data()?;
         let st = WState {
             version: 1,
             last_write: Some(std::time::Instant::now()),
@@ -702,13 +383,13 @@ impl CommitFs {
         &self,
         parent: Ino,
         name: &[u8],
-        data: crate::wdata::Data,
+        data: crate::overlay::wdata::Data,
         st: WState,
         executable: bool,
         mode: Option<u32>,
     ) -> FsResult<Arc<Node>> {
         let mut inodes = self.inodes.write();
-        let mut ov = self.ov.lock();
+        let mut ov = self.overlay.lock();
         let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
         let node = self.add_child(
             &mut inodes,
@@ -721,7 +402,8 @@ impl CommitFs {
         if let Some(mode) = mode {
             self.remember_perm(&mut ov, node.ino, mode);
         }
-        self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+        self.overlay
+            .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
         Ok(node)
     }
 
@@ -734,13 +416,14 @@ impl CommitFs {
         }
         let node = {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
             let node = self.add_child(&mut inodes, &mut ov, parent, name, Kind::MDir { snap })?;
             ov.mats.insert(node.ino, Mat::Dir(BTreeMap::new()));
             self.remember_perm(&mut ov, node.ino, mode);
             ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
-            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+            self.overlay
+                .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node
         };
         self.changed(parent);
@@ -755,7 +438,7 @@ impl CommitFs {
         }
         let node = {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
             let node = self.add_child(
                 &mut inodes,
@@ -768,7 +451,8 @@ impl CommitFs {
                 },
             )?;
             ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
-            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+            self.overlay
+                .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node
         };
         self.changed(parent);
@@ -777,7 +461,7 @@ impl CommitFs {
 
     /// Keeps the permission bits Git cannot store (only the executable bit
     /// goes into the tree).
-    fn remember_perm(&self, ov: &mut Overlay, ino: Ino, mode: u32) {
+    fn remember_perm(&self, ov: &mut Changes, ino: Ino, mode: u32) {
         let perm = (mode & 0o7777) as u16;
         if perm != 0 {
             ov.meta.entry(ino).or_default().perm = Some(perm);
@@ -801,7 +485,7 @@ impl CommitFs {
     fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
         {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             self.begin_change(&mut inodes, &mut ov, parent)?;
             let ino = *Self::children_mut(&mut ov, parent)?
                 .get(name)
@@ -820,7 +504,8 @@ impl CommitFs {
             m.unlinked = true;
             m.touch_status();
             Self::lost_name(&ov, ino);
-            self.persist_removal(&inodes, &ov, &[(parent, name)], &[ino, parent]);
+            self.overlay
+                .record_removal(&inodes, &ov, &[(parent, name)], &[ino, parent]);
         }
         self.changed(parent);
         Ok(())
@@ -828,7 +513,7 @@ impl CommitFs {
 
     /// Inode `ino` lost its last name: a written file's bytes leave the
     /// overlay's directory (an open descriptor keeps them until closed).
-    fn lost_name(ov: &Overlay, ino: Ino) {
+    fn lost_name(ov: &Changes, ino: Ino) {
         if let Some(Mat::File(f)) = ov.mats.get(&ino) {
             f.data.remove_name();
         }
@@ -839,7 +524,7 @@ impl CommitFs {
     pub(crate) fn force_remove(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
         {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             self.begin_change(&mut inodes, &mut ov, parent)?;
             let Some(ino) = Self::children_mut(&mut ov, parent)?.remove(name) else {
                 return Ok(());
@@ -848,7 +533,8 @@ impl CommitFs {
             ov.entries_changed(parent);
             ov.meta.entry(ino).or_default().unlinked = true;
             Self::lost_name(&ov, ino);
-            self.persist(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
+            self.overlay
+                .record(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
         }
         self.changed(parent);
         Ok(())
@@ -860,7 +546,7 @@ impl CommitFs {
         &self,
         parent: Ino,
         name: &[u8],
-        data: crate::wdata::Data,
+        data: crate::overlay::wdata::Data,
         executable: bool,
     ) -> FsResult<Ino> {
         self.force_remove(parent, name)?;
@@ -886,11 +572,12 @@ impl CommitFs {
         self.force_remove(parent, name)?;
         let ino = {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
             let kind = crate::fs::tree_kind(&snap, e);
             let node = self.add_child(&mut inodes, &mut ov, parent, name, kind)?;
-            self.persist(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
+            self.overlay
+                .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
             node.ino
         };
         self.changed(parent);
@@ -901,17 +588,17 @@ impl CommitFs {
     /// kept for it (recovery).
     pub(crate) fn restore_meta(&self, ino: Ino, m: Meta) -> FsResult<()> {
         let inodes = self.inodes.read();
-        let mut ov = self.ov.lock();
+        let mut ov = self.overlay.lock();
         let e = ov.meta.entry(ino).or_default();
         e.perm = m.perm.or(e.perm);
         e.mtime = m.mtime.or(e.mtime);
         e.atime = m.atime.or(e.atime);
         e.ctime = m.ctime.or(e.ctime);
-        self.persist(&inodes, &ov, &[], &[ino])
+        self.overlay.record(&inodes, &ov, &[], &[ino])
     }
 
     /// Whether directory `n` holds nothing (`ov` is the locked overlay).
-    pub(crate) fn dir_is_empty(&self, ov: &Overlay, n: &Node) -> FsResult<bool> {
+    pub(crate) fn dir_is_empty(&self, ov: &Changes, n: &Node) -> FsResult<bool> {
         Ok(match &n.kind {
             Kind::MDir { .. } => match ov.mats.get(&n.ino) {
                 Some(Mat::Dir(c)) => c.is_empty(),
@@ -953,7 +640,7 @@ impl CommitFs {
         }
         {
             let mut inodes = self.inodes.write();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let src_parent = inodes.get(parent).ok_or(FsError::NotFound)?;
             let dst_parent = inodes.get(new_parent).ok_or(FsError::NotFound)?;
             let src_snap = self.writable_snap(&src_parent)?;
@@ -1033,7 +720,7 @@ impl CommitFs {
             ov.meta.entry(src).or_default().touch_status();
             let mut metas = vec![parent, new_parent, src];
             metas.extend(dst);
-            self.persist(
+            self.overlay.record(
                 &inodes,
                 &ov,
                 &[(parent, name), (new_parent, new_name)],
@@ -1091,7 +778,7 @@ impl CommitFs {
     /// utimens set), and its branch's settle window restarts.
     fn file_changed(&self, ino: Ino, size: u64) {
         let had_mtime = {
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let m = ov.meta.entry(ino).or_default();
             m.ctime = Some(Ts::now());
             m.mtime.take().is_some()
@@ -1100,8 +787,8 @@ impl CommitFs {
             // The catalog kept a utimens time: it goes (the file's own mtime
             // on disk is the write's). `inodes` before `ov`, as everywhere.
             let inodes = self.inodes.read();
-            let ov = self.ov.lock();
-            let _ = self.persist(&inodes, &ov, &[], &[ino]);
+            let ov = self.overlay.lock();
+            let _ = self.overlay.record(&inodes, &ov, &[], &[ino]);
         }
         self.changed_file(ino, size);
     }
@@ -1131,7 +818,7 @@ impl CommitFs {
             let executable = mode & 0o100 != 0;
             let changed = {
                 let mut inodes = self.inodes.write();
-                let mut ov = self.ov.lock();
+                let mut ov = self.overlay.lock();
                 let n = inodes.get(ino).ok_or(FsError::NotFound)?;
                 ov.meta.entry(ino).or_default().perm = Some((mode & 0o7777) as u16);
                 let new_kind = match &n.kind {
@@ -1171,7 +858,7 @@ impl CommitFs {
                 } else {
                     &[]
                 };
-                self.persist(&inodes, &ov, names, &[ino])?;
+                self.overlay.record(&inodes, &ov, names, &[ino])?;
                 changed
             };
             if changed {
@@ -1179,11 +866,16 @@ impl CommitFs {
             }
         }
         if a.mode.is_none() && (a.uid.is_some() || a.gid.is_some()) {
-            self.ov.lock().meta.entry(ino).or_default().touch_status();
+            self.overlay
+                .lock()
+                .meta
+                .entry(ino)
+                .or_default()
+                .touch_status();
         }
         if a.atime.is_some() || a.mtime.is_some() {
             let inodes = self.inodes.read();
-            let mut ov = self.ov.lock();
+            let mut ov = self.overlay.lock();
             let m = ov.meta.entry(ino).or_default();
             m.touch_status();
             if a.atime.is_some() {
@@ -1192,7 +884,7 @@ impl CommitFs {
             if a.mtime.is_some() {
                 m.mtime = a.mtime;
             }
-            self.persist(&inodes, &ov, &[], &[ino])?;
+            self.overlay.record(&inodes, &ov, &[], &[ino])?;
         }
         self.getattr(ino)
     }
@@ -1231,7 +923,7 @@ impl CommitFs {
         if inodes.is_linked(&n) {
             return;
         }
-        let mut ov = self.ov.lock();
+        let mut ov = self.overlay.lock();
         ov.mats.remove(&ino);
         ov.meta.remove(&ino);
         ov.base.remove(&ino);
@@ -1240,7 +932,7 @@ impl CommitFs {
 
     /// The written data of a materialized file, for reads and commits.
     pub(crate) fn wfile(&self, ino: Ino) -> Option<Arc<WFile>> {
-        match self.ov.lock().mats.get(&ino) {
+        match self.overlay.lock().mats.get(&ino) {
             Some(Mat::File(f)) => Some(f.clone()),
             _ => None,
         }
@@ -1251,11 +943,11 @@ impl CommitFs {
     /// writer's change.
     pub(crate) fn is_stale(&self, ino: Ino) -> bool {
         let inodes = self.inodes.read();
-        let ov = self.ov.lock();
+        let ov = self.overlay.lock();
         Self::stale_in(&inodes, &ov, ino)
     }
 
-    pub(crate) fn stale_in(inodes: &Inodes, ov: &Overlay, ino: Ino) -> bool {
+    pub(crate) fn stale_in(inodes: &Inodes, ov: &Changes, ino: Ino) -> bool {
         if ov.stale.is_empty() {
             return false;
         }
@@ -1273,20 +965,25 @@ impl CommitFs {
     }
 
     pub(crate) fn mat_children(&self, ino: Ino) -> Vec<(Box<[u8]>, Ino)> {
-        match self.ov.lock().mats.get(&ino) {
+        match self.overlay.lock().mats.get(&ino) {
             Some(Mat::Dir(c)) => c.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             _ => Vec::new(),
         }
     }
 
     pub(crate) fn mat_child(&self, ino: Ino, name: &[u8]) -> Option<Ino> {
-        match self.ov.lock().mats.get(&ino) {
+        match self.overlay.lock().mats.get(&ino) {
             Some(Mat::Dir(c)) => c.get(name).copied(),
             _ => None,
         }
     }
 
     pub(crate) fn meta_of(&self, ino: Ino) -> Meta {
-        self.ov.lock().meta.get(&ino).copied().unwrap_or_default()
+        self.overlay
+            .lock()
+            .meta
+            .get(&ino)
+            .copied()
+            .unwrap_or_default()
     }
 }
