@@ -170,9 +170,13 @@ impl CommitFs {
                 .map(|b| (b.root, b.name.lock().clone()))
                 .collect(),
         };
-        let inodes = self.inodes.read();
-        let ch = self.overlay.lock();
-        self.overlay.rewrite(&inodes, &ch, dirs, &branches)
+        let shown = {
+            let inodes = self.inodes.read();
+            let ch = self.overlay.lock();
+            self.overlay.rewrite(&inodes, &ch, dirs, &branches)?
+        };
+        self.overlay.keep_times(shown);
+        Ok(())
     }
 
     /// Commits every branch with changes, durably (unmount, SIGTERM).

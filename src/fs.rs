@@ -11,22 +11,9 @@
 //! - `blobs`: blob contents (see `blob_cache.rs`).
 //! - `handles`: open directories (files need no handle: reads go by inode).
 //!
-//! Lock order: `inodes` before `handles`; the caches' locks and `branch_roots`
-//! are leaves (never held while taking another lock).
-//!
-//! Locks added for a hostile repository and for going away (each a leaf: no
-//! other lock is taken while it is held, and no object I/O happens under it
-//! except where said):
-//!
-//! | lock | guards | taken by |
-//! |---|---|---|
-//! | `branch_roots` (here) | inode -> its branch root | `branch_for`, under `inodes` (read) |
-//! | `Repo::warned_trees` | trees already warned about | `Repo::read_tree`, after the object is read |
-//! | `Repo::packed_health` | `packed-refs`' stamp and whether it had bad lines | `Repo::refs`, `Repo::ref_target`; reads `packed-refs` when it changed |
-//! | `Repo::released` | the mount's packs no `.keep` holds any more, by merge level | `Repo::release_packs` (after a commit, under the branch's commit lock); taken out, merged with the lock released |
-//! | `closing` / `changing` (atomics, no lock) | the daemon going away; changes running | every change (`live`), the signal thread (`stop_changes`) |
-//! | `Persist::conn` (persist.rs) | the overlay's SQLite catalog | every change, under `inodes` and `ov` (rows are written in memory's order, page-cache writes only); `sync` (an fsync) and `resync` after a commit; a leaf |
-//! | `resync_needed` (atomic) | a catalog write failed: rewrite it whole | `persist`, the committer |
+//! Locks: every lock of the daemon, its order and what it guards are in one
+//! table, docs/SEMANTICS.md "Locks". Here: `inodes` before `handles`; the
+//! caches' locks and `branch_roots` are leaves.
 //!
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.

@@ -1,24 +1,13 @@
-//! A branch's pending changes: the materialized part of its tree.
+//! What each change of a branch does: create, mkdir, symlink, unlink,
+//! rmdir, rename, link, write, truncate, setattr, and the materialization
+//! they start from (a clean directory or file becomes an `MDir` or `MFile`
+//! of the overlay; see `overlay/` for the model and its invariants).
 //!
-//! A clean node of a branch is only an object id (`Kind::Tree`, `Kind::File`,
-//! `Kind::Symlink`). A node that changes is *materialized*:
-//! - a directory becomes `Kind::MDir`, and its children (name -> inode) move
-//!   into the overlay, loaded once from its tree;
-//! - a file becomes `Kind::MFile`, and its bytes move into an unlinked spill
-//!   file on disk (copied from the blob, unless the change truncates it);
-//! - a new symlink is `Kind::MSymlink`, its target inline.
-//!
-//! Invariants:
-//! - Every ancestor of a materialized node, up to the branch's root, is an
-//!   `MDir`: a commit only has to walk `MDir`s to find every change, and reuses
-//!   the object id of every clean subtree.
-//! - An `MDir`'s children in the overlay are exactly what the directory holds.
-//! - An unlinked inode keeps its data (an open file stays readable and
-//!   writable) until the kernel forgets it.
-//!
-//! Lock order: `inodes` (write), then `ov`; a file's own `st` lock is taken
-//! after both or alone. File data is read and written with neither of the
-//! first two held.
+//! Every change takes the inode table (write), then the overlay's changes,
+//! records its catalog rows before it is answered, and tells the committer
+//! (`changed`). Lock order and the whole lock table: docs/SEMANTICS.md,
+//! "Locks". File data is read and written with neither of the first two
+//! held.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -521,7 +521,7 @@ fn concurrent_readers_of_a_large_blob_share_one_spill() {
     let mut m = Model::new();
     m.insert(vec![b"big".to_vec()], Node::File(big.clone(), false));
     commit_model(&repo, "main", &m, None);
-    let fs = std::sync::Arc::new(new_fs(
+    let fs = (new_fs(
         dir.path(),
         FsConfig {
             cache_size: 1 << 20,

@@ -334,9 +334,10 @@ fn committed_files_keep_their_mtime_across_remounts() {
 }
 
 /// While one branch commits a large file (its blob hashed and packed for
-/// seconds), a save on another branch (write, barrier) and lookups anywhere
-/// go on: they finish before that commit does. The committer holds only its
-/// branch's commit lock while it writes objects.
+/// seconds), a save on another branch (write, barrier), lookups anywhere and
+/// a stat of the very file being committed go on: they finish before that
+/// commit does. The committer holds only its branch's commit lock while it
+/// writes objects.
 #[test]
 fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
     let dir = repo();
@@ -345,7 +346,7 @@ fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
         let head = repo.find_commit(tip(dir.path())).unwrap();
         repo.branch("other", &head, false).unwrap();
     }
-    let fs = std::sync::Arc::new(new_fs(dir.path()));
+    let fs = new_fs(dir.path());
     let main = ino(&fs, "main").unwrap();
     let big = fs.create(main, b"big.bin", 0o644).unwrap().attr.ino;
     // Incompressible bytes, so that the whole blob is hashed and written.
@@ -369,6 +370,7 @@ fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
         fs.fsync(other).unwrap();
         assert_eq!(cat(&fs, "main/README"), b"one\n");
         assert!(ino(&fs, "main/src/x.rs").is_ok());
+        assert_eq!(fs.getattr(big).unwrap().attr.size, 256 << 20);
     }
     let first = done.load(std::sync::atomic::Ordering::SeqCst);
     committer.join().unwrap();

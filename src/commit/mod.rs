@@ -1137,9 +1137,29 @@ impl Committer {
             w.pending.push((wf.clone(), version, oid));
             return Ok(oid);
         }
-        let oid = wf
-            .data
-            .with(|Contents::Disk(f)| w.batch.add_blob_file(repo, f, size, before))?;
+        // Streamed with no lock held, from a descriptor of its own, so that
+        // a stat of the file (or anything else that needs its state) does
+        // not wait seconds for a large blob. If it was written meanwhile,
+        // the blob may be torn: it is streamed again, the file held still
+        // this time, so that the commit holds what was acknowledged.
+        let dup = wf.data.with(|Contents::Disk(f)| f.try_clone());
+        drop(st);
+        let first = match dup {
+            Ok(f) => w.batch.add_blob_file(repo, &f, size, before),
+            Err(e) => Err(FsError::from_io(&e, "opening a written file again")),
+        };
+        let mut st = wf.st.lock();
+        let (oid, version) = match first {
+            Ok(oid) if st.version == version => (oid, version),
+            _ => {
+                log::debug!("inode {ino} was written while its blob was: writing it again");
+                let (size, version) = (st.size, st.version);
+                let oid = wf
+                    .data
+                    .with(|Contents::Disk(f)| w.batch.add_blob_file(repo, f, size, before))?;
+                (oid, version)
+            }
+        };
         if Some(oid) == before {
             st.committed = Some((version, oid));
             w.reused.push((wf.clone(), version, oid));

@@ -240,6 +240,9 @@ pub(crate) fn dir_rows(inodes: &Inodes, ch: &Changes, dir: Ino) -> persist::DirR
         .collect()
 }
 
+/// The mtimes committed files show (see [`Overlay::rewrite`]).
+pub struct ShownTimes(Vec<(Oid, Ts)>);
+
 /// The overlay component (see the module's documentation).
 pub struct Overlay {
     changes: Mutex<Changes>,
@@ -386,14 +389,15 @@ impl Overlay {
     /// them, with every metadata row and the `branches`' names, if `None`)
     /// from memory: after a commit (what it committed is no longer a
     /// change), after following another writer, after a failed catalog
-    /// write.
+    /// write. Returns the mtimes the committed files show, for
+    /// [`Overlay::keep_times`] once the caller's locks are let go of.
     pub fn rewrite(
         &self,
         inodes: &Inodes,
         ch: &Changes,
         dirs: Option<&[Ino]>,
         branches: &[(Ino, Box<[u8]>)],
-    ) -> FsResult<()> {
+    ) -> FsResult<ShownTimes> {
         let all = dirs.is_none();
         if all {
             self.rewrite_all.store(false, Ordering::SeqCst);
@@ -448,8 +452,13 @@ impl Overlay {
         if r.is_err() && all {
             self.rewrite_all.store(true, Ordering::SeqCst);
         }
-        self.times.record(&committed);
-        r
+        r.map(|()| ShownTimes(committed))
+    }
+
+    /// Remembers the mtimes committed files showed, for later mounts (its
+    /// own database: called with no lock of the view's held).
+    pub fn keep_times(&self, t: ShownTimes) {
+        self.times.record(&t.0);
     }
 
     /// fsync of a file: every change of names acknowledged so far survives

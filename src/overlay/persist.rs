@@ -27,7 +27,7 @@
 //! catalog always holds exactly the mount's pending changes relative to the
 //! commit the branch was last committed or followed to.
 //!
-//! Locks: `conn` is a leaf, taken under `inodes` and `ov` (every change writes
+//! Locks: `conn` is a leaf, taken under `inodes` and the overlay's `changes` (every change writes
 //! its rows before it lets them go, so that the catalog sees changes in the
 //! order memory did). Only this catalog's page-cache writes happen under it;
 //! the fsyncs of `sync` take it too (a durable request is ordered after every
@@ -559,7 +559,7 @@ fn make_reserve(dir: &Path) {
 /// shared by every mount of the repository; keyed by blob id (the same bytes
 /// at two paths share a time). In memory: the most recent `TIMES_KEPT`.
 /// Locks: `map` and `conn` are leaves; `record` writes with neither
-/// `inodes` nor `ov` held.
+/// `inodes` nor `changes` held.
 pub struct Times {
     path: PathBuf,
     map: Mutex<HashMap<Oid, Ts>>,
