@@ -521,13 +521,13 @@ fn concurrent_readers_of_a_large_blob_share_one_spill() {
     let mut m = Model::new();
     m.insert(vec![b"big".to_vec()], Node::File(big.clone(), false));
     commit_model(&repo, "main", &m, None);
-    let fs = (new_fs(
+    let fs = new_fs(
         dir.path(),
         FsConfig {
             cache_size: 1 << 20,
             ..FsConfig::default()
         },
-    ));
+    );
     let ino = path_ino(&fs, &[b"main", b"big"]).unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
