@@ -51,6 +51,11 @@ const SIZE_CACHE_ENTRIES: usize = 1 << 20;
 pub const BLKSIZE: u32 = 128 * 1024;
 /// The longest symlink target served.
 const PATH_MAX: u64 = 4096;
+/// The id of the empty tree (the "tree" of a tag of a blob, which has none).
+const EMPTY_TREE: [u8; 20] = [
+    0x4b, 0x82, 0x5d, 0xc6, 0x42, 0xcb, 0x6e, 0xb9, 0xa0, 0x60, 0xe5, 0x4b, 0xf8, 0xd6, 0x92, 0x88,
+    0xfb, 0xee, 0x49, 0x04,
+];
 /// Entries one readdir call prepares: more than a kernel buffer holds.
 pub const READDIR_BATCH: usize = 512;
 
@@ -545,7 +550,31 @@ impl CommitFs {
                 {
                     return Ok(existing);
                 }
-                let snapshot = self.repo.snapshot(target)?;
+                let snapshot = match self.repo.snapshot(target) {
+                    Ok(s) => s,
+                    // A tag of a blob (or of a tag of one): a read-only file
+                    // with the blob's bytes.
+                    Err(FsError::NotFound) if !is_branch => {
+                        let Some(blob) = self.repo.peel_to_blob(target)? else {
+                            return Err(FsError::NotFound);
+                        };
+                        let snap = Arc::new(Snap {
+                            snapshot: crate::repo::Snapshot {
+                                commit: None,
+                                tree: Oid::from_bytes(&EMPTY_TREE).map_err(FsError::from)?,
+                                time: 0,
+                            },
+                            source: SnapSource::Fixed,
+                        });
+                        let kind = Kind::File {
+                            snap,
+                            oid: blob,
+                            executable: false,
+                        };
+                        return Ok(self.upsert_keeping_snapshot(p.ino, name, kind));
+                    }
+                    Err(e) => return Err(e),
+                };
                 // Only a ref that names a commit can take commits: one under
                 // refs/heads/ that names a tree or a tag object is shown
                 // read-only (a commit on it could never be compared and

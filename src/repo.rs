@@ -341,6 +341,19 @@ impl Repo {
         })
     }
 
+    /// The blob `oid` names, if it is one or a chain of tags that ends at one
+    /// (a tag of a public key, as git/git's `junio-gpg-pub`). Any other
+    /// object is `None`.
+    pub fn peel_to_blob(&self, oid: Oid) -> FsResult<Option<Oid>> {
+        self.with(|repo| {
+            let obj = repo.find_object(oid, None)?;
+            match obj.peel(ObjectType::Blob) {
+                Ok(b) if b.kind() == Some(ObjectType::Blob) => Ok(Some(b.id())),
+                _ => Ok(None),
+            }
+        })
+    }
+
     /// Resolves a revision (`main~3`, an abbreviated SHA, `v1.0^{}`) to a snapshot.
     /// `Ok(None)` when it does not resolve or names something that is not a commit,
     /// a tag of one, or a tree.

@@ -293,6 +293,53 @@ fn root_lists_branches_and_head_but_commits_are_resolved_not_listed() {
     );
 }
 
+/// A tag that points at a blob (git/git's `junio-gpg-pub` is one), or at a
+/// tag of one, is a read-only file in `.tags` with the blob's bytes; the
+/// listing shows it as a file.
+#[test]
+fn a_tag_of_a_blob_is_a_read_only_file() {
+    let (r, bare) = sample();
+    let key = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nnot really\n";
+    let blob = {
+        let f = r.work().join("key.asc");
+        std::fs::write(&f, key).unwrap();
+        git(&bare, &["hash-object", "-w", f.to_str().unwrap()])
+    };
+    git(&bare, &["tag", "key-light", &blob]);
+    git(&bare, &["tag", "-a", "key-pub", "-m", "the key", &blob]);
+    git(&bare, &["tag", "-a", "key-again", "-m", "a tag of the tag", "key-pub"]);
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    let tags = m.path.join(".tags");
+    for name in ["key-light", "key-pub", "key-again"] {
+        let p = tags.join(name);
+        assert_eq!(std::fs::read(&p).unwrap(), key, "{name}");
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert!(md.is_file(), "{name} is a file");
+        assert_eq!(md.len(), key.len() as u64);
+        let e = std::fs::write(&p, b"x").expect_err("a tag's blob is read-only");
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{name}: {e}");
+    }
+    let listed: Vec<(String, bool)> = std::fs::read_dir(&tags)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.file_type().unwrap().is_file(),
+            )
+        })
+        .collect();
+    for name in ["key-light", "key-pub", "key-again"] {
+        assert!(
+            listed.contains(&(name.to_string(), true)),
+            "{name} listed as a file in {listed:?}"
+        );
+    }
+    // The annotated tag of a commit is still a directory.
+    assert!(tags.join("v1.0").join("README.md").is_file());
+}
+
 #[test]
 fn every_write_to_a_snapshot_is_erofs() {
     let (r, bare) = sample();
