@@ -307,6 +307,8 @@ pub struct CommitFs {
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     pub(crate) blobs: BlobCache,
+    /// FUSE requests served, by kind (for `commitfs status`).
+    pub requests: crate::control::Requests,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
@@ -350,6 +352,7 @@ impl CommitFs {
             .unwrap_or(0);
         let fs = CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
+            requests: Default::default(),
             overlay: Overlay::new(repo.common_dir()),
             inval_tx: Mutex::new(None),
             sync: Default::default(),
@@ -943,15 +946,19 @@ impl CommitFs {
                 return Err(FsError::NotDir);
             }
         };
-        // A snapshot that cannot change lets the kernel keep its listings; a
-        // branch directory changes through the kernel, which then drops them, but
-        // is not worth the risk.
-        let immutable = n.kind.snap().is_some_and(|s| s.immutable());
+        // The kernel keeps the listing of every directory of a snapshot or a
+        // branch until it changes. A branch directory changes either through
+        // the kernel (create, unlink, rename, ...: the kernel drops its
+        // listing itself) or by another writer's move being followed (or a
+        // sync), which invalidates every directory it re-points (see
+        // `follow.rs`). The root, `.tags` and namespaces follow the refs and
+        // are listed afresh at each open.
+        let cached = n.kind.snap().is_some();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(handle));
         Ok(Opened {
             fh,
-            keep_cache: immutable,
+            keep_cache: cached,
         })
     }
 

@@ -70,7 +70,8 @@ fn fail(op: &str, e: FsError) -> Errno {
 /// answers the request with EIO, and this worker thread goes on serving, so a
 /// bug fails one request instead of the mount. Nothing acknowledged is lost:
 /// pending changes live in the overlay, not in the handler.
-fn guard(op: &str, f: impl FnOnce()) {
+fn guard(fs: &CommitFs, op: &str, f: impl FnOnce()) {
+    fs.requests.count(op);
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         log::error!("{op}: internal error (a panic, logged above); answered EIO");
     }
@@ -138,7 +139,7 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guard("lookup", move || {
+        guard(&self.fs, "lookup", move || {
             // Debug builds only, for the test that a panicking handler fails
             // one request and loses nothing.
             #[cfg(debug_assertions)]
@@ -153,7 +154,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        guard("getattr", move || match self.fs.getattr(ino.0) {
+        guard(&self.fs, "getattr", move || match self.fs.getattr(ino.0) {
             Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
             Err(e) => reply.error(fail("getattr", e)),
         });
@@ -177,7 +178,7 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        guard("setattr", move || {
+        guard(&self.fs, "setattr", move || {
             let a = SetAttr {
                 mode,
                 uid,
@@ -194,9 +195,11 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        guard("readlink", move || match self.fs.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(fail("readlink", e)),
+        guard(&self.fs, "readlink", move || {
+            match self.fs.readlink(ino.0) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(fail("readlink", e)),
+            }
         });
     }
 
@@ -210,7 +213,7 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        guard("mknod", move || {
+        guard(&self.fs, "mknod", move || {
             // Git stores regular files only: no devices, fifos or sockets.
             let res = if mode & libc::S_IFMT == libc::S_IFREG {
                 self.fs.create(parent.0, name.as_bytes(), mode)
@@ -233,7 +236,7 @@ impl Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        guard("mkdir", move || {
+        guard(&self.fs, "mkdir", move || {
             match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
                 Ok(e) => reply_entry(reply, &e),
                 Err(e) => reply.error(fail("mkdir", e)),
@@ -242,7 +245,7 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guard("unlink", move || {
+        guard(&self.fs, "unlink", move || {
             match self.fs.unlink(parent.0, name.as_bytes()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("unlink", e)),
@@ -251,7 +254,7 @@ impl Filesystem for FuseFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guard("rmdir", move || {
+        guard(&self.fs, "rmdir", move || {
             match self.fs.rmdir(parent.0, name.as_bytes()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("rmdir", e)),
@@ -267,7 +270,7 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        guard("symlink", move || {
+        guard(&self.fs, "symlink", move || {
             match self.fs.symlink(
                 parent.0,
                 link_name.as_bytes(),
@@ -289,7 +292,7 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        guard("rename", move || {
+        guard(&self.fs, "rename", move || {
             match self.fs.rename(
                 parent.0,
                 name.as_bytes(),
@@ -311,14 +314,14 @@ impl Filesystem for FuseFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        guard("link", move || {
+        guard(&self.fs, "link", move || {
             // Git has no hard links.
             reply.error(fail("link", refuse(&self.fs, ino, FsError::NotPermitted)));
         });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        guard("open", move || {
+        guard(&self.fs, "open", move || {
             let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
             match self.fs.open(ino.0, write) {
                 Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
@@ -346,7 +349,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guard("read", move || {
+        guard(&self.fs, "read", move || {
             // The closure runs only on success; on an error the reply is still ours.
             let mut reply = Some(reply);
             let res = self.fs.read_with(ino.0, offset, size, |d| {
@@ -372,9 +375,11 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guard("write", move || match self.fs.write(ino.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", e)),
+        guard(&self.fs, "write", move || {
+            match self.fs.write(ino.0, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail("write", e)),
+            }
         });
     }
 
@@ -386,7 +391,7 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        guard("flush", move || {
+        guard(&self.fs, "flush", move || {
             reply.error(Errno::ENOSYS);
         });
     }
@@ -401,7 +406,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        guard("release", move || {
+        guard(&self.fs, "release", move || {
             reply.ok();
         });
     }
@@ -415,14 +420,14 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", move || match self.fs.fsync_data(ino.0) {
+        guard(&self.fs, "fsync", move || match self.fs.fsync_data(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsync", e)),
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        guard("opendir", move || match self.fs.opendir(ino.0) {
+        guard(&self.fs, "opendir", move || match self.fs.opendir(ino.0) {
             Ok(o) => {
                 let f = if o.keep_cache {
                     FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
@@ -443,7 +448,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        guard("readdir", move || {
+        guard(&self.fs, "readdir", move || {
             match self
                 .fs
                 .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
@@ -470,7 +475,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        guard("readdirplus", move || {
+        guard(&self.fs, "readdirplus", move || {
             // The kernel has processed the previous reply on this handle.
             self.fs.prefetch_listed(fh.0);
             match self
@@ -514,7 +519,7 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        guard("releasedir", move || {
+        guard(&self.fs, "releasedir", move || {
             self.fs.releasedir(fh.0);
             reply.ok();
         });
@@ -528,7 +533,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsyncdir", move || {
+        guard(&self.fs, "fsyncdir", move || {
             match self.fs.fsync_as(ino.0, req.uid()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("fsyncdir", e)),
@@ -537,7 +542,7 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        guard("statfs", move || {
+        guard(&self.fs, "statfs", move || {
             let s = self.fs.statfs();
             reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -555,7 +560,7 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        guard("setxattr", move || {
+        guard(&self.fs, "setxattr", move || {
             reply.error(fail(
                 "setxattr",
                 refuse(&self.fs, ino, FsError::NotSupported),
@@ -575,21 +580,23 @@ impl Filesystem for FuseFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        guard("getxattr", move || {
+        guard(&self.fs, "getxattr", move || {
             reply.error(Errno::ENOSYS);
         });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guard("listxattr", move || match self.fs.getattr(ino.0) {
-            Ok(_) if size == 0 => reply.size(0),
-            Ok(_) => reply.data(&[]),
-            Err(e) => reply.error(fail("listxattr", e)),
+        guard(&self.fs, "listxattr", move || {
+            match self.fs.getattr(ino.0) {
+                Ok(_) if size == 0 => reply.size(0),
+                Ok(_) => reply.data(&[]),
+                Err(e) => reply.error(fail("listxattr", e)),
+            }
         });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        guard("removexattr", move || {
+        guard(&self.fs, "removexattr", move || {
             reply.error(fail(
                 "removexattr",
                 refuse(&self.fs, ino, FsError::NotSupported),
@@ -598,9 +605,11 @@ impl Filesystem for FuseFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        guard("access", move || match self.fs.access(ino.0, mask.bits()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("access", e)),
+        guard(&self.fs, "access", move || {
+            match self.fs.access(ino.0, mask.bits()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("access", e)),
+            }
         });
     }
 
@@ -617,7 +626,7 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        guard("create", move || {
+        guard(&self.fs, "create", move || {
             reply.error(Errno::ENOSYS);
         });
     }
@@ -632,7 +641,7 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        guard("fallocate", move || {
+        guard(&self.fs, "fallocate", move || {
             match self.fs.fallocate(ino.0, offset, length, mode) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("fallocate", e)),
@@ -641,7 +650,7 @@ impl Filesystem for FuseFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        guard("forget", move || {
+        guard(&self.fs, "forget", move || {
             self.fs.forget(ino.0);
         });
     }

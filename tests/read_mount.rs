@@ -307,7 +307,17 @@ fn a_tag_of_a_blob_is_a_read_only_file() {
     };
     git(&bare, &["tag", "key-light", &blob]);
     git(&bare, &["tag", "-a", "key-pub", "-m", "the key", &blob]);
-    git(&bare, &["tag", "-a", "key-again", "-m", "a tag of the tag", "key-pub"]);
+    git(
+        &bare,
+        &[
+            "tag",
+            "-a",
+            "key-again",
+            "-m",
+            "a tag of the tag",
+            "key-pub",
+        ],
+    );
     let mnt = r.mountpoint("mnt");
     let m = Mount::new(&bare, &mnt, &[]);
     let tags = m.path.join(".tags");

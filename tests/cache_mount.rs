@@ -1,0 +1,164 @@
+//! What the kernel caches, through real mounts: a warm walk of a branch (or a
+//! snapshot) costs the daemon no lookup, getattr, readdir or read, counted
+//! by the daemon itself (`commitfs status --json`, `requests`); and a walk
+//! after a change, this mount's own or another writer's, shows the new state
+//! at once: no stale entry, no stale listing, no stale size.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A repository whose `main` has 12 directories of 20 files and a tag `v1`.
+fn setup() -> (TestRepo, std::path::PathBuf, Mount) {
+    let r = TestRepo::new();
+    for d in 0..12 {
+        for f in 0..20 {
+            r.write(
+                &format!("d{d}/sub/f{f}.txt"),
+                format!("file {d} {f}\n").as_bytes(),
+            );
+        }
+    }
+    r.write("top.txt", b"top\n");
+    r.commit("initial");
+    git(&r.work(), &["tag", "v1"]);
+    let bare = r.publish();
+    git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "v1"]);
+    let mnt = r.mountpoint("mnt");
+    let m = Mount::new(&bare, &mnt, &[]);
+    (r, bare, m)
+}
+
+/// Every path below `dir` with its kind and size: read_dir and lstat, as
+/// `find -ls` does, without reading any file.
+fn walk(dir: &Path) -> BTreeMap<String, (bool, u64)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, (md.is_dir(), md.len()));
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The daemon's request counters.
+fn requests(m: &Path) -> serde_json::Value {
+    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["requests"].clone()
+}
+
+/// The requests that a cache in the kernel would have answered.
+fn reads(q: &serde_json::Value) -> [u64; 4] {
+    ["lookup", "getattr", "readdir", "read"].map(|k| q[k].as_u64().expect(k))
+}
+
+/// The first walk lists every directory (readdirplus: entries with their
+/// attributes). The second lists none and looks nothing up; it asks once
+/// for the attributes of each directory, because the kernel marks a
+/// directory's atime stale after each listing it had to ask for (and only
+/// then). The third walk costs the daemon nothing.
+#[test]
+fn a_warm_walk_of_a_branch_or_a_snapshot_makes_no_requests() {
+    let (_r, _bare, m) = setup();
+    for dir in ["main", ".tags/v1"] {
+        let root = m.path.join(dir);
+        let first = walk(&root);
+        assert_eq!(first.len(), 12 * 22 + 1, "{dir}: {first:?}");
+        let dirs = first.values().filter(|(d, _)| *d).count() as u64 + 1;
+        let q1 = requests(&m.path);
+        assert_eq!(walk(&root), first, "{dir}");
+        let q2 = requests(&m.path);
+        assert_eq!(walk(&root), first, "{dir}");
+        let q3 = requests(&m.path);
+        let (r1, r2, r3) = (reads(&q1), reads(&q2), reads(&q3));
+        assert_eq!(
+            [r1[0], r1[2], r1[3]],
+            [r2[0], r2[2], r2[3]],
+            "{dir}: the second walk looked up, listed or read: {q1} -> {q2}"
+        );
+        assert!(
+            r2[1] - r1[1] <= dirs,
+            "{dir}: the second walk made {} getattrs for {dirs} directories",
+            r2[1] - r1[1]
+        );
+        assert_eq!(r2, r3, "{dir}: the third walk made requests: {q2} -> {q3}");
+        // (Each read_dir still opens the directory: FUSE sends an opendir
+        // for every open.)
+        assert!(q3["opendir"].as_u64() > q2["opendir"].as_u64());
+    }
+}
+
+#[test]
+fn a_walk_after_a_change_shows_it_at_once() {
+    let (r, bare, m) = setup();
+    let main = m.path.join("main");
+    let warm = walk(&main);
+    assert_eq!(warm["d0/sub/f0.txt"], (false, 9));
+
+    // This mount's own save: a new file, a longer file, a removed one.
+    std::fs::write(main.join("d0/sub/new.txt"), b"new\n").unwrap();
+    std::fs::write(main.join("d0/sub/f1.txt"), b"longer than it was\n").unwrap();
+    std::fs::remove_file(main.join("d0/sub/f2.txt")).unwrap();
+    let w = walk(&main);
+    assert_eq!(w.get("d0/sub/new.txt"), Some(&(false, 4)));
+    assert_eq!(w.get("d0/sub/f1.txt"), Some(&(false, 19)));
+    assert_eq!(w.get("d0/sub/f2.txt"), None);
+    Command::new("sync").arg(&main).status().unwrap();
+
+    // Another writer's push: the same kinds of change in another directory,
+    // on top of what this mount committed.
+    git(&r.work(), &["pull", "-q", bare.to_str().unwrap(), "main"]);
+    r.write("d5/sub/theirs.txt", b"theirs\n");
+    r.write("d5/sub/f3.txt", b"changed by them, longer\n");
+    std::fs::remove_file(r.work().join("d5/sub/f4.txt")).unwrap();
+    std::fs::remove_dir_all(r.work().join("d6")).unwrap();
+    r.commit("theirs");
+    git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "main"]);
+    // The mount follows within a second or so; the new file is the sign.
+    assert!(wait_until(Duration::from_secs(10), || main
+        .join("d5/sub/theirs.txt")
+        .exists()));
+    let w = walk(&main);
+    assert_eq!(w.get("d5/sub/theirs.txt"), Some(&(false, 7)));
+    assert_eq!(w.get("d5/sub/f3.txt"), Some(&(false, 24)));
+    assert_eq!(
+        std::fs::read(main.join("d5/sub/f3.txt")).unwrap(),
+        b"changed by them, longer\n"
+    );
+    assert_eq!(
+        w.get("d5/sub/f4.txt"),
+        None,
+        "a deleted file is still listed"
+    );
+    assert!(
+        !w.keys().any(|k| k.starts_with("d6")),
+        "a deleted directory is still listed"
+    );
+    // This mount's committed save is still there.
+    assert_eq!(w.get("d0/sub/new.txt"), Some(&(false, 4)));
+    // And the walks after that are warm again (the second costs nothing).
+    assert_eq!(walk(&main), w);
+    let before = requests(&m.path);
+    assert_eq!(walk(&main), w);
+    assert_eq!(reads(&before), reads(&requests(&m.path)));
+}
