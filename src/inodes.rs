@@ -9,7 +9,6 @@
 //!   number of distinct paths the kernel has looked up (about 100 bytes each).
 //! - What a path *is* (its [`Kind`]) may be replaced; its number may not.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use git2::Oid;
@@ -133,51 +132,126 @@ pub struct Node {
     pub kind: Kind,
 }
 
+/// The table. Per path it holds the node (an `Arc`: its number, parent,
+/// name and kind), one slot of `nodes` (inode numbers are dense, so a
+/// vector indexed by number) and one slot of `by_path`, which holds only the
+/// number: the path it stands for is the node's own `parent` and `name`, so
+/// no name is stored twice (measured with `scripts/memory.sh`).
 pub struct Inodes {
     next: Ino,
-    by_path: HashMap<(Ino, Box<[u8]>), Ino>,
-    nodes: HashMap<Ino, Arc<Node>>,
+    /// Linked paths: the numbers, hashed by their node's (parent, name).
+    by_path: hashbrown::HashTable<Ino>,
+    hasher: std::collections::hash_map::RandomState,
+    /// By number; `None` for a number whose node was dropped (an orphan the
+    /// kernel forgot). Index 0 is unused.
+    nodes: Vec<Option<Arc<Node>>>,
+    live: usize,
 }
 
 impl Inodes {
     pub fn new(root: Kind) -> Inodes {
-        let mut nodes = HashMap::new();
-        nodes.insert(
-            ROOT,
-            Arc::new(Node {
-                ino: ROOT,
-                parent: ROOT,
-                name: Box::default(),
-                kind: root,
-            }),
-        );
+        let root = Arc::new(Node {
+            ino: ROOT,
+            parent: ROOT,
+            name: Box::default(),
+            kind: root,
+        });
         Inodes {
             next: ROOT + 1,
-            by_path: HashMap::new(),
-            nodes,
+            by_path: hashbrown::HashTable::new(),
+            hasher: Default::default(),
+            nodes: vec![None, Some(root)],
+            live: 1,
         }
     }
 
+    fn hash(&self, parent: Ino, name: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        parent.hash(&mut h);
+        name.hash(&mut h);
+        h.finish()
+    }
+
+    fn node_ref(&self, ino: Ino) -> Option<&Arc<Node>> {
+        self.nodes.get(usize::try_from(ino).ok()?)?.as_ref()
+    }
+
+    /// Puts `node` at its number (the slot exists: numbers are handed out
+    /// in order).
+    fn put(&mut self, node: Arc<Node>) {
+        let i = node.ino as usize;
+        if i >= self.nodes.len() {
+            self.nodes.resize(i + 1, None);
+        }
+        if self.nodes[i].is_none() {
+            self.live += 1;
+        }
+        self.nodes[i] = Some(node);
+    }
+
+    /// The number at (parent, name), if that path is linked.
+    fn find(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let h = self.hash(parent, name);
+        let nodes = &self.nodes;
+        self.by_path
+            .find(h, |&i| {
+                nodes[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.parent == parent && *n.name == *name)
+            })
+            .copied()
+    }
+
+    /// Takes (parent, name) out of `by_path`; returns the number it had.
+    fn take(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let h = self.hash(parent, name);
+        let nodes = &self.nodes;
+        match self.by_path.find_entry(h, |&i| {
+            nodes[i as usize]
+                .as_ref()
+                .is_some_and(|n| n.parent == parent && *n.name == *name)
+        }) {
+            Ok(e) => Some(e.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    /// Links `ino` at (parent, name): its node must already be there.
+    fn link(&mut self, ino: Ino) {
+        let Some(n) = self.node_ref(ino) else { return };
+        let h = self.hash(n.parent, &n.name);
+        let (hasher, nodes) = (&self.hasher, &self.nodes);
+        self.by_path.insert_unique(h, ino, |&i| {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let n = nodes[i as usize]
+                .as_ref()
+                .expect("linked numbers have nodes");
+            let mut s = hasher.build_hasher();
+            n.parent.hash(&mut s);
+            n.name.hash(&mut s);
+            s.finish()
+        });
+    }
+
     pub fn get(&self, ino: Ino) -> Option<Arc<Node>> {
-        self.nodes.get(&ino).cloned()
+        self.node_ref(ino).cloned()
     }
 
     /// The node at `name` below `parent`, if the path was seen before.
     pub fn child(&self, parent: Ino, name: &[u8]) -> Option<Arc<Node>> {
-        let ino = self.by_path.get(&(parent, Box::<[u8]>::from(name)))?;
-        self.nodes.get(ino).cloned()
+        let ino = self.find(parent, name)?;
+        self.get(ino)
     }
 
     /// Gives the path its number (the one it had, or a new one) and sets its kind.
     pub fn upsert(&mut self, parent: Ino, name: &[u8], kind: Kind) -> Arc<Node> {
-        let key = (parent, Box::<[u8]>::from(name));
-        let ino = match self.by_path.get(&key) {
-            Some(&ino) => ino,
+        let (ino, new) = match self.find(parent, name) {
+            Some(ino) => (ino, false),
             None => {
                 let ino = self.next;
                 self.next += 1;
-                self.by_path.insert(key, ino);
-                ino
+                (ino, true)
             }
         };
         let node = Arc::new(Node {
@@ -186,27 +260,30 @@ impl Inodes {
             name: name.into(),
             kind,
         });
-        self.nodes.insert(ino, node.clone());
+        self.put(node.clone());
+        if new {
+            self.link(ino);
+        }
         node
     }
 
     /// Replaces what an existing inode is, keeping its number and place.
     pub fn set_kind(&mut self, ino: Ino, kind: Kind) -> Option<Arc<Node>> {
-        let old = self.nodes.get(&ino)?.clone();
+        let old = self.node_ref(ino)?.clone();
         let node = Arc::new(Node {
             ino,
             parent: old.parent,
             name: old.name.clone(),
             kind,
         });
-        self.nodes.insert(ino, node.clone());
+        self.put(node.clone());
         Some(node)
     }
 
     /// Takes `name` out of `parent`: the inode keeps its data for as long as the
     /// kernel holds it (an open file stays readable), but no path leads to it.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        self.by_path.remove(&(parent, Box::<[u8]>::from(name)))
+        self.take(parent, name)
     }
 
     /// Moves the inode at `parent/name` to `new_parent/new_name`, as rename(2)
@@ -219,71 +296,66 @@ impl Inodes {
         new_parent: Ino,
         new_name: &[u8],
     ) -> Option<Ino> {
-        let ino = self.by_path.remove(&(parent, Box::<[u8]>::from(name)))?;
-        let replaced = self
-            .by_path
-            .insert((new_parent, Box::<[u8]>::from(new_name)), ino);
-        if let Some(old) = self.nodes.get(&ino).cloned() {
-            self.nodes.insert(
+        let ino = self.take(parent, name)?;
+        let replaced = self.take(new_parent, new_name);
+        if let Some(old) = self.node_ref(ino).cloned() {
+            self.put(Arc::new(Node {
                 ino,
-                Arc::new(Node {
-                    ino,
-                    parent: new_parent,
-                    name: new_name.into(),
-                    kind: old.kind.clone(),
-                }),
-            );
+                parent: new_parent,
+                name: new_name.into(),
+                kind: old.kind.clone(),
+            }));
         }
+        self.link(ino);
         replaced
     }
 
     /// Swaps the inodes at two paths (RENAME_EXCHANGE).
     pub fn exchange(&mut self, p1: Ino, n1: &[u8], p2: Ino, n2: &[u8]) {
-        let k1 = (p1, Box::<[u8]>::from(n1));
-        let k2 = (p2, Box::<[u8]>::from(n2));
-        let (Some(a), Some(b)) = (
-            self.by_path.get(&k1).copied(),
-            self.by_path.get(&k2).copied(),
-        ) else {
+        if p1 == p2 && n1 == n2 {
+            return;
+        }
+        let (Some(a), Some(b)) = (self.find(p1, n1), self.find(p2, n2)) else {
             return;
         };
-        self.by_path.insert(k1, b);
-        self.by_path.insert(k2, a);
+        self.take(p1, n1);
+        self.take(p2, n2);
         for (ino, parent, name) in [(a, p2, n2), (b, p1, n1)] {
-            if let Some(old) = self.nodes.get(&ino).cloned() {
-                self.nodes.insert(
+            if let Some(old) = self.node_ref(ino).cloned() {
+                self.put(Arc::new(Node {
                     ino,
-                    Arc::new(Node {
-                        ino,
-                        parent,
-                        name: name.into(),
-                        kind: old.kind.clone(),
-                    }),
-                );
+                    parent,
+                    name: name.into(),
+                    kind: old.kind.clone(),
+                }));
             }
         }
+        self.link(a);
+        self.link(b);
     }
 
     /// Forgets an inode no path leads to any more.
     pub fn drop_orphan(&mut self, ino: Ino) {
-        self.nodes.remove(&ino);
+        if let Some(n) = self.node_ref(ino).cloned()
+            && !self.is_linked(&n)
+            && let Some(slot) = self.nodes.get_mut(ino as usize)
+            && slot.take().is_some()
+        {
+            self.live -= 1;
+        }
     }
 
     /// Whether a path leads to `ino`.
     pub fn is_linked(&self, n: &Node) -> bool {
-        n.ino == ROOT
-            || self
-                .by_path
-                .get(&(n.parent, n.name.clone()))
-                .is_some_and(|&i| i == n.ino)
+        n.ino == ROOT || self.find(n.parent, &n.name) == Some(n.ino)
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.live == 0
     }
 }
 
@@ -305,5 +377,66 @@ mod tests {
         assert!(matches!(t.get(a).unwrap().kind, Kind::TagsDir));
         assert_eq!(t.child(ROOT, b"b").unwrap().ino, b);
         assert!(t.child(ROOT, b"c").is_none());
+    }
+
+    /// Random upserts, unlinks, renames and exchanges against a plain map of
+    /// paths to numbers: every linked path finds its number, unlinked ones
+    /// none, a path keeps its number, and no two paths share one.
+    #[test]
+    fn the_table_agrees_with_a_map_of_paths() {
+        use std::collections::HashMap;
+        let mut t = Inodes::new(Kind::Root);
+        let mut model: HashMap<(Ino, Vec<u8>), Ino> = HashMap::new();
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let dirs = [ROOT, 2, 3];
+        for _ in 0..20_000 {
+            let r = next();
+            let p = dirs[(r % 3) as usize];
+            let n = format!("n{}", (r >> 8) % 12).into_bytes();
+            let p2 = dirs[((r >> 16) % 3) as usize];
+            let n2 = format!("n{}", (r >> 24) % 12).into_bytes();
+            match (r >> 32) % 4 {
+                0 => {
+                    let ino = t.upsert(p, &n, Kind::CommitsDir).ino;
+                    let want = *model.entry((p, n)).or_insert(ino);
+                    assert_eq!(ino, want);
+                }
+                1 => {
+                    assert_eq!(t.unlink(p, &n), model.remove(&(p, n)));
+                }
+                2 => {
+                    if let Some(ino) = model.remove(&(p, n.clone())) {
+                        let replaced = model.insert((p2, n2.clone()), ino);
+                        assert_eq!(t.rename(p, &n, p2, &n2), replaced);
+                    } else {
+                        assert_eq!(t.rename(p, &n, p2, &n2), None);
+                    }
+                }
+                _ => {
+                    let (a, b) = (
+                        model.get(&(p, n.clone())).copied(),
+                        model.get(&(p2, n2.clone())).copied(),
+                    );
+                    t.exchange(p, &n, p2, &n2);
+                    if let (Some(a), Some(b)) = (a, b) {
+                        model.insert((p, n), b);
+                        model.insert((p2, n2), a);
+                    }
+                }
+            }
+        }
+        for ((p, n), ino) in &model {
+            let node = t.child(*p, n).expect("linked");
+            assert_eq!(node.ino, *ino);
+            assert!(t.is_linked(&node));
+        }
+        let mut seen = std::collections::HashSet::new();
+        assert!(model.values().all(|i| seen.insert(*i)));
     }
 }

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The daemon's real memory (RSS from /proc) under walks, many writers and
+# tags read one after another, against what docs/SEMANTICS.md ("Memory")
+# promises, and against the git command line doing the same reading
+# (`git ls-tree -r`, peak RSS from /proc) in the same run.
+#
+# Usage: scripts/memory.sh
+#
+# Environment:
+#   COMMITFS_BIN   use this binary instead of `cargo build --release`
+#   MEM_FILES      files in the walked tree, 1000 per directory (default 200000)
+#   MEM_WRITERS    writer threads, each in its own directory   (default 8)
+#   MEM_TAGS       tags of distinct trees read one after another (default 30)
+#   MEM_CACHE      --cache-size for the mounts                (default 32M)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILES=${MEM_FILES:-200000}
+WRITERS=${MEM_WRITERS:-8}
+TAGS=${MEM_TAGS:-30}
+CACHE=${MEM_CACHE:-32M}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
+
+if [[ -n ${COMMITFS_BIN:-} ]]; then
+    BIN=$COMMITFS_BIN
+else
+    log "cargo build --release"
+    cargo build --release --quiet
+    BIN=$PWD/target/release/commitfs
+fi
+WORK=$(mktemp -d /var/tmp/commitfs-memory.XXXXXX)
+MNT=$WORK/mnt
+DAEMON=
+cleanup() {
+    if [[ -n $DAEMON ]] && kill -0 "$DAEMON" 2>/dev/null; then
+        "$BIN" unmount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true
+        wait "$DAEMON" 2>/dev/null || true
+    fi
+    rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+
+kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# A tree of FILES small files, 1000 per directory, and TAGS commits that each
+# change one file of their own directory (distinct trees), made with
+# fast-import (seconds even for millions of files).
+REPO=$WORK/repo.git
+git init -q --bare "$REPO"
+log "building $FILES files and $TAGS tags with git fast-import"
+python3 - "$FILES" "$TAGS" <<'PY' | git --git-dir="$REPO" fast-import --quiet
+import sys
+files, tags = int(sys.argv[1]), int(sys.argv[2])
+w = sys.stdout.write
+w("blob\nmark :1\ndata 5\nsame\n")
+w("commit refs/heads/main\nmark :2\ncommitter m <m@x> 1700000000 +0000\ndata 5\nbase\n")
+for i in range(files):
+    w("M 100644 :1 d%04d/f%05d.txt\n" % (i // 1000, i))
+w("\n")
+for t in range(tags):
+    body = b"tag %d\n" % t
+    w("blob\nmark :%d\ndata %d\n" % (10 + t, len(body)))
+    sys.stdout.flush(); sys.stdout.buffer.write(body); w("\n")
+    w("commit refs/heads/main\nmark :%d\ncommitter m <m@x> %d +0000\ndata 2\nt\n" % (100000 + t, 1700000001 + t))
+    w("from :%d\n" % (2 if t == 0 else 100000 + t - 1))
+    w("M 100644 :%d t%03d/own.txt\n\n" % (10 + t, t))
+    w("reset refs/tags/t%03d\nfrom :%d\n\n" % (t, 100000 + t))
+PY
+
+mount_it() {
+    mkdir -p "$MNT"
+    "$BIN" mount "$REPO" "$MNT" --foreground --cache-size "$CACHE" >>"$WORK/daemon.log" 2>&1 &
+    DAEMON=$!
+    for _ in $(seq 200); do mountpoint -q "$MNT" && return; sleep 0.05; done
+    die "not mounted"
+}
+unmount_it() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$BIN" unmount "$MNT"
+    wait "$DAEMON" || true
+    t1=$(date +%s.%N)
+    DAEMON=
+    UNMOUNT_S=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+}
+# Peak RSS of a git command, in KiB.
+git_peak() {
+    "$@" >/dev/null &
+    local pid=$! peak=0 k
+    while kill -0 "$pid" 2>/dev/null; do
+        k=$(kib "$pid" VmHWM 2>/dev/null || echo 0)
+        [[ -n $k && $k -gt $peak ]] && peak=$k
+        sleep 0.02
+    done
+    wait "$pid"
+    echo "$peak"
+}
+
+ROWS=()
+row() { ROWS+=("$(printf '%-34s %12s %14s %s' "$1" "$2" "$3" "$4")"); }
+
+log "mount, walk main twice (find -ls)"
+mount_it
+R0=$(kib "$DAEMON" VmRSS)
+PATHS=$(find "$MNT/main" | wc -l)
+R1=$(kib "$DAEMON" VmRSS)
+find "$MNT/main" -ls >/dev/null
+R2=$(kib "$DAEMON" VmRSS)
+PER=$(awk -v a="$R1" -v b="$R0" -v n="$PATHS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+G_LS=$(git_peak git --git-dir="$REPO" ls-tree -r main)
+row "RSS at mount" "$(mib "$R0") MiB" "-" ""
+row "after walking $PATHS paths" "$(mib "$R1") MiB" "$PER B/path" "git ls-tree -r peak $(mib "$G_LS") MiB"
+row "after walking them again" "$(mib "$R2") MiB" "+$(mib $((R2 - R1))) MiB" ""
+
+log "$TAGS tags read one after another (cat of every file that differs)"
+for t in $(seq -f '%03g' 0 $((TAGS - 1))); do
+    cat "$MNT/.tags/t$t/t$t/own.txt" >/dev/null
+    find "$MNT/.tags/t$t" -maxdepth 1 >/dev/null
+done
+R3=$(kib "$DAEMON" VmRSS)
+row "after $TAGS tags" "$(mib "$R3") MiB" "+$(mib $((R3 - R2))) MiB" ""
+
+log "$WRITERS writers at once"
+python3 - "$MNT/main" "$WRITERS" <<'PY'
+import os, sys, threading
+root, n = sys.argv[1], int(sys.argv[2])
+data = os.urandom(64 << 10)
+def work(i):
+    d = os.path.join(root, "w%02d" % i)
+    os.makedirs(d, exist_ok=True)
+    for j in range(300):
+        p = os.path.join(d, "f%03d" % (j % 50))
+        with open(p, "wb") as f:
+            f.write(data)
+        with open(p, "rb") as f:
+            f.read()
+        if j % 7 == 0:
+            os.unlink(p)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+PY
+sync "$MNT/main"
+R4=$(kib "$DAEMON" VmRSS)
+P4=$(kib "$DAEMON" VmHWM)
+row "after $WRITERS writers, committed" "$(mib "$R4") MiB" "peak $(mib "$P4") MiB" ""
+sleep 3   # idle: the daemon has nothing to do; what it keeps, it keeps
+R5=$(kib "$DAEMON" VmRSS)
+row "idle 3 s later" "$(mib "$R5") MiB" "" ""
+THREADS=$(ls "/proc/$DAEMON/task" | wc -l)
+unmount_it
+row "unmount after all that" "$UNMOUNT_S s" "" ""
+
+printf '\nMemory (files %s, --cache-size %s, %s threads in the daemon; %s)\n' "$FILES" "$CACHE" "$THREADS" "$(uname -sr)"
+printf '%-34s %12s %14s %s\n' "what" "RSS" "" "reference"
+for r in "${ROWS[@]}"; do printf '%s\n' "$r"; done
