@@ -12,6 +12,8 @@
 #   MEM_WRITERS    writer threads, each in its own directory   (default 8)
 #   MEM_TAGS       tags of distinct trees read one after another (default 30)
 #   MEM_CACHE      --cache-size for the mounts                (default 32M)
+#   MEM_BIG        large files (4 MiB of random bytes each) read by as many
+#                  threads at once                            (default 32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,7 @@ FILES=${MEM_FILES:-200000}
 WRITERS=${MEM_WRITERS:-8}
 TAGS=${MEM_TAGS:-30}
 CACHE=${MEM_CACHE:-32M}
+BIG=${MEM_BIG:-32}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
@@ -44,6 +47,9 @@ trap cleanup EXIT
 
 kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# "anon A MiB + file F MiB": the daemon's own memory, and the pages of files
+# it maps (libgit2 maps packs) that are in memory, which the kernel can drop.
+split() { printf 'anon %s + file %s MiB' "$(mib "$(kib "$DAEMON" RssAnon)")" "$(mib "$(kib "$DAEMON" RssFile)")"; }
 
 # A tree of FILES small files, 1000 per directory, and TAGS commits that each
 # change one file of their own directory (distinct trees), made with
@@ -51,14 +57,20 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 REPO=$WORK/repo.git
 git init -q --bare "$REPO"
 log "building $FILES files and $TAGS tags with git fast-import"
-python3 - "$FILES" "$TAGS" <<'PY' | git --git-dir="$REPO" fast-import --quiet
-import sys
-files, tags = int(sys.argv[1]), int(sys.argv[2])
+python3 - "$FILES" "$TAGS" "$BIG" <<'PY' | git --git-dir="$REPO" fast-import --quiet
+import os, sys
+files, tags, big = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 w = sys.stdout.write
 w("blob\nmark :1\ndata 5\nsame\n")
+for b in range(big):
+    data = os.urandom(4 << 20)
+    w("blob\nmark :%d\ndata %d\n" % (50000 + b, len(data)))
+    sys.stdout.flush(); sys.stdout.buffer.write(data); sys.stdout.buffer.flush(); w("\n")
 w("commit refs/heads/main\nmark :2\ncommitter m <m@x> 1700000000 +0000\ndata 5\nbase\n")
 for i in range(files):
     w("M 100644 :1 d%04d/f%05d.txt\n" % (i // 1000, i))
+for b in range(big):
+    w("M 100644 :%d big/b%03d.bin\n" % (50000 + b, b))
 w("\n")
 for t in range(tags):
     body = b"tag %d\n" % t
@@ -112,7 +124,7 @@ R2=$(kib "$DAEMON" VmRSS)
 PER=$(awk -v a="$R1" -v b="$R0" -v n="$PATHS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
 G_LS=$(git_peak git --git-dir="$REPO" ls-tree -r main)
 row "RSS at mount" "$(mib "$R0") MiB" "-" ""
-row "after walking $PATHS paths" "$(mib "$R1") MiB" "$PER B/path" "git ls-tree -r peak $(mib "$G_LS") MiB"
+row "after walking $PATHS paths" "$(mib "$R1") MiB" "$PER B/path" "$(split); git ls-tree -r peak $(mib "$G_LS") MiB"
 row "after walking them again" "$(mib "$R2") MiB" "+$(mib $((R2 - R1))) MiB" ""
 
 log "$TAGS tags read one after another (cat of every file that differs)"
@@ -122,6 +134,22 @@ for t in $(seq -f '%03g' 0 $((TAGS - 1))); do
 done
 R3=$(kib "$DAEMON" VmRSS)
 row "after $TAGS tags" "$(mib "$R3") MiB" "+$(mib $((R3 - R2))) MiB" ""
+
+log "$BIG threads reading a large file each, three times"
+python3 - "$MNT/main/big" "$BIG" <<'PY'
+import os, sys, threading
+root, n = sys.argv[1], int(sys.argv[2])
+def work(i):
+    for _ in range(3):
+        with open(os.path.join(root, "b%03d.bin" % i), "rb") as f:
+            while f.read(1 << 20):
+                pass
+ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+PY
+R35=$(kib "$DAEMON" VmRSS)
+row "after $BIG readers at once" "$(mib "$R35") MiB" "peak $(mib "$(kib "$DAEMON" VmHWM)") MiB" "$(split); cache $CACHE"
 
 log "$WRITERS writers at once"
 python3 - "$MNT/main" "$WRITERS" <<'PY'
@@ -149,7 +177,7 @@ P4=$(kib "$DAEMON" VmHWM)
 row "after $WRITERS writers, committed" "$(mib "$R4") MiB" "peak $(mib "$P4") MiB" ""
 sleep 3   # idle: the daemon has nothing to do; what it keeps, it keeps
 R5=$(kib "$DAEMON" VmRSS)
-row "idle 3 s later" "$(mib "$R5") MiB" "" ""
+row "idle 3 s later" "$(mib "$R5") MiB" "" "$(split)"
 THREADS=$(ls "/proc/$DAEMON/task" | wc -l)
 unmount_it
 row "unmount after all that" "$UNMOUNT_S s" "" ""

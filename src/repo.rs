@@ -56,6 +56,19 @@ pub struct Snapshot {
     pub time: i64,
 }
 
+/// How much of the packs libgit2 keeps mapped: windows of 32 MiB, at most
+/// 128 MiB mapped in all (its defaults, 1 GiB and 8 GiB, let a walk of
+/// large blobs keep gigabytes of pack pages in the daemon's RSS; measured
+/// with `scripts/memory.sh`). Called once, before any thread starts.
+pub fn limit_pack_mappings() {
+    // SAFETY: called from main before any other thread exists (these set
+    // libgit2 globals without synchronization).
+    unsafe {
+        let _ = git2::opts::set_mwindow_size(32 << 20);
+        let _ = git2::opts::set_mwindow_mapped_limit(128 << 20);
+    }
+}
+
 /// Why a repository could not be opened; each says what the user should do.
 #[derive(Debug)]
 pub enum OpenError {
