@@ -2,7 +2,8 @@
 //! blobs too large to keep in it.
 //!
 //! Invariants:
-//! - The memory cache never holds more than `capacity` bytes of blob content.
+//! - The memory cache never holds more than `capacity` bytes of blob content,
+//!   each entry counted with what holding it costs (`ENTRY_COST`).
 //!   Only blobs of at most `capacity / 4` (and at most [`MAX_MEMORY_BLOB`]) enter it.
 //! - A larger blob is inflated once, by a background thread, into an unlinked
 //!   temporary file (a *spill*); readers wait only until the bytes they asked for
@@ -109,6 +110,11 @@ impl BlobCache {
         self.mem.lock().bytes
     }
 
+    /// Blobs held in memory.
+    pub fn memory_entries(&self) -> usize {
+        self.mem.lock().map.len()
+    }
+
     /// Whether a blob of `size` bytes is served from memory rather than spilled.
     pub fn fits_in_memory(&self, size: u64) -> bool {
         size <= MAX_MEMORY_BLOB.min(self.capacity as u64 / 4)
@@ -187,21 +193,31 @@ impl BlobCache {
     }
 
     fn insert(&self, oid: Oid, data: Arc<[u8]>) {
-        if data.len() > self.capacity {
+        if cost(&data) > self.capacity {
             return;
         }
         let mut lru = self.mem.lock();
         if let Some(old) = lru.map.put(oid, data.clone()) {
-            lru.bytes -= old.len();
+            lru.bytes -= cost(&old);
         }
-        lru.bytes += data.len();
+        lru.bytes += cost(&data);
         while lru.bytes > self.capacity {
             match lru.map.pop_lru() {
-                Some((_, d)) => lru.bytes -= d.len(),
+                Some((_, d)) => lru.bytes -= cost(&d),
                 None => break,
             }
         }
     }
+}
+
+/// What an entry of the memory cache costs against its bound: its bytes and
+/// what holding it costs besides (the LRU's node and map slot, the id, the
+/// allocation's header), so that a cache of many tiny blobs stays within
+/// its bound too.
+pub const ENTRY_COST: usize = 96;
+
+fn cost(data: &[u8]) -> usize {
+    data.len() + ENTRY_COST
 }
 
 #[derive(Default)]

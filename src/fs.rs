@@ -46,7 +46,7 @@ pub const REFS_TTL: Duration = Duration::from_secs(1);
 /// Total tree entries kept parsed in memory.
 const TREE_CACHE_ENTRIES: usize = 512 * 1024;
 /// Blob sizes remembered.
-const SIZE_CACHE_ENTRIES: usize = 1 << 20;
+const SIZE_CACHE_ENTRIES: usize = 256 << 10;
 /// st_blksize: the I/O size tools should use.
 pub const BLKSIZE: u32 = 128 * 1024;
 /// The longest symlink target served.

@@ -511,6 +511,47 @@ fn oversized_symlink_is_eio_and_access_checks_exec() {
 
 /// Many threads reading one large blob at once share one spill, and every one
 /// of them reads the right bytes.
+/// Many tiny blobs do not get past the cache's bound: each entry counts
+/// what holding it costs, not only its bytes.
+#[test]
+fn many_tiny_blobs_stay_within_the_cache_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_bare(dir.path()).unwrap();
+    let mut m = Model::new();
+    for i in 0..3000 {
+        m.insert(
+            vec![format!("t{i}").into_bytes()],
+            Node::File(format!("{i}\n").into_bytes(), false),
+        );
+    }
+    commit_model(&repo, "main", &m, None);
+    let cap = 64 << 10;
+    let fs = new_fs(
+        dir.path(),
+        FsConfig {
+            cache_size: cap,
+            ..FsConfig::default()
+        },
+    );
+    for i in 0..3000 {
+        let name = format!("t{i}").into_bytes();
+        assert_eq!(cat(&fs, &[b"main", &name]), format!("{i}\n").into_bytes());
+    }
+    let (bytes, entries) = (
+        fs.blob_cache().memory_bytes(),
+        fs.blob_cache().memory_entries(),
+    );
+    assert!(bytes <= cap, "{bytes} > {cap}");
+    assert!(
+        entries * commitfs::blob_cache::ENTRY_COST <= cap,
+        "{entries} entries of a few bytes each held in a {cap}-byte cache"
+    );
+    assert!(
+        entries > 100,
+        "the cache holds tiny blobs at all ({entries})"
+    );
+}
+
 #[test]
 fn concurrent_readers_of_a_large_blob_share_one_spill() {
     let dir = tempfile::tempdir().unwrap();
