@@ -278,6 +278,10 @@ impl Pending for CommitFs {
         Ok(overridden)
     }
 
+    fn flush_invalidations(&self) {
+        CommitFs::flush_invalidations(self);
+    }
+
     fn after_commit(&self) {
         if self.overlay.needs_rewrite()
             && let Err(e) = self.resync(None)

@@ -97,6 +97,10 @@ pub struct BranchStatus {
     pub name: String,
     /// The commit the branch points to.
     pub tip: Option<String>,
+    /// The commit whose tree the mount shows for it (this mount's last
+    /// commit, or another writer's move once followed and the kernel told),
+    /// for a branch this mount has written to.
+    pub shown: Option<String>,
     /// This mount has changes in the branch that are not committed yet.
     pub uncommitted: bool,
     /// For how long, in seconds.
@@ -439,6 +443,7 @@ impl crate::fs::CommitFs {
                 let mut s = BranchStatus {
                     name: String::from_utf8_lossy(&name).into_owned(),
                     tip,
+                    shown: None,
                     uncommitted: false,
                     uncommitted_for: None,
                     last_commit: None,
@@ -461,6 +466,7 @@ impl crate::fs::CommitFs {
                 }
                 if let Some(b) = b {
                     let st = b.st.lock();
+                    s.shown = st.shown.map(|c| c.to_string());
                     s.uncommitted = st.dirty;
                     s.uncommitted_for = st
                         .first_dirty

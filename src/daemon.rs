@@ -769,14 +769,21 @@ fn start_helpers(
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     // Kernel invalidations are sent from their own thread, never from a
     // request (see follow.rs).
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<crate::follow::Inval>>();
+    let (tx, rx) = std::sync::mpsc::channel::<crate::follow::InvalMsg>();
     fs.set_invalidator(tx);
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("commitfs-inval".into())
         .spawn(move || {
             use std::os::unix::ffi::OsStrExt;
-            for batch in rx {
+            for msg in rx {
+                let batch = match msg {
+                    crate::follow::InvalMsg::Batch(b) => b,
+                    crate::follow::InvalMsg::Flush(ack) => {
+                        let _ = ack.try_send(());
+                        continue;
+                    }
+                };
                 for i in batch {
                     // ENOENT: the kernel does not have it cached; nothing to drop.
                     let _ = match i {

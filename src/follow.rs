@@ -32,6 +32,13 @@ use crate::overlay::{Changes, Mat};
 use crate::repo::{EntryKind, TreeEntry};
 use crate::treeobj::Listing;
 
+/// What the invalidation thread is sent: invalidations to deliver, or a
+/// question to answer once everything sent before is delivered.
+pub enum InvalMsg {
+    Batch(Vec<Inval>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
 /// A kernel cache entry to drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inval {
@@ -40,6 +47,9 @@ pub enum Inval {
     /// The attributes and the pages (or cached listing) of an inode.
     Inode(Ino),
 }
+
+/// How long `flush_invalidations` waits for the kernel at most.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The names whose entries differ between two sorted tree listings, with the
 /// entry on each side.
@@ -580,12 +590,26 @@ impl CommitFs {
             return;
         }
         if let Some(tx) = &*self.inval_tx.lock() {
-            let _ = tx.send(invals);
+            let _ = tx.send(InvalMsg::Batch(invals));
+        }
+    }
+
+    /// Waits until the kernel got every invalidation sent so far (at most
+    /// `FLUSH_WAIT`: the kernel may wait for a request that waits for the
+    /// caller). Never called from a request's thread.
+    pub(crate) fn flush_invalidations(&self) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        let sent = match &*self.inval_tx.lock() {
+            Some(tx) => tx.send(InvalMsg::Flush(ack)).is_ok(),
+            None => false,
+        };
+        if sent && done.recv_timeout(FLUSH_WAIT).is_err() {
+            log::debug!("kernel invalidations not delivered within {FLUSH_WAIT:?}; going on");
         }
     }
 
     /// Sets where invalidations go (the daemon's invalidation thread).
-    pub fn set_invalidator(&self, tx: std::sync::mpsc::Sender<Vec<Inval>>) {
+    pub fn set_invalidator(&self, tx: std::sync::mpsc::Sender<InvalMsg>) {
         *self.inval_tx.lock() = Some(tx);
     }
 }

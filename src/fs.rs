@@ -289,7 +289,7 @@ pub struct CommitFs {
     /// Syncing with a Git server (see `sync.rs`).
     pub(crate) sync: crate::sync::Sync,
     /// Where kernel invalidations go (see `follow.rs`).
-    pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<crate::follow::Inval>>>>,
+    pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<crate::follow::InvalMsg>>>,
     /// The committer: the branches written here and the threads that
     /// commit them (see `commit/`).
     pub(crate) committer: Arc<Committer>,

@@ -67,6 +67,18 @@ fn requests(m: &Path) -> serde_json::Value {
     v["requests"].clone()
 }
 
+/// The commit the mount shows for `branch` (one it has written to).
+fn shown(m: &Path, branch: &str) -> String {
+    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["branches"]
+        .as_array()
+        .and_then(|a| a.iter().find(|b| b["name"] == branch))
+        .and_then(|b| b["shown"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The requests that a cache in the kernel would have answered.
 fn reads(q: &serde_json::Value) -> [u64; 4] {
     ["lookup", "getattr", "readdir", "read"].map(|k| q[k].as_u64().expect(k))
@@ -134,10 +146,13 @@ fn a_walk_after_a_change_shows_it_at_once() {
     std::fs::remove_dir_all(r.work().join("d6")).unwrap();
     r.commit("theirs");
     git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "main"]);
-    // The mount follows within a second or so; the new file is the sign.
-    assert!(wait_until(Duration::from_secs(10), || main
-        .join("d5/sub/theirs.txt")
-        .exists()));
+    // The mount follows within a second or so: once `commitfs status` says
+    // it shows their commit, the kernel has been told.
+    let theirs = git(&r.work(), &["rev-parse", "HEAD"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || shown(&m.path, "main") == theirs),
+        "the mount never showed {theirs}"
+    );
     let w = walk(&main);
     assert_eq!(w.get("d5/sub/theirs.txt"), Some(&(false, 7)));
     assert_eq!(w.get("d5/sub/f3.txt"), Some(&(false, 24)));

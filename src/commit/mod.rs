@@ -79,6 +79,9 @@ pub struct BranchSt {
     /// Paths another writer changed that this mount changed too and keeps its
     /// version of: named in the next commit's message.
     pub overridden: Vec<Vec<u8>>,
+    /// The commit whose tree the mount shows, and the kernel was told of
+    /// (a followed move is shown once its invalidations are delivered).
+    pub shown: Option<Oid>,
     /// The last commit this mount made here, when, and its first line.
     pub last_commit: Option<(Oid, Instant, String)>,
     /// The last failure to commit, cleared by the next commit.
@@ -155,6 +158,8 @@ pub trait Pending: Send + Sync {
     /// overlay files, a catalog that failed to write is written again, the
     /// server may be told.
     fn after_commit(&self);
+    /// Waits (bounded) until the kernel has every invalidation sent so far.
+    fn flush_invalidations(&self);
 }
 
 /// The committer: a component that owns the branches this mount writes,
@@ -266,6 +271,7 @@ impl Committer {
             st: Mutex::new(BranchSt {
                 base,
                 view,
+                shown: base,
                 dirty: false,
                 first_dirty: None,
                 last_change: None,
@@ -720,6 +726,7 @@ impl Committer {
                         st.base = Some(commit);
                         st.view = new_view;
                         st.overridden.clear();
+                        st.shown = Some(commit);
                         st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
                         st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
@@ -819,15 +826,24 @@ impl Committer {
     /// Makes branch `b` show its ref's tip if another writer moved it (a
     /// ref watcher saw it move), keeping the changes not committed yet.
     pub fn follow(&self, src: &dyn Pending, b: &BranchW) -> FsResult<()> {
-        let _one = b.commit_lock.lock();
-        // What the watcher read may be older than a commit this mount made
-        // since: the ref is read again under the commit lock, so that the
-        // mount never follows its own past.
-        let refname = [b"refs/heads/".as_slice(), &b.name.lock()].concat();
-        match self.repo.ref_target(&refname)? {
-            Some(now) => self.follow_locked(src, b, now),
-            None => Ok(()),
+        {
+            let _one = b.commit_lock.lock();
+            // What the watcher read may be older than a commit this mount
+            // made since: the ref is read again under the commit lock, so
+            // that the mount never follows its own past.
+            let refname = [b"refs/heads/".as_slice(), &b.name.lock()].concat();
+            match self.repo.ref_target(&refname)? {
+                Some(now) => self.follow_locked(src, b, now)?,
+                None => return Ok(()),
+            }
         }
+        // The kernel drops what it cached of the old tree before the move
+        // counts as shown (with the commit lock let go of: a barrier on the
+        // branch may hold a directory the kernel needs).
+        src.flush_invalidations();
+        let mut st = b.st.lock();
+        st.shown = st.base;
+        Ok(())
     }
 
     fn follow_locked(&self, src: &dyn Pending, b: &BranchW, tip: Oid) -> FsResult<()> {
