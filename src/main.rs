@@ -16,7 +16,7 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
-    commitfs::repo::limit_pack_mappings();
+    commitfs::repo::tune_libgit2();
     // A panic is a bug: said on stderr, in the log (the log file of a
     // detached daemon) and in the system log (the journal), where it is found
     // after the fact. The handler that panicked answers EIO and the daemon
