@@ -181,14 +181,27 @@ impl BlobCache {
 
     /// The whole content of a small blob, through the cache.
     pub fn get(&self, repo: &Repo, oid: Oid) -> FsResult<Arc<[u8]>> {
+        self.get_as(repo, oid, true)
+    }
+
+    /// [`BlobCache::get`] for the prefetcher, which hands the bytes to the
+    /// kernel's page cache: a blob it had to read is not kept here too (a
+    /// cold walk would otherwise fill the cache with what the kernel holds).
+    pub fn get_for_kernel(&self, repo: &Repo, oid: Oid) -> FsResult<Arc<[u8]>> {
+        self.get_as(repo, oid, false)
+    }
+
+    fn get_as(&self, repo: &Repo, oid: Oid, keep: bool) -> FsResult<Arc<[u8]>> {
         if let Some(d) = self.mem.lock().map.get(&oid) {
             self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(d.clone());
         }
         self.misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let data: Arc<[u8]> = repo.read_blob(oid)?.into();
-        self.insert(oid, data.clone());
+        let data = repo.read_blob(oid)?;
+        if keep {
+            self.insert(oid, data.clone());
+        }
         Ok(data)
     }
 

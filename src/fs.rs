@@ -1167,7 +1167,7 @@ impl CommitFs {
 
     /// A small blob's bytes, for the prefetch thread.
     pub fn blob_for_prefetch(&self, oid: Oid) -> FsResult<Arc<[u8]>> {
-        self.blobs.get(&self.repo, oid)
+        self.blobs.get_for_kernel(&self.repo, oid)
     }
 
     pub fn releasedir(&self, fh: u64) {

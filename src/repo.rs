@@ -458,7 +458,7 @@ impl Repo {
     /// A whole blob in memory. For blobs the caller knows to be small; large ones
     /// go through [`Repo::stream_blob`] (whose caller checks the hash as it
     /// spills). Its hash is checked before it is returned.
-    pub fn read_blob(&self, oid: Oid) -> FsResult<Vec<u8>> {
+    pub fn read_blob(&self, oid: Oid) -> FsResult<std::sync::Arc<[u8]>> {
         self.with(|repo| {
             let odb = repo.odb()?;
             let obj = odb.read(oid)?;
@@ -469,7 +469,8 @@ impl Repo {
                 )));
             }
             check_id("blob", oid, obj.data())?;
-            Ok(obj.data().to_vec())
+            // One copy, straight into what the cache keeps.
+            Ok(std::sync::Arc::from(obj.data()))
         })
     }
 
