@@ -29,6 +29,10 @@ pub struct Status {
     pub cache: CacheStatus,
     /// FUSE requests served since mounting, by kind.
     pub requests: RequestCounts,
+    /// Paths with a node in memory, and paths the kernel forgot, kept only
+    /// as their place so that they keep their numbers.
+    pub inodes: u64,
+    pub forgotten_paths: u64,
     /// The Git server this mount syncs with (`--remote`), if any.
     pub remote: Option<RemoteStatus>,
 }
@@ -174,6 +178,10 @@ impl Status {
         s.push_str(&format!(
             "cache: {} of {} bytes, {} hits, {} misses (hit rate {rate})\n",
             self.cache.bytes, self.cache.capacity, self.cache.hits, self.cache.misses
+        ));
+        s.push_str(&format!(
+            "paths: {} in memory, {} forgotten by the kernel (their numbers kept)\n",
+            self.inodes, self.forgotten_paths
         ));
         let q = &self.requests;
         s.push_str(&format!(
@@ -492,6 +500,8 @@ impl crate::fs::CommitFs {
             pid: std::process::id(),
             branches,
             requests: self.requests.counts(),
+            inodes: self.inode_counts().0 as u64,
+            forgotten_paths: self.inode_counts().1 as u64,
             cache: CacheStatus {
                 hits,
                 misses,

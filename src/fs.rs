@@ -424,7 +424,52 @@ impl CommitFs {
     }
 
     fn node(&self, ino: Ino) -> FsResult<Arc<Node>> {
+        if let Some(n) = self.inodes.read().get(ino) {
+            return Ok(n);
+        }
+        self.resurrect(ino)
+    }
+
+    /// The node of a number the kernel had forgotten (see `Inodes::make_ghost`)
+    /// and asks for again: made again from its directory's tree, with its
+    /// number. A chain of forgotten directories is made again top down.
+    fn resurrect(&self, ino: Ino) -> FsResult<Arc<Node>> {
+        let mut chain = Vec::new();
+        let mut at = ino;
+        loop {
+            let inodes = self.inodes.read();
+            let (parent, name) = inodes.ghost(at).ok_or(FsError::NotFound)?;
+            chain.push((at, parent, name));
+            if inodes.get(parent).is_some() {
+                break;
+            }
+            if chain.len() > inodes.ghosts() {
+                return Err(FsError::NotFound);
+            }
+            at = parent;
+        }
+        for (want, parent, name) in chain.into_iter().rev() {
+            let p = self.inodes.read().get(parent).ok_or(FsError::NotFound)?;
+            let got = self.lookup_node(&p, &name)?;
+            if got.ino != want {
+                return Err(FsError::Stale);
+            }
+        }
         self.inodes.read().get(ino).ok_or(FsError::NotFound)
+    }
+
+    /// The kernel was handed these numbers (entry replies, readdirplus).
+    pub fn looked_up(&self, inos: &[Ino]) {
+        let mut inodes = self.inodes.write();
+        for &i in inos {
+            inodes.looked_up(i);
+        }
+    }
+
+    /// Paths with a node in memory, and those kept only as a place.
+    pub fn inode_counts(&self) -> (usize, usize) {
+        let inodes = self.inodes.read();
+        (inodes.len(), inodes.ghosts())
     }
 
     pub(crate) fn node_of(&self, ino: Ino) -> FsResult<Arc<Node>> {
@@ -647,8 +692,12 @@ impl CommitFs {
 
     /// Whether `n` is a child of the root, `.tags`, `.commits` or a namespace.
     fn is_ref_level(&self, n: &Node) -> bool {
+        self.is_ref_level_in(&self.inodes.read(), n)
+    }
+
+    pub(crate) fn is_ref_level_in(&self, inodes: &Inodes, n: &Node) -> bool {
         n.ino != ROOT
-            && self.inodes.read().get(n.parent).is_some_and(|p| {
+            && inodes.get(n.parent).is_some_and(|p| {
                 matches!(
                     p.kind,
                     Kind::Root

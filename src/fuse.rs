@@ -147,7 +147,10 @@ impl Filesystem for FuseFs {
                 panic!("COMMITFS_TEST_PANIC_NAME looked up");
             }
             match self.fs.lookup(parent.0, name.as_bytes()) {
-                Ok(e) => reply_entry(reply, &e),
+                Ok(e) => {
+                    self.fs.looked_up(&[e.attr.ino]);
+                    reply_entry(reply, &e)
+                }
                 Err(e) => reply.error(fail("lookup", e)),
             }
         });
@@ -221,7 +224,10 @@ impl Filesystem for FuseFs {
                 Err(refuse(&self.fs, parent, FsError::NotPermitted))
             };
             match res {
-                Ok(e) => reply_entry(reply, &e),
+                Ok(e) => {
+                    self.fs.looked_up(&[e.attr.ino]);
+                    reply_entry(reply, &e)
+                }
                 Err(e) => reply.error(fail("mknod", e)),
             }
         });
@@ -238,7 +244,10 @@ impl Filesystem for FuseFs {
     ) {
         guard(&self.fs, "mkdir", move || {
             match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
-                Ok(e) => reply_entry(reply, &e),
+                Ok(e) => {
+                    self.fs.looked_up(&[e.attr.ino]);
+                    reply_entry(reply, &e)
+                }
                 Err(e) => reply.error(fail("mkdir", e)),
             }
         });
@@ -276,7 +285,10 @@ impl Filesystem for FuseFs {
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
             ) {
-                Ok(e) => reply_entry(reply, &e),
+                Ok(e) => {
+                    self.fs.looked_up(&[e.attr.ino]);
+                    reply_entry(reply, &e)
+                }
                 Err(e) => reply.error(fail("symlink", e)),
             }
         });
@@ -504,6 +516,14 @@ impl Filesystem for FuseFs {
                     // these entries' prefetch, once it surely has their inodes) as
                     // soon as it has the reply, to another thread.
                     self.fs.listed(fh.0, &entries[..sent]);
+                    // Each entry but `.` and `..` is a lookup the kernel will
+                    // forget (counted before the reply goes out).
+                    let handed: Vec<u64> = entries[..sent]
+                        .iter()
+                        .filter(|e| &*e.name != b"." && &*e.name != b"..")
+                        .map(|e| e.ino)
+                        .collect();
+                    self.fs.looked_up(&handed);
                     reply.ok();
                 }
                 Err(e) => reply.error(fail("readdirplus", e)),
@@ -651,7 +671,7 @@ impl Filesystem for FuseFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
         guard(&self.fs, "forget", move || {
-            self.fs.forget(ino.0);
+            self.fs.forget(ino.0, _nlookup);
         });
     }
 }

@@ -142,10 +142,35 @@ pub struct Inodes {
     /// Linked paths: the numbers, hashed by their node's (parent, name).
     by_path: hashbrown::HashTable<Ino>,
     hasher: std::collections::hash_map::RandomState,
-    /// By number; `None` for a number whose node was dropped (an orphan the
-    /// kernel forgot). Index 0 is unused.
-    nodes: Vec<Option<Arc<Node>>>,
+    /// By number. Index 0 is unused.
+    nodes: Vec<Slot>,
     live: usize,
+    ghosts: usize,
+}
+
+/// What the table holds for a number.
+#[derive(Clone, Default)]
+enum Slot {
+    /// Dropped: an orphan the kernel forgot, or a forgotten path unlinked.
+    #[default]
+    Empty,
+    /// The node, and how many times the kernel was handed it and has not
+    /// forgotten it yet (its lookup count).
+    Live(Arc<Node>, u32),
+    /// A clean path the kernel forgot: only its place is kept, so that it
+    /// gets the same number when it is looked up again (its node is made
+    /// again from its directory's tree then).
+    Ghost(Box<(Ino, Box<[u8]>)>),
+}
+
+impl Slot {
+    fn place(&self) -> Option<(Ino, &[u8])> {
+        match self {
+            Slot::Live(n, _) => Some((n.parent, &n.name)),
+            Slot::Ghost(g) => Some((g.0, &g.1)),
+            Slot::Empty => None,
+        }
+    }
 }
 
 impl Inodes {
@@ -160,8 +185,9 @@ impl Inodes {
             next: ROOT + 1,
             by_path: hashbrown::HashTable::new(),
             hasher: Default::default(),
-            nodes: vec![None, Some(root)],
+            nodes: vec![Slot::Empty, Slot::Live(root, 1)],
             live: 1,
+            ghosts: 0,
         }
     }
 
@@ -174,20 +200,81 @@ impl Inodes {
     }
 
     fn node_ref(&self, ino: Ino) -> Option<&Arc<Node>> {
-        self.nodes.get(usize::try_from(ino).ok()?)?.as_ref()
+        match self.nodes.get(usize::try_from(ino).ok()?)? {
+            Slot::Live(n, _) => Some(n),
+            _ => None,
+        }
     }
 
     /// Puts `node` at its number (the slot exists: numbers are handed out
-    /// in order).
+    /// in order), keeping its lookup count.
     fn put(&mut self, node: Arc<Node>) {
         let i = node.ino as usize;
         if i >= self.nodes.len() {
-            self.nodes.resize(i + 1, None);
+            self.nodes.resize(i + 1, Slot::Empty);
         }
-        if self.nodes[i].is_none() {
-            self.live += 1;
+        let count = match &self.nodes[i] {
+            Slot::Live(_, c) => *c,
+            Slot::Ghost(_) => {
+                self.ghosts -= 1;
+                self.live += 1;
+                0
+            }
+            Slot::Empty => {
+                self.live += 1;
+                0
+            }
+        };
+        self.nodes[i] = Slot::Live(node, count);
+    }
+
+    /// The kernel was handed `ino` once more (a lookup, a create, an entry
+    /// of readdirplus).
+    pub fn looked_up(&mut self, ino: Ino) {
+        if let Some(Slot::Live(_, c)) = self.nodes.get_mut(ino as usize) {
+            *c = c.saturating_add(1);
         }
-        self.nodes[i] = Some(node);
+    }
+
+    /// The kernel forgot `n` of its lookups of `ino`; true if it holds none
+    /// any more.
+    pub fn forgotten(&mut self, ino: Ino, n: u64) -> bool {
+        match self.nodes.get_mut(ino as usize) {
+            Some(Slot::Live(_, c)) => {
+                *c = c.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+                *c == 0
+            }
+            _ => true,
+        }
+    }
+
+    /// Keeps only the place of `ino`, a linked path the kernel holds no
+    /// lookup of, so that it costs a few bytes instead of its node; the node
+    /// is made again when the path is looked up, or the number asked for.
+    pub fn make_ghost(&mut self, ino: Ino) {
+        let Some(Slot::Live(n, 0)) = self.nodes.get(ino as usize) else {
+            return;
+        };
+        if ino == ROOT || !self.is_linked(n) {
+            return;
+        }
+        let g = Box::new((n.parent, n.name.clone()));
+        self.nodes[ino as usize] = Slot::Ghost(g);
+        self.live -= 1;
+        self.ghosts += 1;
+    }
+
+    /// The place of a forgotten path's number.
+    pub fn ghost(&self, ino: Ino) -> Option<(Ino, Box<[u8]>)> {
+        match self.nodes.get(usize::try_from(ino).ok()?)? {
+            Slot::Ghost(g) => Some((g.0, g.1.clone())),
+            _ => None,
+        }
+    }
+
+    /// Numbers kept only as places (see `make_ghost`).
+    pub fn ghosts(&self) -> usize {
+        self.ghosts
     }
 
     /// The number at (parent, name), if that path is linked.
@@ -197,8 +284,8 @@ impl Inodes {
         self.by_path
             .find(h, |&i| {
                 nodes[i as usize]
-                    .as_ref()
-                    .is_some_and(|n| n.parent == parent && *n.name == *name)
+                    .place()
+                    .is_some_and(|(p, n)| p == parent && n == name)
             })
             .copied()
     }
@@ -207,29 +294,55 @@ impl Inodes {
     fn take(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
-        match self.by_path.find_entry(h, |&i| {
+        let ino = match self.by_path.find_entry(h, |&i| {
             nodes[i as usize]
-                .as_ref()
-                .is_some_and(|n| n.parent == parent && *n.name == *name)
+                .place()
+                .is_some_and(|(p, n)| p == parent && n == name)
         }) {
-            Ok(e) => Some(e.remove().0),
-            Err(_) => None,
+            Ok(e) => e.remove().0,
+            Err(_) => return None,
+        };
+        Some(ino)
+    }
+
+    /// A forgotten path that no longer leads anywhere has nothing to keep.
+    fn drop_ghost(&mut self, ino: Ino) {
+        if let Some(slot @ Slot::Ghost(_)) = self.nodes.get_mut(ino as usize) {
+            *slot = Slot::Empty;
+            self.ghosts -= 1;
         }
     }
 
-    /// Links `ino` at (parent, name): its node must already be there.
+    /// Gives `ino` (live or forgotten) the place (parent, name).
+    fn move_to(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
+        match self.nodes.get_mut(ino as usize) {
+            Some(Slot::Ghost(g)) => **g = (parent, name.into()),
+            Some(Slot::Live(old, _)) => {
+                let node = Arc::new(Node {
+                    ino,
+                    parent,
+                    name: name.into(),
+                    kind: old.kind.clone(),
+                });
+                self.put(node);
+            }
+            _ => {}
+        }
+    }
+
+    /// Links `ino` at the place its slot holds.
     fn link(&mut self, ino: Ino) {
-        let Some(n) = self.node_ref(ino) else { return };
-        let h = self.hash(n.parent, &n.name);
+        let Some((parent, name)) = self.nodes.get(ino as usize).and_then(|s| s.place()) else {
+            return;
+        };
+        let h = self.hash(parent, name);
         let (hasher, nodes) = (&self.hasher, &self.nodes);
         self.by_path.insert_unique(h, ino, |&i| {
             use std::hash::{BuildHasher, Hash, Hasher};
-            let n = nodes[i as usize]
-                .as_ref()
-                .expect("linked numbers have nodes");
+            let (p, n) = nodes[i as usize].place().unwrap_or((0, &[]));
             let mut s = hasher.build_hasher();
-            n.parent.hash(&mut s);
-            n.name.hash(&mut s);
+            p.hash(&mut s);
+            n.hash(&mut s);
             s.finish()
         });
     }
@@ -238,10 +351,16 @@ impl Inodes {
         self.node_ref(ino).cloned()
     }
 
-    /// The node at `name` below `parent`, if the path was seen before.
+    /// The node at `name` below `parent`, if the path was seen before (and
+    /// is not forgotten: see `make_ghost`).
     pub fn child(&self, parent: Ino, name: &[u8]) -> Option<Arc<Node>> {
         let ino = self.find(parent, name)?;
         self.get(ino)
+    }
+
+    /// The number of `name` below `parent`, forgotten or not.
+    pub fn number(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.find(parent, name)
     }
 
     /// Gives the path its number (the one it had, or a new one) and sets its kind.
@@ -283,7 +402,9 @@ impl Inodes {
     /// Takes `name` out of `parent`: the inode keeps its data for as long as the
     /// kernel holds it (an open file stays readable), but no path leads to it.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        self.take(parent, name)
+        let ino = self.take(parent, name)?;
+        self.drop_ghost(ino);
+        Some(ino)
     }
 
     /// Moves the inode at `parent/name` to `new_parent/new_name`, as rename(2)
@@ -298,14 +419,10 @@ impl Inodes {
     ) -> Option<Ino> {
         let ino = self.take(parent, name)?;
         let replaced = self.take(new_parent, new_name);
-        if let Some(old) = self.node_ref(ino).cloned() {
-            self.put(Arc::new(Node {
-                ino,
-                parent: new_parent,
-                name: new_name.into(),
-                kind: old.kind.clone(),
-            }));
+        if let Some(r) = replaced {
+            self.drop_ghost(r);
         }
+        self.move_to(ino, new_parent, new_name);
         self.link(ino);
         replaced
     }
@@ -320,16 +437,8 @@ impl Inodes {
         };
         self.take(p1, n1);
         self.take(p2, n2);
-        for (ino, parent, name) in [(a, p2, n2), (b, p1, n1)] {
-            if let Some(old) = self.node_ref(ino).cloned() {
-                self.put(Arc::new(Node {
-                    ino,
-                    parent,
-                    name: name.into(),
-                    kind: old.kind.clone(),
-                }));
-            }
-        }
+        self.move_to(a, p2, n2);
+        self.move_to(b, p1, n1);
         self.link(a);
         self.link(b);
     }
@@ -339,8 +448,8 @@ impl Inodes {
         if let Some(n) = self.node_ref(ino).cloned()
             && !self.is_linked(&n)
             && let Some(slot) = self.nodes.get_mut(ino as usize)
-            && slot.take().is_some()
         {
+            *slot = Slot::Empty;
             self.live -= 1;
         }
     }
@@ -401,6 +510,16 @@ mod tests {
             let n = format!("n{}", (r >> 8) % 12).into_bytes();
             let p2 = dirs[((r >> 16) % 3) as usize];
             let n2 = format!("n{}", (r >> 24) % 12).into_bytes();
+            if (r >> 40) % 5 == 0 {
+                // The kernel forgets a path: only its place stays, and it
+                // keeps its number.
+                if let Some(&ino) = model.get(&(p, n.clone())) {
+                    t.make_ghost(ino);
+                    assert!(t.child(p, &n).is_none() || t.get(ino).is_some());
+                    assert_eq!(t.number(p, &n), Some(ino));
+                }
+                continue;
+            }
             match (r >> 32) % 4 {
                 0 => {
                     let ino = t.upsert(p, &n, Kind::CommitsDir).ino;
@@ -432,7 +551,12 @@ mod tests {
             }
         }
         for ((p, n), ino) in &model {
-            let node = t.child(*p, n).expect("linked");
+            assert_eq!(t.number(*p, n), Some(*ino));
+            // A forgotten one is made again with its number.
+            let node = match t.child(*p, n) {
+                Some(node) => node,
+                None => t.upsert(*p, n, Kind::CommitsDir),
+            };
             assert_eq!(node.ino, *ino);
             assert!(t.is_linked(&node));
         }

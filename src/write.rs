@@ -905,11 +905,51 @@ impl CommitFs {
         Ok(())
     }
 
-    /// The kernel no longer knows `ino`: an unlinked inode's data goes.
-    pub fn forget(&self, ino: Ino) {
+    /// The kernel forgot `nlookup` of its lookups of `ino`. Once it holds
+    /// none: an unlinked inode's data goes; a clean path of a tree (not
+    /// changed here) keeps only its place, so that a walk the kernel has
+    /// forgotten costs a few bytes per path (see `Inodes::make_ghost`).
+    pub fn forget(&self, ino: Ino, nlookup: u64) {
         let mut inodes = self.inodes.write();
+        if !inodes.forgotten(ino, nlookup) {
+            return;
+        }
         let Some(n) = inodes.get(ino) else { return };
         if inodes.is_linked(&n) {
+            let clean = matches!(
+                n.kind,
+                Kind::Tree { .. }
+                    | Kind::File { .. }
+                    | Kind::Symlink { .. }
+                    | Kind::Submodule { .. }
+            );
+            // Only below a clean directory of a tree: its node is made again
+            // from that tree (a ref-level or changed directory's children
+            // are few, or have state of their own).
+            let under_tree = inodes.get(n.parent).is_some_and(|p| {
+                matches!(p.kind, Kind::Tree { .. }) && !self.is_ref_level_in(&inodes, &n)
+            });
+            if clean && under_tree {
+                let ov = self.overlay.lock();
+                if !ov.meta.contains_key(&ino)
+                    && !ov.stale.contains(&ino)
+                    && !ov.base.contains_key(&ino)
+                {
+                    drop(ov);
+                    inodes.make_ghost(ino);
+                    // The nodes freed are small blocks amid others: glibc
+                    // keeps their pages until asked (every 64 Ki forgotten
+                    // paths, a few milliseconds).
+                    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                    if inodes.ghosts().is_multiple_of(64 << 10) {
+                        drop(inodes);
+                        // SAFETY: malloc_trim only returns free memory.
+                        unsafe {
+                            libc::malloc_trim(0);
+                        }
+                    }
+                }
+            }
             return;
         }
         let mut ov = self.overlay.lock();

@@ -14,6 +14,14 @@ use std::time::Duration;
 
 use common::*;
 
+/// The tests of this file run one at a time: one drops the kernel's caches,
+/// which would make another's warm walk cold.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A repository whose `main` has 12 directories of 20 files and a tag `v1`.
 fn setup() -> (TestRepo, std::path::PathBuf, Mount) {
     let r = TestRepo::new();
@@ -91,6 +99,7 @@ fn reads(q: &serde_json::Value) -> [u64; 4] {
 /// then). The third walk costs the daemon nothing.
 #[test]
 fn a_warm_walk_of_a_branch_or_a_snapshot_makes_no_requests() {
+    let _one = serial();
     let (_r, _bare, m) = setup();
     for dir in ["main", ".tags/v1"] {
         let root = m.path.join(dir);
@@ -122,6 +131,7 @@ fn a_warm_walk_of_a_branch_or_a_snapshot_makes_no_requests() {
 
 #[test]
 fn a_walk_after_a_change_shows_it_at_once() {
+    let _one = serial();
     let (r, bare, m) = setup();
     let main = m.path.join("main");
     let warm = walk(&main);
@@ -176,4 +186,73 @@ fn a_walk_after_a_change_shows_it_at_once() {
     let before = requests(&m.path);
     assert_eq!(walk(&main), w);
     assert_eq!(reads(&before), reads(&requests(&m.path)));
+}
+
+/// Paths with their inode numbers, and the daemon's count of paths it holds
+/// a node for and of those the kernel forgot.
+fn numbers(dir: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            out.insert(
+                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                md.ino(),
+            );
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn paths_held(m: &Path) -> (u64, u64) {
+    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["inodes"].as_u64().unwrap(),
+        v["forgotten_paths"].as_u64().unwrap(),
+    )
+}
+
+/// When the kernel forgets the paths of a walk (here: drop_caches), the
+/// daemon keeps only their places: its count of nodes goes down, and the
+/// next walk gets every path back with the number it had, and the bytes.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: drops the kernel's caches")]
+fn forgotten_paths_cost_little_and_keep_their_numbers() {
+    require_root();
+    let _one = serial();
+    let (_r, _bare, m) = setup();
+    for dir in ["main", ".tags/v1"] {
+        let root = m.path.join(dir);
+        let before = numbers(&root);
+        assert_eq!(before.len(), 12 * 22 + 1);
+        let (held, _) = paths_held(&m.path);
+        // The kernel forgets what it does not use (nothing is open there).
+        std::fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || paths_held(&m.path).1 >= 200),
+            "{dir}: the kernel's forgets did not reach the daemon: {:?}",
+            paths_held(&m.path)
+        );
+        let (held_after, forgotten) = paths_held(&m.path);
+        assert!(
+            held_after + 200 <= held,
+            "{dir}: {held} -> {held_after} nodes ({forgotten} forgotten)"
+        );
+        assert_eq!(
+            numbers(&root),
+            before,
+            "{dir}: a path came back with another number"
+        );
+        assert_eq!(
+            std::fs::read(root.join("d3/sub/f7.txt")).unwrap(),
+            b"file 3 7\n"
+        );
+    }
 }
