@@ -278,8 +278,8 @@ impl Pending for CommitFs {
         Ok(overridden)
     }
 
-    fn flush_invalidations(&self) {
-        CommitFs::flush_invalidations(self);
+    fn after_invalidations(&self, then: Box<dyn FnOnce() + Send>) {
+        CommitFs::after_invalidations(self, then);
     }
 
     fn after_commit(&self) {

@@ -779,8 +779,8 @@ fn start_helpers(
             for msg in rx {
                 let batch = match msg {
                     crate::follow::InvalMsg::Batch(b) => b,
-                    crate::follow::InvalMsg::Flush(ack) => {
-                        let _ = ack.try_send(());
+                    crate::follow::InvalMsg::Then(f) => {
+                        f();
                         continue;
                     }
                 };

@@ -36,7 +36,8 @@ use crate::treeobj::Listing;
 /// question to answer once everything sent before is delivered.
 pub enum InvalMsg {
     Batch(Vec<Inval>),
-    Flush(std::sync::mpsc::SyncSender<()>),
+    /// Run once everything sent before is delivered.
+    Then(Box<dyn FnOnce() + Send>),
 }
 
 /// A kernel cache entry to drop.
@@ -47,9 +48,6 @@ pub enum Inval {
     /// The attributes and the pages (or cached listing) of an inode.
     Inode(Ino),
 }
-
-/// How long `flush_invalidations` waits for the kernel at most.
-const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The names whose entries differ between two sorted tree listings, with the
 /// entry on each side.
@@ -594,18 +592,19 @@ impl CommitFs {
         }
     }
 
-    /// Waits until the kernel got every invalidation sent so far (at most
-    /// `FLUSH_WAIT`: the kernel may wait for a request that waits for the
-    /// caller). Never called from a request's thread.
-    pub(crate) fn flush_invalidations(&self) {
-        let (ack, done) = std::sync::mpsc::sync_channel(1);
-        let sent = match &*self.inval_tx.lock() {
-            Some(tx) => tx.send(InvalMsg::Flush(ack)).is_ok(),
-            None => false,
+    /// Runs `then` on the invalidation thread once the kernel got every
+    /// invalidation sent so far; at once when there is none (no kernel, as
+    /// in the core's tests). Nobody waits for it.
+    pub(crate) fn after_invalidations(&self, then: Box<dyn FnOnce() + Send>) {
+        let then = match &*self.inval_tx.lock() {
+            Some(tx) => match tx.send(InvalMsg::Then(then)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(InvalMsg::Then(f))) => f,
+                Err(_) => return,
+            },
+            None => then,
         };
-        if sent && done.recv_timeout(FLUSH_WAIT).is_err() {
-            log::debug!("kernel invalidations not delivered within {FLUSH_WAIT:?}; going on");
-        }
+        then();
     }
 
     /// Sets where invalidations go (the daemon's invalidation thread).

@@ -723,3 +723,70 @@ fn the_daemons_command_line_hides_the_password() {
     assert!(cmdline.contains("***@127.0.0.1"), "{cmdline}");
     assert!(arrived, "the sync used the real URL");
 }
+
+/// Every path below `dir` with its size, by read_dir and lstat (as `find`).
+fn sizes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            out.insert(
+                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                md.len(),
+            );
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// B's kernel caches the listings of main; A's save reaches B through the
+/// server (fetch, merge, the ref moved); once B says it shows the new tip,
+/// a walk on B shows A's new file and A's longer file: no stale listing or
+/// size survives a sync.
+#[test]
+fn a_walk_after_a_sync_shows_the_other_machines_save_at_once() {
+    let (top, server, a, b) = world();
+    let srv = Server::start(Transport::File, top.path(), &server);
+    let url = srv.url();
+    let opts = ["--remote", url.as_str(), "--fetch-interval", "1"];
+    let ma = Mount::new(&a, &mnt(&top, "ma"), &opts);
+    let mb = Mount::new(&b, &mnt(&top, "mb"), &opts);
+    // B writes to main too (so that its status says what it shows), then
+    // walks it: its kernel caches the listing and the sizes.
+    std::fs::write(mb.path.join("main/from-b.txt"), b"b\n").unwrap();
+    fsync(&mb.path.join("main"));
+    let before = sizes(&mb.path.join("main"));
+    assert_eq!(before.get("a.txt"), Some(&4));
+    std::fs::write(ma.path.join("main/from-a.txt"), b"hello from A\n").unwrap();
+    std::fs::write(ma.path.join("main/a.txt"), b"one, and longer\n").unwrap();
+    fsync(&ma.path.join("main"));
+    // B has A's save once its main (as B shows it) has from-a.txt.
+    let shown_has_a = || {
+        let shown = main_of(&status_json(&mb.path))["shown"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        !shown.is_empty()
+            && Command::new("git")
+                .arg("--git-dir")
+                .arg(&b)
+                .args(["cat-file", "-e", &format!("{shown}:from-a.txt")])
+                .status()
+                .is_ok_and(|s| s.success())
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), shown_has_a),
+        "B never showed A's save"
+    );
+    let after = sizes(&mb.path.join("main"));
+    assert_eq!(after.get("from-a.txt"), Some(&13), "{after:?}");
+    assert_eq!(after.get("a.txt"), Some(&16), "{after:?}");
+    assert_eq!(after.get("from-b.txt"), Some(&2));
+    ma.unmount();
+    mb.unmount();
+}

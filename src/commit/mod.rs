@@ -158,8 +158,9 @@ pub trait Pending: Send + Sync {
     /// overlay files, a catalog that failed to write is written again, the
     /// server may be told.
     fn after_commit(&self);
-    /// Waits (bounded) until the kernel has every invalidation sent so far.
-    fn flush_invalidations(&self);
+    /// Runs `then` once the kernel has every invalidation sent so far
+    /// (at once if there is no kernel to tell).
+    fn after_invalidations(&self, then: Box<dyn FnOnce() + Send>);
 }
 
 /// The committer: a component that owns the branches this mount writes,
@@ -506,7 +507,7 @@ impl Committer {
 
     /// Commits branch `b` if its view changed, durably: the objects and then
     /// the ref are on stable storage when it returns. Returns the new commit.
-    fn commit_branch(&self, src: &dyn Pending, b: &BranchW) -> FsResult<Option<Oid>> {
+    fn commit_branch(&self, src: &dyn Pending, b: &Arc<BranchW>) -> FsResult<Option<Oid>> {
         let one = b.commit_lock.lock();
         self.commit_branch_locked(src, b, one)
     }
@@ -514,7 +515,7 @@ impl Committer {
     fn commit_branch_locked(
         &self,
         src: &dyn Pending,
-        b: &BranchW,
+        b: &Arc<BranchW>,
         _one: parking_lot::MutexGuard<'_, ()>,
     ) -> FsResult<Option<Oid>> {
         {
@@ -553,7 +554,7 @@ impl Committer {
         result
     }
 
-    fn commit_locked(&self, src: &dyn Pending, b: &BranchW) -> FsResult<Option<Oid>> {
+    fn commit_locked(&self, src: &dyn Pending, b: &Arc<BranchW>) -> FsResult<Option<Oid>> {
         let name = b.name.lock().clone();
         let name = std::str::from_utf8(&name)
             .map_err(|_| FsError::io("branch name is not UTF-8; libgit2 cannot update it"))?;
@@ -726,7 +727,14 @@ impl Committer {
                         st.base = Some(commit);
                         st.view = new_view;
                         st.overridden.clear();
-                        st.shown = Some(commit);
+                        // Shown once the kernel has what a follow of another
+                        // writer in this commit invalidated (no waiting here:
+                        // a barrier that waits for this commit may hold a
+                        // directory the kernel needs for that).
+                        let shown_b = b.clone();
+                        src.after_invalidations(Box::new(move || {
+                            shown_b.st.lock().shown = Some(commit);
+                        }));
                         st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
                         st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
@@ -825,7 +833,7 @@ impl Committer {
     /// did not make, keeping the changes it has not committed yet.
     /// Makes branch `b` show its ref's tip if another writer moved it (a
     /// ref watcher saw it move), keeping the changes not committed yet.
-    pub fn follow(&self, src: &dyn Pending, b: &BranchW) -> FsResult<()> {
+    pub fn follow(&self, src: &dyn Pending, b: &Arc<BranchW>) -> FsResult<()> {
         {
             let _one = b.commit_lock.lock();
             // What the watcher read may be older than a commit this mount
@@ -838,11 +846,11 @@ impl Committer {
             }
         }
         // The kernel drops what it cached of the old tree before the move
-        // counts as shown (with the commit lock let go of: a barrier on the
-        // branch may hold a directory the kernel needs).
-        src.flush_invalidations();
-        let mut st = b.st.lock();
-        st.shown = st.base;
+        // counts as shown.
+        let (shown_b, tip) = (b.clone(), b.st.lock().base);
+        src.after_invalidations(Box::new(move || {
+            shown_b.st.lock().shown = tip;
+        }));
         Ok(())
     }
 
