@@ -727,14 +727,6 @@ impl Committer {
                         st.base = Some(commit);
                         st.view = new_view;
                         st.overridden.clear();
-                        // Shown once the kernel has what a follow of another
-                        // writer in this commit invalidated (no waiting here:
-                        // a barrier that waits for this commit may hold a
-                        // directory the kernel needs for that).
-                        let shown_b = b.clone();
-                        src.after_invalidations(Box::new(move || {
-                            shown_b.st.lock().shown = Some(commit);
-                        }));
                         st.last_commit = Some((commit, Instant::now(), first_line(&msg).to_string()));
                         st.last_error = None;
                         log::info!("{name}: {}", first_line(&msg));
@@ -744,6 +736,16 @@ impl Committer {
                         // for another writer's move of it.
                         st.ref_unsynced = true;
                         drop(st);
+                        // Shown once the kernel has what a follow of another
+                        // writer in this commit invalidated (no waiting here:
+                        // a barrier that waits for this commit may hold a
+                        // directory the kernel needs for that). Its state's
+                        // lock is let go of first: without a kernel to tell,
+                        // this runs at once.
+                        let shown_b = b.clone();
+                        src.after_invalidations(Box::new(move || {
+                            shown_b.st.lock().shown = Some(commit);
+                        }));
                         sync_ref(repo.commondir(), &refname)?;
                         b.st.lock().ref_unsynced = false;
                         // The ref names the commit, durably: it protects the objects now, and this
