@@ -494,14 +494,15 @@ impl crate::fs::CommitFs {
             })
             .collect();
         let (hits, misses, bytes, capacity) = self.blobs.stats();
+        let paths = self.inode_counts();
         Status {
             mountpoint: mnt.display().to_string(),
             repository: repo.display().to_string(),
             pid: std::process::id(),
             branches,
             requests: self.requests.counts(),
-            inodes: self.inode_counts().0 as u64,
-            forgotten_paths: self.inode_counts().1 as u64,
+            inodes: paths.0 as u64,
+            forgotten_paths: paths.1 as u64,
             cache: CacheStatus {
                 hits,
                 misses,

@@ -377,20 +377,39 @@ impl CommitFs {
         executable: bool,
         mode: Option<u32>,
     ) -> FsResult<Arc<Node>> {
+        self.new_child(
+            parent,
+            name,
+            |snap| Kind::MFile { snap, executable },
+            Some(Mat::File(WFile::new(data, st))),
+            |ov, ino| {
+                if let Some(mode) = mode {
+                    self.remember_perm(ov, ino, mode);
+                }
+            },
+        )
+    }
+
+    /// A new entry `name` in `parent`, of kind `kind` (given the branch's
+    /// snapshot), with overlay state `mat` and the metadata `meta` sets,
+    /// recorded in the catalog before it is acknowledged (create, mkdir,
+    /// symlink).
+    fn new_child(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: impl FnOnce(Arc<Snap>) -> Kind,
+        mat: Option<Mat>,
+        meta: impl FnOnce(&mut Changes, Ino),
+    ) -> FsResult<Arc<Node>> {
         let mut inodes = self.inodes.write();
         let mut ov = self.overlay.lock();
         let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-        let node = self.add_child(
-            &mut inodes,
-            &mut ov,
-            parent,
-            name,
-            Kind::MFile { snap, executable },
-        )?;
-        ov.mats.insert(node.ino, Mat::File(WFile::new(data, st)));
-        if let Some(mode) = mode {
-            self.remember_perm(&mut ov, node.ino, mode);
+        let node = self.add_child(&mut inodes, &mut ov, parent, name, kind(snap))?;
+        if let Some(m) = mat {
+            ov.mats.insert(node.ino, m);
         }
+        meta(&mut ov, node.ino);
         self.overlay
             .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
         Ok(node)
@@ -403,18 +422,16 @@ impl CommitFs {
         if let Some(ns) = crate::branches::branch_ns(&p) {
             return self.mkdir_branch(&p, ns, name);
         }
-        let node = {
-            let mut inodes = self.inodes.write();
-            let mut ov = self.overlay.lock();
-            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let node = self.add_child(&mut inodes, &mut ov, parent, name, Kind::MDir { snap })?;
-            ov.mats.insert(node.ino, Mat::Dir(BTreeMap::new()));
-            self.remember_perm(&mut ov, node.ino, mode);
-            ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
-            self.overlay
-                .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
-            node
-        };
+        let node = self.new_child(
+            parent,
+            name,
+            |snap| Kind::MDir { snap },
+            Some(Mat::Dir(BTreeMap::new())),
+            |ov, ino| {
+                self.remember_perm(ov, ino, mode);
+                ov.meta.entry(ino).or_default().mtime = Some(Ts::now());
+            },
+        )?;
         self.changed(parent);
         self.getattr(node.ino)
     }
@@ -425,25 +442,16 @@ impl CommitFs {
         if target.is_empty() || target.len() > 4096 || target.contains(&0) {
             return Err(FsError::Invalid);
         }
-        let node = {
-            let mut inodes = self.inodes.write();
-            let mut ov = self.overlay.lock();
-            let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let node = self.add_child(
-                &mut inodes,
-                &mut ov,
-                parent,
-                name,
-                Kind::MSymlink {
-                    snap,
-                    target: target.into(),
-                },
-            )?;
-            ov.meta.entry(node.ino).or_default().mtime = Some(Ts::now());
-            self.overlay
-                .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
-            node
-        };
+        let node = self.new_child(
+            parent,
+            name,
+            |snap| Kind::MSymlink {
+                snap,
+                target: target.into(),
+            },
+            None,
+            |ov, ino| ov.meta.entry(ino).or_default().mtime = Some(Ts::now()),
+        )?;
         self.changed(parent);
         self.getattr(node.ino)
     }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -43,43 +42,19 @@ fn setup() -> (TestRepo, std::path::PathBuf, Mount) {
     (r, bare, m)
 }
 
-/// Every path below `dir` with its kind and size: read_dir and lstat, as
-/// `find -ls` does, without reading any file.
+/// Every path below `dir` with its kind and size.
 fn walk(dir: &Path) -> BTreeMap<String, (bool, u64)> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, (md.is_dir(), md.len()));
-            if md.is_dir() {
-                todo.push(p);
-            }
-        }
-    }
-    out
+    walk_tree(dir, |md| (md.is_dir(), md.len()))
 }
 
 /// The daemon's request counters.
 fn requests(m: &Path) -> serde_json::Value {
-    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["requests"].clone()
+    status_json(m)["requests"].clone()
 }
 
 /// The commit the mount shows for `branch` (one it has written to).
 fn shown(m: &Path, branch: &str) -> String {
-    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["branches"]
+    status_json(m)["branches"]
         .as_array()
         .and_then(|a| a.iter().find(|b| b["name"] == branch))
         .and_then(|b| b["shown"].as_str())
@@ -188,31 +163,16 @@ fn a_walk_after_a_change_shows_it_at_once() {
     assert_eq!(reads(&before), reads(&requests(&m.path)));
 }
 
-/// Paths with their inode numbers, and the daemon's count of paths it holds
-/// a node for and of those the kernel forgot.
+/// Paths with their inode numbers.
 fn numbers(dir: &Path) -> BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            out.insert(
-                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
-                md.ino(),
-            );
-            if md.is_dir() {
-                todo.push(p);
-            }
-        }
-    }
-    out
+    walk_tree(dir, |md| md.ino())
 }
 
+/// The daemon's count of paths it holds a node for, and of those the
+/// kernel forgot.
 fn paths_held(m: &Path) -> (u64, u64) {
-    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = status_json(m);
     (
         v["inodes"].as_u64().unwrap(),
         v["forgotten_paths"].as_u64().unwrap(),

@@ -38,16 +38,6 @@ fn mnt(top: &tempfile::TempDir, name: &str) -> PathBuf {
     p
 }
 
-fn status_json(m: &Path) -> serde_json::Value {
-    let out = commitfs(&[OsStr::new("status"), m.as_os_str(), OsStr::new("--json")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Commits `p`'s branch now: `p` itself if it is a directory, else its
 /// directory (fsync of a directory is the commit barrier).
 fn fsync(p: &Path) {
@@ -724,24 +714,9 @@ fn the_daemons_command_line_hides_the_password() {
     assert!(arrived, "the sync used the real URL");
 }
 
-/// Every path below `dir` with its size, by read_dir and lstat (as `find`).
+/// Every path below `dir` with its size.
 fn sizes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            out.insert(
-                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
-                md.len(),
-            );
-            if md.is_dir() {
-                todo.push(p);
-            }
-        }
-    }
-    out
+    walk_tree(dir, |md| md.len())
 }
 
 /// B's kernel caches the listings of main; A's save reaches B through the

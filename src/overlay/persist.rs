@@ -673,69 +673,56 @@ fn put_row(tx: &Connection, dir: Ino, name: &[u8], row: &Row) -> rusqlite::Resul
         "INSERT OR REPLACE INTO entry(dir, name, kind, ino, file, exec, mode, oid, target)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let d = dir as i64;
-    match row {
-        Row::Deleted => st.execute(params![
-            d,
-            name,
-            0,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<Vec<u8>>,
-            None::<Vec<u8>>
-        ])?,
-        Row::Dir { ino } => st.execute(params![
-            d,
-            name,
-            1,
-            *ino as i64,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<Vec<u8>>,
-            None::<Vec<u8>>
-        ])?,
+    // The columns each kind of row fills: kind, ino, file, exec, mode,
+    // oid, target.
+    type Cols<'a> = (
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+    );
+    let (kind, ino, file, exec, mode, oid, target): Cols<'_> = match row {
+        Row::Deleted => (0, None, None, None, None, None, None),
+        Row::Dir { ino } => (1, Some(*ino as i64), None, None, None, None, None),
         Row::File {
             ino,
             file,
             exec,
             clean,
-        } => st.execute(params![
-            d,
-            name,
+        } => (
             2,
-            *ino as i64,
-            *file as i64,
-            *exec as i64,
-            None::<i64>,
-            clean.map(|o| o.as_bytes().to_vec()),
-            None::<Vec<u8>>
-        ])?,
-        Row::Symlink { ino, target } => st.execute(params![
-            d,
-            name,
+            Some(*ino as i64),
+            Some(*file as i64),
+            Some(*exec as i64),
+            None,
+            clean.as_ref().map(|o| o.as_bytes()),
+            None,
+        ),
+        Row::Symlink { ino, target } => (
             3,
-            *ino as i64,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<Vec<u8>>,
-            &target[..]
-        ])?,
-        Row::Object { ino, mode, oid } => st.execute(params![
-            d,
-            name,
+            Some(*ino as i64),
+            None,
+            None,
+            None,
+            None,
+            Some(&target[..]),
+        ),
+        Row::Object { ino, mode, oid } => (
             4,
-            *ino as i64,
-            None::<i64>,
-            None::<i64>,
-            *mode as i64,
-            oid.as_bytes(),
-            None::<Vec<u8>>
-        ])?,
+            Some(*ino as i64),
+            None,
+            None,
+            Some(*mode as i64),
+            Some(oid.as_bytes()),
+            None,
+        ),
     };
+    st.execute(params![
+        dir as i64, name, kind, ino, file, exec, mode, oid, target
+    ])?;
     Ok(())
 }
 

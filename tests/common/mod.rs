@@ -604,3 +604,42 @@ pub fn commit_now(p: &Path) {
     std::fs::File::open(p).unwrap().sync_all().unwrap();
     barrier(p.parent().unwrap());
 }
+
+/// `commitfs status --json` of mount `m`.
+#[allow(dead_code)] // not every test binary asks for it
+pub fn status_json(m: &Path) -> serde_json::Value {
+    let out = commitfs(&[
+        std::ffi::OsStr::new("status"),
+        m.as_os_str(),
+        std::ffi::OsStr::new("--json"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every path below `dir` (relative, as text) with what `f` takes from its
+/// lstat: read_dir and lstat as `find` does, no file read.
+#[allow(dead_code)]
+pub fn walk_tree<T>(
+    dir: &Path,
+    f: impl Fn(&std::fs::Metadata) -> T,
+) -> std::collections::BTreeMap<String, T> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, f(&md));
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
