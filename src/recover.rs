@@ -6,7 +6,9 @@
 //! `COMMONDIR/commitfs/overlay/` whose lock is free (see `persist.rs`) is
 //! replayed, oldest first, into this mount's overlay: for every directory row,
 //! starting at each branch root, the named change is made again at the same
-//! place of the branch as it is now (a directory made if missing, a file's
+//! place of the branch as it is now (a directory made empty, kept, or made
+//! from the tree it was renamed with, as its row says: see
+//! `persist::DirBase`; a file's
 //! bytes moved into this overlay, a name removed, a symlink or an object
 //! put back), with its permission bits and times. The branch is then dirty,
 //! and its changes are committed like any others: onto the tip, whoever
@@ -30,7 +32,7 @@
 use crate::error::{FsError, FsResult};
 use crate::fs::CommitFs;
 use crate::inodes::{Ino, Kind, ROOT, SnapSource};
-use crate::overlay::persist::{Dead, Row};
+use crate::overlay::persist::{Dead, DirBase, Row};
 
 impl CommitFs {
     /// Replays every overlay a gone daemon left (see the module's doc).
@@ -135,7 +137,7 @@ impl CommitFs {
                         if let Some(m) = dead.meta.get(&old_ino) {
                             self.restore_meta(new_ino, *m)?;
                         }
-                        if let Row::Dir { ino } = row {
+                        if let Row::Dir { ino, .. } = row {
                             stack.push((*ino, new_ino));
                         }
                     }
@@ -159,7 +161,11 @@ impl CommitFs {
                 ),
             )?;
         }
-        if let Row::Object { oid, .. } = row
+        if let Row::Object { oid, .. }
+        | Row::Dir {
+            base: DirBase::Tree(oid),
+            ..
+        } = row
             && !self.repo.with(|r| Ok(r.odb()?.exists(*oid)))?
         {
             return Err(FsError::io(format!(
@@ -171,15 +177,34 @@ impl CommitFs {
                 self.force_remove(dir, name)?;
                 Ok(None)
             }
-            Row::Dir { .. } => {
+            Row::Dir { base, .. } => {
+                // The directory its rows go onto (see `DirBase`).
                 if let Ok(e) = self.lookup(dir, name) {
                     let n = self.node_of(e.attr.ino)?;
-                    if matches!(n.kind, Kind::Tree { .. } | Kind::MDir { .. }) {
+                    let keep = match (&n.kind, base) {
+                        (Kind::Tree { .. } | Kind::MDir { .. }, DirBase::AtItsName) => true,
+                        (Kind::Tree { oid, .. }, DirBase::Tree(t)) => oid == t,
+                        _ => false,
+                    };
+                    if keep {
                         return Ok(Some(n.ino));
                     }
                     self.force_remove(dir, name)?;
                 }
-                Ok(Some(self.mkdir(dir, name, 0o755)?.attr.ino))
+                match base {
+                    DirBase::Tree(oid) => {
+                        // Renamed here: its tree comes with it.
+                        let e = crate::repo::TreeEntry {
+                            name: name.into(),
+                            oid: *oid,
+                            kind: crate::repo::EntryKind::Dir,
+                        };
+                        Ok(Some(self.install_object(dir, name, &e)?))
+                    }
+                    DirBase::Empty | DirBase::AtItsName => {
+                        Ok(Some(self.mkdir(dir, name, 0o755)?.attr.ino))
+                    }
+                }
             }
             Row::File {
                 file, exec, clean, ..

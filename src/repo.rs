@@ -408,6 +408,7 @@ impl Repo {
     pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
         let mut listing =
             self.with(|repo| tree_object(repo, oid, |data| Ok(crate::treeobj::parse(data))))?;
+        listing.tree = Some(oid);
         if !listing.skipped.is_empty() && self.warned_trees.lock().put(oid, ()).is_none() {
             let shown: Vec<String> = listing
                 .skipped

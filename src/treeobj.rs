@@ -84,6 +84,8 @@ pub struct Listing {
     pub hidden: Vec<RawEntry>,
     /// What was skipped, and the name it had.
     pub skipped: Vec<(Skip, Box<[u8]>)>,
+    /// The tree object it was read from (`None`: no tree, nothing tracked).
+    pub tree: Option<Oid>,
 }
 
 impl Listing {

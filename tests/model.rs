@@ -431,7 +431,7 @@ fn run(ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(128), ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_agree_with_the_model(ops in prop::collection::vec(op(), 1..40)) {
@@ -498,6 +498,51 @@ fn regression_chmod_of_a_committed_file_then_death() {
 /// Found by a longer run of the model: a committed file renamed, then the
 /// daemon's death. Its bytes are its committed blob, but the branch has no
 /// file of its new name: recovery must put it there.
+#[test]
+fn regression_a_new_directory_where_a_committed_one_was_renamed_from_then_death() {
+    // CI found this one: the new `a` is empty, the committed `a/a` moved to
+    // `b/a`; recovery made `a` from the branch's tree again.
+    run(&[
+        Op::Mkdir(p("a")),
+        Op::Create(p("a/a")),
+        Op::Fsync,
+        Op::Rename(p("a"), p("b"), false),
+        Op::Mkdir(p("a")),
+        Op::Die,
+    ]);
+}
+
+#[test]
+fn regression_a_changed_committed_directory_renamed_to_a_new_name_then_death() {
+    // Its rows are relative to its tree, which is not at its new name
+    // (Quiesce: `a/a` is its blob again, no row of its own).
+    run(&[
+        Op::Mkdir(p("a")),
+        Op::Create(p("a/a")),
+        Op::Quiesce,
+        Op::Create(p("a/b")),
+        Op::Rename(p("a"), p("c"), false),
+        Op::Die,
+    ]);
+}
+
+#[test]
+fn regression_two_committed_directories_swapped_then_death() {
+    // Each now stands where the other's tree was.
+    run(&[
+        Op::Mkdir(p("a")),
+        Op::Create(p("a/x")),
+        Op::Mkdir(p("b")),
+        Op::Create(p("b/y")),
+        Op::Quiesce,
+        Op::Rename(p("a"), p("c"), false),
+        Op::Rename(p("b"), p("a"), false),
+        Op::Rename(p("c"), p("b"), false),
+        Op::Create(p("a/z")),
+        Op::Die,
+    ]);
+}
+
 #[test]
 fn regression_rename_of_a_committed_file_then_death() {
     run(&[

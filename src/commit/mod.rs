@@ -1062,9 +1062,10 @@ impl Committer {
                 None
             } else {
                 let bytes = crate::treeobj::serialize(out);
-                w.bases
-                    .push((done.ino, Arc::new(crate::treeobj::parse(&bytes))));
+                let mut listing = crate::treeobj::parse(&bytes);
                 let oid = w.batch.add_tree(repo, bytes)?;
+                listing.tree = Some(oid);
+                w.bases.push((done.ino, Arc::new(listing)));
                 w.oids.push(oid);
                 Some(oid)
             };

@@ -162,7 +162,13 @@ fn row_of(inodes: &Inodes, ch: &Changes, ino: Ino) -> Option<Row> {
     let n = inodes.get(ino)?;
     let object = |mode: u32, oid: Oid| Row::Object { ino, mode, oid };
     Some(match &n.kind {
-        Kind::MDir { .. } => Row::Dir { ino },
+        Kind::MDir { .. } => Row::Dir {
+            ino,
+            base: match ch.base.get(&ino).and_then(|l| l.tree) {
+                Some(t) => persist::DirBase::Tree(t),
+                None => persist::DirBase::Empty,
+            },
+        },
         Kind::MFile { executable, .. } => match ch.mats.get(&ino) {
             Some(Mat::File(f)) => {
                 f.data.keep();
@@ -206,7 +212,13 @@ pub(crate) fn want_row(inodes: &Inodes, ch: &Changes, dir: Ino, name: &[u8]) -> 
     let Some(child) = child else {
         return base.map(|_| Row::Deleted);
     };
-    let row = row_of(inodes, ch, child)?;
+    let mut row = row_of(inodes, ch, child)?;
+    if let (Row::Dir { base: b, .. }, Some(e)) = (&mut row, &base)
+        && *b == persist::DirBase::Tree(e.oid)
+        && e.kind == crate::repo::EntryKind::Dir
+    {
+        *b = persist::DirBase::AtItsName;
+    }
     if let (Row::Symlink { target, .. }, Some(e)) = (&row, &base)
         && e.kind == crate::repo::EntryKind::Symlink
         && crate::treeobj::hash_object("blob", target) == e.oid

@@ -49,8 +49,10 @@ use crate::fs::Ts;
 use crate::inodes::Ino;
 use crate::overlay::Meta;
 
-/// The catalog's format. Another value is a foreign overlay: moved aside.
-pub const FORMAT: i64 = 1;
+/// The catalog's format. Format 1 (before directory rows named the tree
+/// they are relative to) is still read; another value is a foreign overlay:
+/// moved aside.
+pub const FORMAT: i64 = 2;
 const KIND: &str = "commitfs overlay";
 
 /// A directory's rows, in name order.
@@ -61,8 +63,9 @@ pub type DirRows = Vec<(Box<[u8]>, Row)>;
 pub enum Row {
     /// The name is gone.
     Deleted,
-    /// A materialized directory: its own rows are under its inode number.
-    Dir { ino: Ino },
+    /// A materialized directory: its own rows are under its inode number,
+    /// and are what differs from `base`.
+    Dir { ino: Ino, base: DirBase },
     /// A written file, its bytes in `files/<file>`. `clean`: the blob it was
     /// last committed as, if no write came after (as far as the catalog knows:
     /// recovery checks the bytes).
@@ -79,11 +82,27 @@ pub enum Row {
     Object { ino: Ino, mode: u32, oid: Oid },
 }
 
+/// What a materialized directory's rows are relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirBase {
+    /// Nothing: made here (or what it tracked is gone); its rows are all of
+    /// it.
+    Empty,
+    /// The tree its parent's tree has at its name: it stands where it was
+    /// last committed or followed, and recovery keeps what the branch has
+    /// there by then (another writer's later change of it stays). Also what
+    /// a catalog of format 1 means by every directory row.
+    AtItsName,
+    /// This tree, brought from another name (a rename): recovery puts it
+    /// at this name, in place of whatever the branch has there.
+    Tree(Oid),
+}
+
 impl Row {
     pub fn ino(&self) -> Option<Ino> {
         match self {
             Row::Deleted => None,
-            Row::Dir { ino }
+            Row::Dir { ino, .. }
             | Row::File { ino, .. }
             | Row::Symlink { ino, .. }
             | Row::Object { ino, .. } => Some(*ino),
@@ -686,7 +705,19 @@ fn put_row(tx: &Connection, dir: Ino, name: &[u8], row: &Row) -> rusqlite::Resul
     );
     let (kind, ino, file, exec, mode, oid, target): Cols<'_> = match row {
         Row::Deleted => (0, None, None, None, None, None, None),
-        Row::Dir { ino } => (1, Some(*ino as i64), None, None, None, None, None),
+        // exec 1: at its name; an oid: a tree brought here; neither: empty.
+        Row::Dir { ino, base } => (
+            1,
+            Some(*ino as i64),
+            None,
+            Some((*base == DirBase::AtItsName) as i64),
+            None,
+            match base {
+                DirBase::Tree(t) => Some(t.as_bytes()),
+                DirBase::Empty | DirBase::AtItsName => None,
+            },
+            None,
+        ),
         Row::File {
             ino,
             file,
@@ -852,7 +883,7 @@ fn read_dead(dir: &Path) -> Result<Read, String> {
                 r.get(0)
             })
             .optional()?;
-        if kind.as_deref() != Some(KIND) || format != Some(FORMAT) {
+        if kind.as_deref() != Some(KIND) || !matches!(format, Some(1) | Some(FORMAT)) {
             return Ok(Err(format!(
                 "is not a commitfs overlay of format {FORMAT} (kind {kind:?}, format {format:?})"
             )));
@@ -876,7 +907,14 @@ fn read_dead(dir: &Path) -> Result<Read, String> {
             let oid = |b: Option<Vec<u8>>| b.and_then(|b| Oid::from_bytes(&b).ok());
             let row = match kind {
                 0 => Row::Deleted,
-                1 => Row::Dir { ino },
+                1 => Row::Dir {
+                    ino,
+                    base: match (format, r.get::<_, Option<i64>>(5)?, oid(r.get(7)?)) {
+                        (Some(1), _, _) | (_, Some(1), _) => DirBase::AtItsName,
+                        (_, _, Some(t)) => DirBase::Tree(t),
+                        _ => DirBase::Empty,
+                    },
+                },
                 2 => Row::File {
                     ino,
                     file: r.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
@@ -929,6 +967,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_directory_row_keeps_what_it_is_relative_to() {
+        let t = tempfile::tempdir().unwrap();
+        let p = Persist::new(t.path());
+        let oid = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
+        p.set_branch(1, b"main").unwrap();
+        let bases = [DirBase::Empty, DirBase::AtItsName, DirBase::Tree(oid)];
+        let names: [&[u8]; 3] = [b"a", b"b", b"c"];
+        let rows: Vec<(Ino, &[u8], Option<Row>)> = (0..3)
+            .map(|i| {
+                let row = Row::Dir {
+                    ino: 2 + i as Ino,
+                    base: bases[i],
+                };
+                (1, names[i], Some(row))
+            })
+            .collect();
+        p.put(false, &rows, &[]).unwrap();
+        p.sync().unwrap();
+        let db = p.dir().unwrap().join("catalog.sqlite");
+        drop(p);
+        let overlays = t.path().join("commitfs/overlay");
+        let dead = dead_overlays(&overlays);
+        let got: Vec<DirBase> = dead[0].rows[&1]
+            .iter()
+            .map(|(_, r)| match r {
+                Row::Dir { base, .. } => *base,
+                r => panic!("{r:?}"),
+            })
+            .collect();
+        assert_eq!(got, bases);
+        drop(dead);
+        // A catalog of format 1 said nothing: each directory row is relative
+        // to the tree at its name.
+        Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE info SET value = 1 WHERE key = 'format'", [])
+            .unwrap();
+        let dead = dead_overlays(&overlays);
+        assert!(dead[0].rows[&1].iter().all(|(_, r)| matches!(
+            r,
+            Row::Dir {
+                base: DirBase::AtItsName,
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn rows_and_meta_come_back_from_a_dead_overlay() {
         let t = tempfile::tempdir().unwrap();
         let p = Persist::new(t.path());
@@ -937,7 +1023,14 @@ mod tests {
         p.put(
             false,
             &[
-                (1, &b"a"[..], Some(Row::Dir { ino: 2 })),
+                (
+                    1,
+                    &b"a"[..],
+                    Some(Row::Dir {
+                        ino: 2,
+                        base: DirBase::Empty,
+                    }),
+                ),
                 (
                     2,
                     b"f",
