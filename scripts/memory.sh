@@ -12,6 +12,10 @@
 #   MEM_WRITERS    writer threads, each in its own directory   (default 8)
 #   MEM_TAGS       tags of distinct trees read one after another (default 30)
 #   MEM_CACHE      --cache-size for the mounts                (default 32M)
+#   MEM_STRESS     processes x operations of scripts/fsstress.py (xfstests'
+#                  fsstress's mix; Debian does not package it) (default 8x5000)
+#   MEM_WALKS      tags walked whole one after another, the kernel made to
+#                  forget each walk (root only)               (default 5)
 #   MEM_BIG        large files (4 MiB of random bytes each) read by as many
 #                  threads at once                            (default 32)
 set -euo pipefail
@@ -22,6 +26,8 @@ WRITERS=${MEM_WRITERS:-8}
 TAGS=${MEM_TAGS:-30}
 CACHE=${MEM_CACHE:-32M}
 BIG=${MEM_BIG:-32}
+WALKS=${MEM_WALKS:-5}
+STRESS=${MEM_STRESS:-8x5000}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
@@ -134,6 +140,18 @@ if [[ $(id -u) == 0 ]]; then
     sleep 1
     R25=$(kib "$DAEMON" VmRSS)
     row "after the kernel forgot them" "$(mib "$R25") MiB" "$(mib $((R25 - R0))) MiB over mount" "$(split)"
+    # Whole trees of distinct paths (each tag is its own snapshot), each
+    # forgotten by the kernel after its walk: what stays per path walked.
+    WALKED=0
+    for t in $(seq -f '%03g' 0 $((WALKS - 1))); do
+        n=$(find "$MNT/.tags/t$t" | wc -l)
+        WALKED=$((WALKED + n))
+        echo 2 > /proc/sys/vm/drop_caches
+    done
+    sleep 1
+    R26=$(kib "$DAEMON" VmRSS)
+    ONDISK=$("$BIN" status --json "$MNT" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["forgotten_paths"], s["forgotten_on_disk"])')
+    row "after $WALKS more walks, forgotten" "$(mib "$R26") MiB" "$(awk -v a="$R26" -v b="$R25" -v n="$WALKED" 'BEGIN { printf "%+.1f B/path", (a - b) * 1024 / n }')" "$WALKED paths walked; forgotten, on disk: $ONDISK; $(split)"
 fi
 
 log "$TAGS tags read one after another (cat of every file that differs)"
@@ -161,6 +179,7 @@ R35=$(kib "$DAEMON" VmRSS)
 row "after $BIG readers at once" "$(mib "$R35") MiB" "peak $(mib "$(kib "$DAEMON" VmHWM)") MiB" "$(split); cache $CACHE"
 
 log "$WRITERS writers at once"
+echo 5 > "/proc/$DAEMON/clear_refs"   # the peak from here on
 python3 - "$MNT/main" "$WRITERS" <<'PY'
 import os, sys, threading
 root, n = sys.argv[1], int(sys.argv[2])
@@ -187,6 +206,15 @@ row "after $WRITERS writers, committed" "$(mib "$R4") MiB" "peak $(mib "$P4") Mi
 sleep 3   # idle: the daemon has nothing to do; what it keeps, it keeps
 R5=$(kib "$DAEMON" VmRSS)
 row "idle 3 s later" "$(mib "$R5") MiB" "" "$(split)"
+log "fsstress.py: ${STRESS%x*} processes x ${STRESS#*x} random operations"
+echo 5 > "/proc/$DAEMON/clear_refs"   # the peak from here on
+python3 scripts/fsstress.py "$MNT/main/stress" -p "${STRESS%x*}" -n "${STRESS#*x}" >"$WORK/stress.out"
+sync "$MNT/main"
+R6=$(kib "$DAEMON" VmRSS)
+row "after fsstress.py $STRESS, committed" "$(mib "$R6") MiB" "peak $(mib "$(kib "$DAEMON" VmHWM)") MiB" "$(cut -c1-60 "$WORK/stress.out")..."
+sleep 3
+R7=$(kib "$DAEMON" VmRSS)
+row "idle 3 s later" "$(mib "$R7") MiB" "" "$(split)"
 THREADS=$(ls "/proc/$DAEMON/task" | wc -l)
 unmount_it
 row "unmount after all that" "$UNMOUNT_S s" "" ""

@@ -33,6 +33,10 @@ pub struct Status {
     /// as their place so that they keep their numbers.
     pub inodes: u64,
     pub forgotten_paths: u64,
+    /// Of the forgotten paths, those kept on disk (beyond the most recent
+    /// ones kept in memory).
+    #[serde(default)]
+    pub forgotten_on_disk: u64,
     /// The Git server this mount syncs with (`--remote`), if any.
     pub remote: Option<RemoteStatus>,
 }
@@ -180,8 +184,8 @@ impl Status {
             self.cache.bytes, self.cache.capacity, self.cache.hits, self.cache.misses
         ));
         s.push_str(&format!(
-            "paths: {} in memory, {} forgotten by the kernel (their numbers kept)\n",
-            self.inodes, self.forgotten_paths
+            "paths: {} in memory, {} forgotten by the kernel (their numbers kept, {} of them on disk)\n",
+            self.inodes, self.forgotten_paths, self.forgotten_on_disk
         ));
         let q = &self.requests;
         s.push_str(&format!(
@@ -503,6 +507,7 @@ impl crate::fs::CommitFs {
             requests: self.requests.counts(),
             inodes: paths.0 as u64,
             forgotten_paths: paths.1 as u64,
+            forgotten_on_disk: paths.2 as u64,
             cache: CacheStatus {
                 hits,
                 misses,

@@ -350,6 +350,17 @@ impl CommitFs {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        let mut inodes = Inodes::new(root);
+        // COMMITFS_GHOSTS_IN_MEMORY: for tests, to send ghosts to disk
+        // without walking 128 Ki paths.
+        let in_memory = std::env::var("COMMITFS_GHOSTS_IN_MEMORY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::inodes::GHOSTS_IN_MEMORY);
+        inodes.keep_ghosts_in(
+            Arc::new(crate::ghosts::Ghosts::new(repo.common_dir())),
+            in_memory,
+        );
         let fs = CommitFs {
             blobs: BlobCache::new(cfg.cache_size, cfg.spill_dir.clone()),
             requests: Default::default(),
@@ -359,7 +370,7 @@ impl CommitFs {
             repo,
             cfg,
             mount_time,
-            inodes: RwLock::new(Inodes::new(root)),
+            inodes: RwLock::new(inodes),
             trees: Mutex::new(TreeCache {
                 map: LruCache::unbounded(),
                 entries: 0,
@@ -466,10 +477,11 @@ impl CommitFs {
         }
     }
 
-    /// Paths with a node in memory, and those kept only as a place.
-    pub fn inode_counts(&self) -> (usize, usize) {
+    /// Paths with a node in memory, those kept only as a place, and of
+    /// those the ones on disk.
+    pub fn inode_counts(&self) -> (usize, usize, usize) {
         let inodes = self.inodes.read();
-        (inodes.len(), inodes.ghosts())
+        (inodes.len(), inodes.ghosts(), inodes.ghosts_on_disk())
     }
 
     pub(crate) fn node_of(&self, ino: Ino) -> FsResult<Arc<Node>> {

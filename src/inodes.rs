@@ -4,9 +4,11 @@
 //! - An inode number is given to a path (a parent inode and a name) the first time
 //!   the path is seen and is never given to another path for the life of the mount,
 //!   so `st_ino` is stable per path and two paths never share one.
-//! - The table only grows: the kernel's `forget` does not remove a number, because a
-//!   later lookup of the same path must get the same one back. Its size is the
-//!   number of distinct paths the kernel has looked up (about 100 bytes each).
+//! - The kernel's `forget` does not take a linked path's number away, because a
+//!   later lookup of the same path must get the same one back: a clean path
+//!   keeps only its place (a ghost), and ghosts beyond the most recent
+//!   `GHOSTS_IN_MEMORY` are kept on disk (`ghosts.rs`). Memory follows the
+//!   paths the kernel holds, not all it ever looked up.
 //! - What a path *is* (its [`Kind`]) may be replaced; its number may not.
 
 use std::sync::Arc;
@@ -133,27 +135,48 @@ pub struct Node {
 }
 
 /// The table. Per path it holds the node (an `Arc`: its number, parent,
-/// name and kind), one slot of `nodes` (inode numbers are dense, so a
-/// vector indexed by number) and one slot of `by_path`, which holds only the
-/// number: the path it stands for is the node's own `parent` and `name`, so
-/// no name is stored twice (measured with `scripts/memory.sh`).
+/// name and kind), one entry of `nodes` (by number) and one slot of
+/// `by_path`, which holds only the number: the path it stands for is the
+/// node's own `parent` and `name`, so no name is stored twice (measured with
+/// `scripts/memory.sh`). A clean path the kernel forgot keeps only its place
+/// (a ghost); beyond the most recent `GHOSTS_IN_MEMORY`, ghosts move to disk
+/// (`ghosts.rs`), so that the table's memory follows what the kernel holds,
+/// not everything it ever looked up.
 pub struct Inodes {
     next: Ino,
-    /// Linked paths: the numbers, hashed by their node's (parent, name).
+    /// Paths in memory: the numbers, hashed by their (parent, name).
     by_path: hashbrown::HashTable<Ino>,
     hasher: std::collections::hash_map::RandomState,
-    /// By number. Index 0 is unused.
-    nodes: Vec<Slot>,
+    /// By number: live nodes and ghosts in memory. A number in neither is
+    /// on disk (`disk`), or dropped.
+    nodes: hashbrown::HashMap<Ino, Slot>,
     live: usize,
+    /// Ghosts in memory, and their numbers in the order they were made
+    /// (some since made live again or dropped: skipped).
     ghosts: usize,
+    ghost_order: std::collections::VecDeque<Ino>,
+    /// Where ghosts go beyond `in_memory` (none: all stay here).
+    disk: Option<Arc<crate::ghosts::Ghosts>>,
+    in_memory: usize,
+    /// A batch being written to disk: still in memory, which is what
+    /// counts for them until `spilled`.
+    in_flight: Option<std::collections::HashSet<Ino>>,
 }
 
-/// What the table holds for a number.
-#[derive(Clone, Default)]
+/// Ghosts kept in memory (about 80 bytes each) before the oldest go to disk,
+/// `SPILL_BATCH` at a time.
+pub const GHOSTS_IN_MEMORY: usize = 128 << 10;
+const SPILL_BATCH: usize = 8 << 10;
+
+/// A batch of ghosts to write to disk (see [`Inodes::spill`]).
+pub struct Spill {
+    pub to: Arc<crate::ghosts::Ghosts>,
+    pub batch: Vec<(Ino, Ino, Box<[u8]>)>,
+}
+
+/// What the table holds for a number in memory.
+#[derive(Clone)]
 enum Slot {
-    /// Dropped: an orphan the kernel forgot, or a forgotten path unlinked.
-    #[default]
-    Empty,
     /// The node, and how many times the kernel was handed it and has not
     /// forgotten it yet (its lookup count).
     Live(Arc<Node>, u32),
@@ -164,11 +187,10 @@ enum Slot {
 }
 
 impl Slot {
-    fn place(&self) -> Option<(Ino, &[u8])> {
+    fn place(&self) -> (Ino, &[u8]) {
         match self {
-            Slot::Live(n, _) => Some((n.parent, &n.name)),
-            Slot::Ghost(g) => Some((g.0, &g.1)),
-            Slot::Empty => None,
+            Slot::Live(n, _) => (n.parent, &n.name),
+            Slot::Ghost(g) => (g.0, &g.1),
         }
     }
 }
@@ -181,14 +203,27 @@ impl Inodes {
             name: Box::default(),
             kind: root,
         });
+        let mut nodes = hashbrown::HashMap::new();
+        nodes.insert(ROOT, Slot::Live(root, 1));
         Inodes {
             next: ROOT + 1,
             by_path: hashbrown::HashTable::new(),
             hasher: Default::default(),
-            nodes: vec![Slot::Empty, Slot::Live(root, 1)],
+            nodes,
             live: 1,
             ghosts: 0,
+            ghost_order: Default::default(),
+            disk: None,
+            in_memory: GHOSTS_IN_MEMORY,
+            in_flight: None,
         }
+    }
+
+    /// Ghosts beyond the most recent `in_memory` (`GHOSTS_IN_MEMORY` in the
+    /// daemon) go to `disk`.
+    pub fn keep_ghosts_in(&mut self, disk: Arc<crate::ghosts::Ghosts>, in_memory: usize) {
+        self.disk = Some(disk);
+        self.in_memory = in_memory;
     }
 
     fn hash(&self, parent: Ino, name: &[u8]) -> u64 {
@@ -200,38 +235,33 @@ impl Inodes {
     }
 
     fn node_ref(&self, ino: Ino) -> Option<&Arc<Node>> {
-        match self.nodes.get(usize::try_from(ino).ok()?)? {
+        match self.nodes.get(&ino)? {
             Slot::Live(n, _) => Some(n),
-            _ => None,
+            Slot::Ghost(_) => None,
         }
     }
 
-    /// Puts `node` at its number (the slot exists: numbers are handed out
-    /// in order), keeping its lookup count.
+    /// Puts `node` at its number, keeping its lookup count.
     fn put(&mut self, node: Arc<Node>) {
-        let i = node.ino as usize;
-        if i >= self.nodes.len() {
-            self.nodes.resize(i + 1, Slot::Empty);
-        }
-        let count = match &self.nodes[i] {
-            Slot::Live(_, c) => *c,
-            Slot::Ghost(_) => {
+        let count = match self.nodes.get(&node.ino) {
+            Some(Slot::Live(_, c)) => *c,
+            Some(Slot::Ghost(_)) => {
                 self.ghosts -= 1;
                 self.live += 1;
                 0
             }
-            Slot::Empty => {
+            None => {
                 self.live += 1;
                 0
             }
         };
-        self.nodes[i] = Slot::Live(node, count);
+        self.nodes.insert(node.ino, Slot::Live(node, count));
     }
 
     /// The kernel was handed `ino` once more (a lookup, a create, an entry
     /// of readdirplus).
     pub fn looked_up(&mut self, ino: Ino) {
-        if let Some(Slot::Live(_, c)) = self.nodes.get_mut(ino as usize) {
+        if let Some(Slot::Live(_, c)) = self.nodes.get_mut(&ino) {
             *c = c.saturating_add(1);
         }
     }
@@ -239,7 +269,7 @@ impl Inodes {
     /// The kernel forgot `n` of its lookups of `ino`; true if it holds none
     /// any more.
     pub fn forgotten(&mut self, ino: Ino, n: u64) -> bool {
-        match self.nodes.get_mut(ino as usize) {
+        match self.nodes.get_mut(&ino) {
             Some(Slot::Live(_, c)) => {
                 *c = c.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
                 *c == 0
@@ -252,52 +282,150 @@ impl Inodes {
     /// lookup of, so that it costs a few bytes instead of its node; the node
     /// is made again when the path is looked up, or the number asked for.
     pub fn make_ghost(&mut self, ino: Ino) {
-        let Some(Slot::Live(n, 0)) = self.nodes.get(ino as usize) else {
+        let Some(Slot::Live(n, 0)) = self.nodes.get(&ino) else {
             return;
         };
         if ino == ROOT || !self.is_linked(n) {
             return;
         }
         let g = Box::new((n.parent, n.name.clone()));
-        self.nodes[ino as usize] = Slot::Ghost(g);
+        self.nodes.insert(ino, Slot::Ghost(g));
         self.live -= 1;
         self.ghosts += 1;
+        self.ghost_order.push_back(ino);
+        if self.ghost_order.len() > 2 * self.ghosts + SPILL_BATCH {
+            // Most of the order is numbers made live again: keep the rest.
+            let nodes = &self.nodes;
+            let mut seen = std::collections::HashSet::new();
+            self.ghost_order
+                .retain(|i| matches!(nodes.get(i), Some(Slot::Ghost(_))) && seen.insert(*i));
+        }
+    }
+
+    /// The oldest ghosts in memory, to be written to disk with no lock held
+    /// (`Spill::to.put`) and then handed to [`Inodes::spilled`], once more
+    /// than `in_memory` are in memory (and no other batch is out).
+    pub fn spill(&mut self) -> Option<Spill> {
+        if self.ghosts <= self.in_memory || self.in_flight.is_some() {
+            return None;
+        }
+        let to = self.disk.clone()?;
+        let size = SPILL_BATCH.min(self.in_memory / 2).max(1);
+        let mut batch = Vec::with_capacity(size);
+        let mut in_flight = std::collections::HashSet::with_capacity(size);
+        while batch.len() < size {
+            let Some(ino) = self.ghost_order.pop_front() else {
+                break;
+            };
+            if let Some(Slot::Ghost(g)) = self.nodes.get(&ino)
+                && in_flight.insert(ino)
+            {
+                batch.push((ino, g.0, g.1.clone()));
+            }
+        }
+        self.in_flight = Some(in_flight);
+        Some(Spill { to, batch })
+    }
+
+    /// The batch of [`Inodes::spill`] is on disk (`written`), or could not
+    /// be written: what is still the same ghost leaves memory; what was made
+    /// live again, moved or dropped meanwhile leaves the disk.
+    pub fn spilled(&mut self, s: Spill, written: bool) {
+        self.in_flight = None;
+        if !written {
+            // It stays in memory, and so do the ghosts to come.
+            self.disk = None;
+            self.ghost_order.extend(s.batch.iter().map(|b| b.0));
+            return;
+        }
+        for (ino, parent, name) in s.batch {
+            let same = matches!(self.nodes.get(&ino),
+                Some(Slot::Ghost(g)) if g.0 == parent && g.1 == name);
+            if !same {
+                s.to.remove(ino);
+                continue;
+            }
+            let h = self.hash(parent, &name);
+            if let Ok(e) = self.by_path.find_entry(h, |&i| i == ino) {
+                e.remove();
+            }
+            self.nodes.remove(&ino);
+            self.ghosts -= 1;
+        }
     }
 
     /// The place of a forgotten path's number.
     pub fn ghost(&self, ino: Ino) -> Option<(Ino, Box<[u8]>)> {
-        match self.nodes.get(usize::try_from(ino).ok()?)? {
-            Slot::Ghost(g) => Some((g.0, g.1.clone())),
-            _ => None,
+        match self.nodes.get(&ino) {
+            Some(Slot::Ghost(g)) => Some((g.0, g.1.clone())),
+            Some(Slot::Live(..)) => None,
+            None if self.in_flight.as_ref().is_some_and(|f| f.contains(&ino)) => None,
+            None => self.disk.as_ref()?.place(ino),
         }
     }
 
-    /// Numbers kept only as places (see `make_ghost`).
+    /// Numbers kept only as places (see `make_ghost`), in memory and on disk.
     pub fn ghosts(&self) -> usize {
-        self.ghosts
+        self.ghosts + self.disk.as_ref().map_or(0, |d| d.len())
     }
 
-    /// The number at (parent, name), if that path is linked.
-    fn find(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+    /// Of those, the ones on disk.
+    pub fn ghosts_on_disk(&self) -> usize {
+        self.disk.as_ref().map_or(0, |d| d.len())
+    }
+
+    /// The number at (parent, name) in memory, if that path is linked.
+    fn find_here(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
         self.by_path
             .find(h, |&i| {
-                nodes[i as usize]
-                    .place()
-                    .is_some_and(|(p, n)| p == parent && n == name)
+                nodes.get(&i).is_some_and(|s| s.place() == (parent, name))
             })
             .copied()
     }
 
+    /// The number of a forgotten path on disk at (parent, name). What
+    /// memory holds of a number (or a batch on its way) overrides the disk.
+    fn find_on_disk(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let ino = self.disk.as_ref()?.find(parent, name)?;
+        let here = self.nodes.contains_key(&ino)
+            || self.in_flight.as_ref().is_some_and(|f| f.contains(&ino));
+        (!here).then_some(ino)
+    }
+
+    /// The number at (parent, name), if that path is linked.
+    fn find(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.find_here(parent, name)
+            .or_else(|| self.find_on_disk(parent, name))
+    }
+
+    /// Brings a forgotten path on disk at (parent, name) back into memory
+    /// (as a ghost), so that what changes it changes memory only.
+    fn pull(&mut self, parent: Ino, name: &[u8]) {
+        if self.find_here(parent, name).is_some() {
+            return;
+        }
+        let Some(ino) = self.find_on_disk(parent, name) else {
+            return;
+        };
+        if let Some(d) = &self.disk {
+            d.remove(ino);
+        }
+        self.nodes
+            .insert(ino, Slot::Ghost(Box::new((parent, name.into()))));
+        self.ghosts += 1;
+        self.ghost_order.push_back(ino);
+        self.link(ino);
+    }
+
     /// Takes (parent, name) out of `by_path`; returns the number it had.
     fn take(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.pull(parent, name);
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
         let ino = match self.by_path.find_entry(h, |&i| {
-            nodes[i as usize]
-                .place()
-                .is_some_and(|(p, n)| p == parent && n == name)
+            nodes.get(&i).is_some_and(|s| s.place() == (parent, name))
         }) {
             Ok(e) => e.remove().0,
             Err(_) => return None,
@@ -307,15 +435,15 @@ impl Inodes {
 
     /// A forgotten path that no longer leads anywhere has nothing to keep.
     fn drop_ghost(&mut self, ino: Ino) {
-        if let Some(slot @ Slot::Ghost(_)) = self.nodes.get_mut(ino as usize) {
-            *slot = Slot::Empty;
+        if let Some(Slot::Ghost(_)) = self.nodes.get(&ino) {
+            self.nodes.remove(&ino);
             self.ghosts -= 1;
         }
     }
 
     /// Gives `ino` (live or forgotten) the place (parent, name).
     fn move_to(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
-        match self.nodes.get_mut(ino as usize) {
+        match self.nodes.get_mut(&ino) {
             Some(Slot::Ghost(g)) => **g = (parent, name.into()),
             Some(Slot::Live(old, _)) => {
                 let node = Arc::new(Node {
@@ -326,20 +454,20 @@ impl Inodes {
                 });
                 self.put(node);
             }
-            _ => {}
+            None => {}
         }
     }
 
     /// Links `ino` at the place its slot holds.
     fn link(&mut self, ino: Ino) {
-        let Some((parent, name)) = self.nodes.get(ino as usize).and_then(|s| s.place()) else {
+        let Some((parent, name)) = self.nodes.get(&ino).map(|s| s.place()) else {
             return;
         };
         let h = self.hash(parent, name);
         let (hasher, nodes) = (&self.hasher, &self.nodes);
         self.by_path.insert_unique(h, ino, |&i| {
             use std::hash::{BuildHasher, Hash, Hasher};
-            let (p, n) = nodes[i as usize].place().unwrap_or((0, &[]));
+            let (p, n) = nodes.get(&i).map_or((0, &[][..]), |s| s.place());
             let mut s = hasher.build_hasher();
             p.hash(&mut s);
             n.hash(&mut s);
@@ -365,7 +493,8 @@ impl Inodes {
 
     /// Gives the path its number (the one it had, or a new one) and sets its kind.
     pub fn upsert(&mut self, parent: Ino, name: &[u8], kind: Kind) -> Arc<Node> {
-        let (ino, new) = match self.find(parent, name) {
+        self.pull(parent, name);
+        let (ino, new) = match self.find_here(parent, name) {
             Some(ino) => (ino, false),
             None => {
                 let ino = self.next;
@@ -432,7 +561,9 @@ impl Inodes {
         if p1 == p2 && n1 == n2 {
             return;
         }
-        let (Some(a), Some(b)) = (self.find(p1, n1), self.find(p2, n2)) else {
+        self.pull(p1, n1);
+        self.pull(p2, n2);
+        let (Some(a), Some(b)) = (self.find_here(p1, n1), self.find_here(p2, n2)) else {
             return;
         };
         self.take(p1, n1);
@@ -447,16 +578,15 @@ impl Inodes {
     pub fn drop_orphan(&mut self, ino: Ino) {
         if let Some(n) = self.node_ref(ino).cloned()
             && !self.is_linked(&n)
-            && let Some(slot) = self.nodes.get_mut(ino as usize)
         {
-            *slot = Slot::Empty;
+            self.nodes.remove(&ino);
             self.live -= 1;
         }
     }
 
     /// Whether a path leads to `ino`.
     pub fn is_linked(&self, n: &Node) -> bool {
-        n.ino == ROOT || self.find(n.parent, &n.name) == Some(n.ino)
+        n.ino == ROOT || self.find_here(n.parent, &n.name) == Some(n.ino)
     }
 
     pub fn len(&self) -> usize {
@@ -493,8 +623,26 @@ mod tests {
     /// none, a path keeps its number, and no two paths share one.
     #[test]
     fn the_table_agrees_with_a_map_of_paths() {
+        agree_with_a_map_of_paths(None);
+    }
+
+    /// The same, with at most 2 ghosts in memory and the rest on disk, and
+    /// other changes made while a batch is on its way there.
+    #[test]
+    fn the_table_agrees_with_a_map_of_paths_with_ghosts_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        agree_with_a_map_of_paths(Some(dir.path()));
+    }
+
+    fn agree_with_a_map_of_paths(disk: Option<&std::path::Path>) {
         use std::collections::HashMap;
         let mut t = Inodes::new(Kind::Root);
+        let store = disk.map(|d| Arc::new(crate::ghosts::Ghosts::new(d)));
+        if let Some(s) = &store {
+            t.keep_ghosts_in(s.clone(), 2);
+        }
+        let mut out: Option<(Spill, bool)> = None;
+        let mut most_on_disk = 0;
         let mut model: HashMap<(Ino, Vec<u8>), Ino> = HashMap::new();
         let mut seed = 0x9E3779B97F4A7C15u64;
         let mut next = || {
@@ -520,6 +668,21 @@ mod tests {
                 }
                 continue;
             }
+            if (r >> 40) % 5 == 1 {
+                // A batch of ghosts is taken out, written, then handed back,
+                // with other steps in between.
+                match out.take() {
+                    None => {
+                        out = t.spill().map(|s| {
+                            let written = s.to.put(&s.batch);
+                            (s, written)
+                        })
+                    }
+                    Some((s, written)) => t.spilled(s, written),
+                }
+                most_on_disk = most_on_disk.max(t.ghosts_on_disk());
+                continue;
+            }
             match (r >> 32) % 4 {
                 0 => {
                     let ino = t.upsert(p, &n, Kind::CommitsDir).ino;
@@ -527,12 +690,16 @@ mod tests {
                     assert_eq!(ino, want);
                 }
                 1 => {
-                    assert_eq!(t.unlink(p, &n), model.remove(&(p, n)));
+                    assert_eq!(t.unlink(p, &n), model.remove(&(p, n.clone())));
+                    assert_eq!(t.number(p, &n), None);
                 }
                 2 => {
                     if let Some(ino) = model.remove(&(p, n.clone())) {
                         let replaced = model.insert((p2, n2.clone()), ino);
                         assert_eq!(t.rename(p, &n, p2, &n2), replaced);
+                        if (p, &n) != (p2, &n2) {
+                            assert_eq!(t.number(p, &n), None);
+                        }
                     } else {
                         assert_eq!(t.rename(p, &n, p2, &n2), None);
                     }
@@ -549,6 +716,13 @@ mod tests {
                     }
                 }
             }
+        }
+        if let Some((s, written)) = out.take() {
+            t.spilled(s, written);
+        }
+        if store.is_some() {
+            assert!(most_on_disk >= 5, "{most_on_disk} on disk at most");
+            assert!(t.ghosts() - t.ghosts_on_disk() <= 3);
         }
         for ((p, n), ino) in &model {
             assert_eq!(t.number(*p, n), Some(*ino));

@@ -27,6 +27,7 @@ pub mod error;
 pub mod follow;
 pub mod fs;
 pub mod fuse;
+pub mod ghosts;
 pub mod gitignore;
 pub mod inodes;
 pub mod names;

@@ -948,9 +948,17 @@ impl CommitFs {
                     // The nodes freed are small blocks amid others: glibc
                     // keeps their pages until asked (every 64 Ki forgotten
                     // paths, a few milliseconds).
+                    let trim = inodes.ghosts().is_multiple_of(64 << 10);
+                    // Beyond the ghosts memory keeps, the oldest go to disk,
+                    // written with no lock held.
+                    let spill = inodes.spill();
+                    drop(inodes);
+                    if let Some(spill) = spill {
+                        let written = spill.to.put(&spill.batch);
+                        self.inodes.write().spilled(spill, written);
+                    }
                     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-                    if inodes.ghosts().is_multiple_of(64 << 10) {
-                        drop(inodes);
+                    if trim {
                         // SAFETY: malloc_trim only returns free memory.
                         unsafe {
                             libc::malloc_trim(0);

@@ -23,6 +23,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A repository whose `main` has 12 directories of 20 files and a tag `v1`.
 fn setup() -> (TestRepo, std::path::PathBuf, Mount) {
+    setup_with(&[])
+}
+
+fn setup_with(env: &[(&str, &str)]) -> (TestRepo, std::path::PathBuf, Mount) {
     let r = TestRepo::new();
     for d in 0..12 {
         for f in 0..20 {
@@ -38,7 +42,7 @@ fn setup() -> (TestRepo, std::path::PathBuf, Mount) {
     let bare = r.publish();
     git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "v1"]);
     let mnt = r.mountpoint("mnt");
-    let m = Mount::new(&bare, &mnt, &[]);
+    let m = Mount::with_env(&bare, &mnt, &[], env);
     (r, bare, m)
 }
 
@@ -169,30 +173,33 @@ fn numbers(dir: &Path) -> BTreeMap<String, u64> {
     walk_tree(dir, |md| md.ino())
 }
 
-/// The daemon's count of paths it holds a node for, and of those the
-/// kernel forgot.
-fn paths_held(m: &Path) -> (u64, u64) {
+/// The daemon's count of paths it holds a node for, of those the kernel
+/// forgot, and of those the ones kept on disk.
+fn paths_held(m: &Path) -> (u64, u64, u64) {
     let v = status_json(m);
     (
         v["inodes"].as_u64().unwrap(),
         v["forgotten_paths"].as_u64().unwrap(),
+        v["forgotten_on_disk"].as_u64().unwrap(),
     )
 }
 
 /// When the kernel forgets the paths of a walk (here: drop_caches), the
-/// daemon keeps only their places: its count of nodes goes down, and the
-/// next walk gets every path back with the number it had, and the bytes.
+/// daemon keeps only their places, the oldest on disk (here beyond 16 in
+/// memory): its count of nodes goes down, and the next walk gets every path
+/// back with the number it had, and the bytes, also after they were
+/// forgotten a second time.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: drops the kernel's caches")]
 fn forgotten_paths_cost_little_and_keep_their_numbers() {
     require_root();
     let _one = serial();
-    let (_r, _bare, m) = setup();
-    for dir in ["main", ".tags/v1"] {
+    let (_r, _bare, m) = setup_with(&[("COMMITFS_GHOSTS_IN_MEMORY", "16")]);
+    for dir in ["main", ".tags/v1", "main"] {
         let root = m.path.join(dir);
         let before = numbers(&root);
         assert_eq!(before.len(), 12 * 22 + 1);
-        let (held, _) = paths_held(&m.path);
+        let (held, ..) = paths_held(&m.path);
         // The kernel forgets what it does not use (nothing is open there).
         std::fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
         assert!(
@@ -200,10 +207,14 @@ fn forgotten_paths_cost_little_and_keep_their_numbers() {
             "{dir}: the kernel's forgets did not reach the daemon: {:?}",
             paths_held(&m.path)
         );
-        let (held_after, forgotten) = paths_held(&m.path);
+        let (held_after, forgotten, on_disk) = paths_held(&m.path);
         assert!(
             held_after + 200 <= held,
             "{dir}: {held} -> {held_after} nodes ({forgotten} forgotten)"
+        );
+        assert!(
+            on_disk > 0 && forgotten - on_disk <= 16 + 8,
+            "{dir}: {on_disk} of {forgotten} forgotten paths on disk"
         );
         assert_eq!(
             numbers(&root),
