@@ -15,7 +15,7 @@
 #   MEM_STRESS     processes x operations of scripts/fsstress.py (xfstests'
 #                  fsstress's mix; Debian does not package it) (default 8x5000)
 #   MEM_WALKS      tags walked whole one after another, the kernel made to
-#                  forget each walk (root only)               (default 5)
+#                  forget each walk (root only)               (default 10)
 #   MEM_BIG        large files (4 MiB of random bytes each) read by as many
 #                  threads at once                            (default 32)
 set -euo pipefail
@@ -26,7 +26,7 @@ WRITERS=${MEM_WRITERS:-8}
 TAGS=${MEM_TAGS:-30}
 CACHE=${MEM_CACHE:-32M}
 BIG=${MEM_BIG:-32}
-WALKS=${MEM_WALKS:-5}
+WALKS=${MEM_WALKS:-10}
 STRESS=${MEM_STRESS:-8x5000}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -117,6 +117,19 @@ git_peak() {
     echo "$peak"
 }
 
+# The bound docs/SEMANTICS.md ("Memory") promises for the daemon's own
+# (anonymous) memory when idle: 128 MiB + --cache-size + 300 bytes per path
+# in memory (commitfs status). Prints "A of B MiB bound" or "OVER".
+cache_bytes() { numfmt --from=iec "$CACHE"; }
+bound() {
+    local anon paths b
+    anon=$(kib "$DAEMON" RssAnon)
+    paths=$("$BIN" status --json "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["inodes"])')
+    b=$(( (128 << 20) + $(cache_bytes) + 300 * paths ))
+    awk -v a="$anon" -v b="$b" -v p="$paths" 'BEGIN {
+        printf "anon %.1f of %.1f MiB bound (%d paths in memory)%s", a / 1024, b / 1048576, p, (a * 1024 > b ? " OVER" : "") }'
+}
+
 ROWS=()
 row() { ROWS+=("$(printf '%-34s %12s %14s %s' "$1" "$2" "$3" "$4")"); }
 
@@ -131,27 +144,36 @@ PER=$(awk -v a="$R1" -v b="$R0" -v n="$PATHS" 'BEGIN { printf "%.0f", (a - b) * 
 G_LS=$(git_peak git --git-dir="$REPO" ls-tree -r main)
 row "RSS at mount" "$(mib "$R0") MiB" "-" ""
 row "after walking $PATHS paths" "$(mib "$R1") MiB" "$PER B/path" "$(split); git ls-tree -r peak $(mib "$G_LS") MiB"
-row "after walking them again" "$(mib "$R2") MiB" "+$(mib $((R2 - R1))) MiB" ""
+row "after walking them again" "$(mib "$R2") MiB" "+$(mib $((R2 - R1))) MiB" "$(bound)"
 
+PREV=$R2
 if [[ $(id -u) == 0 ]]; then
     # The kernel forgets the walk (as it does under memory pressure): the
     # daemon keeps only the places of forgotten paths.
     echo 2 > /proc/sys/vm/drop_caches
     sleep 1
     R25=$(kib "$DAEMON" VmRSS)
-    row "after the kernel forgot them" "$(mib "$R25") MiB" "$(mib $((R25 - R0))) MiB over mount" "$(split)"
+    row "after the kernel forgot them" "$(mib "$R25") MiB" "$(mib $((R25 - R0))) MiB over mount" "$(split); $(bound)"
     # Whole trees of distinct paths (each tag is its own snapshot), each
     # forgotten by the kernel after its walk: what stays per path walked.
-    WALKED=0
-    for t in $(seq -f '%03g' 0 $((WALKS - 1))); do
-        n=$(find "$MNT/.tags/t$t" | wc -l)
-        WALKED=$((WALKED + n))
-        echo 2 > /proc/sys/vm/drop_caches
-    done
-    sleep 1
-    R26=$(kib "$DAEMON" VmRSS)
-    ONDISK=$("$BIN" status --json "$MNT" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["forgotten_paths"], s["forgotten_on_disk"])')
-    row "after $WALKS more walks, forgotten" "$(mib "$R26") MiB" "$(awk -v a="$R26" -v b="$R25" -v n="$WALKED" 'BEGIN { printf "%+.1f B/path", (a - b) * 1024 / n }')" "$WALKED paths walked; forgotten, on disk: $ONDISK; $(split)"
+    # Two halves: the first fills the bounded caches (parsed trees, sizes),
+    # the second shows what stays per path once they are full.
+    half() {
+        local from=$1 to=$2 walked=0 r0 r1 n t on_disk
+        r0=$(kib "$DAEMON" VmRSS)
+        for t in $(seq -f '%03g' "$from" "$to"); do
+            n=$(find "$MNT/.tags/t$t" | wc -l)
+            walked=$((walked + n))
+            echo 2 > /proc/sys/vm/drop_caches
+        done
+        sleep 1
+        r1=$(kib "$DAEMON" VmRSS)
+        on_disk=$("$BIN" status --json "$MNT" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("%d forgotten, %d on disk" % (s["forgotten_paths"], s["forgotten_on_disk"]))')
+        row "after walks $((10#$from + 1))-$((10#$to + 1)), forgotten" "$(mib "$r1") MiB" "$(awk -v a="$r1" -v b="$r0" -v n="$walked" 'BEGIN { printf "%+.1f B/path", (a - b) * 1024 / n }')" "$walked paths walked; $on_disk; $(bound)"
+    }
+    half 0 $((WALKS / 2 - 1))
+    half $((WALKS / 2)) $((WALKS - 1))
+    PREV=$(kib "$DAEMON" VmRSS)
 fi
 
 log "$TAGS tags read one after another (cat of every file that differs)"
@@ -160,7 +182,7 @@ for t in $(seq -f '%03g' 0 $((TAGS - 1))); do
     find "$MNT/.tags/t$t" -maxdepth 1 >/dev/null
 done
 R3=$(kib "$DAEMON" VmRSS)
-row "after $TAGS tags" "$(mib "$R3") MiB" "+$(mib $((R3 - R2))) MiB" ""
+row "after $TAGS tags" "$(mib "$R3") MiB" "+$(mib $((R3 - PREV))) MiB" "$(bound)"
 
 log "$BIG threads reading a large file each, three times"
 python3 - "$MNT/main/big" "$BIG" <<'PY'
@@ -205,7 +227,7 @@ P4=$(kib "$DAEMON" VmHWM)
 row "after $WRITERS writers, committed" "$(mib "$R4") MiB" "peak $(mib "$P4") MiB" ""
 sleep 3   # idle: the daemon has nothing to do; what it keeps, it keeps
 R5=$(kib "$DAEMON" VmRSS)
-row "idle 3 s later" "$(mib "$R5") MiB" "" "$(split)"
+row "idle 3 s later" "$(mib "$R5") MiB" "" "$(split); $(bound)"
 log "fsstress.py: ${STRESS%x*} processes x ${STRESS#*x} random operations"
 echo 5 > "/proc/$DAEMON/clear_refs"   # the peak from here on
 python3 scripts/fsstress.py "$MNT/main/stress" -p "${STRESS%x*}" -n "${STRESS#*x}" >"$WORK/stress.out"
@@ -214,7 +236,7 @@ R6=$(kib "$DAEMON" VmRSS)
 row "after fsstress.py $STRESS, committed" "$(mib "$R6") MiB" "peak $(mib "$(kib "$DAEMON" VmHWM)") MiB" "$(cut -c1-60 "$WORK/stress.out")..."
 sleep 3
 R7=$(kib "$DAEMON" VmRSS)
-row "idle 3 s later" "$(mib "$R7") MiB" "" "$(split)"
+row "idle 3 s later" "$(mib "$R7") MiB" "" "$(split); $(bound)"
 THREADS=$(ls "/proc/$DAEMON/task" | wc -l)
 unmount_it
 row "unmount after all that" "$UNMOUNT_S s" "" ""

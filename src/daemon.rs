@@ -934,46 +934,188 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
 
 /// Unmounts `mnt` (lazily, detaching it even while busy, if `lazy`).
 pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
+    match start_unmount(mnt, lazy)? {
+        Unmounting::Root(pid) => root_unmount_result(mnt, wait_child(pid)),
+        Unmounting::Fusermount(child) => {
+            fusermount_result(mnt, child.wait_with_output().map_err(|e| e.to_string()))
+        }
+    }
+}
+
+/// An unmount under way, in a child process.
+enum Unmounting {
+    /// A fork of this process calling umount2; it exits with the errno.
+    Root(libc::pid_t),
+    Fusermount(std::process::Child),
+}
+
+/// Starts unmounting `mnt` in a child process: the kernel tears the mount
+/// down (forgets every inode it cached, 1–3 µs each) in the process that
+/// unmounts, once the mount is detached.
+fn start_unmount(mnt: &Path, lazy: bool) -> Result<Unmounting, String> {
     if is_root() {
         let target =
             CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
         let flags = if lazy { libc::MNT_DETACH } else { 0 };
-        // SAFETY: target is a valid C string.
-        if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EBUSY) => format!(
-                    "{} is busy: a program has a file or its working directory there (see fuser -vm {})",
-                    mnt.display(),
-                    mnt.display()
-                ),
-                _ => format!("cannot unmount {}: {e}", mnt.display()),
-            });
+        // SAFETY: the child calls only async-signal-safe functions (umount2,
+        // __errno_location, _exit) on memory made before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: target is a valid C string.
+            let r = unsafe { libc::umount2(target.as_ptr(), flags) };
+            let code = if r == 0 {
+                0
+            } else {
+                // SAFETY: reads this thread's errno.
+                unsafe { *libc::__errno_location() }.clamp(1, 255)
+            };
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or destructors.
+            unsafe { libc::_exit(code) };
         }
-        return Ok(());
+        if pid < 0 {
+            return Err(format!(
+                "cannot unmount {}: {}",
+                mnt.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        return Ok(Unmounting::Root(pid));
     }
     let mut cmd = std::process::Command::new("fusermount3");
     cmd.arg("-u");
     if lazy {
         cmd.arg("-z");
     }
-    let out = cmd
-        .arg(mnt)
-        .output()
-        .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))?;
+    cmd.arg(mnt)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Unmounting::Fusermount)
+        .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))
+}
+
+/// The exit status of child `pid`, once it exits.
+fn wait_child(pid: libc::pid_t) -> Result<i32, String> {
+    let mut status = 0;
+    // SAFETY: pid is our child; status is a valid out-pointer.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        255
+    })
+}
+
+fn busy(mnt: &Path) -> String {
+    format!(
+        "{} is busy: a program has a file or its working directory there (see fuser -vm {})",
+        mnt.display(),
+        mnt.display()
+    )
+}
+
+fn root_unmount_result(mnt: &Path, code: Result<i32, String>) -> Result<(), String> {
+    match code {
+        Ok(0) => Ok(()),
+        Ok(libc::EBUSY) => Err(busy(mnt)),
+        Ok(errno) => Err(format!(
+            "cannot unmount {}: {}",
+            mnt.display(),
+            std::io::Error::from_raw_os_error(errno)
+        )),
+        Err(e) => Err(format!("cannot unmount {}: {e}", mnt.display())),
+    }
+}
+
+fn fusermount_result(mnt: &Path, out: Result<std::process::Output, String>) -> Result<(), String> {
+    let out = out.map_err(|e| format!("cannot run fusermount3: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.trim().lines().next().unwrap_or("fusermount3 failed");
         if err.contains("busy") {
-            return Err(format!(
-                "{} is busy: a program has a file or its working directory there (see fuser -vm {})",
-                mnt.display(),
-                mnt.display()
-            ));
+            return Err(busy(mnt));
         }
         return Err(format!("cannot unmount {}: {err}", mnt.display()));
     }
     Ok(())
+}
+
+/// Unmounts `mnt` and returns as soon as the mount is gone from the mount
+/// table, or the unmount failed. The kernel's teardown of what it cached
+/// (seconds after a walk of millions of paths) goes on in the child that
+/// unmounts, and the daemon exits once it is done.
+fn unmount_returning_at_detach(mnt: &Path) -> Result<(), String> {
+    let id = top_mount_id(mnt);
+    let mut u = start_unmount(mnt, false)?;
+    loop {
+        match &mut u {
+            Unmounting::Root(pid) => {
+                let mut status = 0;
+                // SAFETY: pid is our child; status is a valid out-pointer.
+                let r = unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
+                if r == *pid {
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        255
+                    };
+                    return root_unmount_result(mnt, Ok(code));
+                }
+                if r < 0 {
+                    return root_unmount_result(mnt, wait_child(*pid));
+                }
+            }
+            Unmounting::Fusermount(child) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut stderr = Vec::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_end(&mut stderr);
+                    }
+                    let out = std::process::Output {
+                        status,
+                        stdout: Vec::new(),
+                        stderr,
+                    };
+                    return fusermount_result(mnt, Ok(out));
+                }
+            }
+        }
+        if id.is_some_and(|id| !mount_id_present(id)) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// The id (mountinfo's first field) of the mount on top at `mnt`.
+fn top_mount_id(mnt: &Path) -> Option<u64> {
+    let text = std::fs::read("/proc/self/mountinfo").ok()?;
+    let mut found = None;
+    for line in text.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        if fields.len() > 4 && unescape_mountinfo(fields[4]) == mnt.as_os_str().as_bytes() {
+            found = std::str::from_utf8(fields[0]).ok()?.parse().ok();
+        }
+    }
+    found
+}
+
+/// Whether the mount with id `id` is still in the mount table.
+fn mount_id_present(id: u64) -> bool {
+    let Ok(text) = std::fs::read("/proc/self/mountinfo") else {
+        return true;
+    };
+    let id = id.to_string();
+    text.split(|&b| b == b'\n')
+        .any(|line| line.split(|&b| b == b' ').next() == Some(id.as_bytes()))
 }
 
 /// `commitfs unmount`: commit what is pending, then unmount.
@@ -1013,7 +1155,7 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
             }
         }
     }
-    unmount_path(&abs, false)
+    unmount_returning_at_detach(&abs)
 }
 
 #[cfg(test)]

@@ -150,6 +150,39 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
     );
 }
 
+/// `commitfs unmount` of a mount a program holds a file open in fails with
+/// one line, and the mount keeps serving; once the file is closed it
+/// unmounts (the kernel's teardown runs in a child of its own: the command
+/// returns once the mount is gone from the mount table).
+#[test]
+fn unmount_of_a_busy_mount_says_so_and_keeps_it() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let out = commitfs(&[OsStr::new("mount"), os(&bare), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held = std::fs::File::open(mnt.join("main/a.txt")).unwrap();
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert_one_line_error(&out, &["busy", "fuser -vm"]);
+    assert!(is_mounted(&mnt));
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    drop(held);
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&mnt));
+    assert!(
+        wait_until(Duration::from_secs(10), || daemon_pids(&mnt).is_empty()),
+        "daemon exits"
+    );
+}
+
 /// Processes of ours whose command line names `mnt` (the daemons this test started).
 fn daemon_pids(mnt: &Path) -> Vec<u32> {
     let want = mnt.as_os_str().as_encoded_bytes();
