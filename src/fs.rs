@@ -722,6 +722,28 @@ impl CommitFs {
     }
 
     fn attr(&self, n: &Node) -> FsResult<Attr> {
+        match self.now_if_retired(n)? {
+            Some(now) => self.attr_of(&now),
+            None => self.attr_of(n),
+        }
+    }
+
+    /// A written file `n` whose data is no longer in the overlay since `n`
+    /// was read: it went back to being its blob (`dematerialize_clean`), and
+    /// then the node as it is now is what to show; or it was unlinked and
+    /// the kernel forgot it, and it is gone.
+    fn now_if_retired(&self, n: &Node) -> FsResult<Option<Arc<Node>>> {
+        if !matches!(n.kind, Kind::MFile { .. }) || self.wfile(n.ino).is_some() {
+            return Ok(None);
+        }
+        self.inodes
+            .read()
+            .get(n.ino)
+            .map(Some)
+            .ok_or(FsError::NotFound)
+    }
+
+    fn attr_of(&self, n: &Node) -> FsResult<Attr> {
         // A written file's own mtime, with nanoseconds.
         let mut written_mtime: Option<Ts> = None;
         let (kind, perm, size, time) = match &n.kind {
@@ -926,7 +948,10 @@ impl CommitFs {
         size: u32,
         f: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
-        let n = self.node(ino)?;
+        let mut n = self.node(ino)?;
+        if let Some(now) = self.now_if_retired(&n)? {
+            n = now;
+        }
         let oid = match &n.kind {
             Kind::File { oid, .. } => *oid,
             Kind::MFile { .. } => {
@@ -1129,6 +1154,11 @@ impl CommitFs {
                 let node = match existing {
                     // Keep what a lookup already decided (a branch's snapshot).
                     Some(e) if e.kind.snap().is_some() || !kind.is_dir() => e,
+                    // Every child of a changed directory has its node: a
+                    // name without one was removed since the handle was
+                    // opened (making it again would make a written file
+                    // without its data).
+                    None if matches!(n.kind, Kind::MDir { .. }) => continue,
                     _ => inodes.upsert(n.ino, &name, kind),
                 };
                 out.push(DirEntry {
@@ -1144,10 +1174,19 @@ impl CommitFs {
 
     /// The entry (attributes and TTL) of a child a readdir just listed. A child
     /// whose object cannot be read is still listed, with a zero TTL, so that the
-    /// kernel asks again on the next stat or open and gets EIO there.
-    pub fn entry_of(&self, e: &DirEntry) -> Entry {
-        match self.getattr(e.ino) {
+    /// kernel asks again on the next stat or open and gets EIO there. A child
+    /// removed since it was listed (unlinked, and forgotten by the kernel) is
+    /// not: `None`.
+    pub fn entry_of(&self, e: &DirEntry) -> Option<Entry> {
+        Some(match self.getattr(e.ino) {
             Ok(x) => x,
+            Err(FsError::NotFound) => {
+                log::debug!(
+                    "{}: removed since it was listed",
+                    String::from_utf8_lossy(&e.name)
+                );
+                return None;
+            }
             Err(err) => {
                 log::warn!("{}: {err}", String::from_utf8_lossy(&e.name));
                 Entry {
@@ -1167,7 +1206,7 @@ impl CommitFs {
                     ttl: Duration::ZERO,
                 }
             }
-        }
+        })
     }
 
     /// Starts pushing small files of answered listings into the kernel's page

@@ -496,8 +496,15 @@ impl Filesystem for FuseFs {
             {
                 Ok(entries) => {
                     let mut sent = 0;
+                    // Each entry but `.` and `..` is a lookup the kernel will
+                    // forget (counted before the reply goes out).
+                    let mut handed = Vec::with_capacity(entries.len());
                     for e in &entries {
-                        let entry = self.fs.entry_of(e);
+                        let Some(entry) = self.fs.entry_of(e) else {
+                            // Removed since it was listed: not shown.
+                            sent += 1;
+                            continue;
+                        };
                         let name = OsStr::from_bytes(&e.name);
                         if reply.add(
                             INodeNo(e.ino),
@@ -510,19 +517,15 @@ impl Filesystem for FuseFs {
                             break;
                         }
                         sent += 1;
+                        if &*e.name != b"." && &*e.name != b".." {
+                            handed.push(e.ino);
+                        }
                     }
                     // Remembered before the reply goes out: the kernel may send the
                     // next READDIRPLUS or the RELEASEDIR of this handle (which queue
                     // these entries' prefetch, once it surely has their inodes) as
                     // soon as it has the reply, to another thread.
                     self.fs.listed(fh.0, &entries[..sent]);
-                    // Each entry but `.` and `..` is a lookup the kernel will
-                    // forget (counted before the reply goes out).
-                    let handed: Vec<u64> = entries[..sent]
-                        .iter()
-                        .filter(|e| &*e.name != b"." && &*e.name != b"..")
-                        .map(|e| e.ino)
-                        .collect();
                     self.fs.looked_up(&handed);
                     reply.ok();
                 }

@@ -2615,3 +2615,28 @@ fn a_commit_that_would_name_a_pruned_blob_fails_and_moves_nothing() {
     assert_eq!(git(&bare, &["rev-parse", "main"]), initial);
     fsck_no_dangling(&bare);
 }
+
+/// A directory opened before one of its new files is removed lists what is
+/// there when it is read: the removed name is not shown (before, it came
+/// back as a written file without its data: EIO on stat), and every name
+/// shown can be stat'ed.
+#[test]
+fn a_directory_read_after_a_removal_shows_no_removed_file() {
+    let (_r, _bare, m) = setup(&[]);
+    let dir = m.path.join("main/fresh");
+    std::fs::create_dir(&dir).unwrap();
+    for n in ["a", "b", "c"] {
+        std::fs::write(dir.join(n), n.as_bytes()).unwrap();
+    }
+    let listing = std::fs::read_dir(&dir).unwrap();
+    std::fs::remove_file(dir.join("b")).unwrap();
+    let mut names = Vec::new();
+    for e in listing {
+        let e = e.unwrap();
+        let md = std::fs::symlink_metadata(e.path()).unwrap();
+        assert!(md.is_file());
+        names.push(e.file_name().into_string().unwrap());
+    }
+    names.sort();
+    assert_eq!(names, ["a", "c"]);
+}
