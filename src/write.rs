@@ -950,12 +950,17 @@ impl CommitFs {
                     // paths, a few milliseconds).
                     let trim = inodes.ghosts().is_multiple_of(64 << 10);
                     // Beyond the ghosts memory keeps, the oldest go to disk,
-                    // written with no lock held.
-                    let spill = inodes.spill();
+                    // written with no lock held, batch after batch until
+                    // memory is within its bound (the forgets of other
+                    // threads meanwhile find a batch out, and leave theirs
+                    // to this loop).
+                    let mut spill = inodes.spill();
                     drop(inodes);
-                    if let Some(spill) = spill {
-                        let written = spill.to.put(&spill.batch);
-                        self.inodes.write().spilled(spill, written);
+                    while let Some(s) = spill {
+                        let written = s.to.put(&s.batch);
+                        let mut inodes = self.inodes.write();
+                        inodes.spilled(s, written);
+                        spill = inodes.spill();
                     }
                     #[cfg(all(target_os = "linux", target_env = "gnu"))]
                     if trim {

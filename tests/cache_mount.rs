@@ -207,14 +207,20 @@ fn forgotten_paths_cost_little_and_keep_their_numbers() {
             "{dir}: the kernel's forgets did not reach the daemon: {:?}",
             paths_held(&m.path)
         );
-        let (held_after, forgotten, on_disk) = paths_held(&m.path);
+        let (held_after, forgotten, _) = paths_held(&m.path);
         assert!(
             held_after + 200 <= held,
             "{dir}: {held} -> {held_after} nodes ({forgotten} forgotten)"
         );
+        // Once the forgets are in, at most 16 (and a batch of 8 on its way)
+        // stay in memory.
         assert!(
-            on_disk > 0 && forgotten - on_disk <= 16 + 8,
-            "{dir}: {on_disk} of {forgotten} forgotten paths on disk"
+            wait_until(Duration::from_secs(10), || {
+                let (_, forgotten, on_disk) = paths_held(&m.path);
+                on_disk > 0 && forgotten - on_disk <= 16 + 8
+            }),
+            "{dir}: forgotten paths stay in memory: {:?}",
+            paths_held(&m.path)
         );
         assert_eq!(
             numbers(&root),

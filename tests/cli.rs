@@ -118,18 +118,23 @@ fn missing_dev_fuse_is_reported() {
     assert_one_line_error(&out, &["/dev/fuse"]);
 }
 
+/// `commitfs mount REPO MNT` (detached), which must succeed.
+fn mount_detached(repo: &Path, mnt: &Path) {
+    let out = commitfs(&[OsStr::new("mount"), os(repo), os(mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `commitfs mount` (no --foreground) returns once the mount answers, and the
 /// daemon goes away after `commitfs unmount`.
 #[test]
 fn mount_detaches_and_unmount_ends_the_daemon() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
-    let out = commitfs(&[OsStr::new("mount"), os(&bare), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mount_detached(&bare, &mnt);
     // No waiting: the mount answers when mount returns.
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     let daemons = || daemon_pids(&mnt);
@@ -158,12 +163,7 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
 fn unmount_of_a_busy_mount_says_so_and_keeps_it() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
-    let out = commitfs(&[OsStr::new("mount"), os(&bare), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mount_detached(&bare, &mnt);
     let held = std::fs::File::open(mnt.join("main/a.txt")).unwrap();
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
     assert_one_line_error(&out, &["busy", "fuser -vm"]);
