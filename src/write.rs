@@ -933,10 +933,15 @@ impl CommitFs {
             );
             // Only below a clean directory of a tree: its node is made again
             // from that tree (a ref-level or changed directory's children
-            // are few, or have state of their own).
-            let under_tree = inodes.get(n.parent).is_some_and(|p| {
-                matches!(p.kind, Kind::Tree { .. }) && !self.is_ref_level_in(&inodes, &n)
-            });
+            // are few, or have state of their own). A directory already
+            // forgotten is such a one: the forgets of a parent and its child
+            // are served by different threads, in either order.
+            let under_tree = match inodes.get(n.parent) {
+                Some(p) => {
+                    matches!(p.kind, Kind::Tree { .. }) && !self.is_ref_level_in(&inodes, &n)
+                }
+                None => inodes.ghost(n.parent).is_some(),
+            };
             if clean && under_tree {
                 let ov = self.overlay.lock();
                 if !ov.meta.contains_key(&ino)

@@ -207,10 +207,13 @@ fn forgotten_paths_cost_little_and_keep_their_numbers() {
             "{dir}: the kernel's forgets did not reach the daemon: {:?}",
             paths_held(&m.path)
         );
-        let (held_after, forgotten, _) = paths_held(&m.path);
+        // Every path below a tree goes: what stays are the ref-level ones
+        // (the root, main, .tags, v1, ...), whatever order the forgets of
+        // a directory and its entries were served in.
         assert!(
-            held_after + 200 <= held,
-            "{dir}: {held} -> {held_after} nodes ({forgotten} forgotten)"
+            wait_until(Duration::from_secs(10), || paths_held(&m.path).0 <= 8),
+            "{dir}: {held} -> {:?} nodes (in memory, forgotten, on disk)",
+            paths_held(&m.path)
         );
         // Once the forgets are in, at most 16 (and a batch of 8 on its way)
         // stay in memory.

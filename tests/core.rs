@@ -683,3 +683,38 @@ fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
     );
     assert_eq!(read_all(&fs, f), b"content\n");
 }
+
+/// The kernel forgets a directory and a file in it; its forgets are served
+/// by several threads, so the directory's may come first. Either way both
+/// keep only their places, and both come back with their numbers.
+#[test]
+fn a_directory_forgotten_before_its_file_leaves_both_as_places() {
+    let (dir, _, _) = sample_repo();
+    for parent_first in [true, false] {
+        let fs = new_fs(dir.path(), FsConfig::default());
+        let src = path_ino(&fs, &[b".tags", b"v1", b"src"]).unwrap();
+        let x = path_ino(&fs, &[b".tags", b"v1", b"src", b"x.rs"]).unwrap();
+        // What the FUSE adapter counts for each entry reply.
+        fs.looked_up(&[src, x]);
+        let (live, ..) = fs.inode_counts();
+        if parent_first {
+            fs.forget(src, 1);
+            fs.forget(x, 1);
+        } else {
+            fs.forget(x, 1);
+            fs.forget(src, 1);
+        }
+        let (live_after, forgotten, _) = fs.inode_counts();
+        assert_eq!(
+            (live_after, forgotten),
+            (live - 2, 2),
+            "parent first: {parent_first}"
+        );
+        assert_eq!(
+            path_ino(&fs, &[b".tags", b"v1", b"src", b"x.rs"]).unwrap(),
+            x
+        );
+        assert_eq!(path_ino(&fs, &[b".tags", b"v1", b"src"]).unwrap(), src);
+        assert_eq!(cat(&fs, &[b".tags", b"v1", b"src", b"x.rs"]), b"x\n");
+    }
+}
