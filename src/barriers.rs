@@ -254,6 +254,22 @@ impl Pending for CommitFs {
             }
             rebuilt
         };
+        // A directory's row in its parent names the tree it stands for: the
+        // parent it has now (it may have been moved while the commit ran)
+        // is written again too.
+        let mut rebuilt = rebuilt;
+        {
+            let inodes = self.inodes.read();
+            let parents: Vec<Ino> = rebuilt
+                .iter()
+                .filter_map(|i| inodes.get(*i))
+                .filter(|n| n.parent != n.ino)
+                .map(|n| n.parent)
+                .collect();
+            rebuilt.extend(parents);
+        }
+        rebuilt.sort_unstable();
+        rebuilt.dedup();
         if let Err(e) = self.resync(Some(&rebuilt)) {
             log::error!(
                 "{name}: the overlay's catalog could not be brought up to date ({e}); it is written again at the next commit"

@@ -932,14 +932,28 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
     }
 }
 
-/// Unmounts `mnt` (lazily, detaching it even while busy, if `lazy`).
+/// Unmounts `mnt` (lazily, detaching it even while busy, if `lazy`), in
+/// this process: the kernel's teardown of what it cached runs here before
+/// this returns (the daemon's own unmount; `commitfs unmount` does not wait
+/// for it, see `unmount_returning_at_detach`).
 pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
-    match start_unmount(mnt, lazy)? {
-        Unmounting::Root(pid) => root_unmount_result(mnt, wait_child(pid)),
-        Unmounting::Fusermount(child) => {
-            fusermount_result(mnt, child.wait_with_output().map_err(|e| e.to_string()))
+    if is_root() {
+        let target =
+            CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: target is a valid C string.
+        if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return root_unmount_result(mnt, Ok(errno));
         }
+        return Ok(());
     }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    fusermount_result(mnt, cmd.arg(mnt).output().map_err(|e| e.to_string()))
 }
 
 /// An unmount under way, in a child process.
@@ -996,7 +1010,7 @@ fn start_unmount(mnt: &Path, lazy: bool) -> Result<Unmounting, String> {
         .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))
 }
 
-/// The exit status of child `pid`, once it exits.
+/// The errno child `pid` (see `start_unmount`) exited with, once it exits.
 fn wait_child(pid: libc::pid_t) -> Result<i32, String> {
     let mut status = 0;
     // SAFETY: pid is our child; status is a valid out-pointer.
@@ -1006,11 +1020,18 @@ fn wait_child(pid: libc::pid_t) -> Result<i32, String> {
             return Err(e.to_string());
         }
     }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
+    child_errno(status)
+}
+
+fn child_errno(status: libc::c_int) -> Result<i32, String> {
+    if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
     } else {
-        255
-    })
+        Err(format!(
+            "the unmounting process was killed by signal {}",
+            libc::WTERMSIG(status)
+        ))
+    }
 }
 
 fn busy(mnt: &Path) -> String {
@@ -1061,19 +1082,17 @@ fn unmount_returning_at_detach(mnt: &Path) -> Result<(), String> {
                 // SAFETY: pid is our child; status is a valid out-pointer.
                 let r = unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
                 if r == *pid {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        255
-                    };
-                    return root_unmount_result(mnt, Ok(code));
+                    return root_unmount_result(mnt, child_errno(status));
                 }
                 if r < 0 {
                     return root_unmount_result(mnt, wait_child(*pid));
                 }
             }
             Unmounting::Fusermount(child) => {
-                if let Ok(Some(status)) = child.try_wait() {
+                let exited = child
+                    .try_wait()
+                    .map_err(|e| format!("cannot unmount {}: {e}", mnt.display()))?;
+                if let Some(status) = exited {
                     let mut stderr = Vec::new();
                     if let Some(mut e) = child.stderr.take() {
                         use std::io::Read;

@@ -736,11 +736,8 @@ impl CommitFs {
         if !matches!(n.kind, Kind::MFile { .. }) || self.wfile(n.ino).is_some() {
             return Ok(None);
         }
-        self.inodes
-            .read()
-            .get(n.ino)
-            .map(Some)
-            .ok_or(FsError::NotFound)
+        // `node`: it may have been forgotten, and kept only as a place, since.
+        self.node(n.ino).map(Some)
     }
 
     fn attr_of(&self, n: &Node) -> FsResult<Attr> {

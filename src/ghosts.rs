@@ -6,7 +6,8 @@
 //! One SQLite database per mount, `COMMONDIR/commitfs/ghosts-<pid>-<ns>`,
 //! unlinked as soon as it is open (it is only this daemon's memory moved to
 //! the repository's disk: nothing in it outlives the mount, and a killed
-//! daemon leaves nothing behind). No journal, no syncs, a 2 MiB page cache:
+//! daemon leaves nothing behind). Its journal in memory (a batch that
+//! fails is rolled back whole), no syncs, a 2 MiB page cache:
 //! its pages live in the kernel's page cache, which gives them back under
 //! pressure. Table `ghost(ino PRIMARY KEY, parent, name)` with an index on
 //! (parent, name). A Bloom filter of fixed size (8 MiB, made at the first
@@ -39,6 +40,9 @@ pub struct Ghosts {
     bloom: OnceLock<Box<[AtomicU64]>>,
     keys: (u64, u64),
     rows: AtomicUsize,
+    /// Numbers whose row could not be deleted: never read from disk again
+    /// (until written there anew).
+    distrust: Mutex<std::collections::HashSet<Ino>>,
 }
 
 impl Ghosts {
@@ -55,6 +59,7 @@ impl Ghosts {
             bloom: OnceLock::new(),
             keys: (seed ^ 0x9E37_79B9_7F4A_7C15, u64::from(std::process::id())),
             rows: AtomicUsize::new(0),
+            distrust: Mutex::new(Default::default()),
         }
     }
 
@@ -139,6 +144,12 @@ impl Ghosts {
         match r {
             Ok(n) => {
                 self.rows.fetch_add(n, Ordering::Relaxed);
+                let mut d = self.distrust.lock();
+                if !d.is_empty() {
+                    for (ino, ..) in batch {
+                        d.remove(ino);
+                    }
+                }
                 true
             }
             Err(e) => {
@@ -163,6 +174,7 @@ impl Ghosts {
             .ok()
             .flatten()
             .map(|i| i as Ino)
+            .filter(|i| !self.distrust.lock().contains(i))
     }
 
     /// The place (parent, name) of forgotten number `ino`, if it is on disk.
@@ -181,6 +193,7 @@ impl Ghosts {
             .inspect_err(|e| log::error!("cannot read a forgotten path from disk: {e}"))
             .ok()
             .flatten()
+            .filter(|_| !self.distrust.lock().contains(&ino))
     }
 
     /// `ino` is no longer a forgotten path on disk (it is in memory again,
@@ -200,7 +213,10 @@ impl Ghosts {
             Ok(n) => {
                 self.rows.fetch_sub(n, Ordering::Relaxed);
             }
-            Err(e) => log::error!("cannot remove a forgotten path from disk: {e}"),
+            Err(e) => {
+                log::error!("cannot remove a forgotten path from disk: {e}");
+                self.distrust.lock().insert(ino);
+            }
         }
     }
 }
@@ -214,7 +230,7 @@ fn open_db(dir: &Path) -> Result<Connection, String> {
     let path = dir.join(format!("ghosts-{}-{ns}", std::process::id()));
     let conn = Connection::open(&path).map_err(|e| e.to_string())?;
     let r = conn.execute_batch(
-        "PRAGMA journal_mode = OFF;
+        "PRAGMA journal_mode = MEMORY;
          PRAGMA synchronous = OFF;
          PRAGMA locking_mode = EXCLUSIVE;
          PRAGMA cache_size = -2048;

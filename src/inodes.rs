@@ -158,6 +158,9 @@ pub struct Inodes {
     /// Where ghosts go beyond `in_memory` (none: all stay here).
     disk: Option<Arc<crate::ghosts::Ghosts>>,
     in_memory: usize,
+    /// A batch could not be written: no more go to disk (those there are
+    /// still read).
+    spill_off: bool,
     /// A batch being written to disk: still in memory, which is what
     /// counts for them until `spilled`.
     in_flight: Option<std::collections::HashSet<Ino>>,
@@ -215,6 +218,7 @@ impl Inodes {
             ghost_order: Default::default(),
             disk: None,
             in_memory: GHOSTS_IN_MEMORY,
+            spill_off: false,
             in_flight: None,
         }
     }
@@ -306,7 +310,7 @@ impl Inodes {
     /// (`Spill::to.put`) and then handed to [`Inodes::spilled`], once more
     /// than `in_memory` are in memory (and no other batch is out).
     pub fn spill(&mut self) -> Option<Spill> {
-        if self.ghosts <= self.in_memory || self.in_flight.is_some() {
+        if self.ghosts <= self.in_memory || self.in_flight.is_some() || self.spill_off {
             return None;
         }
         let to = self.disk.clone()?;
@@ -323,6 +327,9 @@ impl Inodes {
                 batch.push((ino, g.0, g.1.clone()));
             }
         }
+        if batch.is_empty() {
+            return None;
+        }
         self.in_flight = Some(in_flight);
         Some(Spill { to, batch })
     }
@@ -333,14 +340,24 @@ impl Inodes {
     pub fn spilled(&mut self, s: Spill, written: bool) {
         self.in_flight = None;
         if !written {
-            // It stays in memory, and so do the ghosts to come.
-            self.disk = None;
+            // It stays in memory (the write was one transaction: none of it
+            // is on disk), and so do the ghosts to come; those on disk are
+            // still found there.
+            self.spill_off = true;
             self.ghost_order.extend(s.batch.iter().map(|b| b.0));
             return;
         }
         for (ino, parent, name) in s.batch {
-            let same = matches!(self.nodes.get(&ino),
-                Some(Slot::Ghost(g)) if g.0 == parent && g.1 == name);
+            let same = match self.nodes.get(&ino) {
+                Some(Slot::Ghost(g)) if g.0 == parent && g.1 == name => true,
+                Some(Slot::Ghost(_)) => {
+                    // Moved while the batch was out: still a ghost, to go
+                    // to disk with a later batch.
+                    self.ghost_order.push_back(ino);
+                    false
+                }
+                _ => false,
+            };
             if !same {
                 s.to.remove(ino);
                 continue;
@@ -632,6 +649,36 @@ mod tests {
     fn the_table_agrees_with_a_map_of_paths_with_ghosts_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         agree_with_a_map_of_paths(Some(dir.path()));
+    }
+
+    /// A batch that cannot be written stays in memory and ends spilling;
+    /// what is already on disk is still found there, with its number.
+    #[test]
+    fn a_failed_spill_keeps_every_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::ghosts::Ghosts::new(dir.path()));
+        let mut t = Inodes::new(Kind::Root);
+        t.keep_ghosts_in(store.clone(), 2);
+        let names: Vec<Vec<u8>> = (0..8).map(|i| format!("n{i}").into_bytes()).collect();
+        let inos: Vec<Ino> = names
+            .iter()
+            .map(|n| t.upsert(ROOT, n, Kind::CommitsDir).ino)
+            .collect();
+        for &i in &inos {
+            t.make_ghost(i);
+        }
+        let s = t.spill().unwrap();
+        let written = s.to.put(&s.batch);
+        assert!(written);
+        t.spilled(s, true);
+        assert!(t.ghosts_on_disk() > 0);
+        let s = t.spill().unwrap();
+        t.spilled(s, false);
+        assert!(t.spill().is_none(), "spilling goes on after a failure");
+        for (n, &i) in names.iter().zip(&inos) {
+            assert_eq!(t.number(ROOT, n), Some(i));
+            assert!(t.ghost(i).is_some());
+        }
     }
 
     fn agree_with_a_map_of_paths(disk: Option<&std::path::Path>) {
