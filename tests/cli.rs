@@ -885,3 +885,37 @@ fn root_reads_the_status_of_another_users_mount() {
         let _ = std::fs::remove_dir(dir);
     }
 }
+
+/// `commitfs unmount` by a user who did not mount it goes through
+/// fusermount3, which refuses: one line saying so, and the mount stays.
+#[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+fn unmount_by_another_user_is_refused_and_keeps_the_mount() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let (r, bare) = small_repo();
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = r.mountpoint("mnt");
+    mount_detached(&bare, &mnt);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "unmount",
+        ])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["cannot unmount", "fusermount3"]);
+    assert!(is_mounted(&mnt));
+    assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
+    let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&mnt));
+}
