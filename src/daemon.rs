@@ -938,9 +938,7 @@ fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
 /// for it, see `unmount_returning_at_detach`).
 pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
     if is_root() {
-        let target =
-            CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
-        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        let (target, flags) = umount2_args(mnt, lazy)?;
         // SAFETY: target is a valid C string.
         if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -948,12 +946,28 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
         }
         return Ok(());
     }
+    fusermount_result(
+        mnt,
+        fusermount_u(mnt, lazy).output().map_err(|e| e.to_string()),
+    )
+}
+
+/// umount2's arguments for `mnt`.
+fn umount2_args(mnt: &Path, lazy: bool) -> Result<(CString, libc::c_int), String> {
+    let target =
+        CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
+    Ok((target, if lazy { libc::MNT_DETACH } else { 0 }))
+}
+
+/// `fusermount3 -u [-z] MNT`.
+fn fusermount_u(mnt: &Path, lazy: bool) -> std::process::Command {
     let mut cmd = std::process::Command::new("fusermount3");
     cmd.arg("-u");
     if lazy {
         cmd.arg("-z");
     }
-    fusermount_result(mnt, cmd.arg(mnt).output().map_err(|e| e.to_string()))
+    cmd.arg(mnt);
+    cmd
 }
 
 /// An unmount under way, in a child process.
@@ -966,11 +980,9 @@ enum Unmounting {
 /// Starts unmounting `mnt` in a child process: the kernel tears the mount
 /// down (forgets every inode it cached, 1–3 µs each) in the process that
 /// unmounts, once the mount is detached.
-fn start_unmount(mnt: &Path, lazy: bool) -> Result<Unmounting, String> {
+fn start_unmount(mnt: &Path) -> Result<Unmounting, String> {
     if is_root() {
-        let target =
-            CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
-        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        let (target, flags) = umount2_args(mnt, false)?;
         // SAFETY: the child calls only async-signal-safe functions (umount2,
         // __errno_location, _exit) on memory made before the fork.
         let pid = unsafe { libc::fork() };
@@ -996,12 +1008,7 @@ fn start_unmount(mnt: &Path, lazy: bool) -> Result<Unmounting, String> {
         }
         return Ok(Unmounting::Root(pid));
     }
-    let mut cmd = std::process::Command::new("fusermount3");
-    cmd.arg("-u");
-    if lazy {
-        cmd.arg("-z");
-    }
-    cmd.arg(mnt)
+    fusermount_u(mnt, false)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1074,7 +1081,7 @@ fn fusermount_result(mnt: &Path, out: Result<std::process::Output, String>) -> R
 /// unmounts, and the daemon exits once it is done.
 fn unmount_returning_at_detach(mnt: &Path) -> Result<(), String> {
     let id = top_mount_id(mnt);
-    let mut u = start_unmount(mnt, false)?;
+    let mut u = start_unmount(mnt)?;
     loop {
         match &mut u {
             Unmounting::Root(pid) => {

@@ -32,7 +32,7 @@ use crate::blob_cache::BlobCache;
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, WFile};
 use crate::prefetch::{self, Job, Prefetcher};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 use crate::treeobj::Listing;
@@ -721,26 +721,26 @@ impl CommitFs {
             })
     }
 
-    fn attr(&self, n: &Node) -> FsResult<Attr> {
-        match self.now_if_retired(n)? {
-            Some(now) => self.attr_of(&now),
-            None => self.attr_of(n),
-        }
-    }
-
-    /// A written file `n` whose data is no longer in the overlay since `n`
-    /// was read: it went back to being its blob (`dematerialize_clean`), and
-    /// then the node as it is now is what to show; or it was unlinked and
-    /// the kernel forgot it, and it is gone.
-    fn now_if_retired(&self, n: &Node) -> FsResult<Option<Arc<Node>>> {
-        if !matches!(n.kind, Kind::MFile { .. }) || self.wfile(n.ino).is_some() {
-            return Ok(None);
+    /// The data of written file `n`, or, if it is no longer in the overlay
+    /// since `n` was read, the node as it is now: it went back to being its
+    /// blob (`dematerialize_clean`; `Err(now)`), or it was unlinked and the
+    /// kernel forgot it (NotFound).
+    fn written_data(&self, n: &Node) -> FsResult<Result<Arc<WFile>, Arc<Node>>> {
+        if let Some(wf) = self.wfile(n.ino) {
+            return Ok(Ok(wf));
         }
         // `node`: it may have been forgotten, and kept only as a place, since.
-        self.node(n.ino).map(Some)
+        let now = self.node(n.ino)?;
+        if matches!(now.kind, Kind::MFile { .. }) {
+            return self
+                .wfile(n.ino)
+                .map(Ok)
+                .ok_or_else(|| FsError::io("written file lost its data"));
+        }
+        Ok(Err(now))
     }
 
-    fn attr_of(&self, n: &Node) -> FsResult<Attr> {
+    fn attr(&self, n: &Node) -> FsResult<Attr> {
         // A written file's own mtime, with nanoseconds.
         let mut written_mtime: Option<Ts> = None;
         let (kind, perm, size, time) = match &n.kind {
@@ -784,9 +784,10 @@ impl CommitFs {
             ),
             Kind::MDir { snap } => (FileKind::Dir, 0o755, 0, snap.snapshot.time),
             Kind::MFile { executable, .. } => {
-                let wf = self
-                    .wfile(n.ino)
-                    .ok_or_else(|| FsError::io("written file lost its data"))?;
+                let wf = match self.written_data(n)? {
+                    Ok(wf) => wf,
+                    Err(now) => return self.attr(&now),
+                };
                 let st = wf.st.lock();
                 let perm = if *executable { 0o755 } else { 0o644 };
                 written_mtime = Some(st.mtime);
@@ -945,16 +946,18 @@ impl CommitFs {
         size: u32,
         f: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
-        let mut n = self.node(ino)?;
-        if let Some(now) = self.now_if_retired(&n)? {
-            n = now;
-        }
+        let n = self.node(ino)?;
         let oid = match &n.kind {
             Kind::File { oid, .. } => *oid,
             Kind::MFile { .. } => {
-                let wf = self
-                    .wfile(ino)
-                    .ok_or_else(|| FsError::io("written file lost its data"))?;
+                let wf = match self.written_data(&n)? {
+                    Ok(wf) => wf,
+                    // Gone back to its blob since: read that.
+                    Err(now) => match now.kind {
+                        Kind::File { oid, .. } => return self.read_blob_with(oid, offset, size, f),
+                        _ => return Err(FsError::io("written file lost its data")),
+                    },
+                };
                 let len = wf.st.lock().size;
                 let end = offset.saturating_add(size as u64).min(len);
                 let n = end.saturating_sub(offset) as usize;
@@ -970,6 +973,17 @@ impl CommitFs {
             }
             _ => return Err(FsError::IsDir),
         };
+        self.read_blob_with(oid, offset, size, f)
+    }
+
+    /// `read_with` of blob `oid`.
+    fn read_blob_with<R>(
+        &self,
+        oid: Oid,
+        offset: u64,
+        size: u32,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> FsResult<R> {
         // A failure names the blob, so that the log says which object is damaged.
         let named = |e: FsError| match e {
             FsError::Io(s) if !s.contains(&oid.to_string()) => {

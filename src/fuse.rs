@@ -112,7 +112,10 @@ fn file_type(k: FileKind) -> FileType {
     }
 }
 
-fn reply_entry(reply: ReplyEntry, e: &Entry) {
+/// Hands the kernel an entry: one more lookup of it that the kernel will
+/// forget (counted before the reply goes out).
+fn reply_entry(fs: &CommitFs, reply: ReplyEntry, e: &Entry) {
+    fs.looked_up(&[e.attr.ino]);
     reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0));
 }
 
@@ -147,10 +150,7 @@ impl Filesystem for FuseFs {
                 panic!("COMMITFS_TEST_PANIC_NAME looked up");
             }
             match self.fs.lookup(parent.0, name.as_bytes()) {
-                Ok(e) => {
-                    self.fs.looked_up(&[e.attr.ino]);
-                    reply_entry(reply, &e)
-                }
+                Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("lookup", e)),
             }
         });
@@ -224,10 +224,7 @@ impl Filesystem for FuseFs {
                 Err(refuse(&self.fs, parent, FsError::NotPermitted))
             };
             match res {
-                Ok(e) => {
-                    self.fs.looked_up(&[e.attr.ino]);
-                    reply_entry(reply, &e)
-                }
+                Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("mknod", e)),
             }
         });
@@ -244,10 +241,7 @@ impl Filesystem for FuseFs {
     ) {
         guard(&self.fs, "mkdir", move || {
             match self.fs.mkdir(parent.0, name.as_bytes(), mode) {
-                Ok(e) => {
-                    self.fs.looked_up(&[e.attr.ino]);
-                    reply_entry(reply, &e)
-                }
+                Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("mkdir", e)),
             }
         });
@@ -285,10 +279,7 @@ impl Filesystem for FuseFs {
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
             ) {
-                Ok(e) => {
-                    self.fs.looked_up(&[e.attr.ino]);
-                    reply_entry(reply, &e)
-                }
+                Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("symlink", e)),
             }
         });

@@ -198,6 +198,24 @@ impl Slot {
     }
 }
 
+/// The hash `by_path` keeps a path under.
+fn place_hash(hasher: &std::collections::hash_map::RandomState, parent: Ino, name: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = hasher.build_hasher();
+    parent.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// Whether a number of `by_path` is the one at (parent, name).
+fn at<'a>(
+    nodes: &'a hashbrown::HashMap<Ino, Slot>,
+    parent: Ino,
+    name: &'a [u8],
+) -> impl Fn(&Ino) -> bool + 'a {
+    move |i| nodes.get(i).is_some_and(|s| s.place() == (parent, name))
+}
+
 impl Inodes {
     pub fn new(root: Kind) -> Inodes {
         let root = Arc::new(Node {
@@ -231,11 +249,7 @@ impl Inodes {
     }
 
     fn hash(&self, parent: Ino, name: &[u8]) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = self.hasher.build_hasher();
-        parent.hash(&mut h);
-        name.hash(&mut h);
-        h.finish()
+        place_hash(&self.hasher, parent, name)
     }
 
     fn node_ref(&self, ino: Ino) -> Option<&Arc<Node>> {
@@ -395,11 +409,7 @@ impl Inodes {
     fn find_here(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
-        self.by_path
-            .find(h, |&i| {
-                nodes.get(&i).is_some_and(|s| s.place() == (parent, name))
-            })
-            .copied()
+        self.by_path.find(h, at(nodes, parent, name)).copied()
     }
 
     /// The number of a forgotten path on disk at (parent, name). What
@@ -441,9 +451,7 @@ impl Inodes {
         self.pull(parent, name);
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
-        let ino = match self.by_path.find_entry(h, |&i| {
-            nodes.get(&i).is_some_and(|s| s.place() == (parent, name))
-        }) {
+        let ino = match self.by_path.find_entry(h, at(nodes, parent, name)) {
             Ok(e) => e.remove().0,
             Err(_) => return None,
         };
@@ -483,12 +491,8 @@ impl Inodes {
         let h = self.hash(parent, name);
         let (hasher, nodes) = (&self.hasher, &self.nodes);
         self.by_path.insert_unique(h, ino, |&i| {
-            use std::hash::{BuildHasher, Hash, Hasher};
             let (p, n) = nodes.get(&i).map_or((0, &[][..]), |s| s.place());
-            let mut s = hasher.build_hasher();
-            p.hash(&mut s);
-            n.hash(&mut s);
-            s.finish()
+            place_hash(hasher, p, n)
         });
     }
 

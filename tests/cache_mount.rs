@@ -39,8 +39,8 @@ fn setup_with(env: &[(&str, &str)]) -> (TestRepo, std::path::PathBuf, Mount) {
     r.write("top.txt", b"top\n");
     r.commit("initial");
     git(&r.work(), &["tag", "v1"]);
+    // Branches and tags.
     let bare = r.publish();
-    git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "v1"]);
     let mnt = r.mountpoint("mnt");
     let m = Mount::with_env(&bare, &mnt, &[], env);
     (r, bare, m)

@@ -21,6 +21,15 @@ fn small_repo() -> (TestRepo, PathBuf) {
 }
 
 /// Exactly one line on stderr, containing every one of `words`; exit non-zero.
+/// The command succeeded (else its stderr is the failure's message).
+fn assert_succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_one_line_error(out: &Output, words: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -121,11 +130,7 @@ fn missing_dev_fuse_is_reported() {
 /// `commitfs mount REPO MNT` (detached), which must succeed.
 fn mount_detached(repo: &Path, mnt: &Path) {
     let out = commitfs(&[OsStr::new("mount"), os(repo), os(mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 /// `commitfs mount` (no --foreground) returns once the mount answers, and the
@@ -142,11 +147,7 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
     // A save just before unmount is in git the moment unmount returns.
     std::fs::write(mnt.join("main/last.txt"), b"last\n").unwrap();
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(!is_mounted(&mnt));
     assert_eq!(git(&bare, &["show", "main:last.txt"]), "last");
     assert!(
@@ -171,11 +172,7 @@ fn unmount_of_a_busy_mount_says_so_and_keeps_it() {
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     drop(held);
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(!is_mounted(&mnt));
     assert!(
         wait_until(Duration::from_secs(10), || daemon_pids(&mnt).is_empty()),
@@ -294,11 +291,7 @@ fn mount8_helper_form_and_fstab_line() {
         .unwrap();
     assert!(line.contains("fuse.commitfs ro,"), "{line}");
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(wait_until(Duration::from_secs(10), || daemon_pids(&mnt).is_empty()));
 }
 
@@ -394,11 +387,7 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         workers()
     );
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(wait_until(Duration::from_secs(10), || matches!(
         child.try_wait(),
         Ok(Some(_))
@@ -425,11 +414,7 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
             args.push(OsStr::new("--json"));
         }
         let out = commitfs(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         String::from_utf8(out.stdout).unwrap()
     };
     std::fs::write(mnt.join("main/new.txt"), b"new\n").unwrap();
@@ -711,17 +696,9 @@ fn a_log_file_that_cannot_be_written_is_refused() {
         os(&log),
         OsStr::new("-v"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(
         wait_until(Duration::from_secs(10), || std::fs::read_to_string(&log)
             .is_ok_and(|l| l.contains("unmounted"))),
@@ -799,11 +776,7 @@ fn status_of_another_users_mount_names_its_owner() {
         }
         // Its owner still reads it.
         let out = commitfs(&[OsStr::new("status"), os(&mnt)]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         m.unmount();
     }
 }
@@ -912,10 +885,6 @@ fn unmount_by_another_user_is_refused_and_keeps_the_mount() {
     assert!(is_mounted(&mnt));
     assert_eq!(std::fs::read(mnt.join("main/a.txt")).unwrap(), b"alpha\n");
     let out = commitfs(&[OsStr::new("unmount"), os(&mnt)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(!is_mounted(&mnt));
 }

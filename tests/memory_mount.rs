@@ -24,14 +24,6 @@ const READERS: usize = 8;
 const WRITERS: usize = 8;
 const WALKERS: usize = 3;
 
-fn anon_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn paths_in_memory(m: &Path) -> u64 {
     status_json(m)["inodes"].as_u64().unwrap()
 }
@@ -96,16 +88,15 @@ fn many_writers_walkers_and_readers_stay_within_the_bound_and_it_comes_back_down
     }
     r.commit("initial");
     git(&r.work(), &["tag", "v1"]);
+    // Branches and tags.
     let bare = r.publish();
-    git(&r.work(), &["push", "-q", bare.to_str().unwrap(), "v1"]);
     let mnt = r.mountpoint("mnt");
     let m = Mount::new(&bare, &mnt, &["--cache-size", "16M"]);
-    let pid = m.pid();
     let main = m.path.join("main");
 
     // Before: the tree walked once, so the paths the kernel holds are there.
     walk_tree(&main, |_| ());
-    let before = anon_kib(pid) * 1024;
+    let before = m.rss_anon();
     let paths_before = paths_in_memory(&m.path);
     let busy_bound = |paths: u64| idle_bound(paths) + READERS as u64 * (CACHE / 4) + COMMIT_BATCH;
 
@@ -116,7 +107,7 @@ fn many_writers_walkers_and_readers_stay_within_the_bound_and_it_comes_back_down
         // The daemon's memory, sampled for as long as the load runs.
         s.spawn(|| {
             while !stop.load(Ordering::SeqCst) {
-                peak.fetch_max(anon_kib(pid) * 1024, Ordering::SeqCst);
+                peak.fetch_max(m.rss_anon(), Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
@@ -180,7 +171,7 @@ fn many_writers_walkers_and_readers_stay_within_the_bound_and_it_comes_back_down
     let back = before + CACHE + PER_PATH * paths.saturating_sub(paths_before) + 24 * MIB;
     let mut now = 0;
     let came_back = wait_until(Duration::from_secs(30), || {
-        now = anon_kib(pid) * 1024;
+        now = m.rss_anon();
         now <= back.min(idle_bound(paths_in_memory(&m.path)))
     });
     assert!(

@@ -196,8 +196,19 @@ impl Mount {
 
     /// Peak resident set size of the daemon, in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.proc_status_bytes("VmHWM:")
+    }
+
+    /// The daemon's own memory now (anonymous RSS), in bytes.
+    #[allow(dead_code)] // not every test binary asks for it
+    pub fn rss_anon(&self) -> u64 {
+        self.proc_status_bytes("RssAnon:")
+    }
+
+    /// A "kB" line of the daemon's /proc/PID/status, in bytes.
+    fn proc_status_bytes(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
         let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kb * 1024
     }
