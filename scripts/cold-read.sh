@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A cold read of every file of an N-file tree through a fresh mount (tar of
 # the branch into tmpfs) against `git archive | tar x` of the same tree, in
-# the same run, each after dropping the page cache. Needs root (drop_caches).
+# the same run, each after dropping the page cache, with the CPU time each
+# side spent and the floor that leaves (see below). Needs root (drop_caches).
 #
 # Usage: scripts/cold-read.sh [N...]      (default: 20000 100000)
 # Environment: COMMITFS_BIN (else `cargo build --release`)
@@ -18,7 +19,16 @@ cleanup() {
 }
 trap cleanup EXIT
 secs() { awk -v a="$2" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
-printf '%-10s %12s %22s %8s\n' files commitfs "git archive | tar x" ratio
+# CPU seconds of each side, and the floor: the ratio a daemon that spent no
+# CPU of its own in user space would reach, were its kernel time, tar c's and
+# tar x's spread perfectly over the machine's cores.
+NCPU=$(nproc)
+ticks=$(getconf CLK_TCK)
+# utime and stime of a process (all its threads), in seconds.
+proc_cpu() { awk -v t="$ticks" '{ sub(/.*\) /, ""); printf "%.3f %.3f\n", $12 / t, $13 / t }' "/proc/$1/stat"; }
+cpu_of() { awk '{ printf "%.3f", $1 + $2 }' "$1"; }
+printf '%-8s %10s %10s %7s   %-44s %-24s %7s\n' files commitfs "git arch." ratio \
+    "commitfs CPU-s: tar c, tar x, daemon usr+sys" "git CPU-s: archive, tar x" floor
 for N in "${@:-20000 100000}"; do
     for n in $N; do
         R=$WORK/r$n.git
@@ -38,16 +48,29 @@ w("\n")
 PY
         git --git-dir="$R" repack -adq
         rm -rf "${OUT:?}"/*; sync; echo 3 > /proc/sys/vm/drop_caches
-        t0=$(date +%s.%N); git --git-dir="$R" archive main | tar x -C "$OUT"; t1=$(date +%s.%N)
+        t0=$(date +%s.%N)
+        /usr/bin/time -f '%U %S' -o "$WORK/g1" git --git-dir="$R" archive main |
+            /usr/bin/time -f '%U %S' -o "$WORK/g2" tar x -C "$OUT"
+        t1=$(date +%s.%N)
         rm -rf "${OUT:?}"/*; sync; echo 3 > /proc/sys/vm/drop_caches
         mkdir -p "$WORK/mnt"
         "$BIN" mount "$R" "$WORK/mnt" --foreground >>"$WORK/log" 2>&1 &
         DAEMON=$!
         for _ in $(seq 200); do mountpoint -q "$WORK/mnt" && break; sleep 0.05; done
-        t2=$(date +%s.%N); tar cf - -C "$WORK/mnt" main | tar x -C "$OUT"; t3=$(date +%s.%N)
+        read -r du0 ds0 < <(proc_cpu "$DAEMON")
+        t2=$(date +%s.%N)
+        /usr/bin/time -f '%U %S' -o "$WORK/c1" tar cf - -C "$WORK/mnt" main |
+            /usr/bin/time -f '%U %S' -o "$WORK/c2" tar x -C "$OUT"
+        t3=$(date +%s.%N)
+        read -r du1 ds1 < <(proc_cpu "$DAEMON")
         "$BIN" unmount "$WORK/mnt"; wait "$DAEMON" || true; DAEMON=
         g=$(secs "$t0" "$t1"); c=$(secs "$t2" "$t3")
-        printf '%-10s %10s s %20s s %7sx\n' "$n" "$c" "$g" "$(awk -v a="$c" -v b="$g" 'BEGIN { printf "%.2f", a / b }')"
+        tc=$(cpu_of "$WORK/c1"); tx=$(cpu_of "$WORK/c2"); du=$(secs "$du0" "$du1"); ds=$(secs "$ds0" "$ds1")
+        ga=$(cpu_of "$WORK/g1"); gx=$(cpu_of "$WORK/g2")
+        printf '%-8s %8s s %8s s %6sx   %-44s %-24s %6sx\n' "$n" "$c" "$g" \
+            "$(awk -v a="$c" -v b="$g" 'BEGIN { printf "%.2f", a / b }')" \
+            "$tc, $tx, $du+$ds" "$ga, $gx" \
+            "$(awk -v a="$tc" -v b="$tx" -v d="$ds" -v g="$g" -v n="$NCPU" 'BEGIN { printf "%.2f", (a + b + d) / n / g }')"
         rm -rf "$R" "${OUT:?}"/*
     done
 done

@@ -33,7 +33,7 @@ use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::overlay::{Overlay, WFile};
-use crate::prefetch::{self, Job, Prefetcher};
+use crate::prefetch::{self, Gate, Job, Prefetcher, Worker};
 use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 use crate::treeobj::Listing;
 
@@ -313,7 +313,7 @@ pub struct CommitFs {
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
     /// Inodes answered in readdirplus, per directory handle, not yet prefetched.
-    listed: Mutex<HashMap<u64, Vec<Ino>>>,
+    listed: Mutex<HashMap<u64, Arc<Gate>>>,
 }
 
 /// One change running (see [`CommitFs::live`]).
@@ -1223,10 +1223,10 @@ impl CommitFs {
     /// Starts pushing small files of answered listings into the kernel's page
     /// cache (see `prefetch.rs`); the returned receiver is for the thread that
     /// sends the notifications.
-    pub fn enable_prefetch(&self) -> std::sync::mpsc::Receiver<Job> {
-        let (p, rx) = Prefetcher::new();
+    pub fn enable_prefetch(&self) -> Worker {
+        let (p, worker) = Prefetcher::new();
         *self.prefetch.lock() = Some(p);
-        rx
+        worker
     }
 
     /// Stops prefetching; the prefetch thread ends when its queue is drained.
@@ -1234,45 +1234,52 @@ impl CommitFs {
         self.prefetch.lock().take();
     }
 
-    /// Remembers the entries just answered in a readdirplus on directory handle
-    /// `fh`, to be prefetched once the kernel has surely made their inodes: at
-    /// the next readdirplus or the releasedir of the same handle (the kernel
-    /// sends either only after it has processed this reply). A store sent
-    /// earlier could reach the kernel before the inode exists and be dropped.
+    /// Hands the prefetcher the small files just answered in a readdirplus on
+    /// directory handle `fh`: it reads them at once, and stores them once the
+    /// kernel has surely made their inodes, at the next readdirplus or the
+    /// releasedir of the same handle (the kernel sends either only after it
+    /// has processed this reply; see `prefetch_listed`). A store sent earlier
+    /// could reach the kernel before the inode exists and be dropped.
     pub fn listed(&self, fh: u64, entries: &[DirEntry]) {
-        if self.prefetch.lock().is_none() {
-            return;
-        }
-        let inos: Vec<Ino> = entries.iter().map(|e| e.ino).collect();
-        self.listed.lock().entry(fh).or_default().extend(inos);
-    }
-
-    /// Queues what `listed` remembered for handle `fh`.
-    pub fn prefetch_listed(&self, fh: u64) {
-        let Some(inos) = self.listed.lock().remove(&fh) else {
-            return;
-        };
-        log::trace!("prefetch: {} entries listed on handle {fh}", inos.len());
         let Some(p) = self.prefetch.lock().clone() else {
             return;
         };
         let mut budget = prefetch::MAX_PER_LISTING;
-        let inodes = self.inodes.read();
-        for ino in inos {
-            let Some(n) = inodes.get(ino) else { continue };
-            let Kind::File { oid, .. } = n.kind else {
-                continue;
-            };
-            let Some(size) = self.sizes.lock().peek(&oid).copied() else {
-                continue;
-            };
-            if size == 0 || size > prefetch::MAX_FILE || size > budget {
-                continue;
+        let mut jobs = Vec::new();
+        {
+            let inodes = self.inodes.read();
+            let sizes = self.sizes.lock();
+            for e in entries {
+                let Some(n) = inodes.get(e.ino) else { continue };
+                let Kind::File { oid, .. } = n.kind else {
+                    continue;
+                };
+                let Some(&size) = sizes.peek(&oid) else {
+                    continue;
+                };
+                if size == 0 || size > prefetch::MAX_FILE || size > budget {
+                    continue;
+                }
+                budget -= size;
+                jobs.push(Job { ino: e.ino, oid });
             }
-            budget -= size;
-            if !p.offer(Job { ino, oid }) {
-                break;
-            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        log::trace!("prefetch: {} files listed on handle {fh}", jobs.len());
+        if let Some(gate) = p.offer(jobs)
+            && let Some(earlier) = self.listed.lock().insert(fh, gate)
+        {
+            earlier.open();
+        }
+    }
+
+    /// The kernel has processed the last reply on handle `fh`: what it listed
+    /// may be stored now.
+    pub fn prefetch_listed(&self, fh: u64) {
+        if let Some(gate) = self.listed.lock().remove(&fh) {
+            gate.open();
         }
     }
 
