@@ -1,43 +1,34 @@
 //! commitfs: a Git repository as a filesystem, every branch a directory.
 //!
-//! Layers, each with one job:
-//! - `cli`: the command line and `-o` options -> a plain [`cli::MountConfig`].
-//! - `daemon`: checks, detaching, mounting, signals, unmounting.
-//! - `fuse`: the thin adapter from fuser's requests to the core.
-//! - `fs`: the semantic core (lookup, getattr, read, readdir, ...).
-//! - `inodes`: inode numbers <-> paths.
-//! - `overlay`: a branch's pending changes (materialized directories and files).
-//! - `branches`: mkdir, rmdir and rename of branch directories.
-//! - `commit`: overlay -> trees -> commit -> ref; the settle window; scratch files.
-//! - `gitignore`: which untracked paths the branch's ignore files leave out of commits.
-//! - `prefetch`: pushes small files of listed directories into the page cache.
-//! - `blob_cache`: blob contents, an LRU bounded in bytes plus spill files.
-//! - `names`: which entry names may be shown or made (git's `verify_path`).
-//! - `treeobj`: tree objects parsed and written as bytes (hostile ones too).
-//! - `repo`: the only user of git2; `pack_stream` streams whole blobs out of packs.
+//! Layers, each a folder with one job, from the kernel down to the repository
+//! (docs/DEVELOPMENT.md has the module graph, the locks and two request
+//! traces):
+//! - `daemon`: the process: the command line and `-o` options (`cli`),
+//!   checks, detaching, mounting, signals, unmounting, and `commitfs status`
+//!   (`control`).
+//! - `fuse`: the adapter from fuser's requests to the view, and `prefetch`,
+//!   which pushes small files of listed directories into the page cache.
+//! - `view`: what each path is and what each operation does: refs, snapshots
+//!   and branches, lookup, readdir, attributes, reads (`mod.rs`); inode
+//!   numbers (`inodes`, with forgotten paths on disk in `ghosts`); writes
+//!   (`write`) and branch directories (`branches`).
+//! - `overlay`: a branch's pending changes, persistent on disk (`persist`,
+//!   `wdata`), and what the next mount finds of them (`recover`).
+//! - `commit`: overlay -> trees -> commit -> ref; the settle window and
+//!   commit barriers (`barriers`); what commits leave out (`gitignore`).
+//! - `follow`: other writers of the repository's refs (`watch`: inotify).
+//! - `sync`: fetch, merge and push with a remote.
+//! - `store`: objects and refs (`repo` wraps libgit2; other layers still use
+//!   `git2::Oid`, and commit and sync still build objects through
+//!   `Repo::with`: docs/DEVELOPMENT.md says what is left).
+//! - `error`: the one errno table.
 
-pub mod barriers;
-pub mod blob_cache;
-pub mod branches;
-pub mod cli;
 pub mod commit;
-pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod follow;
-pub mod fs;
 pub mod fuse;
-pub mod ghosts;
-pub mod gitignore;
-pub mod inodes;
-pub mod names;
 pub mod overlay;
-pub mod pack_stream;
-pub mod prefetch;
-pub mod recover;
-pub mod refs_file;
-pub mod repo;
+pub mod store;
 pub mod sync;
-pub mod treeobj;
-pub mod watch;
-pub mod write;
+pub mod view;

@@ -1,7 +1,7 @@
 //! `commitfs`: parse the command line, then mount or unmount. No logic here.
 
-use commitfs::cli::{self, CliError, Command};
 use commitfs::daemon;
+use commitfs::daemon::cli::{self, CliError, Command};
 
 fn main() {
     // Memory (docs/SEMANTICS.md, "Memory"), set before any thread starts:
@@ -16,11 +16,11 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
-    commitfs::repo::tune_libgit2();
+    commitfs::store::repo::tune_libgit2();
     // A panic is a bug: said on stderr, in the log (the log file of a
     // detached daemon) and in the system log (the journal), where it is found
     // after the fact. The handler that panicked answers EIO and the daemon
-    // goes on (see fuse.rs and daemon.rs).
+    // goes on (see fuse/mod.rs and daemon/mod.rs).
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let what = format!(
@@ -52,7 +52,7 @@ fn main() {
         Command::Mount(cfg) => daemon::mount(cfg),
         Command::Unmount(mnt) => daemon::unmount(&mnt),
         Command::Status { mountpoint, json } => {
-            commitfs::control::query(&mountpoint, json).map(|out| print!("{out}"))
+            commitfs::daemon::control::query(&mountpoint, json).map(|out| print!("{out}"))
         }
     };
     if let Err(msg) = result {

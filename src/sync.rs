@@ -16,7 +16,7 @@
 //!      had it at the last fetch too (then it was deleted here, and stays so);
 //!
 //!    every local ref moves by compare-and-swap, and the mount follows it
-//!    like any other writer's move (see `follow.rs`);
+//!    like any other writer's move (see `follow/mod.rs`);
 //! 3. pushes every local branch the server lacks or is behind on (never
 //!    forcing). A refused push (the server moved) is resolved by the next
 //!    round's fetch and merge.
@@ -33,8 +33,8 @@ use git2::Oid;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
-use crate::fs::CommitFs;
-use crate::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
+use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
+use crate::view::CommitFs;
 
 /// Where a branch's (and tag's) last agreed state with the server is kept: a
 /// branch that has an entry here and is gone locally was deleted here; one
@@ -280,7 +280,7 @@ impl CommitFs {
                 // `Repo::release_packs`).
                 let (merged, kept) = self.merge_with_server(name, l, server)?;
                 #[cfg(debug_assertions)]
-                crate::repo::test_gc_before_ref(self.repo.common_dir());
+                crate::store::repo::test_gc_before_ref(self.repo.common_dir());
                 let moved =
                     self.repo
                         .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server");
@@ -298,7 +298,7 @@ impl CommitFs {
         name: &str,
         local: Oid,
         server: Oid,
-    ) -> FsResult<(Oid, Vec<crate::repo::KeptPack>)> {
+    ) -> FsResult<(Oid, Vec<crate::store::repo::KeptPack>)> {
         let repo_arc = self.repo.clone();
         repo_arc.with(|repo| {
             let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
@@ -311,7 +311,7 @@ impl CommitFs {
             let (lt, st) = (tree_of(local)?, tree_of(server)?);
             let ours = crate::commit::changed_paths(repo, bt, lt)?;
             let theirs = crate::commit::changed_paths(repo, bt, st)?;
-            let mut batch = crate::repo::ObjectBatch::default();
+            let mut batch = crate::store::repo::ObjectBatch::default();
             let tree = crate::commit::apply_changes_in(repo, st, &ours, &mut batch)?;
             let both: Vec<String> = ours
                 .iter()
@@ -330,7 +330,7 @@ impl CommitFs {
             // refuses trees holding entries a mount keeps unseen.
             let merged = batch.add_commit(
                 repo,
-                crate::repo::commit_bytes(tree, &[server, local], &sig, &msg),
+                crate::store::repo::commit_bytes(tree, &[server, local], &sig, &msg),
             )?;
             // One pack, kept until the ref names the merge.
             batch.flush(repo)?;

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use commitfs::fs::{CommitFs, FileKind, FsConfig, RootSpec};
-use commitfs::inodes::ROOT;
-use commitfs::repo::Repo;
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::{CommitFs, FileKind, FsConfig, RootSpec};
 use git2::{Oid, Repository, Signature};
 use proptest::prelude::*;
 
@@ -543,7 +543,7 @@ fn many_tiny_blobs_stay_within_the_cache_bound() {
     );
     assert!(bytes <= cap, "{bytes} > {cap}");
     assert!(
-        entries * commitfs::blob_cache::ENTRY_COST <= cap,
+        entries * commitfs::store::blob_cache::ENTRY_COST <= cap,
         "{entries} entries of a few bytes each held in a {cap}-byte cache"
     );
     assert!(
@@ -660,13 +660,13 @@ fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
     let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
     let f = fs.create(main, b"f.txt", 0o644).unwrap().attr.ino;
     fs.write(f, 0, b"content\n").unwrap();
-    let set = commitfs::fs::Ts {
+    let set = commitfs::view::Ts {
         secs: 946_684_800,
         nsec: 42,
     };
     fs.setattr(
         f,
-        commitfs::write::SetAttr {
+        commitfs::view::write::SetAttr {
             mtime: Some(set),
             ..Default::default()
         },

@@ -1,9 +1,9 @@
 //! Following another writer's ref moves, on the core (no mount): regressions
-//! found by a review of follow.rs, each once a silent loss or revert.
+//! found by a review of follow/mod.rs, each once a silent loss or revert.
 
-use commitfs::fs::{CommitFs, FsConfig};
-use commitfs::inodes::ROOT;
-use commitfs::repo::Repo;
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::{CommitFs, FsConfig};
 use git2::{Oid, Repository, Signature};
 
 fn sig() -> Signature<'static> {
@@ -74,7 +74,7 @@ fn tip_blob(repo: &Repository, path: &str) -> Option<(Vec<u8>, i32)> {
     Some((repo.find_blob(e.id()).unwrap().content().to_vec(), mode))
 }
 
-fn follow(fs: &CommitFs, old: &commitfs::watch::RefState) {
+fn follow(fs: &CommitFs, old: &commitfs::follow::watch::RefState) {
     let new = fs.ref_state().unwrap();
     fs.refs_changed(old, &new);
 }

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use commitfs::fs::{CommitFs, FileKind, FsConfig};
-use commitfs::inodes::ROOT;
-use commitfs::names::{refused, valid_name};
-use commitfs::repo::Repo;
+use commitfs::store::names::{refused, valid_name};
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::{CommitFs, FileKind, FsConfig};
 use git2::{ObjectType, Oid, Repository};
 use proptest::prelude::*;
 
@@ -236,7 +236,7 @@ proptest! {
     /// Any bytes at all, stored as a tree object and read through the core.
     #[test]
     fn random_bytes_as_a_tree_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        let l = commitfs::treeobj::parse(&bytes);
+        let l = commitfs::store::treeobj::parse(&bytes);
         for e in l.entries.iter() {
             prop_assert!(valid_name(&e.name) && !refused(&e.name, true) || !refused(&e.name, false));
         }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use commitfs::fs::{CommitFs, FsConfig};
-use commitfs::inodes::ROOT;
-use commitfs::repo::Repo;
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::{CommitFs, FsConfig};
 use git2::{Oid, Repository, Signature};
 use proptest::prelude::*;
 
@@ -93,7 +93,7 @@ fn put(fs: &CommitFs, path: &str, data: &[u8]) -> u64 {
             fs.open(e.attr.ino, true).unwrap();
             fs.setattr(
                 e.attr.ino,
-                commitfs::write::SetAttr {
+                commitfs::view::write::SetAttr {
                     size: Some(0),
                     ..Default::default()
                 },

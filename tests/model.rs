@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 
 use commitfs::error::FsError;
-use commitfs::fs::{CommitFs, FileKind, FsConfig};
-use commitfs::inodes::ROOT;
-use commitfs::repo::Repo;
-use commitfs::write::{RENAME_NOREPLACE, SetAttr};
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::write::{RENAME_NOREPLACE, SetAttr};
+use commitfs::view::{CommitFs, FileKind, FsConfig};
 use git2::{Repository, Signature};
 use proptest::prelude::*;
 

@@ -6,10 +6,10 @@ use std::path::Path;
 
 mod common;
 
-use commitfs::fs::{CommitFs, FsConfig, Ts};
-use commitfs::inodes::ROOT;
-use commitfs::repo::Repo;
-use commitfs::write::SetAttr;
+use commitfs::store::repo::Repo;
+use commitfs::view::inodes::ROOT;
+use commitfs::view::write::SetAttr;
+use commitfs::view::{CommitFs, FsConfig, Ts};
 use git2::{Oid, Repository, Signature};
 
 fn cfg() -> FsConfig {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use git2::{Oid, Repository};
 
 use crate::error::{FsError, FsResult};
-use crate::repo::ObjectBatch;
-use crate::treeobj::RawEntry;
+use crate::store::repo::ObjectBatch;
+use crate::store::treeobj::RawEntry;
 
 /// One changed path between two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn edit_tree(
             nodes[i].base = found;
         }
         let entries = match nodes[i].base {
-            Some(t) => crate::repo::Repo::raw_tree(repo, t)?,
+            Some(t) => crate::store::repo::Repo::raw_tree(repo, t)?,
             None => Vec::new(),
         };
         raw.insert(i, entries);
@@ -212,7 +212,7 @@ fn edit_tree(
         if entries.is_empty() && i != 0 {
             nodes[i].new = None;
         } else {
-            let oid = batch.add_tree(repo, crate::treeobj::serialize(entries))?;
+            let oid = batch.add_tree(repo, crate::store::treeobj::serialize(entries))?;
             nodes[i].new = Some(oid);
         }
         nodes[i].by_name = HashMap::new();
@@ -232,7 +232,7 @@ fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option
     let mut tree = Some(root);
     for name in path.split(|&b| b == b'/') {
         let Some(t) = tree.take() else { break };
-        let entries = crate::repo::Repo::raw_tree(repo, t)?;
+        let entries = crate::store::repo::Repo::raw_tree(repo, t)?;
         let Some(e) = entries.iter().find(|e| *e.name == *name) else {
             break;
         };
@@ -264,8 +264,8 @@ pub(crate) fn diff_paths_in(
     batch: Option<&ObjectBatch>,
 ) -> FsResult<Vec<Change>> {
     let mut out = Vec::new();
-    let mut paths = crate::names::Paths::default();
-    let mut todo = vec![(Some(old), Some(new), crate::names::Paths::ROOT)];
+    let mut paths = crate::store::names::Paths::default();
+    let mut todo = vec![(Some(old), Some(new), crate::store::names::Paths::ROOT)];
     while let Some((old, new, prefix)) = todo.pop() {
         diff_one(
             repo, batch, old, new, prefix, &mut paths, &mut todo, &mut out,
@@ -286,8 +286,8 @@ fn tree_entries(
         return Ok(Vec::new());
     };
     let raw = match batch.and_then(|b| b.get(oid)) {
-        Some(data) => crate::treeobj::parse_raw(data).0,
-        None => crate::repo::Repo::raw_tree(repo, oid)?,
+        Some(data) => crate::store::treeobj::parse_raw(data).0,
+        None => crate::store::repo::Repo::raw_tree(repo, oid)?,
     };
     let mut v: Vec<_> = raw
         .into_iter()
@@ -310,7 +310,7 @@ fn diff_one(
     old: Option<Oid>,
     new: Option<Oid>,
     prefix: usize,
-    paths: &mut crate::names::Paths,
+    paths: &mut crate::store::names::Paths,
     todo: &mut DiffTodo,
     out: &mut Vec<Change>,
 ) -> FsResult<()> {
@@ -448,7 +448,7 @@ mod tests {
         let mut t = odb
             .write(
                 git2::ObjectType::Tree,
-                &crate::treeobj::serialize(leaf.to_vec()),
+                &crate::store::treeobj::serialize(leaf.to_vec()),
             )
             .unwrap();
         for _ in 0..depth {
@@ -458,7 +458,10 @@ mod tests {
                 oid: t,
             };
             t = odb
-                .write(git2::ObjectType::Tree, &crate::treeobj::serialize(vec![e]))
+                .write(
+                    git2::ObjectType::Tree,
+                    &crate::store::treeobj::serialize(vec![e]),
+                )
                 .unwrap();
         }
         t
@@ -489,8 +492,11 @@ mod tests {
     }
 
     fn tree(odb: &git2::Odb<'_>, entries: Vec<RawEntry>) -> Oid {
-        odb.write(git2::ObjectType::Tree, &crate::treeobj::serialize(entries))
-            .unwrap()
+        odb.write(
+            git2::ObjectType::Tree,
+            &crate::store::treeobj::serialize(entries),
+        )
+        .unwrap()
     }
 
     /// A merge applies a change at the bottom of a deep chain in time linear in
@@ -531,7 +537,7 @@ mod tests {
         let base = odb
             .write(
                 git2::ObjectType::Tree,
-                &crate::treeobj::serialize(vec![
+                &crate::store::treeobj::serialize(vec![
                     file("a", x),
                     RawEntry {
                         mode: b"40000"[..].into(),
@@ -586,11 +592,11 @@ mod tests {
             ch('D', "e/x"),
         ];
         let merged = apply_changes(&repo, base, &changes).unwrap();
-        let root = crate::repo::Repo::raw_tree(&repo, merged).unwrap();
+        let root = crate::store::repo::Repo::raw_tree(&repo, merged).unwrap();
         let names: Vec<&[u8]> = root.iter().map(|e| &*e.name).collect();
         assert_eq!(names, vec![&b""[..], b".git", b"d"]);
         assert_eq!(root[1].oid, dotgit);
-        let d = crate::repo::Repo::raw_tree(&repo, root[2].oid).unwrap();
+        let d = crate::store::repo::Repo::raw_tree(&repo, root[2].oid).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!((&*d[0].name, &*d[0].mode), (&b"y"[..], &b"100755"[..]));
     }
@@ -610,7 +616,7 @@ mod tests {
         let server = tree(vec![dir("d", inner), file("s", x)]);
         let ours = changed_paths(&repo, base, local).unwrap();
         let merged = apply_changes(&repo, server, &ours).unwrap();
-        let root = crate::repo::Repo::raw_tree(&repo, merged).unwrap();
+        let root = crate::store::repo::Repo::raw_tree(&repo, merged).unwrap();
         let names: Vec<&[u8]> = root.iter().map(|e| &*e.name).collect();
         assert_eq!(names, vec![&b"e"[..], b"s"]);
         assert_eq!(root[0].oid, inner, "e is the directory, whole");

@@ -14,7 +14,7 @@
 //! their ids, materialized directories are rebuilt, written files become blobs.
 //! Scratch files (editor swap, backup, lock and probe files) that were made or
 //! changed here never enter a tree, nor do untracked paths that the branch's
-//! ignore files ignore (see `gitignore.rs`). The ref is moved with a
+//! ignore files ignore (see `commit/gitignore.rs`). The ref is moved with a
 //! compare-and-swap on the tip the commit was built on; if someone else moved
 //! it, this mount's changes since its last commit are applied on top of the
 //! new tip instead, and where both changed a path, this mount's version wins
@@ -28,13 +28,15 @@ use git2::{Oid, Repository};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
-use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::overlay::wdata::Contents;
-use crate::repo::ObjectBatch;
-use crate::repo::Repo;
-use crate::treeobj::RawEntry;
+use crate::store::repo::ObjectBatch;
+use crate::store::repo::Repo;
+use crate::store::treeobj::RawEntry;
+use crate::view::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 
+pub mod barriers;
 pub mod changes;
+pub mod gitignore;
 
 use changes::diff_paths_in;
 pub use changes::{Change, summary};
@@ -96,7 +98,7 @@ pub struct BranchSt {
     /// runs), and those of commits that failed or whose ref is not durable
     /// yet (their blobs are reused). Let go of when a later commit lands,
     /// and when the daemon goes away.
-    pub kept: Vec<crate::repo::KeptPack>,
+    pub kept: Vec<crate::store::repo::KeptPack>,
 }
 
 /// A barrier's request for a commit of one branch, and its answer.
@@ -139,7 +141,7 @@ pub trait Pending: Send + Sync {
     /// The entries of a materialized directory, in name order.
     fn children(&self, dir: Ino) -> Vec<(Box<[u8]>, Ino)>;
     /// The tree a materialized directory was made from (or last committed as).
-    fn base(&self, dir: Ino) -> Option<Arc<crate::treeobj::Listing>>;
+    fn base(&self, dir: Ino) -> Option<Arc<crate::store::treeobj::Listing>>;
     /// The bytes of a written file.
     fn file(&self, ino: Ino) -> Option<Arc<crate::overlay::WFile>>;
     /// The whole content of a file as the mount shows it, if it has at most
@@ -149,7 +151,7 @@ pub trait Pending: Send + Sync {
     fn blob_size(&self, oid: Oid) -> FsResult<u64>;
     /// A commit of branch `name` landed: each rebuilt directory now stands
     /// for the tree written for it.
-    fn landed(&self, name: &str, bases: Vec<(Ino, Arc<crate::treeobj::Listing>)>);
+    fn landed(&self, name: &str, bases: Vec<(Ino, Arc<crate::store::treeobj::Listing>)>);
     /// Branch root `root`, whose view was tree `view`, now shows `snap`
     /// (another writer's tip), its pending changes kept. Returns the paths
     /// both changed (this mount's version stays).
@@ -170,7 +172,7 @@ pub trait Pending: Send + Sync {
 /// [`Pending`] and write objects, trees, commits and refs. No request
 /// thread writes an object.
 ///
-/// Locks (see docs/SEMANTICS.md, "Locks", for the whole table):
+/// Locks (see docs/DEVELOPMENT.md, "Locks", for the whole table):
 /// `queue` before `branches` before a branch's `st`; a branch's
 /// `commit_lock` is taken by its committing thread (and by following)
 /// before any of them and held for the whole commit, with object I/O;
@@ -181,7 +183,7 @@ pub struct Committer {
     author: Option<(String, String)>,
     settle: Duration,
     scratch: globset::GlobSet,
-    ignores: crate::gitignore::Ignores,
+    ignores: crate::commit::gitignore::Ignores,
     /// Branches this mount has written to, by ref name.
     branches: Mutex<HashMap<Box<[u8]>, Arc<BranchW>>>,
     /// Packs (by checksum) written by commits that failed before their
@@ -192,7 +194,7 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn new(repo: Arc<Repo>, cfg: &crate::fs::FsConfig) -> Result<Committer, String> {
+    pub fn new(repo: Arc<Repo>, cfg: &crate::view::FsConfig) -> Result<Committer, String> {
         let author = match &cfg.author {
             Some(a) => Some(
                 parse_author(a)
@@ -202,7 +204,7 @@ impl Committer {
         };
         Ok(Committer {
             scratch: scratch_set(cfg)?,
-            ignores: crate::gitignore::Ignores::new(cfg.gitignore, repo.common_dir()),
+            ignores: crate::commit::gitignore::Ignores::new(cfg.gitignore, repo.common_dir()),
             repo,
             author,
             settle: cfg.settle,
@@ -692,7 +694,7 @@ impl Committer {
                 let parents: Vec<Oid> = base.into_iter().collect();
                 let commit = w.batch.add_commit(
                     repo,
-                    crate::repo::commit_bytes(new_view, &parents, &sig, &msg),
+                    crate::store::repo::commit_bytes(new_view, &parents, &sig, &msg),
                 )?;
                 // Blobs, trees and the commit are in kept packs from here on;
                 // their files may say so.
@@ -704,7 +706,7 @@ impl Committer {
                 // not synced.
                 let mut all = std::mem::take(&mut *self.unsynced.lock());
                 all.extend_from_slice(&wrote);
-                if let Err(e) = crate::repo::sync_packs(&pack_dir, &all, SYNC_ONE_BY_ONE) {
+                if let Err(e) = crate::store::repo::sync_packs(&pack_dir, &all, SYNC_ONE_BY_ONE) {
                     self.unsynced.lock().extend_from_slice(&all);
                     return Err(e);
                 }
@@ -714,7 +716,7 @@ impl Committer {
                 // overlay file must not go before the blob is on disk.
                 w.mark_committed();
                 #[cfg(debug_assertions)]
-                crate::repo::test_gc_before_ref(repo.commondir());
+                crate::store::repo::test_gc_before_ref(repo.commondir());
                 // Compare-and-swap on the tip the commit was built on.
                 let updated = match tip {
                     Some(t) => repo.reference_matching(&refname, commit, true, t, &first_line(&msg)),
@@ -813,7 +815,7 @@ impl Committer {
         for (ino, listing) in &w.bases {
             let old = src.base(*ino);
             for e in listing.iter() {
-                if e.kind == crate::repo::EntryKind::Submodule || w.batch.contains(e.oid) {
+                if e.kind == crate::store::repo::EntryKind::Submodule || w.batch.contains(e.oid) {
                     continue;
                 }
                 let inherited = old.as_ref().is_some_and(|l| {
@@ -907,7 +909,7 @@ impl Committer {
             name: Box<[u8]>,
             children: Vec<(Box<[u8]>, Ino)>,
             /// The tree this directory was materialized from (or followed to).
-            base: Option<Arc<crate::treeobj::Listing>>,
+            base: Option<Arc<crate::store::treeobj::Listing>>,
             next: usize,
             out: Vec<RawEntry>,
             /// This directory or one above it is ignored: every untracked
@@ -954,9 +956,11 @@ impl Committer {
                 // file renamed to a backup name is a deletion, not an add.
                 if !c.kind.is_dir() && self.is_scratch(&name) {
                     let tracked = top.base.as_ref().and_then(|l| l.get(&name)).cloned();
-                    if let Some(e) = tracked.filter(|e| e.kind != crate::repo::EntryKind::Dir) {
+                    if let Some(e) =
+                        tracked.filter(|e| e.kind != crate::store::repo::EntryKind::Dir)
+                    {
                         top.out.push(RawEntry {
-                            mode: crate::treeobj::mode_of_kind(e.kind).into(),
+                            mode: crate::store::treeobj::mode_of_kind(e.kind).into(),
                             name,
                             oid: e.oid,
                         });
@@ -1009,8 +1013,8 @@ impl Committer {
                             String::from_utf8_lossy(&name)
                         );
                         before
-                            .filter(|e| e.kind != crate::repo::EntryKind::Dir)
-                            .map(|e| (e.oid, crate::treeobj::mode_of_kind(e.kind)))
+                            .filter(|e| e.kind != crate::store::repo::EntryKind::Dir)
+                            .map(|e| (e.oid, crate::store::treeobj::mode_of_kind(e.kind)))
                     }
                     Kind::MFile { executable, .. } => {
                         let oid = self.write_blob(src, repo, child, w)?;
@@ -1061,8 +1065,8 @@ impl Committer {
                 w.bases.push((done.ino, Arc::default()));
                 None
             } else {
-                let bytes = crate::treeobj::serialize(out);
-                let mut listing = crate::treeobj::parse(&bytes);
+                let bytes = crate::store::treeobj::serialize(out);
+                let mut listing = crate::store::treeobj::parse(&bytes);
                 let oid = w.batch.add_tree(repo, bytes)?;
                 listing.tree = Some(oid);
                 w.bases.push((done.ino, Arc::new(listing)));
@@ -1144,7 +1148,7 @@ impl Committer {
                 .data
                 .with(|Contents::Disk(f)| crate::overlay::wdata::read_up_to(f, &mut buf, 0))?;
             buf[n..].fill(0);
-            let oid = crate::treeobj::hash_object("blob", &buf);
+            let oid = crate::store::treeobj::hash_object("blob", &buf);
             if before == Some(oid) {
                 st.committed = Some((version, oid));
                 w.reused.push((wf.clone(), version, oid));
@@ -1221,10 +1225,10 @@ impl Committer {
 
 /// The scratch patterns in force: the defaults (unless turned off) and
 /// `--scratch`.
-fn scratch_set(cfg: &crate::fs::FsConfig) -> Result<globset::GlobSet, String> {
+fn scratch_set(cfg: &crate::view::FsConfig) -> Result<globset::GlobSet, String> {
     let mut b = globset::GlobSetBuilder::new();
     let defaults = if cfg.default_scratch {
-        crate::fs::DEFAULT_SCRATCH
+        crate::view::DEFAULT_SCRATCH
     } else {
         &[]
     };
@@ -1247,11 +1251,11 @@ fn scratch_set(cfg: &crate::fs::FsConfig) -> Result<globset::GlobSet, String> {
 /// it is now: a directory as a tree (or a submodule), anything else as a
 /// blob. (A file that replaced a tracked directory is new, and the other
 /// way round.)
-fn tracked(base: Option<&crate::treeobj::Listing>, name: &[u8], is_dir: bool) -> bool {
+fn tracked(base: Option<&crate::store::treeobj::Listing>, name: &[u8], is_dir: bool) -> bool {
     base.and_then(|l| l.get(name)).is_some_and(|e| {
         let dir = matches!(
             e.kind,
-            crate::repo::EntryKind::Dir | crate::repo::EntryKind::Submodule
+            crate::store::repo::EntryKind::Dir | crate::store::repo::EntryKind::Submodule
         );
         dir == is_dir
     })
@@ -1314,7 +1318,7 @@ struct Written {
     /// Each rebuilt directory and the listing of the tree written for it:
     /// its new base once the commit lands (which names it tracks, what it
     /// holds unseen).
-    bases: Vec<(Ino, Arc<crate::treeobj::Listing>)>,
+    bases: Vec<(Ino, Arc<crate::store::treeobj::Listing>)>,
 }
 
 impl Written {

@@ -1,7 +1,7 @@
 //! The overlay: a mount's pending changes, in memory and durably on disk.
 //!
 //! A clean node of a branch is only an object id (`Kind::Tree`, `Kind::File`,
-//! `Kind::Symlink`). A node that changes is *materialized* (see `write.rs`
+//! `Kind::Symlink`). A node that changes is *materialized* (see `view/write.rs`
 //! for what each change does):
 //! - a directory becomes `Kind::MDir`, and its children (name -> inode) move
 //!   into the overlay, loaded once from its tree;
@@ -38,10 +38,11 @@ use git2::Oid;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::FsResult;
-use crate::fs::Ts;
-use crate::inodes::{Ino, Inodes, Kind};
+use crate::view::Ts;
+use crate::view::inodes::{Ino, Inodes, Kind};
 
 pub mod persist;
+pub mod recover;
 pub mod wdata;
 
 use persist::{Persist, Row, Times};
@@ -129,7 +130,7 @@ impl Meta {
 pub struct Changes {
     pub mats: HashMap<Ino, Mat>,
     pub meta: HashMap<Ino, Meta>,
-    /// Inodes another writer's change replaced or removed (see follow.rs):
+    /// Inodes another writer's change replaced or removed (see follow/mod.rs):
     /// still readable, never written again, and nothing is made below them.
     pub stale: std::collections::HashSet<Ino>,
     /// Of each materialized directory that came from a tree: that tree's
@@ -137,7 +138,7 @@ pub struct Changes {
     /// `treeobj`) go into the directory's next tree exactly as they were,
     /// unseen and untouched, and it tells which scratch names the branch
     /// tracks already.
-    pub base: HashMap<Ino, Arc<crate::treeobj::Listing>>,
+    pub base: HashMap<Ino, Arc<crate::store::treeobj::Listing>>,
 }
 
 impl Changes {
@@ -152,7 +153,7 @@ impl Changes {
     }
 
     /// Directory `ino` now stands for a tree with this listing.
-    pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::treeobj::Listing>) {
+    pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::store::treeobj::Listing>) {
         self.base.insert(ino, listing.clone());
     }
 }
@@ -215,19 +216,19 @@ pub(crate) fn want_row(inodes: &Inodes, ch: &Changes, dir: Ino, name: &[u8]) -> 
     let mut row = row_of(inodes, ch, child)?;
     if let (Row::Dir { base: b, .. }, Some(e)) = (&mut row, &base)
         && *b == persist::DirBase::Tree(e.oid)
-        && e.kind == crate::repo::EntryKind::Dir
+        && e.kind == crate::store::repo::EntryKind::Dir
     {
         *b = persist::DirBase::AtItsName;
     }
     if let (Row::Symlink { target, .. }, Some(e)) = (&row, &base)
-        && e.kind == crate::repo::EntryKind::Symlink
-        && crate::treeobj::hash_object("blob", target) == e.oid
+        && e.kind == crate::store::repo::EntryKind::Symlink
+        && crate::store::treeobj::hash_object("blob", target) == e.oid
     {
         // Made here and committed as it is.
         return None;
     }
     if let (Row::Object { mode, oid, .. }, Some(e)) = (&row, &base)
-        && crate::treeobj::kind_of_mode(*mode) == Some(e.kind)
+        && crate::store::treeobj::kind_of_mode(*mode) == Some(e.kind)
         && e.oid == *oid
     {
         return None;
@@ -293,7 +294,7 @@ impl Overlay {
     }
 
     /// The tree materialized directory `dir` stands for.
-    pub fn base(&self, dir: Ino) -> Option<Arc<crate::treeobj::Listing>> {
+    pub fn base(&self, dir: Ino) -> Option<Arc<crate::store::treeobj::Listing>> {
         self.changes.lock().base.get(&dir).cloned()
     }
 

@@ -6,7 +6,7 @@
 //! `COMMONDIR/commitfs/overlay/<start time>-<pid>/`, holding
 //! - `lock`: flock'ed for the daemon's life. An overlay whose lock is free
 //!   belongs to a daemon that is gone: the next mount adopts it (see
-//!   `recover.rs`).
+//!   `overlay/recover.rs`).
 //! - `files/<id>`: the bytes of every written file that has a name, as a
 //!   plain file of exactly the file's length. Writes go straight into it, so
 //!   a write that returned success is in the kernel's page cache: it survives
@@ -45,9 +45,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{FsError, FsResult};
-use crate::fs::Ts;
-use crate::inodes::Ino;
 use crate::overlay::Meta;
+use crate::view::Ts;
+use crate::view::inodes::Ino;
 
 /// The catalog's format. Format 1 (before directory rows named the tree
 /// they are relative to) is still read; another value is a foreign overlay:

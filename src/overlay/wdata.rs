@@ -157,8 +157,8 @@ impl Data {
             // Appends only: writeback of what is behind the end. (Not
             // waited for: the writer keeps the page cache's speed.)
             let mut started = self.started.load(Ordering::Relaxed);
-            if offset <= started + crate::repo::WRITE_BEHIND && end > started {
-                crate::repo::write_behind(f, &mut started, end, false);
+            if offset <= started + crate::store::repo::WRITE_BEHIND && end > started {
+                crate::store::repo::write_behind(f, &mut started, end, false);
                 self.started.store(started, Ordering::Relaxed);
             }
         }

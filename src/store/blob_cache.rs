@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex};
 use sha1::{Digest, Sha1};
 
 use crate::error::{FsError, FsResult};
-use crate::repo::Repo;
+use crate::store::repo::Repo;
 
 /// No blob larger than this is kept whole in memory, whatever the cache size.
 pub const MAX_MEMORY_BLOB: u64 = 16 << 20;

@@ -16,7 +16,7 @@
 //!
 //! Locks: `conn` is a leaf, taken under the inode table's lock (read or
 //! write) for point queries and single-row deletes, and alone (no other lock
-//! held) for the batch inserts of a spill. See docs/SEMANTICS.md, "Locks".
+//! held) for the batch inserts of a spill. See docs/DEVELOPMENT.md, "Locks".
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::inodes::Ino;
+use crate::view::inodes::Ino;
 
 /// Bits of the Bloom filter (8 MiB), and the hashes per name.
 const BLOOM_BITS: usize = 1 << 26;

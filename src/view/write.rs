@@ -5,7 +5,7 @@
 //!
 //! Every change takes the inode table (write), then the overlay's changes,
 //! records its catalog rows before it is answered, and tells the committer
-//! (`changed`). Lock order and the whole lock table: docs/SEMANTICS.md,
+//! (`changed`). Lock order and the whole lock table: docs/DEVELOPMENT.md,
 //! "Locks". File data is read and written with neither of the first two
 //! held.
 
@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{FsError, FsResult};
-use crate::fs::{CommitFs, Entry, Ts};
-use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use crate::overlay::{Changes, Mat, Meta, WFile, WState};
-use crate::repo::{NAME_MAX, valid_name};
+use crate::store::repo::{NAME_MAX, valid_name};
+use crate::view::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::view::{CommitFs, Entry, Ts};
 
 /// What a setattr asks for.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,7 +39,7 @@ pub(crate) fn check_new_name(name: &[u8], symlink: bool) -> FsResult<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
     }
-    if !valid_name(name) || crate::names::refused(name, symlink) {
+    if !valid_name(name) || crate::store::names::refused(name, symlink) {
         return Err(FsError::Invalid);
     }
     Ok(())
@@ -135,7 +135,7 @@ impl CommitFs {
                 Some(c) => c.ino,
                 None => {
                     inodes
-                        .upsert(ino, &e.name, crate::fs::tree_kind(&snap, e))
+                        .upsert(ino, &e.name, crate::view::tree_kind(&snap, e))
                         .ino
                 }
             };
@@ -419,7 +419,7 @@ impl CommitFs {
         let _live = self.live()?;
         check_new_name(name, false)?;
         let p = self.node_of(parent)?;
-        if let Some(ns) = crate::branches::branch_ns(&p) {
+        if let Some(ns) = crate::view::branches::branch_ns(&p) {
             return self.mkdir_branch(&p, ns, name);
         }
         let node = self.new_child(
@@ -473,7 +473,7 @@ impl CommitFs {
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
         let _live = self.live()?;
         let p = self.node_of(parent)?;
-        if let Some(ns) = crate::branches::branch_ns(&p) {
+        if let Some(ns) = crate::view::branches::branch_ns(&p) {
             return self.rmdir_branch(&p, ns, name);
         }
         self.remove(parent, name, true)
@@ -564,14 +564,14 @@ impl CommitFs {
         &self,
         parent: Ino,
         name: &[u8],
-        e: &crate::repo::TreeEntry,
+        e: &crate::store::repo::TreeEntry,
     ) -> FsResult<Ino> {
         self.force_remove(parent, name)?;
         let ino = {
             let mut inodes = self.inodes.write();
             let mut ov = self.overlay.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let kind = crate::fs::tree_kind(&snap, e);
+            let kind = crate::view::tree_kind(&snap, e);
             let node = self.add_child(&mut inodes, &mut ov, parent, name, kind)?;
             self.overlay
                 .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;
@@ -622,8 +622,8 @@ impl CommitFs {
             // branches; nothing moves between them and the inside of a branch.
             let p = self.node_of(parent)?;
             let np = self.node_of(new_parent)?;
-            let from_refs = crate::branches::branch_ns(&p).is_some();
-            let to_refs = crate::branches::branch_ns(&np).is_some();
+            let from_refs = crate::view::branches::branch_ns(&p).is_some();
+            let to_refs = crate::view::branches::branch_ns(&np).is_some();
             if from_refs && to_refs {
                 return self.rename_branch(&p, name, &np, new_name, flags);
             }
@@ -653,7 +653,7 @@ impl CommitFs {
             let src = *Self::children_mut(&mut ov, parent)?
                 .get(name)
                 .ok_or(FsError::NotFound)?;
-            if crate::names::refused(new_name, true)
+            if crate::store::names::refused(new_name, true)
                 && inodes
                     .get(src)
                     .is_some_and(|n| matches!(n.kind, Kind::Symlink { .. } | Kind::MSymlink { .. }))

@@ -1,7 +1,9 @@
 //! The FUSE adapter: decode a request, call the core, reply, log an error once.
 //!
 //! Every handler has the same shape: `match self.fs.op(..) { Ok(x) => reply.., Err(e)
-//! => fail(op, reply, e) }`. No semantics live here; see `fs.rs`.
+//! => fail(op, reply, e) }`. No semantics live here; see `view/mod.rs`.
+
+pub mod prefetch;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -17,8 +19,8 @@ use fuser::{
 };
 
 use crate::error::FsError;
-use crate::fs::{Attr, CommitFs, Entry, FileKind};
-use crate::write::SetAttr;
+use crate::view::write::SetAttr;
+use crate::view::{Attr, CommitFs, Entry, FileKind};
 
 /// Largest request the kernel may send us, and its read-ahead.
 const MAX_IO: u32 = 1 << 20;
@@ -77,10 +79,10 @@ fn guard(fs: &CommitFs, op: &str, f: impl FnOnce()) {
     }
 }
 
-fn ts_of(t: TimeOrNow) -> crate::fs::Ts {
+fn ts_of(t: TimeOrNow) -> crate::view::Ts {
     match t {
-        TimeOrNow::Now => crate::fs::Ts::now(),
-        TimeOrNow::SpecificTime(t) => crate::fs::Ts::of(t),
+        TimeOrNow::Now => crate::view::Ts::now(),
+        TimeOrNow::SpecificTime(t) => crate::view::Ts::of(t),
     }
 }
 
@@ -99,7 +101,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
-        blksize: crate::fs::BLKSIZE,
+        blksize: crate::view::BLKSIZE,
         flags: 0,
     }
 }
@@ -454,7 +456,7 @@ impl Filesystem for FuseFs {
         guard(&self.fs, "readdir", move || {
             match self
                 .fs
-                .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+                .readdir(ino.0, fh.0, offset, crate::view::READDIR_BATCH)
             {
                 Ok(entries) => {
                     for e in entries {
@@ -483,7 +485,7 @@ impl Filesystem for FuseFs {
             self.fs.prefetch_listed(fh.0);
             match self
                 .fs
-                .readdir(ino.0, fh.0, offset, crate::fs::READDIR_BATCH)
+                .readdir(ino.0, fh.0, offset, crate::view::READDIR_BATCH)
             {
                 Ok(entries) => {
                     let mut sent = 0;

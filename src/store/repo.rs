@@ -16,10 +16,10 @@ use git2::{ObjectType, Oid, Repository, RepositoryOpenFlags};
 use parking_lot::Mutex;
 
 use crate::error::{FsError, FsResult};
-use crate::treeobj::Listing;
+use crate::store::treeobj::Listing;
 
 /// The longest name a tree entry may have to be served.
-pub const NAME_MAX: usize = crate::names::NAME_MAX;
+pub const NAME_MAX: usize = crate::store::names::NAME_MAX;
 /// A tree object larger than this is refused with EIO (a 64 MiB tree holds about a
 /// million entries; anything bigger is hostile or broken).
 /// libgit2 stops listing loose refs, silently, at a directory nested 100
@@ -78,7 +78,7 @@ pub fn tune_libgit2() {
 /// EIO unless `data` is the content of object `oid` of type `kind`: a
 /// damaged object is never served as if it were sound.
 fn check_id(kind: &str, oid: Oid, data: &[u8]) -> FsResult<()> {
-    if crate::treeobj::hash_object(kind, data) == oid {
+    if crate::store::treeobj::hash_object(kind, data) == oid {
         Ok(())
     } else {
         Err(FsError::io(format!(
@@ -217,7 +217,7 @@ impl Repo {
     pub fn refs(&self, prefix: &str) -> FsResult<Vec<(Vec<u8>, Oid)>> {
         let by_git = if self.packed_refs_damaged() {
             Err(FsError::io("packed-refs has lines that are not refs"))
-        } else if crate::refs_file::nested_at_least(self.common_dir(), LIBGIT2_REFS_DEPTH) {
+        } else if crate::store::refs_file::nested_at_least(self.common_dir(), LIBGIT2_REFS_DEPTH) {
             Err(FsError::io(
                 "refs/ holds directories nested deeper than libgit2 lists",
             ))
@@ -239,7 +239,7 @@ impl Repo {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.refs_damaged(&e);
-                let all = crate::refs_file::read_refs(self.common_dir());
+                let all = crate::store::refs_file::read_refs(self.common_dir());
                 let mut out: Vec<(Vec<u8>, Oid)> = all
                     .refs
                     .into_iter()
@@ -274,7 +274,7 @@ impl Repo {
         }
         let bad = stamp.is_some()
             && std::fs::read(&path)
-                .map(|d| crate::refs_file::parse_packed(&d).1 > 0)
+                .map(|d| crate::store::refs_file::parse_packed(&d).1 > 0)
                 .unwrap_or(false);
         *known = Some((stamp, bad));
         bad
@@ -329,7 +329,7 @@ impl Repo {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.refs_damaged(&e);
-                Ok(crate::refs_file::read_refs(self.common_dir())
+                Ok(crate::store::refs_file::read_refs(self.common_dir())
                     .refs
                     .into_iter()
                     .find(|(n, _)| n == full_name)
@@ -406,8 +406,8 @@ impl Repo {
     /// lookups can binary-search), and those it does not show kept apart (see
     /// `treeobj`), with one warning per tree for what was skipped.
     pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
-        let mut listing =
-            self.with(|repo| tree_object(repo, oid, |data| Ok(crate::treeobj::parse(data))))?;
+        let mut listing = self
+            .with(|repo| tree_object(repo, oid, |data| Ok(crate::store::treeobj::parse(data))))?;
         listing.tree = Some(oid);
         if !listing.skipped.is_empty() && self.warned_trees.lock().put(oid, ()).is_none() {
             let shown: Vec<String> = listing
@@ -441,8 +441,10 @@ impl Repo {
 
     /// Every entry of a tree as stored, hidden ones included (for diffs, which
     /// must see what changed however hostile).
-    pub fn raw_tree(repo: &Repository, oid: Oid) -> FsResult<Vec<crate::treeobj::RawEntry>> {
-        tree_object(repo, oid, |data| Ok(crate::treeobj::parse_raw(data).0))
+    pub fn raw_tree(repo: &Repository, oid: Oid) -> FsResult<Vec<crate::store::treeobj::RawEntry>> {
+        tree_object(repo, oid, |data| {
+            Ok(crate::store::treeobj::parse_raw(data).0)
+        })
     }
 
     /// A blob's size from its object header, without inflating it.
@@ -496,8 +498,9 @@ impl Repo {
                 .try_into()
                 .map_err(|_| FsError::io("object id is not SHA-1"))?;
             for dir in object_dirs(repo) {
-                if let Some((reader, size)) = crate::pack_stream::open_packed_blob(&dir, &raw)
-                    .map_err(|e| FsError::from_io(&e, format_args!("reading pack for {oid}")))?
+                if let Some((reader, size)) =
+                    crate::store::pack_stream::open_packed_blob(&dir, &raw)
+                        .map_err(|e| FsError::from_io(&e, format_args!("reading pack for {oid}")))?
                 {
                     return copy_exact(reader, size, sink, oid);
                 }
@@ -621,7 +624,7 @@ fn object_dirs(repo: &Repository) -> Vec<PathBuf> {
     dirs
 }
 
-pub use crate::names::valid_name;
+pub use crate::store::names::valid_name;
 
 /// The bytes of tree object `oid`, given to `f`: EIO for an object that is
 /// not a tree or is over MAX_TREE_BYTES (checked from its header first).
@@ -1584,7 +1587,7 @@ impl ObjectBatch {
     }
 
     fn add(&mut self, repo: &Repository, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
-        let oid = crate::treeobj::hash_object(kind.str(), &data);
+        let oid = crate::store::treeobj::hash_object(kind.str(), &data);
         self.add_hashed(repo, oid, kind, data)?;
         Ok(oid)
     }
@@ -1771,7 +1774,7 @@ mod tests {
         let tree = batch
             .add_tree(
                 &repo,
-                crate::treeobj::serialize(vec![crate::treeobj::RawEntry {
+                crate::store::treeobj::serialize(vec![crate::store::treeobj::RawEntry {
                     mode: (*b"100644").into(),
                     name: (*b"a").into(),
                     oid: blobs[1].0,

@@ -30,9 +30,9 @@
 //! is moved aside (see `persist::dead_overlays`).
 
 use crate::error::{FsError, FsResult};
-use crate::fs::CommitFs;
-use crate::inodes::{Ino, Kind, ROOT, SnapSource};
 use crate::overlay::persist::{Dead, DirBase, Row};
+use crate::view::CommitFs;
+use crate::view::inodes::{Ino, Kind, ROOT, SnapSource};
 
 impl CommitFs {
     /// Replays every overlay a gone daemon left (see the module's doc).
@@ -153,7 +153,7 @@ impl CommitFs {
     /// here too, and an object that is not in the repository is not put in.
     fn replay_row(&self, dead: &Dead, dir: Ino, name: &[u8], row: &Row) -> FsResult<Option<Ino>> {
         if !matches!(row, Row::Deleted) {
-            crate::write::check_new_name(
+            crate::view::write::check_new_name(
                 name,
                 matches!(
                     row,
@@ -194,10 +194,10 @@ impl CommitFs {
                 match base {
                     DirBase::Tree(oid) => {
                         // Renamed here: its tree comes with it.
-                        let e = crate::repo::TreeEntry {
+                        let e = crate::store::repo::TreeEntry {
                             name: name.into(),
                             oid: *oid,
-                            kind: crate::repo::EntryKind::Dir,
+                            kind: crate::store::repo::EntryKind::Dir,
                         };
                         Ok(Some(self.install_object(dir, name, &e)?))
                     }
@@ -238,7 +238,7 @@ impl CommitFs {
                     if shown.is_some_and(|x| x != *exec) {
                         self.setattr(
                             ino,
-                            crate::write::SetAttr {
+                            crate::view::write::SetAttr {
                                 mode: Some(if *exec { 0o755 } else { 0o644 }),
                                 ..Default::default()
                             },
@@ -255,9 +255,9 @@ impl CommitFs {
                 Ok(Some(self.symlink(dir, name, target)?.attr.ino))
             }
             Row::Object { mode, oid, .. } => {
-                let kind = crate::treeobj::kind_of_mode(*mode)
+                let kind = crate::store::treeobj::kind_of_mode(*mode)
                     .ok_or_else(|| FsError::io(format!("mode {mode:o} in the catalog")))?;
-                let e = crate::repo::TreeEntry {
+                let e = crate::store::repo::TreeEntry {
                     name: name.into(),
                     oid: *oid,
                     kind,

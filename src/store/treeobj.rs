@@ -23,8 +23,8 @@
 
 use git2::Oid;
 
-use crate::names::{refused, valid_name};
-use crate::repo::{EntryKind, TreeEntry};
+use crate::store::names::{refused, valid_name};
+use crate::store::repo::{EntryKind, TreeEntry};
 
 /// One entry exactly as stored: its mode as written (octal text), name, id.
 #[derive(Debug, Clone, PartialEq, Eq)]

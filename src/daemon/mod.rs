@@ -6,6 +6,9 @@
 //! daemon, in a new session with its standard streams on /dev/null, and waits on a
 //! pipe until the daemon says the mount answers (exit 0) or why it failed (exit 1).
 
+pub mod cli;
+pub mod control;
+
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,10 +18,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::MountConfig;
-use crate::fs::CommitFs;
+use crate::daemon::cli::MountConfig;
 use crate::fuse::FuseFs;
-use crate::repo::Repo;
+use crate::store::repo::Repo;
+use crate::view::CommitFs;
 
 /// The environment variable through which a detached daemon learns its ready pipe.
 const READY_FD_ENV: &str = "COMMITFS_READY_FD";
@@ -98,7 +101,7 @@ pub fn preflight(cfg: &MountConfig) -> Result<Arc<CommitFs>, String> {
     }
     if !cfg.fs.read_only {
         // `.keep` files of a daemon killed while it made a commit.
-        crate::repo::clean_stale_keeps(&repo.common_dir().join("objects/pack"));
+        crate::store::repo::clean_stale_keeps(&repo.common_dir().join("objects/pack"));
     }
     CommitFs::new(repo, cfg.fs.clone())
 }
@@ -167,7 +170,7 @@ pub fn used_dirs(cfg: &MountConfig, repo: &Repo) -> Vec<UsedDir> {
     }
     dirs.push(UsedDir {
         what: "the control socket directory",
-        path: crate::control::own_socket_dir(),
+        path: crate::daemon::control::own_socket_dir(),
         whole_tree: false,
         fix: "set XDG_RUNTIME_DIR to a directory outside the mount point",
     });
@@ -546,7 +549,7 @@ fn detach(remote: Option<&str>) -> Result<(), String> {
     let mut cmd = std::process::Command::new(exe);
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some(url) = remote {
-        let shown = crate::repo::redact_url(url);
+        let shown = crate::store::repo::redact_url(url);
         if shown != url {
             for a in &mut args {
                 let s = a.to_string_lossy();
@@ -692,13 +695,14 @@ fn serve(cfg: &MountConfig, fs: Arc<CommitFs>, ready: Option<File>) -> Result<()
         return Err(e);
     }
     // `commitfs status` is a convenience: a mount without it still serves.
-    let control = match crate::control::start(fs.clone(), &normalize(&cfg.mountpoint), &cfg.repo) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            log::warn!("commitfs status will not answer: {e}");
-            None
-        }
-    };
+    let control =
+        match crate::daemon::control::start(fs.clone(), &normalize(&cfg.mountpoint), &cfg.repo) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("commitfs status will not answer: {e}");
+                None
+            }
+        };
     log::info!(
         "mounted {} at {}",
         cfg.repo.display(),
@@ -765,10 +769,10 @@ fn start_helpers(
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()
         .name("commitfs-prefetch".into())
-        .spawn(move || crate::prefetch::run(pfs, rx, notifier))
+        .spawn(move || crate::fuse::prefetch::run(pfs, rx, notifier))
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     // Kernel invalidations are sent from their own thread, never from a
-    // request (see follow.rs).
+    // request (see follow/mod.rs).
     let (tx, rx) = std::sync::mpsc::channel::<crate::follow::InvalMsg>();
     fs.set_invalidator(tx);
     let notifier = session.notifier();
@@ -809,7 +813,7 @@ fn start_helpers(
     let wfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-watch".into())
-        .spawn(move || restarting("ref watcher", || crate::watch::run(wfs.clone())))
+        .spawn(move || restarting("ref watcher", || crate::follow::watch::run(wfs.clone())))
         .map_err(|e| format!("cannot start the ref watcher: {e}"))?;
     let mnt = mnt.to_path_buf();
     let signals = block_signals();

@@ -17,20 +17,22 @@
 //!   changed too are remembered and named in the next commit's message.
 //!
 //! Kernel invalidations are queued and sent by their own thread (see
-//! `daemon.rs`), never from a request: an invalidation waits for locks in the
+//! `daemon/mod.rs`), never from a request: an invalidation waits for locks in the
 //! kernel that a request in progress may hold.
+
+pub mod watch;
 
 use std::sync::Arc;
 
 use git2::Oid;
 
 use crate::error::FsResult;
-use crate::fs::{CommitFs, tree_kind};
-use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
-use crate::names::Paths;
 use crate::overlay::{Changes, Mat};
-use crate::repo::{EntryKind, TreeEntry};
-use crate::treeobj::Listing;
+use crate::store::names::Paths;
+use crate::store::repo::{EntryKind, TreeEntry};
+use crate::store::treeobj::Listing;
+use crate::view::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
+use crate::view::{CommitFs, tree_kind};
 
 /// What the invalidation thread is sent: invalidations to deliver, or a
 /// question to answer once everything sent before is delivered.
@@ -87,7 +89,7 @@ fn changed<'a>(
 /// Whether the mount's node shows exactly tree entry `e`, as it was last
 /// committed or followed: a written file counts when it is committed and
 /// unchanged since, a made symlink when its target is that blob.
-fn shows(ov: &Changes, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
+fn shows(ov: &Changes, n: &crate::view::inodes::Node, e: &TreeEntry) -> bool {
     match (&n.kind, e.kind) {
         (
             Kind::File {
@@ -449,11 +451,15 @@ impl CommitFs {
         }
     }
 
-    /// The refs changed from `old` to `new` (see `watch.rs`): moved branches and
+    /// The refs changed from `old` to `new` (see `follow/watch.rs`): moved branches and
     /// tags are followed; names that came or went, and HEAD, are invalidated.
     /// Returns false if something could not be followed (the watcher then
     /// tries again at its next read).
-    pub fn refs_changed(&self, old: &crate::watch::RefState, new: &crate::watch::RefState) -> bool {
+    pub fn refs_changed(
+        &self,
+        old: &crate::follow::watch::RefState,
+        new: &crate::follow::watch::RefState,
+    ) -> bool {
         let mut all_followed = true;
         log::debug!("refs changed: {old:?} -> {new:?}");
         let mut invals = Vec::new();

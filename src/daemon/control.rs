@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::fs::CommitFs;
+use crate::view::CommitFs;
 
 /// What `commitfs status` shows.
 #[derive(Debug, Serialize)]
@@ -428,11 +428,15 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
     Ok(out)
 }
 
-impl crate::fs::CommitFs {
-    /// What `commitfs status` shows (see `control.rs`). Takes only short locks,
+impl crate::view::CommitFs {
+    /// What `commitfs status` shows (see `daemon/control.rs`). Takes only short locks,
     /// never a branch's commit lock, so that it answers while commits run.
-    pub fn status(&self, mnt: &std::path::Path, repo: &std::path::Path) -> crate::control::Status {
-        use crate::control::{BranchStatus, CacheStatus, RemoteStatus, Status};
+    pub fn status(
+        &self,
+        mnt: &std::path::Path,
+        repo: &std::path::Path,
+    ) -> crate::daemon::control::Status {
+        use crate::daemon::control::{BranchStatus, CacheStatus, RemoteStatus, Status};
         let now = std::time::Instant::now();
         let tips: Vec<(Vec<u8>, git2::Oid)> = self.repo.refs("refs/heads/").unwrap_or_default();
         let written = self.committer.all();
@@ -468,7 +472,7 @@ impl crate::fs::CommitFs {
                 if self.config().remote.is_some()
                     && let Some(t) = tips.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
                 {
-                    let full = [crate::repo::REMOTE_HEADS.as_bytes(), &name].concat();
+                    let full = [crate::store::repo::REMOTE_HEADS.as_bytes(), &name].concat();
                     let server = self.repo.ref_target(&full).ok().flatten();
                     s.unpushed = self
                         .repo
@@ -520,7 +524,7 @@ impl crate::fs::CommitFs {
                 let age =
                     |t: Option<std::time::Instant>| t.map(|t| now.duration_since(t).as_secs_f64());
                 RemoteStatus {
-                    url: crate::repo::redact_url(r),
+                    url: crate::store::repo::redact_url(r),
                     last_fetch_age: age(st.last_fetch),
                     last_push_age: age(st.last_push),
                     last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),

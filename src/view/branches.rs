@@ -5,9 +5,9 @@
 //! branch directory renames the branch.
 
 use crate::error::{FsError, FsResult};
-use crate::fs::{CommitFs, Entry};
-use crate::inodes::{Kind, Node, SnapSource};
-use crate::repo::Head;
+use crate::store::repo::Head;
+use crate::view::inodes::{Kind, Node, SnapSource};
+use crate::view::{CommitFs, Entry};
 
 /// `refs/heads/NS/NAME`, if Git accepts it as a branch name.
 fn full_ref(ns: &[u8], name: &[u8]) -> FsResult<String> {
@@ -64,12 +64,12 @@ impl CommitFs {
                     // An empty repository: the branch starts at an empty root
                     // commit, in a pack kept until the ref names it (see
                     // `Repo::release_packs`).
-                    let mut batch = crate::repo::ObjectBatch::default();
+                    let mut batch = crate::store::repo::ObjectBatch::default();
                     let tree = batch.add_tree(repo, Vec::new())?;
                     let sig = self.committer.signature(repo)?;
                     let commit = batch.add_commit(
                         repo,
-                        crate::repo::commit_bytes(tree, &[], &sig, "Create branch"),
+                        crate::store::repo::commit_bytes(tree, &[], &sig, "Create branch"),
                     )?;
                     batch.flush(repo)?;
                     let made = repo.reference(&full, commit, false, &msg);
@@ -143,7 +143,7 @@ impl CommitFs {
             // Renaming a namespace would rename every branch below it.
             return Err(FsError::NotPermitted);
         }
-        if flags & crate::write::RENAME_EXCHANGE != 0 {
+        if flags & crate::view::write::RENAME_EXCHANGE != 0 {
             return Err(FsError::NotSupported);
         }
         // An existing branch or namespace is never replaced.

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use git2::Oid;
 
-use crate::fs::CommitFs;
-use crate::repo::Head;
+use crate::store::repo::Head;
+use crate::view::CommitFs;
 
 /// The longest a ref move goes unseen.
 const POLL: Duration = Duration::from_secs(1);

@@ -1,22 +1,27 @@
 //! The semantic core: what each filesystem operation does, as plain data.
 //!
-//! Nothing here knows about fuser; the adapter in `fuse.rs` decodes a request, calls
+//! Nothing here knows about fuser; the adapter in `fuse/mod.rs` decodes a request, calls
 //! one method here and replies. Tests drive this directly without a mount.
 //!
 //! State:
-//! - `inodes`: path <-> inode number, permanent for the mount (see `inodes.rs`).
+//! - `inodes`: path <-> inode number, permanent for the mount (see `view/inodes.rs`).
 //! - `trees`: parsed tree objects, an LRU bounded in entries; trees are immutable
 //!   by id, so this cache is never wrong, only cold.
 //! - `sizes`: blob sizes read from object headers, an LRU bounded in count.
-//! - `blobs`: blob contents (see `blob_cache.rs`).
+//! - `blobs`: blob contents (see `store/blob_cache.rs`).
 //! - `handles`: open directories (files need no handle: reads go by inode).
 //!
 //! Locks: every lock of the daemon, its order and what it guards are in one
-//! table, docs/SEMANTICS.md "Locks". Here: `inodes` before `handles`; the
+//! table, docs/DEVELOPMENT.md "Locks". Here: `inodes` before `handles`; the
 //! caches' locks and `branch_roots` are leaves.
 //!
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.
+
+pub mod branches;
+pub mod ghosts;
+pub mod inodes;
+pub mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,14 +33,14 @@ use git2::Oid;
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
-use crate::blob_cache::BlobCache;
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
-use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::fuse::prefetch::{self, Gate, Job, Prefetcher, Worker};
 use crate::overlay::{Overlay, WFile};
-use crate::prefetch::{self, Gate, Job, Prefetcher, Worker};
-use crate::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
-use crate::treeobj::Listing;
+use crate::store::blob_cache::BlobCache;
+use crate::store::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
+use crate::store::treeobj::Listing;
+use crate::view::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
 /// change; a branch directory keeps the tip it was first looked up at.
@@ -288,7 +293,7 @@ pub struct CommitFs {
     pub(crate) overlay: Overlay,
     /// Syncing with a Git server (see `sync.rs`).
     pub(crate) sync: crate::sync::Sync,
-    /// Where kernel invalidations go (see `follow.rs`).
+    /// Where kernel invalidations go (see `follow/mod.rs`).
     pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<crate::follow::InvalMsg>>>,
     /// The committer: the branches written here and the threads that
     /// commit them (see `commit/`).
@@ -308,7 +313,7 @@ pub struct CommitFs {
     sizes: Mutex<LruCache<Oid, u64>>,
     pub(crate) blobs: BlobCache,
     /// FUSE requests served, by kind (for `commitfs status`).
-    pub requests: crate::control::Requests,
+    pub requests: crate::daemon::control::Requests,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
@@ -356,9 +361,9 @@ impl CommitFs {
         let in_memory = std::env::var("COMMITFS_GHOSTS_IN_MEMORY")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(crate::inodes::GHOSTS_IN_MEMORY);
+            .unwrap_or(crate::view::inodes::GHOSTS_IN_MEMORY);
         inodes.keep_ghosts_in(
-            Arc::new(crate::ghosts::Ghosts::new(repo.common_dir())),
+            Arc::new(crate::view::ghosts::Ghosts::new(repo.common_dir())),
             in_memory,
         );
         let fs = CommitFs {
@@ -388,7 +393,7 @@ impl CommitFs {
             changing: std::sync::atomic::AtomicUsize::new(0),
         };
         // What a daemon that is gone left pending is shown again, and
-        // committed once the committer runs (see `recover.rs`).
+        // committed once the committer runs (see `overlay/recover.rs`).
         fs.recover();
         let fs = Arc::new(fs);
         let weak: std::sync::Weak<dyn crate::commit::Pending> = Arc::downgrade(&fs) as _;
@@ -495,7 +500,7 @@ impl CommitFs {
     // ---- reading the namespace -------------------------------------------------
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Entry> {
-        if name.len() > crate::repo::NAME_MAX {
+        if name.len() > crate::store::repo::NAME_MAX {
             return Err(FsError::NameTooLong);
         }
         let p = self.node(parent)?;
@@ -552,7 +557,7 @@ impl CommitFs {
                     .map_err(|_| FsError::NotFound)?;
                 let kind = tree_kind(snap, &entries[i]);
                 // The tree was read without a lock: if the directory was
-                // re-pointed meanwhile (follow.rs), look again in the new one.
+                // re-pointed meanwhile (follow/mod.rs), look again in the new one.
                 let mut inodes = self.inodes.write();
                 match inodes.get(p.ino).map(|c| c.kind.clone()) {
                     Some(Kind::Tree { oid: now, .. }) if now == *oid => {}
@@ -619,7 +624,7 @@ impl CommitFs {
                             return Err(FsError::NotFound);
                         };
                         let snap = Arc::new(Snap {
-                            snapshot: crate::repo::Snapshot {
+                            snapshot: crate::store::repo::Snapshot {
                                 commit: None,
                                 tree: Oid::from_bytes(&EMPTY_TREE).map_err(FsError::from)?,
                                 time: 0,
@@ -914,7 +919,7 @@ impl CommitFs {
     /// Checks that a file may be opened; `write` is whether the open asks for
     /// write access or O_TRUNC. Files need no per-open state: reads go by inode,
     /// so the adapter lets the kernel skip open requests altogether (see
-    /// `fuse.rs`), and the kernel keeps the pages it cached across opens.
+    /// `fuse/mod.rs`), and the kernel keeps the pages it cached across opens.
     pub fn open(&self, ino: Ino, write: bool) -> FsResult<Opened> {
         let n = self.node(ino)?;
         match &n.kind {
@@ -961,7 +966,7 @@ impl CommitFs {
                 let len = wf.st.lock().size;
                 let end = offset.saturating_add(size as u64).min(len);
                 let n = end.saturating_sub(offset) as usize;
-                return crate::blob_cache::with_read_buf(n, |buf| {
+                return crate::store::blob_cache::with_read_buf(n, |buf| {
                     // Holes and a concurrent truncate read as zeros, never garbage.
                     let got = wf.data.read_at(buf, offset)?;
                     buf[got..].fill(0);
@@ -1048,7 +1053,7 @@ impl CommitFs {
         // the kernel (create, unlink, rename, ...: the kernel drops its
         // listing itself) or by another writer's move being followed (or a
         // sync), which invalidates every directory it re-points (see
-        // `follow.rs`). The root, `.tags` and namespaces follow the refs and
+        // `follow/mod.rs`). The root, `.tags` and namespaces follow the refs and
         // are listed afresh at each open.
         let cached = n.kind.snap().is_some();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -1144,7 +1149,7 @@ impl CommitFs {
             let mut inodes = self.inodes.write();
             // A directory re-pointed at another writer's tree since this
             // handle was opened: its names are taken from the tree it shows
-            // now, so that no old version comes back (see follow.rs).
+            // now, so that no old version comes back (see follow/mod.rs).
             let now: Option<(Arc<Snap>, Arc<Listing>)> = match (&*listing, inodes.get(n.ino)) {
                 (Handle::Tree { oid, .. }, Some(cur)) => match &cur.kind {
                     Kind::Tree { snap, oid: c } if c != oid => Some((snap.clone(), self.tree(*c)?)),
@@ -1221,7 +1226,7 @@ impl CommitFs {
     }
 
     /// Starts pushing small files of answered listings into the kernel's page
-    /// cache (see `prefetch.rs`); the returned receiver is for the thread that
+    /// cache (see `fuse/prefetch.rs`); the returned receiver is for the thread that
     /// sends the notifications.
     pub fn enable_prefetch(&self) -> Worker {
         let (p, worker) = Prefetcher::new();
@@ -1346,7 +1351,7 @@ impl CommitFs {
             files: st.f_files,
             ffree: st.f_ffree,
             bsize: st.f_bsize as u32,
-            namelen: crate::repo::NAME_MAX as u32,
+            namelen: crate::store::repo::NAME_MAX as u32,
             frsize: st.f_frsize as u32,
         }
     }
@@ -1387,7 +1392,7 @@ fn file_kind(k: &Kind) -> FileKind {
 fn shown_ref_component(refs_prefix: &[u8], ns: &[u8], name: &[u8]) -> bool {
     valid_name(name)
         && !name.starts_with(b".")
-        && !crate::names::refused(name, false)
+        && !crate::store::names::refused(name, false)
         && (refs_prefix != b"refs/heads/" || !ns.is_empty() || name != b"HEAD")
 }
 
