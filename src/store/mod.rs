@@ -7,6 +7,7 @@
 pub mod blob_cache;
 pub mod names;
 pub mod pack_stream;
+pub mod packs;
 pub mod refs_file;
 pub mod repo;
 pub mod treeobj;

@@ -134,6 +134,9 @@ pub struct Repo {
     /// bad lines. A leaf lock.
     #[allow(clippy::type_complexity)]
     packed_health: Mutex<Option<(Option<(Option<std::time::SystemTime>, u64, u64)>, bool)>>,
+    /// Whole blobs read straight out of the packs (sizes, small blobs);
+    /// libgit2 for the rest.
+    packs: crate::store::packs::Packs,
 }
 
 impl Repo {
@@ -169,7 +172,9 @@ impl Repo {
         }
         let git_dir = repo.path().to_path_buf();
         let common_dir = repo.commondir().to_path_buf();
+        let packs = crate::store::packs::Packs::new(&common_dir.join("objects"));
         Ok(Repo {
+            packs,
             git_dir,
             common_dir,
             pool: Mutex::new(vec![(0, repo)]),
@@ -449,6 +454,9 @@ impl Repo {
 
     /// A blob's size from its object header, without inflating it.
     pub fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+        if let Some(size) = self.packs.blob_size(oid.as_bytes()) {
+            return Ok(size);
+        }
         self.with(|repo| {
             let (size, kind) = repo.odb()?.read_header(oid)?;
             if kind != ObjectType::Blob {
@@ -462,6 +470,10 @@ impl Repo {
     /// go through [`Repo::stream_blob`] (whose caller checks the hash as it
     /// spills). Its hash is checked before it is returned.
     pub fn read_blob(&self, oid: Oid) -> FsResult<std::sync::Arc<[u8]>> {
+        if let Some(data) = self.packs.read_blob(oid.as_bytes()) {
+            check_id("blob", oid, &data)?;
+            return Ok(std::sync::Arc::from(data));
+        }
         self.with(|repo| {
             let odb = repo.odb()?;
             let obj = odb.read(oid)?;

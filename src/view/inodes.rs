@@ -136,16 +136,17 @@ pub struct Node {
 
 /// The table. Per path it holds the node (an `Arc`: its number, parent,
 /// name and kind), one entry of `nodes` (by number) and one slot of
-/// `by_path`, which holds only the number: the path it stands for is the
-/// node's own `parent` and `name`, so no name is stored twice (measured with
-/// `scripts/memory.sh`). A clean path the kernel forgot keeps only its place
+/// `by_path`, which holds only the number and the path's hash: the path it
+/// stands for is the node's own `parent` and `name`, so no name is stored
+/// twice (measured with `scripts/memory.sh`), and the hash kept spares the
+/// table's growth hashing every path again. A clean path the kernel forgot keeps only its place
 /// (a ghost); beyond the most recent `GHOSTS_IN_MEMORY`, ghosts move to disk
 /// (`view/ghosts.rs`), so that the table's memory follows what the kernel holds,
 /// not everything it ever looked up.
 pub struct Inodes {
     next: Ino,
-    /// Paths in memory: the numbers, hashed by their (parent, name).
-    by_path: hashbrown::HashTable<Ino>,
+    /// Paths in memory: the numbers, with the hash of their (parent, name).
+    by_path: hashbrown::HashTable<(u64, Ino)>,
     hasher: std::collections::hash_map::RandomState,
     /// By number: live nodes and ghosts in memory. A number in neither is
     /// on disk (`disk`), or dropped.
@@ -377,7 +378,7 @@ impl Inodes {
                 continue;
             }
             let h = self.hash(parent, &name);
-            if let Ok(e) = self.by_path.find_entry(h, |&i| i == ino) {
+            if let Ok(e) = self.by_path.find_entry(h, |&(_, i)| i == ino) {
                 e.remove();
             }
             self.nodes.remove(&ino);
@@ -409,7 +410,10 @@ impl Inodes {
     fn find_here(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
-        self.by_path.find(h, at(nodes, parent, name)).copied()
+        let here = at(nodes, parent, name);
+        self.by_path
+            .find(h, |&(eh, i)| eh == h && here(&i))
+            .map(|&(_, i)| i)
     }
 
     /// The number of a forgotten path on disk at (parent, name). What
@@ -451,8 +455,9 @@ impl Inodes {
         self.pull(parent, name);
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
-        let ino = match self.by_path.find_entry(h, at(nodes, parent, name)) {
-            Ok(e) => e.remove().0,
+        let here = at(nodes, parent, name);
+        let ino = match self.by_path.find_entry(h, |&(eh, i)| eh == h && here(&i)) {
+            Ok(e) => e.remove().0.1,
             Err(_) => return None,
         };
         Some(ino)
@@ -489,11 +494,7 @@ impl Inodes {
             return;
         };
         let h = self.hash(parent, name);
-        let (hasher, nodes) = (&self.hasher, &self.nodes);
-        self.by_path.insert_unique(h, ino, |&i| {
-            let (p, n) = nodes.get(&i).map_or((0, &[][..]), |s| s.place());
-            place_hash(hasher, p, n)
-        });
+        self.by_path.insert_unique(h, (h, ino), |&(eh, _)| eh);
     }
 
     pub fn get(&self, ino: Ino) -> Option<Arc<Node>> {

@@ -1,0 +1,506 @@
+//! Whole objects read straight out of the repository's packs, for the two
+//! questions a walk asks of every file: its size, and for a small file its
+//! bytes. The id is looked up in each pack's `.idx` (version 2, SHA-1), both
+//! files mapped read-only, and the entry inflated by a decompressor kept per
+//! thread: one index lookup, no lock held, no libgit2 handle taken. libgit2
+//! answers everything else (loose objects, alternates, an object stored as a
+//! delta, a pack this cannot read), so `None` here is never an error: the
+//! caller asks libgit2, which gives the same answer or the same error as
+//! before.
+//!
+//! Packs are immutable once written (git writes a new pack and renames it in
+//! place), and one removed by `git gc` stays mapped, and readable, until it is
+//! dropped from the set. A pack truncated in place under a running daemon
+//! would fault its reads, as it would libgit2's own mappings.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use flate2::{Decompress, FlushDecompress, Status};
+use memmap2::Mmap;
+use parking_lot::RwLock;
+
+/// Magic of `.idx` files from version 2 on (`\377tOc`).
+const IDX_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
+/// Magic, version, 256 fanout entries.
+const FANOUT_AT: usize = 8;
+const NAMES_AT: usize = FANOUT_AT + 256 * 4;
+const ID: usize = 20;
+const OBJ_BLOB: u8 = 3;
+/// A blob is read here only up to this size (its header, from the pack, is
+/// not trusted with a larger allocation); larger ones go through libgit2.
+pub const MAX_READ: u64 = 64 << 20;
+
+/// One pack and its index, mapped.
+struct Pack {
+    idx_path: PathBuf,
+    idx: Mmap,
+    pack: Mmap,
+    /// Objects in the pack.
+    n: usize,
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn map(path: &Path) -> std::io::Result<Mmap> {
+    let f = File::open(path)?;
+    // SAFETY: a read-only mapping of a pack or its index. Git never rewrites
+    // these in place (a new pack is written under a temporary name and
+    // renamed), so the bytes do not change while mapped; every access below
+    // is bounds-checked against the mapping's length.
+    unsafe { Mmap::map(&f) }
+}
+
+impl Pack {
+    /// `None` for anything this does not read (another index version, a
+    /// SHA-256 repository, a truncated or inconsistent file).
+    fn open(idx_path: &Path) -> Option<Pack> {
+        let idx = map(idx_path).ok()?;
+        let pack = map(&idx_path.with_extension("pack")).ok()?;
+        if idx.get(..4)? != IDX_MAGIC || be32(&idx, 4)? != 2 {
+            return None;
+        }
+        let mut prev = 0;
+        for i in 0..256 {
+            let f = be32(&idx, FANOUT_AT + 4 * i)?;
+            if f < prev {
+                return None;
+            }
+            prev = f;
+        }
+        let n = prev as usize;
+        // Names, CRCs and 32-bit offsets, then the two trailing checksums, at
+        // least (a 64-bit offset table may sit between).
+        if idx.len() < NAMES_AT + n * (ID + 8) + 2 * ID {
+            return None;
+        }
+        if pack.get(..4)? != b"PACK" || be32(&pack, 8)? as usize != n {
+            return None;
+        }
+        Some(Pack {
+            idx_path: idx_path.to_path_buf(),
+            idx,
+            pack,
+            n,
+        })
+    }
+
+    /// Where the object `id` starts in the pack, if it is in it. Ids are
+    /// uniformly spread, so the search starts where the id's next bytes say it
+    /// should be among those sharing its first byte, and widens from there:
+    /// a few neighbouring cache lines of the index instead of a whole binary
+    /// search's worth of distant ones.
+    fn find(&self, id: &[u8; 20]) -> Option<u64> {
+        let first = usize::from(id[0]);
+        let lo = if first == 0 {
+            0
+        } else {
+            be32(&self.idx, FANOUT_AT + 4 * (first - 1))? as usize
+        };
+        let hi = (be32(&self.idx, FANOUT_AT + 4 * first)? as usize).min(self.n);
+        if lo >= hi {
+            return None;
+        }
+        let names = self.idx.get(NAMES_AT..NAMES_AT + self.n * ID)?;
+        let name = |i: usize| names.get(i * ID..i * ID + ID);
+        let key = u64::from_be_bytes(id[1..9].try_into().ok()?);
+        let guess = lo + ((u128::from(key) * (hi - lo) as u128) >> 64) as usize;
+        // Bracket the id in [a, b) by steps doubling away from the guess.
+        let (mut a, mut b) = match name(guess)?.cmp(&id[..]) {
+            std::cmp::Ordering::Equal => return self.offset(guess),
+            std::cmp::Ordering::Less => {
+                let (mut a, mut step) = (guess + 1, 4);
+                loop {
+                    let next = a.saturating_add(step).min(hi);
+                    if next >= hi || name(next)? > &id[..] {
+                        break (a, next);
+                    }
+                    a = next;
+                    step *= 2;
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                let (mut b, mut step) = (guess, 4);
+                loop {
+                    let next = b.saturating_sub(step).max(lo);
+                    if next <= lo || name(next)? <= &id[..] {
+                        break (next, b);
+                    }
+                    b = next;
+                    step *= 2;
+                }
+            }
+        };
+        while a < b {
+            let mid = a + (b - a) / 2;
+            match name(mid)?.cmp(&id[..]) {
+                std::cmp::Ordering::Less => a = mid + 1,
+                std::cmp::Ordering::Greater => b = mid,
+                std::cmp::Ordering::Equal => return self.offset(mid),
+            }
+        }
+        None
+    }
+
+    fn offset(&self, i: usize) -> Option<u64> {
+        let offs = NAMES_AT + self.n * (ID + 4);
+        let o = be32(&self.idx, offs + 4 * i)?;
+        if o & 0x8000_0000 == 0 {
+            return Some(u64::from(o));
+        }
+        let big = offs + 4 * self.n;
+        be64(&self.idx, big + 8 * (o & 0x7fff_ffff) as usize)
+    }
+
+    /// The entry at `at`: its type, size, and where its data starts.
+    fn entry(&self, at: u64) -> Option<(u8, u64, usize)> {
+        let at = usize::try_from(at).ok()?;
+        let mut i = at;
+        let mut c = *self.pack.get(i)?;
+        let kind = (c >> 4) & 7;
+        let mut size = u64::from(c & 15);
+        let mut shift = 4;
+        while c & 0x80 != 0 {
+            i += 1;
+            c = *self.pack.get(i)?;
+            if shift > 57 {
+                return None;
+            }
+            size |= u64::from(c & 0x7f) << shift;
+            shift += 7;
+        }
+        Some((kind, size, i + 1))
+    }
+}
+
+thread_local! {
+    /// One decompressor per thread, reset for each object.
+    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
+}
+
+/// The set of packs under `objects/pack/`, read again when a lookup misses
+/// and the directory changed since.
+pub struct Packs {
+    dir: PathBuf,
+    /// Cloned out for each lookup: no lock is held while a mapping is read
+    /// (a page fault there is disk I/O).
+    set: RwLock<Arc<Set>>,
+    /// When the directory was last looked at (ms after `start`): at most
+    /// once a second, so that a pack gc removed is unmapped (its disk space
+    /// freed) soon, not only when a lookup misses.
+    checked: AtomicU64,
+    start: Instant,
+}
+
+/// How often a lookup looks whether the pack directory changed.
+const CHECK_EVERY_MS: u64 = 1000;
+
+#[derive(Default)]
+struct Set {
+    packs: Vec<Arc<Pack>>,
+    /// The directory's mtime when it was last read.
+    seen: Option<SystemTime>,
+}
+
+impl Packs {
+    pub fn new(objects_dir: &Path) -> Packs {
+        let p = Packs {
+            dir: objects_dir.join("pack"),
+            set: RwLock::new(Arc::new(Set::default())),
+            checked: AtomicU64::new(0),
+            start: Instant::now(),
+        };
+        p.rescan();
+        p
+    }
+
+    /// Reads the directory again if it changed; true if it did.
+    fn rescan(&self) -> bool {
+        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        if mtime.is_some() && self.set.read().seen == mtime {
+            return false;
+        }
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // Newest first: recent objects are the ones looked up most.
+        names.sort_by_key(|p| {
+            std::cmp::Reverse(std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        });
+        let old = self.set.read().packs.clone();
+        let packs = names
+            .iter()
+            .filter_map(|p| match old.iter().find(|o| &o.idx_path == p) {
+                Some(o) => Some(o.clone()),
+                None => Pack::open(p).map(Arc::new),
+            })
+            .collect();
+        *self.set.write() = Arc::new(Set { packs, seen: mtime });
+        true
+    }
+
+    /// The pack and offset of a whole (not deltified) object of `kind`.
+    fn whole(&self, id: &[u8], kind: u8) -> Option<(Arc<Pack>, u64, usize)> {
+        let id: &[u8; 20] = id.try_into().ok()?;
+        let now = self.start.elapsed().as_millis() as u64;
+        let last = self.checked.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= CHECK_EVERY_MS
+            && self
+                .checked
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.rescan();
+        }
+        for attempt in 0..2 {
+            let set = self.set.read().clone();
+            let found = set
+                .packs
+                .iter()
+                .find_map(|p| p.find(id).map(|at| (p.clone(), at)));
+            if let Some((p, at)) = found {
+                let (k, size, data) = p.entry(at)?;
+                if k != kind {
+                    return None;
+                }
+                return Some((p, size, data));
+            }
+            if attempt == 0 && !self.rescan() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The size of the blob `id` if a pack holds it whole.
+    pub fn blob_size(&self, id: &[u8]) -> Option<u64> {
+        self.whole(id, OBJ_BLOB).map(|(_, size, _)| size)
+    }
+
+    /// The bytes of the blob `id` if a pack holds it whole and it is at most
+    /// [`MAX_READ`]; not hash-checked here.
+    pub fn read_blob(&self, id: &[u8]) -> Option<Vec<u8>> {
+        let (p, size, data) = self.whole(id, OBJ_BLOB)?;
+        if size > MAX_READ {
+            return None;
+        }
+        let input = p.pack.get(data..)?;
+        let mut out = vec![0u8; size as usize];
+        INFLATE.with(|d| {
+            let mut d = d.borrow_mut();
+            d.reset(true);
+            match d.decompress(input, &mut out, FlushDecompress::Finish) {
+                Ok(Status::StreamEnd) if d.total_out() == size => Some(()),
+                _ => None,
+            }
+        })?;
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn id(hex: &str) -> Vec<u8> {
+        git2::Oid::from_str(hex).unwrap().as_bytes().to_vec()
+    }
+
+    /// A repository whose files are `files`, committed and packed with
+    /// `repack` arguments.
+    fn repo(files: &[(&str, Vec<u8>)], repack: &[&str]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        git(d.path(), &["init", "-q"]);
+        for (name, body) in files {
+            std::fs::write(d.path().join(name), body).unwrap();
+        }
+        git(d.path(), &["add", "."]);
+        git(d.path(), &["commit", "-q", "-m", "c"]);
+        let mut args = vec!["repack", "-adq"];
+        args.extend_from_slice(repack);
+        git(d.path(), &args);
+        d
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_blobs_are_read_as_git_stores_them() {
+        let files: Vec<(String, Vec<u8>)> = vec![
+            ("empty".into(), Vec::new()),
+            ("small".into(), b"hello\n".to_vec()),
+            ("lines".into(), b"line\n".repeat(5000)),
+            ("noise".into(), noise(300_000, 7)),
+        ];
+        let named: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        let d = repo(&named, &["--window=0"]);
+        let packs = Packs::new(&d.path().join(".git/objects"));
+        for (name, body) in &files {
+            let oid = id(&git(d.path(), &["rev-parse", &format!("HEAD:{name}")]));
+            assert_eq!(packs.blob_size(&oid), Some(body.len() as u64), "{name}");
+            assert_eq!(packs.read_blob(&oid).as_deref(), Some(&body[..]), "{name}");
+        }
+        // A tree is not a blob; an id no pack has is not found.
+        let tree = id(&git(d.path(), &["rev-parse", "HEAD^{tree}"]));
+        assert_eq!(packs.blob_size(&tree), None);
+        assert_eq!(packs.read_blob(&[7u8; 20]), None);
+        assert_eq!(packs.read_blob(&[7u8; 3]), None);
+    }
+
+    #[test]
+    fn a_blob_stored_as_a_delta_is_left_to_libgit2() {
+        let base = noise(50_000, 3);
+        let mut near = base.clone();
+        near[100] ^= 1;
+        let d = repo(
+            &[("a", base.clone()), ("b", near.clone())],
+            &["-f", "--window=10", "--depth=10"],
+        );
+        let packs = Packs::new(&d.path().join(".git/objects"));
+        let (a, b) = (
+            id(&git(d.path(), &["rev-parse", "HEAD:a"])),
+            id(&git(d.path(), &["rev-parse", "HEAD:b"])),
+        );
+        // One of the two is stored whole, the other as a delta against it.
+        let got = [packs.read_blob(&a), packs.read_blob(&b)];
+        assert_eq!(got.iter().filter(|g| g.is_none()).count(), 1, "one delta");
+        for (g, want) in got.iter().zip([&base, &near]) {
+            if let Some(g) = g {
+                assert_eq!(g, want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pack_written_later_is_found() {
+        let d = repo(&[("a", b"a\n".to_vec())], &[]);
+        let packs = Packs::new(&d.path().join(".git/objects"));
+        std::fs::write(d.path().join("b"), b"later\n").unwrap();
+        git(d.path(), &["add", "b"]);
+        git(d.path(), &["commit", "-q", "-m", "b"]);
+        git(d.path(), &["repack", "-dq"]);
+        let b = id(&git(d.path(), &["rev-parse", "HEAD:b"]));
+        assert_eq!(packs.read_blob(&b).as_deref(), Some(&b"later\n"[..]));
+    }
+
+    /// A truncated index is not read; a damaged entry is not returned (the
+    /// caller asks libgit2, which reports the damage).
+    #[test]
+    fn damaged_packs_are_not_trusted() {
+        let body = b"some content that compresses\n".repeat(100);
+        let d = repo(&[("a", body.clone())], &["--window=0"]);
+        let objects = d.path().join(".git/objects");
+        let oid = id(&git(d.path(), &["rev-parse", "HEAD:a"]));
+        let pack_dir = objects.join("pack");
+        let idx = std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let pack_path = idx.with_extension("pack");
+        let packs = Packs::new(&objects);
+        let at = {
+            let set = packs.set.read().clone();
+            set.packs[0].find(oid[..].try_into().unwrap()).unwrap()
+        };
+        // Damage the compressed bytes of the blob, in a copy of the pack.
+        let mut bytes = std::fs::read(&pack_path).unwrap();
+        let i = at as usize + 8;
+        bytes[i] ^= 0xff;
+        bytes[i + 1] ^= 0xff;
+        let _ = std::fs::set_permissions(
+            &pack_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        );
+        std::fs::remove_file(&pack_path).unwrap();
+        std::fs::write(&pack_path, &bytes).unwrap();
+        let fresh = Packs::new(&objects);
+        assert_ne!(fresh.read_blob(&oid).as_deref(), Some(&body[..]));
+        // A truncated index: no pack at all.
+        let short = std::fs::read(&idx).unwrap();
+        std::fs::remove_file(&idx).unwrap();
+        std::fs::write(&idx, &short[..short.len() / 2]).unwrap();
+        let truncated = Packs::new(&objects);
+        assert_eq!(truncated.set.read().packs.len(), 0);
+        assert_eq!(truncated.read_blob(&oid), None);
+    }
+
+    /// Every object of a pack is found where the index says, and ids next
+    /// to them are not (the search that starts at the guessed place).
+    #[test]
+    fn every_object_is_found_and_no_other() {
+        let files: Vec<(String, Vec<u8>)> = (0..3000)
+            .map(|i| (format!("f{i}"), format!("file {i}\n").into_bytes()))
+            .collect();
+        let named: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        let d = repo(&named, &[]);
+        let packs = Packs::new(&d.path().join(".git/objects"));
+        let set = packs.set.read().clone();
+        let pack = &set.packs[0];
+        let all = git(
+            d.path(),
+            &[
+                "cat-file",
+                "--batch-all-objects",
+                "--batch-check=%(objectname)",
+            ],
+        );
+        let mut found = 0;
+        for hex in all.lines() {
+            let mut raw: [u8; 20] = id(hex).try_into().unwrap();
+            let at = pack.find(&raw).unwrap_or_else(|| panic!("{hex} not found"));
+            assert!(pack.entry(at).is_some());
+            found += 1;
+            raw[19] ^= 1;
+            if !all.contains(&git2::Oid::from_bytes(&raw).unwrap().to_string()) {
+                assert_eq!(pack.find(&raw), None);
+            }
+        }
+        assert_eq!(found, pack.n);
+        assert_eq!(pack.find(&[0u8; 20]), None);
+        assert_eq!(pack.find(&[0xffu8; 20]), None);
+    }
+}
