@@ -200,7 +200,23 @@ pub struct Packs {
     /// freed) soon, not only when a lookup misses.
     checked: AtomicU64,
     start: Instant,
+    /// Where objects were last found, by their id's low bits: a walk asks
+    /// for a file's size and then, soon after, for its bytes, and the second
+    /// lookup is then no search of the index. A slot holds the whole id, so
+    /// a hit is never another object's.
+    recent: Box<[parking_lot::Mutex<Option<Found>>]>,
 }
+
+/// An object's place: its id, the pack, where it starts.
+#[derive(Clone)]
+struct Found {
+    id: [u8; 20],
+    pack: Arc<Pack>,
+    at: u64,
+}
+
+/// Slots of `Packs::recent` (about 48 bytes each).
+const RECENT: usize = 1 << 14;
 
 /// How often a lookup looks whether the pack directory changed.
 const CHECK_EVERY_MS: u64 = 1000;
@@ -219,6 +235,7 @@ impl Packs {
             set: RwLock::new(Arc::new(Set::default())),
             checked: AtomicU64::new(0),
             start: Instant::now(),
+            recent: (0..RECENT).map(|_| parking_lot::Mutex::new(None)).collect(),
         };
         p.rescan();
         p
@@ -250,6 +267,11 @@ impl Packs {
             })
             .collect();
         *self.set.write() = Arc::new(Set { packs, seen: mtime });
+        // No slot keeps a pack no longer in the set mapped (its disk space
+        // held) after this.
+        for slot in self.recent.iter() {
+            *slot.lock() = None;
+        }
         true
     }
 
@@ -266,18 +288,42 @@ impl Packs {
         {
             self.rescan();
         }
+        let slot = &self.recent[usize::from(u16::from_le_bytes([id[18], id[19]])) % RECENT];
+        let hit = slot
+            .lock()
+            .as_ref()
+            .filter(|f| &f.id == id)
+            .map(|f| (f.pack.clone(), f.at));
+        let (p, at) = match hit {
+            Some(found) => found,
+            None => {
+                let (p, at) = self.search(id)?;
+                *slot.lock() = Some(Found {
+                    id: *id,
+                    pack: p.clone(),
+                    at,
+                });
+                (p, at)
+            }
+        };
+        let (k, size, data) = p.entry(at)?;
+        if k != kind {
+            return None;
+        }
+        Some((p, size, data))
+    }
+
+    /// The pack and offset of `id`, the directory read again once if no
+    /// pack has it and it changed.
+    fn search(&self, id: &[u8; 20]) -> Option<(Arc<Pack>, u64)> {
         for attempt in 0..2 {
             let set = self.set.read().clone();
             let found = set
                 .packs
                 .iter()
                 .find_map(|p| p.find(id).map(|at| (p.clone(), at)));
-            if let Some((p, at)) = found {
-                let (k, size, data) = p.entry(at)?;
-                if k != kind {
-                    return None;
-                }
-                return Some((p, size, data));
+            if found.is_some() {
+                return found;
             }
             if attempt == 0 && !self.rescan() {
                 return None;
