@@ -6,12 +6,13 @@
 //! - `daemon`: the process: the command line and `-o` options (`cli`),
 //!   checks, detaching, mounting, signals, unmounting, and `commitfs status`
 //!   (`control`).
-//! - `fuse`: the adapter from fuser's requests to the view, and `prefetch`,
-//!   which pushes small files of listed directories into the page cache.
+//! - `fuse`: the adapter from fuser's requests to the view, and the page
+//!   cache the view's prefetcher pushes into.
 //! - `view`: what each path is and what each operation does: refs, snapshots
 //!   and branches, lookup, readdir, attributes, reads (`mod.rs`); inode
 //!   numbers (`inodes`, with forgotten paths on disk in `ghosts`); writes
-//!   (`write`) and branch directories (`branches`).
+//!   (`write`) and branch directories (`branches`); the prefetch that follows
+//!   a listing (`prefetch`); the requests served (`requests`).
 //! - `overlay`: a branch's pending changes, persistent on disk (`persist`,
 //!   `wdata`), and what the next mount finds of them (`recover`).
 //! - `commit`: overlay -> trees -> commit -> ref; the settle window and

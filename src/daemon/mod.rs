@@ -769,7 +769,7 @@ fn start_helpers(
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()
         .name("commitfs-prefetch".into())
-        .spawn(move || crate::fuse::prefetch::run(pfs, rx, notifier))
+        .spawn(move || crate::view::prefetch::run(pfs, rx, crate::fuse::PageCache(notifier)))
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     // Kernel invalidations are sent from their own thread, never from a
     // request (see follow/mod.rs).

@@ -3,8 +3,6 @@
 //! Every handler has the same shape: `match self.fs.op(..) { Ok(x) => reply.., Err(e)
 //! => fail(op, reply, e) }`. No semantics live here; see `view/mod.rs`.
 
-pub mod prefetch;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -34,6 +32,25 @@ pub struct FuseFs {
 impl FuseFs {
     pub fn new(fs: Arc<CommitFs>) -> FuseFs {
         FuseFs { fs, no_open: false }
+    }
+}
+
+/// The kernel's page cache, which the view's prefetcher pushes small files
+/// into (`FUSE_NOTIFY_STORE`).
+pub struct PageCache(pub fuser::Notifier);
+
+impl crate::view::prefetch::PageCache for PageCache {
+    fn store(&self, ino: u64, data: &[u8]) -> Result<(), crate::view::prefetch::Gone> {
+        match self.0.store(INodeNo(ino), 0, data) {
+            Ok(()) => Ok(()),
+            // The connection is gone (unmounted): stop quietly.
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Err(crate::view::prefetch::Gone),
+            Err(e) => {
+                // The kernel refused (the inode forgotten since): a hint only.
+                log::debug!("prefetch store for inode {ino}: {e}");
+                Ok(())
+            }
+        }
     }
 }
 

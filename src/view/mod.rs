@@ -21,6 +21,8 @@
 pub mod branches;
 pub mod ghosts;
 pub mod inodes;
+pub mod prefetch;
+pub mod requests;
 pub mod write;
 
 use std::collections::HashMap;
@@ -35,12 +37,12 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
-use crate::fuse::prefetch::{self, Gate, Job, Prefetcher, Worker};
 use crate::overlay::{Overlay, WFile};
 use crate::store::blob_cache::BlobCache;
 use crate::store::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 use crate::store::treeobj::Listing;
 use crate::view::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use prefetch::{Gate, Job, Prefetcher, Worker};
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
 /// change; a branch directory keeps the tip it was first looked up at.
@@ -313,7 +315,7 @@ pub struct CommitFs {
     sizes: Mutex<LruCache<Oid, u64>>,
     pub(crate) blobs: BlobCache,
     /// FUSE requests served, by kind (for `commitfs status`).
-    pub requests: crate::daemon::control::Requests,
+    pub requests: requests::Requests,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     prefetch: Mutex<Option<Prefetcher>>,
@@ -1226,7 +1228,7 @@ impl CommitFs {
     }
 
     /// Starts pushing small files of answered listings into the kernel's page
-    /// cache (see `fuse/prefetch.rs`); the returned receiver is for the thread that
+    /// cache (see `view/prefetch.rs`); the returned receiver is for the thread that
     /// sends the notifications.
     pub fn enable_prefetch(&self) -> Worker {
         let (p, worker) = Prefetcher::new();

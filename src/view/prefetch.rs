@@ -19,7 +19,8 @@
 //! block a request; the bytes read ahead are bounded too ([`MAX_AHEAD`]); a read
 //! that comes first goes to the daemon as usual and gets the same bytes.
 //! Notifications are sent from this thread, never from a request handler, so
-//! that no handler waits on the kernel while the kernel waits on it.
+//! that no handler waits on the kernel while the kernel waits on it. The
+//! kernel's side is a [`PageCache`], which the FUSE adapter implements.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,12 +151,24 @@ trait Io {
     fn store(&self, ino: Ino, data: &[u8]) -> Step;
 }
 
-struct Kernel<'a> {
-    fs: &'a CommitFs,
-    notifier: &'a fuser::Notifier,
+/// The kernel's page cache, as the prefetcher pushes into it (the FUSE
+/// adapter implements it with `FUSE_NOTIFY_STORE`).
+pub trait PageCache {
+    /// Stores `data` as the start of inode `ino`'s pages. `Err(Gone)` when
+    /// the connection is gone (unmounted); a refusal (the inode forgotten
+    /// since) is the implementation's to log, and `Ok`: a hint only.
+    fn store(&self, ino: Ino, data: &[u8]) -> Result<(), Gone>;
 }
 
-impl Io for Kernel<'_> {
+/// The connection to the kernel is gone.
+pub struct Gone;
+
+struct Live<'a, C> {
+    fs: &'a CommitFs,
+    cache: &'a C,
+}
+
+impl<C: PageCache> Io for Live<'_, C> {
     fn read(&self, job: &Job) -> Option<Arc<[u8]>> {
         match self.fs.blob_for_prefetch(job.oid) {
             Ok(d) => Some(d),
@@ -168,26 +181,20 @@ impl Io for Kernel<'_> {
 
     fn store(&self, ino: Ino, data: &[u8]) -> Step {
         log::trace!("prefetch: storing {} bytes for inode {ino}", data.len());
-        match self.notifier.store(fuser::INodeNo(ino), 0, data) {
+        match self.cache.store(ino, data) {
             Ok(()) => Step::Worked,
-            // The connection is gone (unmounted): stop quietly.
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Step::Gone,
-            Err(e) => {
-                // The kernel refused (the inode forgotten since): a hint only.
-                log::debug!("prefetch store for inode {ino}: {e}");
-                Step::Worked
-            }
+            Err(Gone) => Step::Gone,
         }
     }
 }
 
 /// Runs until the filesystem drops its sender: reads each queued blob and
 /// stores it in the kernel's page cache for its inode.
-pub fn run(fs: Arc<CommitFs>, worker: Worker, notifier: fuser::Notifier) {
+pub fn run(fs: Arc<CommitFs>, worker: Worker, cache: impl PageCache) {
     let _ = worker.waker.0.set(std::thread::current());
-    let io = Kernel {
+    let io = Live {
         fs: &fs,
-        notifier: &notifier,
+        cache: &cache,
     };
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut held = 0u64;
