@@ -107,11 +107,9 @@ fn bad_input_gets_one_clear_line() {
 
 /// /dev/fuse missing: run in a private mount namespace whose /dev is an empty tmpfs.
 #[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: unshare -m")]
 fn missing_dev_fuse_is_reported() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root for unshare -m");
-        return;
-    }
+    require_root();
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
     let script = format!(
@@ -240,11 +238,9 @@ impl Drop for Installed {
 }
 
 #[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: mount(8) with fuse.commitfs")]
 fn mount8_helper_form_and_fstab_line() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mount(8) with fuse.commitfs needs root");
-        return;
-    }
+    require_root();
     let _installed = Installed::new();
     let (r, bare) = small_repo();
     // Whatever happens below, nothing stays mounted.
@@ -319,11 +315,9 @@ fn help_and_version_succeed() {
 /// Without --allow-other only the mounting user gets in; with it, another user
 /// can read what the modes allow.
 #[test]
+#[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
 fn allow_other_lets_other_users_in() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to act as another user");
-        return;
-    }
+    require_root();
     use std::os::unix::fs::PermissionsExt;
     let (r, bare) = small_repo();
     std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -402,12 +396,21 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
 }
 
 /// `commitfs status` shows uncommitted changes, the last commit and the cache,
-/// as text and JSON, and answers at once while the daemon is busy writing.
+/// as text and JSON, and answers while every request thread is busy.
 #[test]
 fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
-    let m = Mount::new(&bare, &mnt, &["--settle", "60000"]);
+    let release = r.dir.path().join("release");
+    let m = Mount::with_env(
+        &bare,
+        &mnt,
+        &["--settle", "60000"],
+        &[
+            ("COMMITFS_TEST_BLOCK_PREFIX", "block-"),
+            ("COMMITFS_TEST_BLOCK_RELEASE", release.to_str().unwrap()),
+        ],
+    );
     let status = |json: bool| {
         let mut args = vec![OsStr::new("status"), os(&mnt)];
         if json {
@@ -439,25 +442,34 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     assert_eq!(main["last_commit_message"], "Add new.txt");
     assert!(json["cache"]["capacity"].as_u64().unwrap() > 0);
 
-    // Busy: a large write keeps the FUSE threads going; status still answers.
-    let big = mnt.join("main/big.bin");
-    let writer = std::thread::spawn(move || {
-        let chunk = vec![7u8; 1 << 20];
-        let mut f = std::fs::File::create(&big).unwrap();
-        for _ in 0..64 {
-            std::io::Write::write_all(&mut f, &chunk).unwrap();
-        }
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let t = std::time::Instant::now();
+    // Busy: every request thread holds a lookup (the debug build's hook
+    // keeps a lookup of `block-*` until the release file exists); status is
+    // served by its own thread and still answers, while they are held.
+    let lookups = || {
+        let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+        v["requests"]["lookup"].as_u64().unwrap()
+    };
+    let base = lookups();
+    let held: Vec<_> = (0..12)
+        .map(|i| {
+            let p = mnt.join(format!("main/block-{i}"));
+            std::thread::spawn(move || std::fs::metadata(&p).is_ok())
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || lookups() >= base + 8),
+        "all 8 request threads hold a lookup, and status answers meanwhile"
+    );
     let text = status(false);
-    let took = t.elapsed();
-    writer.join().unwrap();
     assert!(text.contains("branch main:"), "{text}");
     assert!(
-        took < Duration::from_millis(500),
-        "status took {took:?} while busy"
+        held.iter().all(|t| !t.is_finished()),
+        "the lookups were still held when status answered"
     );
+    std::fs::write(&release, b"").unwrap();
+    for t in held {
+        assert!(!t.join().unwrap(), "block-* does not exist");
+    }
     m.unmount();
 
     let out = commitfs(&[OsStr::new("status"), os(&mnt)]);

@@ -328,15 +328,15 @@ fn two_mounts_and_git_lose_nothing() {
         &r.mountpoint("m2"),
         &["--settle", "50", "--author", "M2 <m2@example.com>"],
     );
-    let deadline = Instant::now() + Duration::from_secs(4);
+    // A fixed amount of work per writer (not a time window): 150 saves per
+    // mount thread, 40 landed commits by git.
     let last: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>> = Arc::default();
     let mut threads = Vec::new();
     for (who, mnt) in [("m1", m1.path.clone()), ("m2", m2.path.clone())] {
         for t in 0..2 {
             let (last, dir) = (last.clone(), mnt.join("main"));
             threads.push(std::thread::spawn(move || {
-                let mut i = 0u32;
-                while Instant::now() < deadline {
+                for i in 0..150u32 {
                     // Each thread writes its own 8 names over and over.
                     let name = format!("{who}-t{t}-{}.txt", i % 8);
                     let data = format!("{who} thread {t} write {i}\n").into_bytes();
@@ -348,7 +348,6 @@ fn two_mounts_and_git_lose_nothing() {
                             .unwrap();
                     }
                     last.lock().unwrap().insert(name, data);
-                    i += 1;
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }));
@@ -359,7 +358,7 @@ fn two_mounts_and_git_lose_nothing() {
         let (last, bare) = (last.clone(), bare.clone());
         threads.push(std::thread::spawn(move || {
             let mut i = 0u32;
-            while Instant::now() < deadline {
+            while i < 40 {
                 let name = format!("git-{}.txt", i % 8);
                 let data = format!("git write {i}\n");
                 let idx = tempfile::NamedTempFile::new().unwrap();

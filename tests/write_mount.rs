@@ -924,44 +924,58 @@ fn rsync_and_unzip_arrive_intact() {
 }
 
 /// A steady stream of writes still commits regularly (the settle window is
-/// capped), and nothing written is lost.
+/// capped), and nothing written is lost. Writes come every 50 ms, inside the
+/// 200 ms settle window, until the branch moves: without the cap it would
+/// not, and the bound (60 s) would end the loop instead.
 #[test]
 fn a_steady_stream_of_writes_commits_regularly() {
     let (_r, bare, m) = setup(&[]);
     let p = m.path.join("main/log.txt");
     let mut f = std::fs::File::create(&p).unwrap();
-    let start = std::time::Instant::now();
     let mut lines = 0;
-    while start.elapsed() < Duration::from_millis(4500) {
+    let moved = wait_until(Duration::from_secs(60), || {
         writeln!(f, "line {lines}").unwrap();
         lines += 1;
         std::thread::sleep(Duration::from_millis(50));
+        commits(&bare, "main") > 1
+    });
+    assert!(moved, "a commit came while writes kept coming");
+    for _ in 0..5 {
+        writeln!(f, "line {lines}").unwrap();
+        lines += 1;
     }
-    let during = commits(&bare, "main") - 1;
-    assert!(during >= 1, "a commit came while writes kept coming");
     drop(f);
-    std::thread::sleep(Duration::from_millis(600));
-    let content = git(&bare, &["show", "main:log.txt"]);
-    assert_eq!(content.lines().count(), lines, "every line is committed");
+    let all = wait_until(Duration::from_secs(10), || {
+        git(&bare, &["show", "main:log.txt"]).lines().count() == lines
+    });
+    assert!(all, "every line is committed");
 }
 
 /// A large file still being written is not committed half-written when the
-/// settle cap forces a commit: it waits until its writes stop.
+/// settle cap forces a commit: it waits until its writes stop. Writes of 2
+/// MiB come well inside the (long) settle window until the daemon says the
+/// cap has passed and the commit waits for the file; then they stop.
 #[test]
 fn a_large_file_being_written_is_committed_once_whole() {
-    let (_r, bare, m) = setup(&["--settle", "300"]);
+    let (_r, bare, m) = setup(&["--settle", "2000"]);
     let p = m.path.join("main/big.bin");
     let mut f = std::fs::File::create(&p).unwrap();
     let chunk: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
-    let start = std::time::Instant::now();
     let mut written = 0usize;
-    // 2 MiB every 100 ms for 4.5 s: past 32 MiB, past the 3 s cap, never
-    // settled for 300 ms.
-    while start.elapsed() < Duration::from_millis(4500) {
+    let held = |m: &Mount| {
+        status_json(&m.path)["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "main" && b["held_by_large_write"] == true)
+    };
+    let waited = wait_until(Duration::from_secs(60), || {
         f.write_all(&chunk).unwrap();
         written += chunk.len();
         std::thread::sleep(Duration::from_millis(100));
-    }
+        held(&m)
+    });
+    assert!(waited, "the cap passed while the file was being written");
     assert_eq!(
         commits(&bare, "main"),
         1,

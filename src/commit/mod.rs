@@ -493,7 +493,7 @@ impl Committer {
             // A large file still being written is not committed half-written
             // at the cap (each such commit would store all of it again): the
             // branch waits for its writes to settle.
-            if st.big_write.is_some_and(|t| t + self.settle > now) {
+            if self.large_write_holds(&st, now) {
                 at = settled;
             }
             if let Some(nb) = st.not_before {
@@ -505,6 +505,20 @@ impl Committer {
             next = Some(next.map_or(at, |n: Instant| n.min(at)));
         }
         (None, next)
+    }
+
+    /// Whether a large file written within the settle window keeps the
+    /// branch from being committed at the settle cap.
+    fn large_write_holds(&self, st: &BranchSt, now: Instant) -> bool {
+        st.big_write.is_some_and(|t| t + self.settle > now)
+    }
+
+    /// Whether the branch is past the settle cap and waits only because a
+    /// large file is still being written (`commitfs status`).
+    pub fn held_by_large_write(&self, st: &BranchSt, now: Instant) -> bool {
+        st.dirty
+            && st.first_dirty.is_some_and(|f| f + SETTLE_CAP <= now)
+            && self.large_write_holds(st, now)
     }
 
     /// Commits branch `b` if its view changed, durably: the objects and then

@@ -67,6 +67,10 @@ pub struct BranchStatus {
     pub uncommitted: bool,
     /// For how long, in seconds.
     pub uncommitted_for: Option<f64>,
+    /// Past the settle cap, the commit waits only for a large file still
+    /// being written to stop changing.
+    #[serde(default)]
+    pub held_by_large_write: bool,
     /// The last commit this mount made on the branch, and its message's first line.
     pub last_commit: Option<String>,
     pub last_commit_message: Option<String>,
@@ -109,6 +113,9 @@ impl Status {
                     ", uncommitted changes for {:.1} s",
                     b.uncommitted_for.unwrap_or(0.0)
                 ));
+                if b.held_by_large_write {
+                    s.push_str(" (waiting for a large file to stop changing)");
+                }
             } else {
                 s.push_str(", nothing uncommitted");
             }
@@ -416,6 +423,7 @@ impl crate::view::CommitFs {
                     shown: None,
                     uncommitted: false,
                     uncommitted_for: None,
+                    held_by_large_write: false,
                     last_commit: None,
                     last_commit_message: None,
                     last_commit_age: None,
@@ -442,6 +450,7 @@ impl crate::view::CommitFs {
                         .first_dirty
                         .filter(|_| st.dirty)
                         .map(|t| now.duration_since(t).as_secs_f64());
+                    s.held_by_large_write = self.committer.held_by_large_write(&st, now);
                     if let Some((c, t, m)) = &st.last_commit {
                         s.last_commit = Some(c.to_string());
                         s.last_commit_message = Some(m.clone());

@@ -168,6 +168,21 @@ impl Filesystem for FuseFs {
             if std::env::var_os("COMMITFS_TEST_PANIC_NAME").is_some_and(|n| n == name) {
                 panic!("COMMITFS_TEST_PANIC_NAME looked up");
             }
+            // Debug builds only, for the test that `commitfs status` answers
+            // while every request thread is busy: a lookup of a name with
+            // this prefix holds its thread until the release file exists
+            // (a minute at most).
+            #[cfg(debug_assertions)]
+            if let (Some(prefix), Some(release)) = (
+                std::env::var_os("COMMITFS_TEST_BLOCK_PREFIX"),
+                std::env::var_os("COMMITFS_TEST_BLOCK_RELEASE"),
+            ) && name.as_bytes().starts_with(prefix.as_bytes())
+            {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !Path::new(&release).exists() && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
             match self.fs.lookup(parent.0, name.as_bytes()) {
                 Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("lookup", e)),
