@@ -33,7 +33,7 @@ use git2::Oid;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
-use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
+use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, RemoteError, redact_url};
 use crate::view::CommitFs;
 
 /// Where a branch's (and tag's) last agreed state with the server is kept: a
@@ -132,7 +132,9 @@ impl CommitFs {
     pub fn sync_once(&self, remote: &str) -> Result<(), Failure> {
         log::debug!("sync round");
         let other = |e: FsError| Failure::Other(e.to_string());
-        self.repo.fetch_remote(remote).map_err(other)?;
+        self.repo
+            .fetch_remote(remote)
+            .map_err(|e| Failure::Other(e.to_string()))?;
         self.sync.state.lock().last_fetch = Some(Instant::now());
         let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS).map_err(other)?;
         let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").map_err(other)?;
@@ -191,13 +193,9 @@ impl CommitFs {
             // Exactly the commits checked above, not whatever the refs hold now.
             let specs: Vec<(String, Oid)> = to_push.clone();
             match self.repo.push_remote(remote, &specs) {
-                Err(e) => {
-                    let msg = e.to_string();
-                    if msg.contains("cannot push") || msg.contains("not present locally") {
-                        refused.push(msg);
-                    } else {
-                        failed.push(msg);
-                    }
+                Err(RemoteError::Refused(msg)) => refused.push(msg),
+                Err(e @ (RemoteError::Network(_) | RemoteError::Other(_))) => {
+                    failed.push(e.to_string())
                 }
                 Ok(results) => {
                     self.sync.state.lock().last_push = Some(Instant::now());

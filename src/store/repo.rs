@@ -111,6 +111,56 @@ impl std::fmt::Display for OpenError {
     }
 }
 
+/// Why a fetch or a push failed, as libgit2 classified it (its code and
+/// class, never the text of its message); each carries the message to show.
+#[derive(Debug)]
+pub enum RemoteError {
+    /// The server's refs cannot take the update as a fast-forward (it moved
+    /// meanwhile, to commits this repository does not have yet).
+    Refused(String),
+    /// The server could not be reached, or the connection failed (network,
+    /// TLS, SSH, HTTP).
+    Network(String),
+    /// Anything else: credentials, a bad URL, the local repository.
+    Other(String),
+}
+
+impl RemoteError {
+    fn of(e: &git2::Error, msg: String) -> RemoteError {
+        use git2::{ErrorClass, ErrorCode};
+        match (e.code(), e.class()) {
+            (ErrorCode::NotFastForward, _) => RemoteError::Refused(msg),
+            (_, ErrorClass::Net | ErrorClass::Ssh | ErrorClass::Http | ErrorClass::Ssl) => {
+                RemoteError::Network(msg)
+            }
+            _ => RemoteError::Other(msg),
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteError::Refused(m) | RemoteError::Network(m) | RemoteError::Other(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl From<FsError> for RemoteError {
+    fn from(e: FsError) -> RemoteError {
+        RemoteError::Other(e.to_string())
+    }
+}
+
+impl From<git2::Error> for RemoteError {
+    fn from(e: git2::Error) -> RemoteError {
+        let msg = e.message().to_string();
+        RemoteError::of(&e, msg)
+    }
+}
+
 pub struct Repo {
     git_dir: PathBuf,
     /// The common directory: the same as `git_dir`, except in a linked work
@@ -198,20 +248,41 @@ impl Repo {
 
     /// Runs `f` with a repository handle from the pool.
     pub fn with<R>(&self, f: impl FnOnce(&Repository) -> FsResult<R>) -> FsResult<R> {
+        let (generation, repo) = self.take_handle()?;
+        let out = f(&repo);
+        self.give_back(generation, repo);
+        out
+    }
+
+    /// [`Repo::with`] for a fetch or a push, whose failures are typed.
+    fn with_remote<R>(
+        &self,
+        f: impl FnOnce(&Repository) -> Result<R, RemoteError>,
+    ) -> Result<R, RemoteError> {
+        let (generation, repo) = self.take_handle()?;
+        let out = f(&repo);
+        self.give_back(generation, repo);
+        out
+    }
+
+    /// A handle of the current generation from the pool, or a new one.
+    fn take_handle(&self) -> FsResult<(u64, Repository)> {
         use std::sync::atomic::Ordering;
         let now = self.generation.load(Ordering::Relaxed);
-        let (generation, repo) = loop {
+        loop {
             match self.pool.lock().pop() {
-                Some((g, r)) if g == now => break (g, r),
+                Some((g, r)) if g == now => return Ok((g, r)),
                 Some(_) => continue,
-                None => break (now, Repository::open_bare(&self.git_dir)?),
+                None => return Ok((now, Repository::open_bare(&self.git_dir)?)),
             }
-        };
-        let out = f(&repo);
-        if generation == self.generation.load(Ordering::Relaxed) {
+        }
+    }
+
+    /// Back into the pool, unless packs were merged away since it was opened.
+    fn give_back(&self, generation: u64, repo: Repository) {
+        if generation == self.generation.load(std::sync::atomic::Ordering::Relaxed) {
             self.pool.lock().push((generation, repo));
         }
-        out
     }
 
     /// All refs under `prefix` (`refs/heads/` or `refs/tags/`), as (name without the
@@ -826,8 +897,8 @@ impl Repo {
     /// Fetches every branch and tag of the server into the REMOTE_HEADS and
     /// REMOTE_TAGS namespaces (the server's refs as they are, rewinds
     /// included); nothing of the user's refs is touched.
-    pub fn fetch_remote(&self, spec: &str) -> FsResult<()> {
-        self.with(|repo| {
+    pub fn fetch_remote(&self, spec: &str) -> Result<(), RemoteError> {
+        self.with_remote(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let mut fo = git2::FetchOptions::new();
             fo.remote_callbacks(remote_callbacks(repo.config().ok()));
@@ -837,11 +908,14 @@ impl Repo {
                 format!("+refs/tags/*:{REMOTE_TAGS}*"),
             ];
             remote.fetch(&specs, Some(&mut fo), None).map_err(|e| {
-                FsError::io(format!(
-                    "fetch from {}: {}",
-                    redact_url(spec),
-                    scrub(e.message(), spec)
-                ))
+                RemoteError::of(
+                    &e,
+                    format!(
+                        "fetch from {}: {}",
+                        redact_url(spec),
+                        scrub(e.message(), spec)
+                    ),
+                )
             })?;
             // Branches deleted on the server: their remembered tips go too.
             let listed: std::collections::HashSet<String> = remote
@@ -866,8 +940,12 @@ impl Repo {
 
     /// Pushes each (full name under refs/heads/, commit) to that name on the
     /// server, exactly that commit, never forcing. Returns what happened to each.
-    pub fn push_remote(&self, spec: &str, refs: &[(String, Oid)]) -> FsResult<Vec<Pushed>> {
-        self.with(|repo| {
+    pub fn push_remote(
+        &self,
+        spec: &str,
+        refs: &[(String, Oid)],
+    ) -> Result<Vec<Pushed>, RemoteError> {
+        self.with_remote(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
             let mut cb = remote_callbacks(repo.config().ok());
@@ -883,11 +961,10 @@ impl Repo {
             po.remote_callbacks(cb);
             let specs: Vec<String> = refs.iter().map(|(r, oid)| format!("{oid}:{r}")).collect();
             remote.push(&specs, Some(&mut po)).map_err(|e| {
-                FsError::io(format!(
-                    "push to {}: {}",
-                    redact_url(spec),
-                    scrub(e.message(), spec)
-                ))
+                RemoteError::of(
+                    &e,
+                    format!("push to {}: {}", redact_url(spec), scrub(e.message(), spec)),
+                )
             })?;
             let out = std::mem::take(&mut *results.lock());
             Ok(out)
@@ -1714,6 +1791,34 @@ fn oid_of_last(kept: &[KeptPack]) -> Oid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fetch's or push's failure is classified by libgit2's code and class,
+    /// whatever its message says.
+    #[test]
+    fn remote_failures_are_typed_by_code_and_class() {
+        use git2::{Error, ErrorClass, ErrorCode};
+        let of = |code, class| RemoteError::of(&Error::new(code, class, "words"), "m".into());
+        assert!(matches!(
+            of(ErrorCode::NotFastForward, ErrorClass::Reference),
+            RemoteError::Refused(_)
+        ));
+        for class in [
+            ErrorClass::Net,
+            ErrorClass::Ssh,
+            ErrorClass::Http,
+            ErrorClass::Ssl,
+        ] {
+            assert!(matches!(
+                of(ErrorCode::GenericError, class),
+                RemoteError::Network(_)
+            ));
+        }
+        assert!(matches!(
+            of(ErrorCode::Auth, ErrorClass::Callback),
+            RemoteError::Other(_)
+        ));
+        assert_eq!(of(ErrorCode::GenericError, ErrorClass::Os).to_string(), "m");
+    }
 
     fn packs(repo: &Repository) -> usize {
         std::fs::read_dir(repo.path().join("objects/pack"))
