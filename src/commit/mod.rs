@@ -220,13 +220,8 @@ impl Committer {
         // The threads take no signal (they inherit the mask of the thread
         // that makes them): SIGTERM is for the daemon's signal thread, which
         // commits before going away; taken here it would kill the process.
-        // SAFETY: sigfillset and pthread_sigmask only touch the sets given.
-        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        }
+        use nix::sys::signal::{SigSet, SigmaskHow};
+        let old = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
         for i in 0..COMMIT_THREADS {
             let c = self.clone();
             let src = src.clone();
@@ -237,9 +232,11 @@ impl Committer {
                 log::error!("cannot start a committing thread: {e}");
             }
         }
-        // SAFETY: as above; the mask this thread had is put back.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        // The mask this thread had is put back.
+        if let Some(old) = old
+            && let Err(e) = old.thread_set_mask()
+        {
+            log::warn!("cannot restore the signal mask: {e}");
         }
     }
 

@@ -178,8 +178,7 @@ impl Status {
 /// Where this process's control sockets live: `$XDG_RUNTIME_DIR/commitfs`,
 /// else `/tmp/commitfs-UID`. Not created here.
 pub fn own_socket_dir() -> PathBuf {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid();
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("commitfs"),
         _ => PathBuf::from(format!("/tmp/commitfs-{uid}")),
@@ -188,8 +187,7 @@ pub fn own_socket_dir() -> PathBuf {
 
 /// The directory of the control sockets: created for this user only.
 fn socket_dir() -> Result<PathBuf, String> {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     let dir = own_socket_dir();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
@@ -337,8 +335,10 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
     // from the mount table, without entering the mount: without allow_other
     // nobody else may even stat it); else the owner of its root.
     let owner = owner.or_else(|| std::fs::metadata(&abs).ok().map(|md| md.uid()));
-    // SAFETY: getuid and geteuid cannot fail.
-    let (me, root) = unsafe { (libc::getuid(), libc::geteuid() == 0) };
+    let (me, root) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::geteuid().is_root(),
+    );
     let owner = owner.unwrap_or(me);
     if owner != me && !root {
         return Err(format!(

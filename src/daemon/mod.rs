@@ -18,6 +18,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nix::sys::signal::{SigSet, Signal};
+
 use crate::daemon::cli::MountConfig;
 use crate::fuse::FuseFs;
 use crate::store::repo::Repo;
@@ -30,7 +32,7 @@ const THREADS: usize = 8;
 pub const FSTYPE: &str = "fuse.commitfs";
 
 fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// `commitfs mount`: returns once the mount answers (or, with `--foreground`, once
@@ -878,34 +880,37 @@ fn mount_as_root(
 /// Files being written each hold a spill file open: take the hard limit on
 /// open files, as FUSE daemons do.
 fn raise_fd_limit() {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        log::debug!("cannot raise the open files limit to {hard}: {e}");
     }
 }
 
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+/// SIGTERM, SIGINT and SIGHUP, blocked in the calling thread (and so in every
+/// thread it starts after): only the signal thread takes them, by `sigwait`.
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
     }
+    if let Err(e) = set.thread_block() {
+        log::warn!("cannot block SIGTERM, SIGINT and SIGHUP: {e}");
+    }
+    set
 }
 
-fn wait_for_signal(set: libc::sigset_t, mnt: &Path, fs: &CommitFs) {
+fn wait_for_signal(set: SigSet, mnt: &Path, fs: &CommitFs) {
     loop {
-        let mut sig = 0;
-        // SAFETY: set is a valid signal set blocked in every thread.
-        unsafe { libc::sigwait(&set, &mut sig) };
+        let sig = match set.wait() {
+            Ok(s) => s as i32,
+            Err(e) => {
+                log::warn!("waiting for a signal: {e}");
+                continue;
+            }
+        };
         log::info!(
             "signal {sig}: committing what is pending, then unmounting {}",
             mnt.display()

@@ -10,14 +10,14 @@
 //! their watch.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use git2::Oid;
+use inotify::{EventMask, WatchMask};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::AsFd;
 
 use crate::store::repo::Head;
 use crate::view::CommitFs;
@@ -84,28 +84,23 @@ pub fn run(fs: Arc<CommitFs>) {
     }
 }
 
+/// inotify, through the `inotify` crate, on the git directory and every
+/// directory below `refs/`.
 struct Inotify {
-    fd: OwnedFd,
+    inotify: inotify::Inotify,
     refs: PathBuf,
 }
 
-const MASK: u32 = libc::IN_CLOSE_WRITE
-    | libc::IN_MOVED_TO
-    | libc::IN_MOVED_FROM
-    | libc::IN_CREATE
-    | libc::IN_DELETE;
+const MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE);
 
 impl Inotify {
     fn new(git_dir: &Path) -> Option<Inotify> {
-        // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let i = Inotify {
-            fd,
+            inotify: inotify::Inotify::init().ok()?,
             refs: git_dir.join("refs"),
         };
         if !i.add(git_dir) {
@@ -116,11 +111,7 @@ impl Inotify {
     }
 
     fn add(&self, dir: &Path) -> bool {
-        let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-            return false;
-        };
-        // SAFETY: c is a valid C string; fd is open.
-        unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), MASK) >= 0 }
+        self.inotify.watches().add(dir, MASK).is_ok()
     }
 
     /// Watches `dir` and every directory below it (adding a watch twice is
@@ -140,40 +131,33 @@ impl Inotify {
 
     /// Returns after a burst of events, or after `timeout`.
     fn wait(&mut self, timeout: Duration) {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let ready = {
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+            // EINTR and the like: as if the timeout passed (the caller reads
+            // the refs either way).
+            poll(&mut fds, t).unwrap_or(0)
         };
-        // SAFETY: p is one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
-        if n <= 0 {
+        if ready == 0 {
             return;
         }
         std::thread::sleep(COALESCE);
         let mut new_dirs = false;
         let mut buf = [0u8; 8192];
-        loop {
-            // SAFETY: buf is writable for its length.
-            let got =
-                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
-                break;
-            }
-            let mut off = 0usize;
-            let header = std::mem::size_of::<libc::inotify_event>();
-            while off + header <= got as usize {
-                // SAFETY: the kernel wrote whole events; read_unaligned copes with
-                // the buffer's alignment.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
-                if ev.mask & libc::IN_Q_OVERFLOW != 0
-                    || (ev.mask & libc::IN_ISDIR != 0
-                        && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0)
+        // The descriptor is non-blocking: read until nothing is left.
+        while let Ok(events) = self.inotify.read_events(&mut buf) {
+            let mut any = false;
+            for ev in events {
+                any = true;
+                if ev.mask.contains(EventMask::Q_OVERFLOW)
+                    || (ev.mask.contains(EventMask::ISDIR)
+                        && ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO))
                 {
                     new_dirs = true;
                 }
-                off += header + ev.len as usize;
+            }
+            if !any {
+                break;
             }
         }
         if new_dirs {

@@ -1575,9 +1575,9 @@ pub fn clean_stale_keeps(pack_dir: &Path) -> usize {
     let gone = |pid: u32| {
         pid == me
             || i32::try_from(pid).is_ok_and(|p| {
-                // SAFETY: signal 0 only checks that the process exists.
-                (unsafe { libc::kill(p, 0) }) != 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                // Signal 0 only checks that the process exists.
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                    == Err(nix::errno::Errno::ESRCH)
             })
     };
     let mut removed = 0;

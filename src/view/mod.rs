@@ -174,8 +174,8 @@ impl Default for FsConfig {
         FsConfig {
             root: RootSpec::Whole,
             read_only: false,
-            uid: unsafe { libc::getuid() },
-            gid: unsafe { libc::getgid() },
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
             cache_size: 256 << 20,
             spill_dir: default_spill_dir(),
             author: None,
@@ -1335,26 +1335,27 @@ impl CommitFs {
 
     /// Space figures of the filesystem that holds the repository.
     pub fn statfs(&self) -> Statfs {
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-            self.repo.git_dir().as_os_str(),
-        ))
-        .unwrap_or_default();
-        let ok = unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0;
-        if !ok {
-            st = unsafe { std::mem::zeroed() };
-            st.f_bsize = 4096;
-            st.f_frsize = 4096;
-        }
-        Statfs {
-            blocks: st.f_blocks,
-            bfree: st.f_bfree,
-            bavail: st.f_bavail,
-            files: st.f_files,
-            ffree: st.f_ffree,
-            bsize: st.f_bsize as u32,
-            namelen: crate::store::repo::NAME_MAX as u32,
-            frsize: st.f_frsize as u32,
+        match nix::sys::statvfs::statvfs(self.repo.git_dir()) {
+            Ok(st) => Statfs {
+                blocks: st.blocks(),
+                bfree: st.blocks_free(),
+                bavail: st.blocks_available(),
+                files: st.files(),
+                ffree: st.files_free(),
+                bsize: st.block_size() as u32,
+                namelen: crate::store::repo::NAME_MAX as u32,
+                frsize: st.fragment_size() as u32,
+            },
+            Err(_) => Statfs {
+                blocks: 0,
+                bfree: 0,
+                bavail: 0,
+                files: 0,
+                ffree: 0,
+                bsize: 4096,
+                namelen: crate::store::repo::NAME_MAX as u32,
+                frsize: 4096,
+            },
         }
     }
 
