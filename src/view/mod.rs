@@ -557,6 +557,21 @@ impl CommitFs {
                 let i = entries
                     .binary_search_by(|e| (*e.name).cmp(name))
                     .map_err(|_| FsError::NotFound)?;
+                // A path the table has already: a shared lock is enough (the
+                // same answer as below, which needs the exclusive one only to
+                // give a new path its number).
+                {
+                    let inodes = self.inodes.read();
+                    let current = inodes.get(p.ino).is_some_and(
+                        |c| matches!(&c.kind, Kind::Tree { oid: now, .. } if now == oid),
+                    );
+                    if current
+                        && let Some(existing) = inodes.child(p.ino, name)
+                        && existing.kind.snap().is_some()
+                    {
+                        return Ok(existing);
+                    }
+                }
                 let kind = tree_kind(snap, &entries[i]);
                 // The tree was read without a lock: if the directory was
                 // re-pointed meanwhile (follow/mod.rs), look again in the new one.
