@@ -40,8 +40,9 @@ const REF_DELTA: u8 = 7;
 pub const MAX_READ: u64 = 16 << 20;
 /// Deltas followed to their base, at most (git's own `--depth` is 50).
 const MAX_CHAIN: usize = 256;
-/// Bases of deltas kept inflated, in bytes at most: siblings in a walk share
-/// bases, which are then inflated once.
+/// Bases of deltas kept inflated, in bytes at most (each counted with 96
+/// bytes for holding it): siblings in a walk share bases, which are then
+/// inflated once.
 const BASE_CACHE_BYTES: usize = 8 << 20;
 
 /// One pack and its index, mapped.
@@ -364,17 +365,23 @@ impl Bases {
         self.map.get(&key).cloned()
     }
 
+    /// What an entry counts for: its bytes and what holding it costs (so
+    /// that many tiny bases stay within the bound too).
+    fn cost(d: &[u8]) -> usize {
+        d.len() + 96
+    }
+
     fn put(&mut self, key: (u64, u64), kind: u8, data: Arc<[u8]>) {
         if data.len() > BASE_CACHE_BYTES / 4 {
             return;
         }
-        self.bytes += data.len();
+        self.bytes += Bases::cost(&data);
         if let Some((_, old)) = self.map.put(key, (kind, data)) {
-            self.bytes -= old.len();
+            self.bytes -= Bases::cost(&old);
         }
         while self.bytes > BASE_CACHE_BYTES {
             match self.map.pop_lru() {
-                Some((_, (_, d))) => self.bytes -= d.len(),
+                Some((_, (_, d))) => self.bytes -= Bases::cost(&d),
                 None => break,
             }
         }
@@ -855,5 +862,25 @@ mod tests {
         assert_eq!(found, pack.n);
         assert_eq!(pack.find(&[0u8; 20]), None);
         assert_eq!(pack.find(&[0xffu8; 20]), None);
+    }
+
+    /// The base cache stays within its bytes, however many or small the
+    /// bases put in it.
+    #[test]
+    fn the_base_cache_stays_within_its_bound() {
+        let mut b = Bases {
+            map: lru::LruCache::unbounded(),
+            bytes: 0,
+        };
+        for i in 0..200_000u64 {
+            b.put((1, i), OBJ_BLOB, Arc::from(&[][..]));
+            assert!(b.bytes <= BASE_CACHE_BYTES);
+        }
+        for i in 0..100u64 {
+            b.put((2, i), OBJ_BLOB, vec![0u8; 1 << 20].into());
+            assert!(b.bytes <= BASE_CACHE_BYTES);
+        }
+        assert!(b.map.len() <= BASE_CACHE_BYTES / (1 << 20));
+        assert_eq!(b.get((2, 99)).map(|(_, d)| d.len()), Some(1 << 20));
     }
 }
