@@ -403,14 +403,10 @@ fn check_not_mounted(mnt: &Path) -> Result<(), String> {
 fn clean_up_dead_mount(mnt: &Path) -> Result<(), String> {
     // statfs always reaches the daemon (a stat may be answered from the
     // kernel's attribute cache even on a dead mount).
-    let Ok(c) = CString::new(mnt.as_os_str().as_bytes()) else {
-        return Ok(());
-    };
-    // SAFETY: c is a valid C string, st is written by the call.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0
-        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN)
-    {
+    if !matches!(
+        nix::sys::statfs::statfs(mnt),
+        Err(nix::errno::Errno::ENOTCONN)
+    ) {
         return Ok(());
     }
     let abs = normalize(mnt);
@@ -570,9 +566,14 @@ fn detach(remote: Option<&str>) -> Result<(), String> {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
-            let flags = libc::fcntl(wfd, libc::F_GETFD);
-            libc::fcntl(wfd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+            let _ = nix::unistd::setsid();
+            // SAFETY: wfd is the ready pipe's write end, open across the fork.
+            let fd = std::os::fd::BorrowedFd::borrow_raw(wfd);
+            if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD) {
+                let flags = FdFlag::from_bits_truncate(flags) - FdFlag::FD_CLOEXEC;
+                let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
+            }
             Ok(())
         });
     }

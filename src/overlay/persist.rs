@@ -563,11 +563,9 @@ const RESERVE: &str = "reserve";
 const RESERVE_BYTES: i64 = 256 << 10;
 
 fn make_reserve(dir: &Path) {
-    use std::os::fd::AsRawFd;
     let p = dir.join(RESERVE);
     let Ok(f) = File::create(&p) else { return };
-    // SAFETY: f is an open descriptor.
-    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES) } != 0 {
+    if nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, RESERVE_BYTES).is_err() {
         let _ = std::fs::remove_file(&p);
     }
 }

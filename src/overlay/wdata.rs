@@ -189,16 +189,13 @@ impl Data {
             .ok_or_else(|| FsError::TooBig(format!("an allocation ending past {}", u64::MAX)))?;
         let mut p = self.place.write();
         let (f, flen) = &mut *p;
-        use std::os::fd::AsRawFd;
         let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
             return Err(FsError::TooBig(format!("an allocation ending at {end}")));
         };
-        // SAFETY: f is an open descriptor; fallocate only reads its arguments.
-        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, off, n) };
-        let res = if rc == 0 {
-            Ok(())
-        } else {
-            match io::Error::last_os_error() {
+        let rc = nix::fcntl::fallocate(&*f, nix::fcntl::FallocateFlags::empty(), off, n);
+        let res = match rc {
+            Ok(()) => Ok(()),
+            Err(errno) => match io::Error::from(errno) {
                 // A filesystem that cannot reserve: the length at least.
                 e if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                     if end > *flen {
@@ -208,7 +205,7 @@ impl Data {
                     }
                 }
                 e => Err(e),
-            }
+            },
         };
         self.grown(f, flen, end, res)
     }
@@ -377,11 +374,8 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_the_file_as_long_as_it_was() {
         let (d, s) = store();
-        let c = std::ffi::CString::new(d.path().as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: c is a valid C string; st is written by the call.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
-        if st.f_type != 0xEF53 {
+        let st = nix::sys::statfs::statfs(d.path()).unwrap();
+        if st.filesystem_type() != nix::sys::statfs::EXT4_SUPER_MAGIC {
             eprintln!("skipped: the temporary directory is not on ext4");
             return;
         }

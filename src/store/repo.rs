@@ -1542,12 +1542,8 @@ pub fn sync_packs(pack_dir: &Path, ids: &[Oid], one_by_one: usize) -> FsResult<(
         return Ok(());
     }
     if ids.len() > one_by_one {
-        use std::os::fd::AsRawFd;
         let d = std::fs::File::open(pack_dir)?;
-        // SAFETY: d is an open descriptor.
-        if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        nix::unistd::syncfs(&d).map_err(std::io::Error::from)?;
         return Ok(());
     }
     for id in ids {
