@@ -47,6 +47,7 @@ enum Cmd {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 struct MountArgs {
     /// A bare repository (data.git) or a repository's .git directory.
     repo: PathBuf,
@@ -147,6 +148,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
             args.insert(1, OsString::from("mount"));
         }
     }
+    // `-o OPT,...` is spelled as the long options it names, so that clap is
+    // the one source of every option's name, value and default; given after
+    // the rest, they win, as mount(8) expects.
+    if args.get(1).is_some_and(|a| a == "mount") {
+        args = expand_o_options(args)?;
+    }
     let cli = Cli::try_parse_from(args).map_err(|e| match e.kind() {
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
             CliError::Info(e.render().to_string())
@@ -203,12 +210,83 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
     if let Some(s) = m.fetch_interval {
         cfg.fs.fetch_interval = parse_interval(&s)?;
     }
-    for group in &m.options {
-        for opt in split_options(group) {
-            apply_option(&mut cfg, &opt)?;
-        }
+    // Expanded before clap parsed anything (see `expand_o_options`): an
+    // `-o` still here came after `--`.
+    if let Some(o) = m.options.first() {
+        return Err(CliError::Usage(format!(
+            "-o {o} after '--' (see commitfs --help)"
+        )));
     }
     Ok(cfg)
+}
+
+/// `args` with each `-o OPTS` (or `-oOPTS`) of `commitfs mount` replaced by
+/// the long options it names, appended at the end: `ro` is `--read-only`,
+/// `v` `--verbose`, `f` `--foreground`, `cache_size=64M` `--cache-size=64M`;
+/// mount(8)'s generic options and `x-*` are dropped.
+fn expand_o_options(args: Vec<OsString>) -> Result<Vec<OsString>, CliError> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut groups = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(it.by_ref());
+            break;
+        }
+        if a == "-o" {
+            let Some(g) = it.next() else {
+                return Err(CliError::Usage(
+                    "-o needs options: -o OPT[,OPT...] (see commitfs --help)".into(),
+                ));
+            };
+            groups.push(g.to_string_lossy().into_owned());
+        } else if let Some(g) = a.to_str().and_then(|s| s.strip_prefix("-o")) {
+            groups.push(g.to_string());
+        } else {
+            out.push(a);
+        }
+    }
+    // The long options `commitfs mount` has, from clap's own definitions.
+    let known: Vec<String> = <MountArgs as clap::Args>::augment_args(clap::Command::new("mount"))
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut long = Vec::new();
+    for group in &groups {
+        for opt in split_options(group) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt.as_str(), None),
+            };
+            // fsname/subtype are set by commitfs itself; mount.fuse3 may pass them along.
+            if key.starts_with("x-")
+                || IGNORED.contains(&key)
+                || matches!(key, "fsname" | "subtype" | "comment")
+            {
+                continue;
+            }
+            let name = match key.replace('_', "-").as_str() {
+                "ro" => "read-only".to_string(),
+                "v" => "verbose".to_string(),
+                "f" => "foreground".to_string(),
+                k => k.to_string(),
+            };
+            if !known.contains(&name) {
+                return Err(CliError::Usage(format!(
+                    "unknown option '{opt}' (see commitfs --help for the options)"
+                )));
+            }
+            long.push(OsString::from(match value {
+                Some(v) => format!("--{name}={v}"),
+                None => format!("--{name}"),
+            }));
+        }
+    }
+    // Before a `--`, if there is one, so that clap reads them as options.
+    let at = out.iter().position(|a| a == "--").unwrap_or(out.len());
+    out.splice(at..at, long);
+    Ok(out)
 }
 
 /// Splits `a,b=c,d` on commas; a backslash escapes the next character.
@@ -267,50 +345,6 @@ const IGNORED: &[&str] = &[
     "default_permissions",
     "nonempty",
 ];
-
-fn apply_option(cfg: &mut MountConfig, opt: &str) -> Result<(), CliError> {
-    let (key, value) = match opt.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
-        None => (opt, None),
-    };
-    let key_norm = key.replace('_', "-");
-    let need = |v: Option<&str>| -> Result<String, CliError> {
-        v.map(str::to_string)
-            .ok_or_else(|| CliError::Usage(format!("option '{key}' needs a value: {key}=VALUE")))
-    };
-    match key_norm.as_str() {
-        "ref" => cfg.fs.root = RootSpec::Ref(need(value)?),
-        "ro" | "read-only" => cfg.fs.read_only = true,
-        "author" => cfg.fs.author = Some(need(value)?),
-        "settle" => {
-            let v = need(value)?;
-            let ms: u64 = v.parse().map_err(|_| {
-                CliError::Usage(format!("settle={v} is not a number of milliseconds"))
-            })?;
-            cfg.fs.settle = std::time::Duration::from_millis(ms);
-        }
-        "scratch" => cfg.fs.scratch.push(need(value)?),
-        "remote" => cfg.fs.remote = Some(need(value)?),
-        "fetch-interval" => cfg.fs.fetch_interval = parse_interval(&need(value)?)?,
-        "no-default-scratch" => cfg.fs.default_scratch = false,
-        "no-gitignore" => cfg.fs.gitignore = false,
-        "cache-size" => cfg.fs.cache_size = parse_size(&need(value)?)?,
-        "allow-other" => cfg.allow_other = true,
-        "verbose" | "v" => cfg.verbose = cfg.verbose.saturating_add(1),
-        "foreground" | "f" => cfg.foreground = true,
-        "log-file" => cfg.log_file = Some(PathBuf::from(need(value)?)),
-        "spill-dir" => cfg.fs.spill_dir = PathBuf::from(need(value)?),
-        // fsname/subtype are set by commitfs itself; mount.fuse3 may pass them along.
-        "fsname" | "subtype" | "comment" => {}
-        _ if key.starts_with("x-") || IGNORED.contains(&key) => {}
-        _ => {
-            return Err(CliError::Usage(format!(
-                "unknown option '{opt}' (see commitfs --help for the options)"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// `5`, `0.5`: seconds, more than 0 and at most a day.
 fn parse_interval(s: &str) -> Result<std::time::Duration, CliError> {
@@ -398,6 +432,38 @@ mod tests {
             assert!(m.fs.read_only);
             assert_eq!(m.fs.cache_size, 64 << 20);
             assert!(m.allow_other);
+        }
+    }
+
+    /// Every `-o` option is the long option of the same name (clap is the
+    /// one source of both), and comes after the long ones: it wins.
+    #[test]
+    fn o_options_are_the_long_options_and_win() {
+        let m = mount(&[
+            "r.git",
+            "/mnt",
+            "--settle",
+            "50",
+            "-o",
+            "settle=700,author=A B <a@b>,scratch=*.x,scratch=*.y,v,v,f",
+            "-oremote=origin,fetch_interval=2,spill_dir=/var/tmp,no_default_scratch",
+        ]);
+        assert_eq!(m.fs.settle, std::time::Duration::from_millis(700));
+        assert_eq!(m.fs.author.as_deref(), Some("A B <a@b>"));
+        assert_eq!(m.fs.scratch, ["*.x", "*.y"]);
+        assert_eq!(m.verbose, 2);
+        assert!(m.foreground);
+        assert_eq!(m.fs.remote.as_deref(), Some("origin"));
+        assert_eq!(m.fs.fetch_interval, std::time::Duration::from_secs(2));
+        assert_eq!(m.fs.spill_dir, PathBuf::from("/var/tmp"));
+        assert!(!m.fs.default_scratch);
+        // A value clap refuses is one line naming it.
+        match parse(args(&["r.git", "/mnt", "-o", "settle=soon"])) {
+            Err(CliError::Usage(msg)) => {
+                assert_eq!(msg.lines().count(), 1, "{msg}");
+                assert!(msg.contains("soon"), "{msg}");
+            }
+            other => panic!("expected a usage error, got {other:?}"),
         }
     }
 
