@@ -72,11 +72,11 @@ PY
             g=$(secs "$t0" "$t1"); c=$(secs "$t2" "$t3")
             tc=$(cpu_of "$WORK/c1"); tx=$(cpu_of "$WORK/c2"); du=$(secs "$du0" "$du1"); ds=$(secs "$ds0" "$ds1")
             ga=$(cpu_of "$WORK/g1"); gx=$(cpu_of "$WORK/g2")
-            printf '%-8s %8s s %8s s %6sx   %-44s %-24s %6sx\n' "$n" "$c" "$g" \
-                "$(awk -v a="$c" -v b="$g" 'BEGIN { printf "%.2f", a / b }')" \
+            ratio=$(awk -v a="$c" -v b="$g" 'BEGIN { printf "%.2f", a / b }')
+            printf '%-8s %8s s %8s s %6sx   %-44s %-24s %6sx\n' "$n" "$c" "$g" "$ratio" \
                 "$tc, $tx, $du+$ds" "$ga, $gx" \
                 "$(awk -v a="$tc" -v b="$tx" -v d="$ds" -v g="$g" -v n="$NCPU" 'BEGIN { printf "%.2f", (a + b + d) / n / g }')"
-            ratios+=("$(awk -v a="$c" -v b="$g" 'BEGIN { printf "%.2f", a / b }')")
+            ratios+=("$ratio")
             rm -rf "${OUT:?}"/*
         done
         if ((ROUNDS > 1)); then

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Magic of `.idx` files from version 2 on (`\377tOc`).
-const IDX_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
+pub(crate) const IDX_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
 /// End of the fanout table: magic + version + 256 big-endian u32.
 const FANOUT_END: u64 = 8 + 256 * 4;
 /// SHA-1 length; names, the pack checksum and the idx checksum all have this size.
@@ -259,7 +259,7 @@ impl Pack {
 }
 
 /// Parses a pack object header: (type, inflated size, header length).
-fn parse_object_header(buf: &[u8]) -> Option<(u8, u64, usize)> {
+pub(crate) fn parse_object_header(buf: &[u8]) -> Option<(u8, u64, usize)> {
     let mut byte = *buf.first()?;
     let kind = (byte >> 4) & 7;
     let mut size = u64::from(byte & 0x0f);

@@ -24,8 +24,8 @@ use flate2::{Decompress, FlushDecompress, Status};
 use memmap2::Mmap;
 use parking_lot::RwLock;
 
-/// Magic of `.idx` files from version 2 on (`\377tOc`).
-const IDX_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
+use crate::store::pack_stream::{IDX_MAGIC, parse_object_header};
+
 /// Magic, version, 256 fanout entries.
 const FANOUT_AT: usize = 8;
 const NAMES_AT: usize = FANOUT_AT + 256 * 4;
@@ -180,21 +180,8 @@ impl Pack {
     /// The entry at `at`: its type, size, and where its data starts.
     fn entry(&self, at: u64) -> Option<(u8, u64, usize)> {
         let at = usize::try_from(at).ok()?;
-        let mut i = at;
-        let mut c = *self.pack.get(i)?;
-        let kind = (c >> 4) & 7;
-        let mut size = u64::from(c & 15);
-        let mut shift = 4;
-        while c & 0x80 != 0 {
-            i += 1;
-            c = *self.pack.get(i)?;
-            if shift > 57 {
-                return None;
-            }
-            size |= u64::from(c & 0x7f) << shift;
-            shift += 7;
-        }
-        Some((kind, size, i + 1))
+        let (kind, size, len) = parse_object_header(self.pack.get(at..)?)?;
+        Some((kind, size, at + len))
     }
 
     /// Where an OFS_DELTA's base starts, and where its delta data starts,
