@@ -29,6 +29,8 @@ pub mod daemon;
 pub mod error;
 pub mod follow;
 pub mod fuse;
+pub mod inodes;
+pub mod model;
 pub mod overlay;
 pub mod store;
 pub mod sync;

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use commitfs::inodes::ROOT;
+use commitfs::model::{FsConfig, RootSpec};
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::{CommitFs, FileKind, FsConfig, RootSpec};
+use commitfs::view::{CommitFs, FileKind};
 use git2::{Oid, Repository, Signature};
 use proptest::prelude::*;
 
@@ -660,13 +661,13 @@ fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
     let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
     let f = fs.create(main, b"f.txt", 0o644).unwrap().attr.ino;
     fs.write(f, 0, b"content\n").unwrap();
-    let set = commitfs::view::Ts {
+    let set = commitfs::model::Ts {
         secs: 946_684_800,
         nsec: 42,
     };
     fs.setattr(
         f,
-        commitfs::view::write::SetAttr {
+        commitfs::model::SetAttr {
             mtime: Some(set),
             ..Default::default()
         },

@@ -1,9 +1,10 @@
 //! Following another writer's ref moves, on the core (no mount): regressions
 //! found by a review of follow/mod.rs, each once a silent loss or revert.
 
+use commitfs::inodes::ROOT;
+use commitfs::model::FsConfig;
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::{CommitFs, FsConfig};
+use commitfs::view::CommitFs;
 use git2::{Oid, Repository, Signature};
 
 fn sig() -> Signature<'static> {

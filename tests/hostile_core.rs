@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 
+use commitfs::inodes::ROOT;
+use commitfs::model::FsConfig;
 use commitfs::store::names::{refused, valid_name};
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::{CommitFs, FileKind, FsConfig};
+use commitfs::view::{CommitFs, FileKind};
 use git2::{ObjectType, Oid, Repository};
 use proptest::prelude::*;
 

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use commitfs::inodes::ROOT;
+use commitfs::model::FsConfig;
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::{CommitFs, FsConfig};
+use commitfs::view::CommitFs;
 use git2::{Oid, Repository, Signature};
 use proptest::prelude::*;
 
@@ -93,7 +94,7 @@ fn put(fs: &CommitFs, path: &str, data: &[u8]) -> u64 {
             fs.open(e.attr.ino, true).unwrap();
             fs.setattr(
                 e.attr.ino,
-                commitfs::view::write::SetAttr {
+                commitfs::model::SetAttr {
                     size: Some(0),
                     ..Default::default()
                 },

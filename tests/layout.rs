@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const LAYERS: [&str; 9] = [
-    "daemon", "fuse", "view", "overlay", "commit", "follow", "sync", "store", "error",
+const LAYERS: [&str; 11] = [
+    "daemon", "fuse", "view", "overlay", "commit", "follow", "sync", "inodes", "model", "store",
+    "error",
 ];
 
 fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

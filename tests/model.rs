@@ -11,10 +11,11 @@
 use std::collections::BTreeMap;
 
 use commitfs::error::FsError;
+use commitfs::inodes::ROOT;
+use commitfs::model::FsConfig;
+use commitfs::model::{RENAME_NOREPLACE, SetAttr};
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::write::{RENAME_NOREPLACE, SetAttr};
-use commitfs::view::{CommitFs, FileKind, FsConfig};
+use commitfs::view::{CommitFs, FileKind};
 use git2::{Repository, Signature};
 use proptest::prelude::*;
 

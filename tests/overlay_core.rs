@@ -6,10 +6,11 @@ use std::path::Path;
 
 mod common;
 
+use commitfs::inodes::ROOT;
+use commitfs::model::SetAttr;
+use commitfs::model::{FsConfig, Ts};
 use commitfs::store::repo::Repo;
-use commitfs::view::inodes::ROOT;
-use commitfs::view::write::SetAttr;
-use commitfs::view::{CommitFs, FsConfig, Ts};
+use commitfs::view::CommitFs;
 use git2::{Oid, Repository, Signature};
 
 fn cfg() -> FsConfig {

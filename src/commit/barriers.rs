@@ -9,9 +9,9 @@ use git2::Oid;
 
 use crate::commit::{BranchW, Pending};
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Inodes, Node, Snap};
 use crate::store::treeobj::Listing;
 use crate::view::CommitFs;
-use crate::view::inodes::{Ino, Inodes, Node, Snap};
 
 /// A committed file not written for this long gives up its overlay file.
 const DEMATERIALIZE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -19,7 +19,7 @@ const DEMATERIALIZE_IDLE: std::time::Duration = std::time::Duration::from_secs(2
 impl CommitFs {
     /// The branch `n` belongs to (made on first use).
     pub(crate) fn branch_for(&self, inodes: &Inodes, n: &Node) -> Option<Arc<BranchW>> {
-        let crate::view::inodes::SnapSource::Branch(_) = &n.kind.snap()?.source else {
+        let crate::inodes::SnapSource::Branch(_) = &n.kind.snap()?.source else {
             return None;
         };
         // Walk up to the branch root: a branch is known by its root directory
@@ -47,7 +47,7 @@ impl CommitFs {
                 roots.insert(w, at.ino);
             }
         }
-        let crate::view::inodes::SnapSource::Branch(name) = &at.kind.snap()?.source else {
+        let crate::inodes::SnapSource::Branch(name) = &at.kind.snap()?.source else {
             return None;
         };
         // The root holds the tip the branch shows (a path below may still hold

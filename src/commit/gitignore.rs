@@ -36,7 +36,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::error::FsResult;
-use crate::view::inodes::{Ino, Kind};
+use crate::inodes::{Ino, Kind};
 
 /// The name of the pattern file in a directory.
 pub const GITIGNORE: &[u8] = b".gitignore";

@@ -28,11 +28,11 @@ use git2::{Oid, Repository};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::overlay::wdata::Contents;
 use crate::store::repo::ObjectBatch;
 use crate::store::repo::Repo;
 use crate::store::treeobj::RawEntry;
-use crate::view::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 
 pub mod barriers;
 pub mod changes;
@@ -194,7 +194,7 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn new(repo: Arc<Repo>, cfg: &crate::view::FsConfig) -> Result<Committer, String> {
+    pub fn new(repo: Arc<Repo>, cfg: &crate::model::FsConfig) -> Result<Committer, String> {
         let author = match &cfg.author {
             Some(a) => Some(
                 parse_author(a)
@@ -1236,10 +1236,10 @@ impl Committer {
 
 /// The scratch patterns in force: the defaults (unless turned off) and
 /// `--scratch`.
-fn scratch_set(cfg: &crate::view::FsConfig) -> Result<globset::GlobSet, String> {
+fn scratch_set(cfg: &crate::model::FsConfig) -> Result<globset::GlobSet, String> {
     let mut b = globset::GlobSetBuilder::new();
     let defaults = if cfg.default_scratch {
-        crate::view::DEFAULT_SCRATCH
+        crate::model::DEFAULT_SCRATCH
     } else {
         &[]
     };

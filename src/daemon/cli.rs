@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::view::{FsConfig, RootSpec, default_spill_dir};
+use crate::model::{FsConfig, RootSpec, default_spill_dir};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -27,11 +27,11 @@ use std::sync::Arc;
 use git2::Oid;
 
 use crate::error::FsResult;
+use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
 use crate::overlay::{Changes, Mat};
 use crate::store::names::Paths;
 use crate::store::repo::{EntryKind, TreeEntry};
 use crate::store::treeobj::Listing;
-use crate::view::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
 use crate::view::{CommitFs, tree_kind};
 
 /// What the invalidation thread is sent: invalidations to deliver, or a
@@ -89,7 +89,7 @@ fn changed<'a>(
 /// Whether the mount's node shows exactly tree entry `e`, as it was last
 /// committed or followed: a written file counts when it is committed and
 /// unchanged since, a made symlink when its target is that blob.
-fn shows(ov: &Changes, n: &crate::view::inodes::Node, e: &TreeEntry) -> bool {
+fn shows(ov: &Changes, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
     match (&n.kind, e.kind) {
         (
             Kind::File {

@@ -17,7 +17,7 @@ use fuser::{
 };
 
 use crate::error::FsError;
-use crate::view::write::SetAttr;
+use crate::model::SetAttr;
 use crate::view::{Attr, CommitFs, Entry, FileKind};
 
 /// Largest request the kernel may send us, and its read-ahead.
@@ -96,10 +96,10 @@ fn guard(fs: &CommitFs, op: &str, f: impl FnOnce()) {
     }
 }
 
-fn ts_of(t: TimeOrNow) -> crate::view::Ts {
+fn ts_of(t: TimeOrNow) -> crate::model::Ts {
     match t {
-        TimeOrNow::Now => crate::view::Ts::now(),
-        TimeOrNow::SpecificTime(t) => crate::view::Ts::of(t),
+        TimeOrNow::Now => crate::model::Ts::now(),
+        TimeOrNow::SpecificTime(t) => crate::model::Ts::of(t),
     }
 }
 

@@ -38,8 +38,8 @@ use git2::Oid;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::FsResult;
-use crate::view::Ts;
-use crate::view::inodes::{Ino, Inodes, Kind};
+use crate::inodes::{Ino, Inodes, Kind};
+use crate::model::Ts;
 
 pub mod persist;
 pub mod recover;

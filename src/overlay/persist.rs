@@ -45,9 +45,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{FsError, FsResult};
+use crate::inodes::Ino;
+use crate::model::Ts;
 use crate::overlay::Meta;
-use crate::view::Ts;
-use crate::view::inodes::Ino;
 
 /// The catalog's format. Format 1 (before directory rows named the tree
 /// they are relative to) is still read; another value is a foreign overlay:

@@ -30,9 +30,9 @@
 //! is moved aside (see `persist::dead_overlays`).
 
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Kind, ROOT, SnapSource};
 use crate::overlay::persist::{Dead, DirBase, Row};
 use crate::view::CommitFs;
-use crate::view::inodes::{Ino, Kind, ROOT, SnapSource};
 
 impl CommitFs {
     /// Replays every overlay a gone daemon left (see the module's doc).
@@ -153,7 +153,7 @@ impl CommitFs {
     /// here too, and an object that is not in the repository is not put in.
     fn replay_row(&self, dead: &Dead, dir: Ino, name: &[u8], row: &Row) -> FsResult<Option<Ino>> {
         if !matches!(row, Row::Deleted) {
-            crate::view::write::check_new_name(
+            crate::store::names::check_new_name(
                 name,
                 matches!(
                     row,
@@ -238,7 +238,7 @@ impl CommitFs {
                     if shown.is_some_and(|x| x != *exec) {
                         self.setattr(
                             ino,
-                            crate::view::write::SetAttr {
+                            crate::model::SetAttr {
                                 mode: Some(if *exec { 0o755 } else { 0o644 }),
                                 ..Default::default()
                             },

@@ -228,6 +228,21 @@ impl Paths {
     }
 }
 
+/// A name a program may create: EINVAL for one Git must never store or would
+/// refuse to check out (`.git` in any case and its aliases; see `refused`), and
+/// for a symlink, also `.gitmodules` and its aliases.
+pub fn check_new_name(name: &[u8], symlink: bool) -> crate::error::FsResult<()> {
+    use crate::error::FsError;
+    use crate::store::repo::{NAME_MAX, valid_name};
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if !valid_name(name) || refused(name, symlink) {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

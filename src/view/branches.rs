@@ -5,8 +5,8 @@
 //! branch directory renames the branch.
 
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Kind, Node, SnapSource};
 use crate::store::repo::Head;
-use crate::view::inodes::{Kind, Node, SnapSource};
 use crate::view::{CommitFs, Entry};
 
 /// `refs/heads/NS/NAME`, if Git accepts it as a branch name.
@@ -143,7 +143,7 @@ impl CommitFs {
             // Renaming a namespace would rename every branch below it.
             return Err(FsError::NotPermitted);
         }
-        if flags & crate::view::write::RENAME_EXCHANGE != 0 {
+        if flags & crate::model::RENAME_EXCHANGE != 0 {
             return Err(FsError::NotSupported);
         }
         // An existing branch or namespace is never replaced.

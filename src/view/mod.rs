@@ -4,7 +4,7 @@
 //! one method here and replies. Tests drive this directly without a mount.
 //!
 //! State:
-//! - `inodes`: path <-> inode number, permanent for the mount (see `view/inodes.rs`).
+//! - `inodes`: path <-> inode number, permanent for the mount (see `inodes/mod.rs`).
 //! - `trees`: parsed tree objects, an LRU bounded in entries; trees are immutable
 //!   by id, so this cache is never wrong, only cold.
 //! - `sizes`: blob sizes read from object headers, an LRU bounded in count.
@@ -19,8 +19,6 @@
 //! mount first looked it up. Tags and commits never change.
 
 pub mod branches;
-pub mod ghosts;
-pub mod inodes;
 pub mod prefetch;
 pub mod requests;
 pub mod write;
@@ -37,11 +35,12 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::model::{FsConfig, RootSpec, Ts};
 use crate::overlay::{Overlay, WFile};
 use crate::store::blob_cache::BlobCache;
 use crate::store::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
 use crate::store::treeobj::Listing;
-use crate::view::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
 use prefetch::{Gate, Job, Prefetcher, Worker};
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
@@ -65,137 +64,6 @@ const EMPTY_TREE: [u8; 20] = [
 ];
 /// Entries one readdir call prepares: more than a kernel buffer holds.
 pub const READDIR_BATCH: usize = 512;
-
-/// What to mount at the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootSpec {
-    /// Every branch as a directory, `.tags/`, `.commits/`, `HEAD`.
-    Whole,
-    /// One ref or revision as the root.
-    Ref(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct FsConfig {
-    pub root: RootSpec,
-    pub read_only: bool,
-    pub uid: u32,
-    pub gid: u32,
-    pub cache_size: usize,
-    pub spill_dir: PathBuf,
-    /// "Name <email>" for commits; else the repository's user.name/user.email.
-    pub author: Option<String>,
-    /// How long after the last change a branch is committed.
-    pub settle: Duration,
-    /// The Git server to sync with (`--remote`): a remote's name or a URL.
-    pub remote: Option<String>,
-    /// How often to fetch from it (`--fetch-interval`).
-    pub fetch_interval: Duration,
-    /// More scratch patterns (`--scratch`).
-    pub scratch: Vec<String>,
-    /// Whether the default scratch patterns apply (`--no-default-scratch`).
-    pub default_scratch: bool,
-    /// Whether untracked paths that the branch's `.gitignore` files,
-    /// `info/exclude` and `core.excludesFile` ignore are left out of commits
-    /// (`--no-gitignore` turns it off).
-    pub gitignore: bool,
-}
-
-/// Editor swap, backup, lock and probe files: never committed.
-pub const DEFAULT_SCRATCH: &[&str] = &[
-    ".*.sw[a-p]",
-    ".*.sw[a-p]x",
-    "*~",
-    ".#*",
-    "#*#",
-    "4913",
-    ".~lock.*#",
-    "*.kate-swp",
-    ".*.kate-swp",
-    ".goutputstream-*",
-    ".nfs*",
-    "*-journal",
-    "*-wal",
-    "*-shm",
-];
-
-/// Seconds since the epoch, now.
-pub fn now_secs() -> i64 {
-    Ts::now().secs
-}
-
-/// A point in time: seconds since the epoch and nanoseconds.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ts {
-    pub secs: i64,
-    pub nsec: u32,
-}
-
-impl Ts {
-    pub fn now() -> Ts {
-        Ts::of(std::time::SystemTime::now())
-    }
-
-    pub fn from_secs(secs: i64) -> Ts {
-        Ts { secs, nsec: 0 }
-    }
-
-    pub fn of(t: std::time::SystemTime) -> Ts {
-        match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => Ts {
-                secs: d.as_secs() as i64,
-                nsec: d.subsec_nanos(),
-            },
-            Err(e) => {
-                // Before the epoch: round down to whole seconds and count up.
-                let d = e.duration();
-                let (mut secs, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
-                if nsec > 0 {
-                    secs -= 1;
-                    nsec = 1_000_000_000 - nsec;
-                }
-                Ts { secs, nsec }
-            }
-        }
-    }
-
-    pub fn to_system(self) -> std::time::SystemTime {
-        let base = if self.secs >= 0 {
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.secs as u64)
-        } else {
-            std::time::UNIX_EPOCH - std::time::Duration::from_secs(self.secs.unsigned_abs())
-        };
-        base + std::time::Duration::from_nanos(u64::from(self.nsec))
-    }
-}
-
-impl Default for FsConfig {
-    fn default() -> Self {
-        FsConfig {
-            root: RootSpec::Whole,
-            read_only: false,
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-            cache_size: 256 << 20,
-            spill_dir: default_spill_dir(),
-            author: None,
-            settle: Duration::from_millis(200),
-            remote: None,
-            fetch_interval: Duration::from_secs(5),
-            scratch: Vec::new(),
-            default_scratch: true,
-            gitignore: true,
-        }
-    }
-}
-
-/// `$TMPDIR`, else `/var/tmp` (disk-backed by convention, unlike `/tmp`).
-pub fn default_spill_dir() -> PathBuf {
-    match std::env::var_os("TMPDIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from("/var/tmp"),
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -363,9 +231,9 @@ impl CommitFs {
         let in_memory = std::env::var("COMMITFS_GHOSTS_IN_MEMORY")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(crate::view::inodes::GHOSTS_IN_MEMORY);
+            .unwrap_or(crate::inodes::GHOSTS_IN_MEMORY);
         inodes.keep_ghosts_in(
-            Arc::new(crate::view::ghosts::Ghosts::new(repo.common_dir())),
+            Arc::new(crate::inodes::ghosts::Ghosts::new(repo.common_dir())),
             in_memory,
         );
         let fs = CommitFs {

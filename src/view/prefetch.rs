@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use git2::Oid;
 
+use crate::inodes::Ino;
 use crate::view::CommitFs;
-use crate::view::inodes::Ino;
 
 /// Files larger than this are not pushed.
 pub const MAX_FILE: u64 = 128 << 10;

@@ -13,37 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{FsError, FsResult};
+use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::model::{RENAME_EXCHANGE, RENAME_NOREPLACE, SetAttr, Ts};
 use crate::overlay::{Changes, Mat, Meta, WFile, WState};
-use crate::store::repo::{NAME_MAX, valid_name};
-use crate::view::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
-use crate::view::{CommitFs, Entry, Ts};
-
-/// What a setattr asks for.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SetAttr {
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub size: Option<u64>,
-    pub atime: Option<Ts>,
-    pub mtime: Option<Ts>,
-}
-
-pub const RENAME_NOREPLACE: u32 = 1;
-pub const RENAME_EXCHANGE: u32 = 2;
-
-/// A name a program may create: EINVAL for one Git must never store or would
-/// refuse to check out (`.git` in any case and its aliases; see `names`), and
-/// for a symlink, also `.gitmodules` and its aliases.
-pub(crate) fn check_new_name(name: &[u8], symlink: bool) -> FsResult<()> {
-    if name.len() > NAME_MAX {
-        return Err(FsError::NameTooLong);
-    }
-    if !valid_name(name) || crate::store::names::refused(name, symlink) {
-        return Err(FsError::Invalid);
-    }
-    Ok(())
-}
+use crate::store::names::check_new_name;
+use crate::view::{CommitFs, Entry};
 
 fn branch_name(snap: &Snap) -> Option<&[u8]> {
     match &snap.source {

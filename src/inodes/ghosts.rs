@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::view::inodes::Ino;
+use crate::inodes::Ino;
 
 /// Bits of the Bloom filter (8 MiB), and the hashes per name.
 const BLOOM_BITS: usize = 1 << 26;

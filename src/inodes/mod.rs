@@ -7,9 +7,11 @@
 //! - The kernel's `forget` does not take a linked path's number away, because a
 //!   later lookup of the same path must get the same one back: a clean path
 //!   keeps only its place (a ghost), and ghosts beyond the most recent
-//!   `GHOSTS_IN_MEMORY` are kept on disk (`view/ghosts.rs`). Memory follows the
+//!   `GHOSTS_IN_MEMORY` are kept on disk (`inodes/ghosts.rs`). Memory follows the
 //!   paths the kernel holds, not all it ever looked up.
 //! - What a path *is* (its [`Kind`]) may be replaced; its number may not.
+
+pub mod ghosts;
 
 use std::sync::Arc;
 
@@ -141,7 +143,7 @@ pub struct Node {
 /// twice (measured with `scripts/memory.sh`), and the hash kept spares the
 /// table's growth hashing every path again. A clean path the kernel forgot keeps only its place
 /// (a ghost); beyond the most recent `GHOSTS_IN_MEMORY`, ghosts move to disk
-/// (`view/ghosts.rs`), so that the table's memory follows what the kernel holds,
+/// (`inodes/ghosts.rs`), so that the table's memory follows what the kernel holds,
 /// not everything it ever looked up.
 pub struct Inodes {
     next: Ino,
@@ -157,7 +159,7 @@ pub struct Inodes {
     ghosts: usize,
     ghost_order: std::collections::VecDeque<Ino>,
     /// Where ghosts go beyond `in_memory` (none: all stay here).
-    disk: Option<Arc<crate::view::ghosts::Ghosts>>,
+    disk: Option<Arc<crate::inodes::ghosts::Ghosts>>,
     in_memory: usize,
     /// A batch could not be written: no more go to disk (those there are
     /// still read).
@@ -174,7 +176,7 @@ const SPILL_BATCH: usize = 8 << 10;
 
 /// A batch of ghosts to write to disk (see [`Inodes::spill`]).
 pub struct Spill {
-    pub to: Arc<crate::view::ghosts::Ghosts>,
+    pub to: Arc<crate::inodes::ghosts::Ghosts>,
     pub batch: Vec<(Ino, Ino, Box<[u8]>)>,
 }
 
@@ -244,7 +246,7 @@ impl Inodes {
 
     /// Ghosts beyond the most recent `in_memory` (`GHOSTS_IN_MEMORY` in the
     /// daemon) go to `disk`.
-    pub fn keep_ghosts_in(&mut self, disk: Arc<crate::view::ghosts::Ghosts>, in_memory: usize) {
+    pub fn keep_ghosts_in(&mut self, disk: Arc<crate::inodes::ghosts::Ghosts>, in_memory: usize) {
         self.disk = Some(disk);
         self.in_memory = in_memory;
     }
@@ -661,7 +663,7 @@ mod tests {
     #[test]
     fn a_failed_spill_keeps_every_number() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::view::ghosts::Ghosts::new(dir.path()));
+        let store = Arc::new(crate::inodes::ghosts::Ghosts::new(dir.path()));
         let mut t = Inodes::new(Kind::Root);
         t.keep_ghosts_in(store.clone(), 2);
         let names: Vec<Vec<u8>> = (0..8).map(|i| format!("n{i}").into_bytes()).collect();
@@ -689,7 +691,7 @@ mod tests {
     fn agree_with_a_map_of_paths(disk: Option<&std::path::Path>) {
         use std::collections::HashMap;
         let mut t = Inodes::new(Kind::Root);
-        let store = disk.map(|d| Arc::new(crate::view::ghosts::Ghosts::new(d)));
+        let store = disk.map(|d| Arc::new(crate::inodes::ghosts::Ghosts::new(d)));
         if let Some(s) = &store {
             t.keep_ghosts_in(s.clone(), 2);
         }
