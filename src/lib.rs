@@ -2,23 +2,27 @@
 //!
 //! Layers, each a folder with one job, from the kernel down to the repository
 //! (docs/DEVELOPMENT.md has the module graph, the locks and two request
-//! traces):
+//! traces). Imports point one way, down this list:
 //! - `daemon`: the process: the command line and `-o` options (`cli`),
 //!   checks, detaching, mounting, signals, unmounting, and `commitfs status`
 //!   (`control`).
 //! - `fuse`: the adapter from fuser's requests to the view, and the page
 //!   cache the view's prefetcher pushes into.
 //! - `view`: what each path is and what each operation does: refs, snapshots
-//!   and branches, lookup, readdir, attributes, reads (`mod.rs`); inode
-//!   numbers (`inodes`, with forgotten paths on disk in `ghosts`); writes
+//!   and branches, lookup, readdir, attributes, reads (`mod.rs`); writes
 //!   (`write`) and branch directories (`branches`); the prefetch that follows
-//!   a listing (`prefetch`); the requests served (`requests`).
+//!   a listing (`prefetch`); the requests served (`requests`); its side of
+//!   the committer (`barriers`), of other writers (`follow`) and of recovery
+//!   (`recover`), each implementing the lower layer's trait.
+//! - `sync`: fetch, merge and push with a remote.
+//! - `commit`: overlay -> trees -> commit -> ref; the settle window; what
+//!   commits leave out (`gitignore`).
+//! - `follow`: other writers of the repository's refs: the re-pointing pass,
+//!   and the watcher (`watch`: inotify).
 //! - `overlay`: a branch's pending changes, persistent on disk (`persist`,
 //!   `wdata`), and what the next mount finds of them (`recover`).
-//! - `commit`: overlay -> trees -> commit -> ref; the settle window and
-//!   commit barriers (`barriers`); what commits leave out (`gitignore`).
-//! - `follow`: other writers of the repository's refs (`watch`: inotify).
-//! - `sync`: fetch, merge and push with a remote.
+//! - `inodes`: inode numbers <-> paths (forgotten ones on disk: `ghosts`).
+//! - `model`: plain data every layer shares (configuration, timestamps).
 //! - `store`: objects and refs (`repo` wraps libgit2; other layers still use
 //!   `git2::Oid`, and commit and sync still build objects through
 //!   `Repo::with`: docs/DEVELOPMENT.md says what is left).

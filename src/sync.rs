@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 use parking_lot::{Condvar, Mutex};
 
+use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
+use crate::store::repo::Repo;
 use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, RemoteError, redact_url};
-use crate::view::CommitFs;
 
 /// Where a branch's (and tag's) last agreed state with the server is kept: a
 /// branch that has an entry here and is gone locally was deleted here; one
@@ -82,25 +83,27 @@ impl Sync {
     }
 }
 
-impl CommitFs {
-    /// The sync thread: never returns.
-    pub fn run_sync(&self) {
-        let Some(remote) = self.config().remote.clone() else {
-            return;
+impl Sync {
+    /// The sync thread's loop, with `remote` every `interval` and soon after
+    /// each commit: never returns.
+    pub fn run(&self, repo: &Repo, committer: &Committer, remote: &str, interval: Duration) {
+        let round = Round {
+            sync: self,
+            repo,
+            committer,
         };
-        let interval = self.config().fetch_interval;
-        let shown = redact_url(&remote);
+        let shown = redact_url(remote);
         let mut wait = Duration::ZERO;
         let mut refusals = 0u32;
         loop {
             {
-                let mut st = self.sync.state.lock();
+                let mut st = self.state.lock();
                 if !st.kick && !wait.is_zero() {
-                    self.sync.wake.wait_for(&mut st, wait);
+                    self.wake.wait_for(&mut st, wait);
                 }
                 st.kick = false;
             }
-            match self.sync_once(&remote) {
+            match round.sync_once(remote) {
                 Ok(()) => {
                     refusals = 0;
                     wait = interval;
@@ -112,7 +115,7 @@ impl CommitFs {
                     // not keep colliding; a few times, then the usual backoff.
                     refusals += 1;
                     log::info!("sync with {shown}: {msg}; fetching again");
-                    self.sync.state.lock().last_error = Some((Instant::now(), msg));
+                    self.state.lock().last_error = Some((Instant::now(), msg));
                     wait = interval.min(Duration::from_millis(50) + crate::commit::jitter(300));
                 }
                 Err(Failure::Refused(msg) | Failure::Other(msg)) => {
@@ -120,16 +123,26 @@ impl CommitFs {
                     // the usual backoff.
                     refusals = refusals.saturating_add(1);
                     log::warn!("sync with {shown}: {msg}");
-                    self.sync.state.lock().last_error = Some((Instant::now(), msg));
+                    self.state.lock().last_error = Some((Instant::now(), msg));
                     wait = (wait * 2).clamp(interval, MAX_BACKOFF.max(interval));
                 }
             }
         }
     }
+}
 
+/// One round's view of the mount: the sync state, the repository, and the
+/// committer (whose signature a merge carries).
+struct Round<'a> {
+    sync: &'a Sync,
+    repo: &'a Repo,
+    committer: &'a Committer,
+}
+
+impl Round<'_> {
     /// One round: fetch, bring local branches up to date, push. A branch that
     /// fails is reported and the others go on.
-    pub fn sync_once(&self, remote: &str) -> Result<(), Failure> {
+    fn sync_once(&self, remote: &str) -> Result<(), Failure> {
         log::debug!("sync round");
         let other = |e: FsError| Failure::Other(e.to_string());
         self.repo
@@ -297,8 +310,7 @@ impl CommitFs {
         local: Oid,
         server: Oid,
     ) -> FsResult<(Oid, Vec<crate::store::repo::KeptPack>)> {
-        let repo_arc = self.repo.clone();
-        repo_arc.with(|repo| {
+        self.repo.with(|repo| {
             let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
             // Unrelated histories (the server's branch was made anew): this
             // side's whole tree counts as its changes.

@@ -719,3 +719,47 @@ fn a_directory_forgotten_before_its_file_leaves_both_as_places() {
         assert_eq!(cat(&fs, &[b".tags", b"v1", b"src", b"x.rs"]), b"x\n");
     }
 }
+
+/// What Git cannot store is refused by the core, not the adapter: hard links
+/// and devices are EPERM, extended attributes ENOTSUP, and all of them EROFS
+/// where nothing may change (a tag); a regular file made by mknod is made.
+#[test]
+fn links_devices_and_xattrs_get_their_errno_from_the_core() {
+    use commitfs::error::FsError;
+    let (dir, _c1, _c2) = sample_repo();
+    let fs = new_fs(
+        dir.path(),
+        FsConfig {
+            author: Some("T <t@example.com>".into()),
+            ..FsConfig::default()
+        },
+    );
+    let main = path_ino(&fs, &[b"main"]).unwrap();
+    let readme = path_ino(&fs, &[b"main", b"README"]).unwrap();
+    let tagged = path_ino(&fs, &[b".tags", b"v1", b"README"]).unwrap();
+    let tag_root = path_ino(&fs, &[b".tags", b"v1"]).unwrap();
+    assert!(matches!(
+        fs.link(readme, main, b"hard"),
+        Err(FsError::NotPermitted)
+    ));
+    assert!(matches!(
+        fs.link(tagged, tag_root, b"hard"),
+        Err(FsError::ReadOnly)
+    ));
+    let fifo = libc::S_IFIFO | 0o644;
+    assert!(matches!(
+        fs.mknod(main, b"pipe", fifo),
+        Err(FsError::NotPermitted)
+    ));
+    assert!(matches!(
+        fs.mknod(tag_root, b"pipe", fifo),
+        Err(FsError::ReadOnly)
+    ));
+    let made = fs.mknod(main, b"plain", libc::S_IFREG | 0o644).unwrap();
+    assert_eq!(made.attr.size, 0);
+    assert!(path_ino(&fs, &[b"main", b"plain"]).is_ok());
+    assert!(matches!(fs.set_xattr(readme), Err(FsError::NotSupported)));
+    assert!(matches!(fs.set_xattr(tagged), Err(FsError::ReadOnly)));
+    assert_eq!(fs.list_xattr(tagged).unwrap(), Vec::<u8>::new());
+    assert!(matches!(fs.list_xattr(999_999), Err(FsError::NotFound)));
+}

@@ -81,4 +81,22 @@ fn the_module_graph_in_development_md_is_the_codes() {
         documented, graph,
         "docs/DEVELOPMENT.md's module graph (left) differs from the code's (right)"
     );
+    // Dependencies point one way: peel off, again and again, the layers that
+    // import no layer left; a cycle is what cannot be peeled.
+    let mut left = graph.clone();
+    while !left.is_empty() {
+        let leaves: Vec<&str> = left
+            .iter()
+            .filter(|(_, deps)| deps.iter().all(|d| !left.contains_key(d)))
+            .map(|(l, _)| *l)
+            .collect();
+        assert!(
+            !leaves.is_empty(),
+            "the layers {:?} import each other in a cycle",
+            left.keys().collect::<Vec<_>>()
+        );
+        for l in leaves {
+            left.remove(l);
+        }
+    }
 }

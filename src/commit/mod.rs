@@ -34,7 +34,6 @@ use crate::store::repo::ObjectBatch;
 use crate::store::repo::Repo;
 use crate::store::treeobj::RawEntry;
 
-pub mod barriers;
 pub mod changes;
 pub mod gitignore;
 

@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod control;
 
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -531,19 +533,11 @@ fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
 const REMOTE_ENV: &str = "COMMITFS_REMOTE_URL";
 
 fn detach(remote: Option<&str>) -> Result<(), String> {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!(
-            "cannot make a pipe: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: pipe2 just gave us these two fds.
-    let (read_end, write_end) =
-        unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let read_end = File::from(read_end);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-    let wfd = fds[1];
+    let wfd = std::os::fd::AsRawFd::as_raw_fd(&write_end);
     let mut cmd = std::process::Command::new(exe);
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some(url) = remote {
@@ -775,7 +769,7 @@ fn start_helpers(
         .spawn(move || crate::view::prefetch::run(pfs, rx, crate::fuse::PageCache(notifier)))
         .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
     // Kernel invalidations are sent from their own thread, never from a
-    // request (see follow/mod.rs).
+    // request (see view/follow.rs).
     let (tx, rx) = std::sync::mpsc::channel::<crate::follow::InvalMsg>();
     fs.set_invalidator(tx);
     let notifier = session.notifier();
@@ -816,7 +810,7 @@ fn start_helpers(
     let wfs = fs.clone();
     std::thread::Builder::new()
         .name("commitfs-watch".into())
-        .spawn(move || restarting("ref watcher", || crate::follow::watch::run(wfs.clone())))
+        .spawn(move || restarting("ref watcher", || wfs.run_watcher()))
         .map_err(|e| format!("cannot start the ref watcher: {e}"))?;
     let mnt = mnt.to_path_buf();
     let signals = block_signals();
@@ -849,29 +843,18 @@ fn mount_as_root(
     if cfg.allow_other {
         data.push_str(",allow_other,default_permissions");
     }
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    use nix::mount::MsFlags;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if cfg.fs.read_only {
-        flags |= libc::MS_RDONLY;
+        flags |= MsFlags::MS_RDONLY;
     }
-    let cstr =
-        |b: &[u8]| CString::new(b).map_err(|_| std::io::Error::other("path contains a NUL byte"));
-    let source = cstr(cfg.repo.as_os_str().as_bytes())?;
-    let target = cstr(cfg.mountpoint.as_os_str().as_bytes())?;
-    let fstype = cstr(FSTYPE.as_bytes())?;
-    let data = cstr(data.as_bytes())?;
-    // SAFETY: all pointers are valid NUL-terminated strings for the call's length.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    nix::mount::mount(
+        Some(cfg.repo.as_path()),
+        cfg.mountpoint.as_path(),
+        Some(FSTYPE),
+        flags,
+        Some(data.as_str()),
+    )?;
     let acl = fcfg.acl;
     fuser::Session::from_fd(fuse, OwnedFd::from(dev), acl, fcfg).inspect_err(|_| {
         let _ = unmount_path(&cfg.mountpoint, true);
@@ -948,13 +931,15 @@ fn wait_for_signal(set: SigSet, mnt: &Path, fs: &CommitFs) {
 /// for it, see `unmount_returning_at_detach`).
 pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
     if is_root() {
-        let (target, flags) = umount2_args(mnt, lazy)?;
-        // SAFETY: target is a valid C string.
-        if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            return root_unmount_result(mnt, Ok(errno));
-        }
-        return Ok(());
+        let flags = if lazy {
+            nix::mount::MntFlags::MNT_DETACH
+        } else {
+            nix::mount::MntFlags::empty()
+        };
+        return match nix::mount::umount2(mnt, flags) {
+            Ok(()) => Ok(()),
+            Err(errno) => root_unmount_result(mnt, Ok(errno as i32)),
+        };
     }
     fusermount_result(
         mnt,
@@ -962,11 +947,9 @@ pub fn unmount_path(mnt: &Path, lazy: bool) -> Result<(), String> {
     )
 }
 
-/// umount2's arguments for `mnt`.
-fn umount2_args(mnt: &Path, lazy: bool) -> Result<(CString, libc::c_int), String> {
-    let target =
-        CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?;
-    Ok((target, if lazy { libc::MNT_DETACH } else { 0 }))
+/// umount2's path for `mnt`, made before a fork (see `start_unmount`).
+fn umount2_target(mnt: &Path) -> Result<CString, String> {
+    Ok(CString::new(mnt.as_os_str().as_bytes()).map_err(|_| "path contains a NUL byte")?)
 }
 
 /// `fusermount3 -u [-z] MNT`.
@@ -992,13 +975,16 @@ enum Unmounting {
 /// unmounts, once the mount is detached.
 fn start_unmount(mnt: &Path) -> Result<Unmounting, String> {
     if is_root() {
-        let (target, flags) = umount2_args(mnt, false)?;
+        // Raw libc here, not nix: between fork and _exit the child of a
+        // threaded process may call only async-signal-safe functions, and
+        // nix's umount2 may allocate its path.
+        let target = umount2_target(mnt)?;
         // SAFETY: the child calls only async-signal-safe functions (umount2,
         // __errno_location, _exit) on memory made before the fork.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             // SAFETY: target is a valid C string.
-            let r = unsafe { libc::umount2(target.as_ptr(), flags) };
+            let r = unsafe { libc::umount2(target.as_ptr(), 0) };
             let code = if r == 0 {
                 0
             } else {
@@ -1029,25 +1015,27 @@ fn start_unmount(mnt: &Path) -> Result<Unmounting, String> {
 
 /// The errno child `pid` (see `start_unmount`) exited with, once it exits.
 fn wait_child(pid: libc::pid_t) -> Result<i32, String> {
-    let mut status = 0;
-    // SAFETY: pid is our child; status is a valid out-pointer.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e.to_string());
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.to_string()),
+            Ok(status) => {
+                if let Some(errno) = child_errno(status) {
+                    return errno;
+                }
+            }
         }
     }
-    child_errno(status)
 }
 
-fn child_errno(status: libc::c_int) -> Result<i32, String> {
-    if libc::WIFEXITED(status) {
-        Ok(libc::WEXITSTATUS(status))
-    } else {
-        Err(format!(
-            "the unmounting process was killed by signal {}",
-            libc::WTERMSIG(status)
-        ))
+/// The errno an ended unmounting child reports; None while it runs.
+fn child_errno(status: WaitStatus) -> Option<Result<i32, String>> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(Ok(code)),
+        WaitStatus::Signaled(_, sig, _) => Some(Err(format!(
+            "the unmounting process was killed by signal {sig}"
+        ))),
+        _ => None,
     }
 }
 
@@ -1095,14 +1083,13 @@ fn unmount_returning_at_detach(mnt: &Path) -> Result<(), String> {
     loop {
         match &mut u {
             Unmounting::Root(pid) => {
-                let mut status = 0;
-                // SAFETY: pid is our child; status is a valid out-pointer.
-                let r = unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
-                if r == *pid {
-                    return root_unmount_result(mnt, child_errno(status));
-                }
-                if r < 0 {
-                    return root_unmount_result(mnt, wait_child(*pid));
+                match waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(status) => {
+                        if let Some(errno) = child_errno(status) {
+                            return root_unmount_result(mnt, errno);
+                        }
+                    }
+                    Err(_) => return root_unmount_result(mnt, wait_child(*pid)),
                 }
             }
             Unmounting::Fusermount(child) => {

@@ -1,7 +1,8 @@
 //! Following refs that others move (SPEC section 5).
 //!
 //! When a ref moves to a commit this mount did not make, the directory that
-//! shows it is re-pointed at the new tip, path by path ([`CommitFs::repoint`]):
+//! shows it is re-pointed at the new tip, path by path ([`repoint_dir`], driven
+//! by the view's `CommitFs::repoint` in `view/follow.rs`):
 //!
 //! - A path whose content the other side changed gets a new inode, as a file
 //!   that `git checkout` or a rename replaced would: a descriptor opened before
@@ -27,12 +28,11 @@ use std::sync::Arc;
 use git2::Oid;
 
 use crate::error::FsResult;
-use crate::inodes::{Ino, Inodes, Kind, ROOT, Snap, SnapSource};
+use crate::inodes::{Ino, Inodes, Kind, Snap, tree_kind};
 use crate::overlay::{Changes, Mat};
 use crate::store::names::Paths;
 use crate::store::repo::{EntryKind, TreeEntry};
 use crate::store::treeobj::Listing;
-use crate::view::{CommitFs, tree_kind};
 
 /// What the invalidation thread is sent: invalidations to deliver, or a
 /// question to answer once everything sent before is delivered.
@@ -141,480 +141,259 @@ enum Step {
 }
 
 /// One re-pointing pass: the locks it holds and what it collects.
-struct Pass<'a> {
-    inodes: &'a mut Inodes,
-    ov: &'a mut Changes,
-    snap: &'a Arc<Snap>,
-    invals: Vec<Inval>,
+pub struct Pass<'a> {
+    pub inodes: &'a mut Inodes,
+    pub ov: &'a mut Changes,
+    pub snap: &'a Arc<Snap>,
+    pub invals: Vec<Inval>,
     /// Paths both sides changed, where the mount's version stays.
-    overridden: Vec<Vec<u8>>,
+    pub overridden: Vec<Vec<u8>>,
 }
 
-impl CommitFs {
-    /// Makes directory `root` (a branch's or tag's root) show snapshot `snap`
-    /// instead of tree `base`, the tree its unchanged entries come from.
-    /// Returns the paths both sides changed (the mount's version stays).
-    pub(crate) fn repoint(&self, root: Ino, base: Oid, snap: &Arc<Snap>) -> FsResult<Vec<Vec<u8>>> {
-        // The trees the pass compares are read into the tree cache first, with
-        // no lock held: the pass itself holds the inode table, and reading
-        // objects there would stall every request during a large pull.
-        self.warm_trees(Some(base), Some(snap.snapshot.tree));
-        let (invals, overridden) = {
-            let mut inodes = self.inodes.write();
-            let mut ov = self.overlay.lock();
-            // Only from what the root shows: a follow that raced another
-            // (the watcher's and a commit's) must not undo the newer one.
-            if let Some(Kind::Tree { oid, .. }) = inodes.get(root).map(|n| n.kind.clone())
-                && oid != base
-            {
-                return Ok(Vec::new());
-            }
-            let mut pass = Pass {
-                inodes: &mut inodes,
-                ov: &mut ov,
-                snap,
-                invals: Vec::new(),
-                overridden: Vec::new(),
-            };
-            self.repoint_dir(&mut pass, root, Some(base), Some(snap.snapshot.tree))?;
-            // The root takes the new snapshot even when its tree is the same.
-            if let Some(n) = pass.inodes.get(root) {
-                let kind = match &n.kind {
-                    Kind::Tree { .. } => Some(Kind::Tree {
-                        snap: snap.clone(),
-                        oid: snap.snapshot.tree,
-                    }),
-                    Kind::MDir { .. } => Some(Kind::MDir { snap: snap.clone() }),
-                    _ => None,
-                };
-                if let Some(k) = kind {
-                    pass.inodes.set_kind(root, k);
-                }
-            }
-            pass.invals.push(Inval::Inode(root));
-            (pass.invals, pass.overridden)
-        };
-        self.invalidate(invals);
-        Ok(overridden)
-    }
+/// Where a re-pointing pass reads trees (the view's tree cache).
+pub trait Trees {
+    fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Listing>>;
+}
 
-    /// Re-points directory `dir`, which showed `base` (None: it was not in the
-    /// base tree), at `new` (None: it is not in the new one), and everything
-    /// below it that changed. A loop over a stack of steps, not a recursion: a
-    /// tree may be any number of levels deep.
-    fn repoint_dir(
-        &self,
-        pass: &mut Pass<'_>,
-        dir: Ino,
-        base: Option<Oid>,
-        new: Option<Oid>,
-    ) -> FsResult<()> {
-        let mut paths = Paths::default();
-        let mut steps = vec![Step::Visit {
-            dir,
-            base,
-            new,
-            path: Paths::ROOT,
-        }];
-        while let Some(step) = steps.pop() {
-            match step {
-                Step::Visit {
-                    dir,
-                    base,
-                    new,
-                    path,
-                } => self.repoint_one(pass, &mut paths, &mut steps, dir, base, new, path)?,
-                Step::AfterMDir {
-                    dir,
-                    name,
-                    ino,
-                    t,
-                    here,
-                } => {
-                    // If they removed the directory or made it a file, what is
-                    // left is this mount's; nothing left, theirs wins.
-                    let emptied =
-                        matches!(pass.ov.mats.get(&ino), Some(Mat::Dir(c)) if c.is_empty());
-                    if is_dir(t.as_ref()).is_none() {
-                        if emptied {
-                            Self::replace(pass, dir, &name, Some(ino), t.as_ref());
-                        } else {
-                            pass.overridden.push(paths.full(here));
-                        }
+/// Re-points directory `dir`, which showed `base` (None: it was not in the
+/// base tree), at `new` (None: it is not in the new one), and everything
+/// below it that changed. A loop over a stack of steps, not a recursion: a
+/// tree may be any number of levels deep.
+pub fn repoint_dir(
+    trees: &dyn Trees,
+    pass: &mut Pass<'_>,
+    dir: Ino,
+    base: Option<Oid>,
+    new: Option<Oid>,
+) -> FsResult<()> {
+    let mut paths = Paths::default();
+    let mut steps = vec![Step::Visit {
+        dir,
+        base,
+        new,
+        path: Paths::ROOT,
+    }];
+    while let Some(step) = steps.pop() {
+        match step {
+            Step::Visit {
+                dir,
+                base,
+                new,
+                path,
+            } => repoint_one(trees, pass, &mut paths, &mut steps, dir, base, new, path)?,
+            Step::AfterMDir {
+                dir,
+                name,
+                ino,
+                t,
+                here,
+            } => {
+                // If they removed the directory or made it a file, what is
+                // left is this mount's; nothing left, theirs wins.
+                let emptied = matches!(pass.ov.mats.get(&ino), Some(Mat::Dir(c)) if c.is_empty());
+                if is_dir(t.as_ref()).is_none() {
+                    if emptied {
+                        replace(pass, dir, &name, Some(ino), t.as_ref());
+                    } else {
+                        pass.overridden.push(paths.full(here));
                     }
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// One directory of [`CommitFs::repoint_dir`]: its own entries; what must
-    /// be done below it goes on `steps`.
-    #[allow(clippy::too_many_arguments)]
-    fn repoint_one(
-        &self,
-        pass: &mut Pass<'_>,
-        paths: &mut Paths,
-        steps: &mut Vec<Step>,
-        dir: Ino,
-        base: Option<Oid>,
-        new: Option<Oid>,
-        path: usize,
-    ) -> FsResult<()> {
-        let Some(n) = pass.inodes.get(dir) else {
-            return Ok(());
-        };
-        let empty = Arc::new(Listing::default());
-        let list = |o: Option<Oid>| -> FsResult<Arc<Listing>> {
-            match o {
-                Some(o) => self.tree_entries(o),
-                None => Ok(empty.clone()),
+/// One directory of [`repoint_dir`]: its own entries; what must
+/// be done below it goes on `steps`.
+#[allow(clippy::too_many_arguments)]
+fn repoint_one(
+    trees: &dyn Trees,
+    pass: &mut Pass<'_>,
+    paths: &mut Paths,
+    steps: &mut Vec<Step>,
+    dir: Ino,
+    base: Option<Oid>,
+    new: Option<Oid>,
+    path: usize,
+) -> FsResult<()> {
+    let Some(n) = pass.inodes.get(dir) else {
+        return Ok(());
+    };
+    let empty = Arc::new(Listing::default());
+    let list = |o: Option<Oid>| -> FsResult<Arc<Listing>> {
+        match o {
+            Some(o) => trees.tree_entries(o),
+            None => Ok(empty.clone()),
+        }
+    };
+    match &n.kind {
+        Kind::Tree { oid, .. } => {
+            // Unchanged by this mount: it shows exactly `oid`.
+            let Some(new) = new else { return Ok(()) };
+            if *oid == new {
+                return Ok(());
             }
-        };
-        match &n.kind {
-            Kind::Tree { oid, .. } => {
-                // Unchanged by this mount: it shows exactly `oid`.
-                let Some(new) = new else { return Ok(()) };
-                if *oid == new {
-                    return Ok(());
+            let (before, after) = (list(Some(*oid))?, list(Some(new))?);
+            for (name, b, t) in changed(&before, &after) {
+                let Some(child) = pass.inodes.child(dir, name) else {
+                    continue; // never looked up: nothing cached
+                };
+                match (&child.kind, is_dir(b), is_dir(t)) {
+                    (Kind::Tree { .. }, Some(bo), Some(to)) => steps.push(Step::Visit {
+                        dir: child.ino,
+                        base: Some(bo),
+                        new: Some(to),
+                        path: paths.add(path, name),
+                    }),
+                    _ => retire(pass, dir, name, child.ino),
                 }
-                let (before, after) = (list(Some(*oid))?, list(Some(new))?);
-                for (name, b, t) in changed(&before, &after) {
-                    let Some(child) = pass.inodes.child(dir, name) else {
-                        continue; // never looked up: nothing cached
-                    };
-                    match (&child.kind, is_dir(b), is_dir(t)) {
-                        (Kind::Tree { .. }, Some(bo), Some(to)) => steps.push(Step::Visit {
-                            dir: child.ino,
-                            base: Some(bo),
-                            new: Some(to),
-                            path: paths.add(path, name),
-                        }),
-                        _ => Self::retire(pass, dir, name, child.ino),
-                    }
-                }
-                pass.inodes.set_kind(
-                    dir,
-                    Kind::Tree {
-                        snap: pass.snap.clone(),
-                        oid: new,
-                    },
-                );
-                pass.invals.push(Inval::Inode(dir));
             }
-            Kind::MDir { .. } => {
-                let (before, after) = (list(base)?, list(new)?);
-                // What the new tree holds unseen is what the directory's next
-                // tree keeps.
-                pass.ov.set_base(dir, &after);
-                for (name, b, t) in changed(&before, &after) {
-                    let here = paths.add(path, name);
-                    let ours = match pass.ov.mats.get(&dir) {
-                        Some(Mat::Dir(c)) => c.get(name).and_then(|&i| pass.inodes.get(i)),
-                        _ => None,
-                    };
-                    let unchanged_by_us = match (&ours, b) {
-                        (None, None) => true,
-                        (Some(o), Some(b)) => shows(pass.ov, o, b),
-                        _ => false,
-                    };
-                    if unchanged_by_us {
-                        if log::log_enabled!(log::Level::Debug) {
-                            log::debug!(
-                                "follow: {} takes the other side's version",
-                                String::from_utf8_lossy(&paths.full(here))
-                            );
-                        }
-                        match (&ours, t) {
-                            (Some(o), Some(t))
-                                if matches!(o.kind, Kind::Tree { .. })
-                                    && t.kind == EntryKind::Dir =>
-                            {
-                                steps.push(Step::Visit {
-                                    dir: o.ino,
-                                    base: b.map(|b| b.oid),
-                                    new: Some(t.oid),
-                                    path: here,
-                                });
-                            }
-                            (_, t) => {
-                                Self::replace(pass, dir, name, ours.as_ref().map(|o| o.ino), t)
-                            }
-                        }
-                        continue;
+            pass.inodes.set_kind(
+                dir,
+                Kind::Tree {
+                    snap: pass.snap.clone(),
+                    oid: new,
+                },
+            );
+            pass.invals.push(Inval::Inode(dir));
+        }
+        Kind::MDir { .. } => {
+            let (before, after) = (list(base)?, list(new)?);
+            // What the new tree holds unseen is what the directory's next
+            // tree keeps.
+            pass.ov.set_base(dir, &after);
+            for (name, b, t) in changed(&before, &after) {
+                let here = paths.add(path, name);
+                let ours = match pass.ov.mats.get(&dir) {
+                    Some(Mat::Dir(c)) => c.get(name).and_then(|&i| pass.inodes.get(i)),
+                    _ => None,
+                };
+                let unchanged_by_us = match (&ours, b) {
+                    (None, None) => true,
+                    (Some(o), Some(b)) => shows(pass.ov, o, b),
+                    _ => false,
+                };
+                if unchanged_by_us {
+                    if log::log_enabled!(log::Level::Debug) {
+                        log::debug!(
+                            "follow: {} takes the other side's version",
+                            String::from_utf8_lossy(&paths.full(here))
+                        );
                     }
-                    // This mount changed the path too.
-                    match &ours {
-                        Some(o)
-                            if matches!(o.kind, Kind::MDir { .. })
-                                && (b.is_none() || is_dir(b).is_some()) =>
+                    match (&ours, t) {
+                        (Some(o), Some(t))
+                            if matches!(o.kind, Kind::Tree { .. }) && t.kind == EntryKind::Dir =>
                         {
-                            // Both changed things inside a directory: per path
-                            // below, then what is left of it (see `AfterMDir`).
-                            steps.push(Step::AfterMDir {
-                                dir,
-                                name: name.into(),
-                                ino: o.ino,
-                                t: t.cloned(),
-                                here,
-                            });
                             steps.push(Step::Visit {
                                 dir: o.ino,
-                                base: is_dir(b),
-                                new: is_dir(t),
+                                base: b.map(|b| b.oid),
+                                new: Some(t.oid),
                                 path: here,
                             });
                         }
-                        Some(o) if t.is_some_and(|t| shows(pass.ov, o, t)) => {} // the same change
-                        None if t.is_none() => {}                                // both deleted it
-                        _ => pass.overridden.push(paths.full(here)),
+                        (_, t) => replace(pass, dir, name, ours.as_ref().map(|o| o.ino), t),
                     }
+                    continue;
                 }
-                pass.invals.push(Inval::Inode(dir));
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Reads the trees of every directory that differs between `a` and `b`
-    /// into the tree cache, at most `WARM_DEPTH` levels down and `WARM_TREES`
-    /// trees in all. Only a hint: a tree that cannot be read is left for the
-    /// pass to report if it needs it.
-    fn warm_trees(&self, a: Option<Oid>, b: Option<Oid>) {
-        const WARM_DEPTH: usize = 256;
-        const WARM_TREES: usize = 65536;
-        let mut todo = vec![(a, b, 0usize)];
-        let mut read_count = 0;
-        while let Some((a, b, depth)) = todo.pop() {
-            if a == b || depth > WARM_DEPTH || read_count > WARM_TREES {
-                continue;
-            }
-            let read = |o: Option<Oid>| match o {
-                Some(o) => self.tree_entries(o).ok(),
-                None => Some(Arc::new(Listing::default())),
-            };
-            read_count += 2;
-            let (Some(la), Some(lb)) = (read(a), read(b)) else {
-                continue;
-            };
-            for (_, x, y) in changed(&la, &lb) {
-                let (dx, dy) = (is_dir(x), is_dir(y));
-                if dx.is_some() || dy.is_some() {
-                    todo.push((dx, dy, depth + 1));
+                // This mount changed the path too.
+                match &ours {
+                    Some(o)
+                        if matches!(o.kind, Kind::MDir { .. })
+                            && (b.is_none() || is_dir(b).is_some()) =>
+                    {
+                        // Both changed things inside a directory: per path
+                        // below, then what is left of it (see `AfterMDir`).
+                        steps.push(Step::AfterMDir {
+                            dir,
+                            name: name.into(),
+                            ino: o.ino,
+                            t: t.cloned(),
+                            here,
+                        });
+                        steps.push(Step::Visit {
+                            dir: o.ino,
+                            base: is_dir(b),
+                            new: is_dir(t),
+                            path: here,
+                        });
+                    }
+                    Some(o) if t.is_some_and(|t| shows(pass.ov, o, t)) => {} // the same change
+                    None if t.is_none() => {}                                // both deleted it
+                    _ => pass.overridden.push(paths.full(here)),
                 }
             }
+            pass.invals.push(Inval::Inode(dir));
         }
+        _ => {}
     }
+    Ok(())
+}
 
-    /// Takes `name` out of `dir` (an inode the other side replaced or removed:
-    /// still readable through what holds it, never written again).
-    fn retire(pass: &mut Pass<'_>, dir: Ino, name: &[u8], ino: Ino) {
-        pass.inodes.unlink(dir, name);
-        pass.ov.stale.insert(ino);
+/// Takes `name` out of `dir` (an inode the other side replaced or removed:
+/// still readable through what holds it, never written again).
+fn retire(pass: &mut Pass<'_>, dir: Ino, name: &[u8], ino: Ino) {
+    pass.inodes.unlink(dir, name);
+    pass.ov.stale.insert(ino);
+    pass.invals.push(Inval::Entry {
+        parent: dir,
+        name: name.into(),
+    });
+}
+
+/// Makes `name` in materialized directory `dir` show entry `t` (None:
+/// removed), in place of inode `old`.
+fn replace(pass: &mut Pass<'_>, dir: Ino, name: &[u8], old: Option<Ino>, t: Option<&TreeEntry>) {
+    if let Some(old) = old {
+        retire(pass, dir, name, old);
+    } else {
         pass.invals.push(Inval::Entry {
             parent: dir,
             name: name.into(),
         });
     }
-
-    /// Makes `name` in materialized directory `dir` show entry `t` (None:
-    /// removed), in place of inode `old`.
-    fn replace(
-        pass: &mut Pass<'_>,
-        dir: Ino,
-        name: &[u8],
-        old: Option<Ino>,
-        t: Option<&TreeEntry>,
-    ) {
-        if let Some(old) = old {
-            Self::retire(pass, dir, name, old);
-        } else {
-            pass.invals.push(Inval::Entry {
-                parent: dir,
-                name: name.into(),
-            });
-        }
-        let node = t.map(|t| pass.inodes.upsert(dir, name, tree_kind(pass.snap, t)));
-        if let Some(Mat::Dir(map)) = pass.ov.mats.get_mut(&dir) {
-            match &node {
-                Some(node) => {
-                    map.insert(name.into(), node.ino);
-                }
-                None => {
-                    map.remove(name);
-                }
+    let node = t.map(|t| pass.inodes.upsert(dir, name, tree_kind(pass.snap, t)));
+    if let Some(Mat::Dir(map)) = pass.ov.mats.get_mut(&dir) {
+        match &node {
+            Some(node) => {
+                map.insert(name.into(), node.ino);
+            }
+            None => {
+                map.remove(name);
             }
         }
-        if let Some(node) = node {
-            pass.ov.meta.remove(&node.ino);
-        }
     }
+    if let Some(node) = node {
+        pass.ov.meta.remove(&node.ino);
+    }
+}
 
-    /// The refs changed from `old` to `new` (see `follow/watch.rs`): moved branches and
-    /// tags are followed; names that came or went, and HEAD, are invalidated.
-    /// Returns false if something could not be followed (the watcher then
-    /// tries again at its next read).
-    pub fn refs_changed(
-        &self,
-        old: &crate::follow::watch::RefState,
-        new: &crate::follow::watch::RefState,
-    ) -> bool {
-        let mut all_followed = true;
-        log::debug!("refs changed: {old:?} -> {new:?}");
-        let mut invals = Vec::new();
-        for (tags, (o, n)) in [
-            (false, (&old.branches, &new.branches)),
-            (true, (&old.tags, &new.tags)),
-        ] {
-            for (name, tip) in n {
-                match o.get(name) {
-                    Some(was) if was == tip => {}
-                    was => {
-                        // A new name may be an old one deleted and made again
-                        // between two reads: a directory it still has follows.
-                        if (was.is_some() || self.ref_dir(tags, name).is_some())
-                            && let Err(e) = self.follow_ref(tags, name)
-                        {
-                            log::warn!("following {} to {tip}: {e}", String::from_utf8_lossy(name));
-                            all_followed = false;
-                        }
-                        if was.is_none() {
-                            invals.extend(self.ref_entry(tags, name));
-                        }
-                    }
-                }
-            }
-            for name in o.keys().filter(|k| !n.contains_key(*k)) {
-                invals.extend(self.ref_entry(tags, name));
+/// Reads the trees of every directory that differs between `a` and `b`
+/// into the tree cache, at most `WARM_DEPTH` levels down and `WARM_TREES`
+/// trees in all. Only a hint: a tree that cannot be read is left for the
+/// pass to report if it needs it.
+pub fn warm_trees(trees: &dyn Trees, a: Option<Oid>, b: Option<Oid>) {
+    const WARM_DEPTH: usize = 256;
+    const WARM_TREES: usize = 65536;
+    let mut todo = vec![(a, b, 0usize)];
+    let mut read_count = 0;
+    while let Some((a, b, depth)) = todo.pop() {
+        if a == b || depth > WARM_DEPTH || read_count > WARM_TREES {
+            continue;
+        }
+        let read = |o: Option<Oid>| match o {
+            Some(o) => trees.tree_entries(o).ok(),
+            None => Some(Arc::new(Listing::default())),
+        };
+        read_count += 2;
+        let (Some(la), Some(lb)) = (read(a), read(b)) else {
+            continue;
+        };
+        for (_, x, y) in changed(&la, &lb) {
+            let (dx, dy) = (is_dir(x), is_dir(y));
+            if dx.is_some() || dy.is_some() {
+                todo.push((dx, dy, depth + 1));
             }
         }
-        if old.head != new.head {
-            if let Some(h) = self.inodes.read().child(ROOT, b"HEAD") {
-                invals.push(Inval::Inode(h.ino));
-            }
-            invals.push(Inval::Entry {
-                parent: ROOT,
-                name: b"HEAD".as_slice().into(),
-            });
-        }
-        self.invalidate(invals);
-        all_followed
-    }
-
-    /// The directory that shows ref `name` (a branch, or a tag when `tag`), if
-    /// the kernel has looked it up.
-    fn ref_dir(&self, tag: bool, name: &[u8]) -> Option<Ino> {
-        let inodes = self.inodes.read();
-        let root = inodes.get(ROOT)?;
-        if let Some(snap) = root.kind.snap() {
-            // A --ref mount: the root is the ref, if it is this one.
-            return match &snap.source {
-                SnapSource::Branch(b) if !tag && **b == *name => Some(ROOT),
-                _ => None,
-            };
-        }
-        let mut at = if tag {
-            inodes.child(ROOT, b".tags")?.ino
-        } else {
-            ROOT
-        };
-        for comp in name.split(|&c| c == b'/') {
-            at = inodes.child(at, comp)?.ino;
-        }
-        Some(at)
-    }
-
-    /// The kernel's entry for the first name of ref `name` that the kernel
-    /// knows (a ref that came or went may add or remove a namespace too).
-    fn ref_entry(&self, tag: bool, name: &[u8]) -> Option<Inval> {
-        let inodes = self.inodes.read();
-        if inodes.get(ROOT)?.kind.snap().is_some() {
-            return None;
-        }
-        let mut at = if tag {
-            inodes.child(ROOT, b".tags")?.ino
-        } else {
-            ROOT
-        };
-        for comp in name.split(|&c| c == b'/') {
-            match inodes.child(at, comp) {
-                Some(c) => at = c.ino,
-                None => {
-                    return Some(Inval::Entry {
-                        parent: at,
-                        name: comp.into(),
-                    });
-                }
-            }
-        }
-        let n = inodes.get(at)?;
-        Some(Inval::Entry {
-            parent: n.parent,
-            name: n.name.clone(),
-        })
-    }
-
-    /// Follows a branch or tag that moved to `tip`.
-    fn follow_ref(&self, tag: bool, name: &[u8]) -> FsResult<()> {
-        if !tag && let Some(b) = self.committer.by_name(name) {
-            return self.committer.follow(self, &b);
-        }
-        let Some(dir) = self.ref_dir(tag, name) else {
-            return Ok(()); // never looked up: the next lookup reads the ref
-        };
-        let Some(n) = self.inodes.read().get(dir) else {
-            return Ok(());
-        };
-        let Kind::Tree { snap, oid } = &n.kind else {
-            return Ok(());
-        };
-        // What the watcher read may be old by now: the ref as it is.
-        let prefix: &[u8] = if tag { b"refs/tags/" } else { b"refs/heads/" };
-        let Some(tip) = self.repo.ref_target(&[prefix, name].concat())? else {
-            return Ok(());
-        };
-        let snapshot = self.repo.snapshot(tip)?;
-        if snap.snapshot == snapshot {
-            return Ok(());
-        }
-        let new = Arc::new(Snap {
-            snapshot,
-            source: snap.source.clone(),
-        });
-        self.repoint(dir, *oid, &new)?;
-        log::info!("{}: now at {tip}", String::from_utf8_lossy(name));
-        Ok(())
-    }
-
-    /// Queues kernel invalidations for the invalidation thread; without one
-    /// (no kernel: the core's tests) they are dropped.
-    pub(crate) fn invalidate(&self, invals: Vec<Inval>) {
-        if invals.is_empty() {
-            return;
-        }
-        if let Some(tx) = &*self.inval_tx.lock() {
-            let _ = tx.send(InvalMsg::Batch(invals));
-        }
-    }
-
-    /// Runs `then` on the invalidation thread once the kernel got every
-    /// invalidation sent so far; at once when there is none (no kernel, as
-    /// in the core's tests). Nobody waits for it.
-    pub(crate) fn after_invalidations(&self, then: Box<dyn FnOnce() + Send>) {
-        let then = match &*self.inval_tx.lock() {
-            Some(tx) => match tx.send(InvalMsg::Then(then)) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(InvalMsg::Then(f))) => f,
-                Err(_) => return,
-            },
-            None => then,
-        };
-        then();
-    }
-
-    /// Sets where invalidations go (the daemon's invalidation thread).
-    pub fn set_invalidator(&self, tx: std::sync::mpsc::Sender<InvalMsg>) {
-        *self.inval_tx.lock() = Some(tx);
     }
 }

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use git2::Oid;
@@ -19,8 +18,7 @@ use inotify::{EventMask, WatchMask};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::os::fd::AsFd;
 
-use crate::store::repo::Head;
-use crate::view::CommitFs;
+use crate::store::repo::{Head, Repo};
 
 /// The longest a ref move goes unseen.
 const POLL: Duration = Duration::from_secs(1);
@@ -38,25 +36,25 @@ pub struct RefState {
     pub head: Option<Vec<u8>>,
 }
 
-impl CommitFs {
-    /// Reads every branch, tag and HEAD.
-    pub fn ref_state(&self) -> crate::error::FsResult<RefState> {
-        let head = match self.repo.head()? {
-            Head::Branch(b) => Some(b),
-            Head::Detached(o) => Some(o.as_bytes().to_vec()),
-            Head::Unborn => None,
-        };
-        Ok(RefState {
-            branches: self.repo.refs("refs/heads/")?.into_iter().collect(),
-            tags: self.repo.refs("refs/tags/")?.into_iter().collect(),
-            head,
-        })
-    }
+/// Reads every branch, tag and HEAD.
+pub fn ref_state(repo: &Repo) -> crate::error::FsResult<RefState> {
+    let head = match repo.head()? {
+        Head::Branch(b) => Some(b),
+        Head::Detached(o) => Some(o.as_bytes().to_vec()),
+        Head::Unborn => None,
+    };
+    Ok(RefState {
+        branches: repo.refs("refs/heads/")?.into_iter().collect(),
+        tags: repo.refs("refs/tags/")?.into_iter().collect(),
+        head,
+    })
 }
 
-/// The watcher thread: never returns.
-pub fn run(fs: Arc<CommitFs>) {
-    let git_dir = fs.repo.git_dir().to_path_buf();
+/// The watcher thread: never returns. `moved` is told each change of the
+/// refs, and says whether it followed it all (if not, the same change is
+/// reported again at the next read).
+pub fn run(repo: &Repo, moved: &dyn Fn(&RefState, &RefState) -> bool) {
+    let git_dir = repo.git_dir().to_path_buf();
     let mut inotify = Inotify::new(&git_dir);
     if inotify.is_none() {
         log::info!(
@@ -64,13 +62,13 @@ pub fn run(fs: Arc<CommitFs>) {
             git_dir.display()
         );
     }
-    let mut known = fs.ref_state().unwrap_or_default();
+    let mut known = ref_state(repo).unwrap_or_default();
     loop {
         match &mut inotify {
             Some(i) => i.wait(POLL),
             None => std::thread::sleep(POLL),
         }
-        let now = match fs.ref_state() {
+        let now = match ref_state(repo) {
             Ok(s) => s,
             Err(e) => {
                 // A ref being rewritten, or a damaged repository: the next read.
@@ -78,7 +76,7 @@ pub fn run(fs: Arc<CommitFs>) {
                 continue;
             }
         };
-        if now != known && fs.refs_changed(&known, &now) {
+        if now != known && moved(&known, &now) {
             known = now;
         }
     }

@@ -251,13 +251,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         guard(&self.fs, "mknod", move || {
-            // Git stores regular files only: no devices, fifos or sockets.
-            let res = if mode & libc::S_IFMT == libc::S_IFREG {
-                self.fs.create(parent.0, name.as_bytes(), mode)
-            } else {
-                Err(refuse(&self.fs, parent, FsError::NotPermitted))
-            };
-            match res {
+            match self.fs.mknod(parent.0, name.as_bytes(), mode) {
                 Ok(e) => reply_entry(&self.fs, reply, &e),
                 Err(e) => reply.error(fail("mknod", e)),
             }
@@ -347,13 +341,15 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
         guard(&self.fs, "link", move || {
-            // Git has no hard links.
-            reply.error(fail("link", refuse(&self.fs, ino, FsError::NotPermitted)));
+            match self.fs.link(ino.0, newparent.0, newname.as_bytes()) {
+                Ok(e) => reply_entry(&self.fs, reply, &e),
+                Err(e) => reply.error(fail("link", e)),
+            }
         });
     }
 
@@ -609,10 +605,10 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         guard(&self.fs, "setxattr", move || {
-            reply.error(fail(
-                "setxattr",
-                refuse(&self.fs, ino, FsError::NotSupported),
-            ));
+            match self.fs.set_xattr(ino.0) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("setxattr", e)),
+            }
         });
     }
 
@@ -635,9 +631,10 @@ impl Filesystem for FuseFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guard(&self.fs, "listxattr", move || {
-            match self.fs.getattr(ino.0) {
-                Ok(_) if size == 0 => reply.size(0),
-                Ok(_) => reply.data(&[]),
+            match self.fs.list_xattr(ino.0) {
+                Ok(names) if size == 0 => reply.size(names.len() as u32),
+                Ok(names) if names.len() > size as usize => reply.error(Errno::ERANGE),
+                Ok(names) => reply.data(&names),
                 Err(e) => reply.error(fail("listxattr", e)),
             }
         });
@@ -645,10 +642,10 @@ impl Filesystem for FuseFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         guard(&self.fs, "removexattr", move || {
-            reply.error(fail(
-                "removexattr",
-                refuse(&self.fs, ino, FsError::NotSupported),
-            ));
+            match self.fs.set_xattr(ino.0) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("removexattr", e)),
+            }
         });
     }
 
@@ -701,14 +698,5 @@ impl Filesystem for FuseFs {
         guard(&self.fs, "forget", move || {
             self.fs.forget(ino.0, _nlookup);
         });
-    }
-}
-
-/// `e` for an operation Git cannot store on a writable `ino`; EROFS (or
-/// ENOENT) where nothing may be written at all.
-fn refuse(fs: &CommitFs, ino: INodeNo, e: FsError) -> FsError {
-    match fs.check_writable(ino.0) {
-        Ok(()) => e,
-        Err(ro) => ro,
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use git2::Oid;
 
-use crate::store::repo::Snapshot;
+use crate::store::repo::{EntryKind, Snapshot, TreeEntry};
 
 pub type Ino = u64;
 pub const ROOT: Ino = 1;
@@ -125,6 +125,21 @@ impl Kind {
             self,
             Kind::MDir { .. } | Kind::MFile { .. } | Kind::MSymlink { .. }
         )
+    }
+}
+
+/// What a tree entry of snapshot `snap` is, as a node.
+pub fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
+    let snap = snap.clone();
+    match e.kind {
+        EntryKind::Dir => Kind::Tree { snap, oid: e.oid },
+        EntryKind::File { executable } => Kind::File {
+            snap,
+            oid: e.oid,
+            executable,
+        },
+        EntryKind::Symlink => Kind::Symlink { snap, oid: e.oid },
+        EntryKind::Submodule => Kind::Submodule { snap, oid: e.oid },
     }
 }
 

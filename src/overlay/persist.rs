@@ -33,6 +33,7 @@
 //! the fsyncs of `sync` take it too (a durable request is ordered after every
 //! change acknowledged before it).
 
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -113,7 +114,7 @@ impl Row {
 struct Open {
     conn: Connection,
     /// Held (flock'ed) for the daemon's life.
-    _lock: File,
+    _lock: Flock<File>,
     /// Rows were written since the last `sync`.
     unsynced: bool,
     /// The overlay's own directory entries were synced.
@@ -205,24 +206,17 @@ fn configure(conn: &Connection, exclusive: bool) -> rusqlite::Result<()> {
 }
 
 /// Takes the flock of an overlay's `lock` file, if no live daemon holds it.
-fn try_lock(path: &Path) -> io::Result<Option<File>> {
-    use std::os::fd::AsRawFd;
+fn try_lock(path: &Path) -> io::Result<Option<Flock<File>>> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    // SAFETY: f is an open descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(f));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(e)
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(Some(locked)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
     }
 }
 
@@ -784,7 +778,7 @@ fn put_meta(tx: &Connection, ino: Ino, m: Option<&Meta>) -> rusqlite::Result<()>
 pub struct Dead {
     pub dir: PathBuf,
     /// Its lock, held while it is replayed.
-    _lock: File,
+    _lock: Flock<File>,
     pub branches: Vec<(Ino, Vec<u8>)>,
     /// Directory -> its rows, in name order.
     pub rows: HashMap<Ino, DirRows>,

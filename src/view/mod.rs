@@ -18,8 +18,11 @@
 //! Snapshots: a branch directory shows the commit its branch pointed to when the
 //! mount first looked it up. Tags and commits never change.
 
+pub mod barriers;
 pub mod branches;
+pub mod follow;
 pub mod prefetch;
+pub mod recover;
 pub mod requests;
 pub mod write;
 
@@ -35,11 +38,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
-use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource};
+use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource, tree_kind};
 use crate::model::{FsConfig, RootSpec, Ts};
 use crate::overlay::{Overlay, WFile};
 use crate::store::blob_cache::BlobCache;
-use crate::store::repo::{EntryKind, Head, Repo, TreeEntry, valid_name};
+use crate::store::repo::{Head, Repo, valid_name};
 use crate::store::treeobj::Listing;
 use prefetch::{Gate, Job, Prefetcher, Worker};
 
@@ -163,7 +166,7 @@ pub struct CommitFs {
     pub(crate) overlay: Overlay,
     /// Syncing with a Git server (see `sync.rs`).
     pub(crate) sync: crate::sync::Sync,
-    /// Where kernel invalidations go (see `follow/mod.rs`).
+    /// Where kernel invalidations go (see `view/follow.rs`).
     pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<crate::follow::InvalMsg>>>,
     /// The committer: the branches written here and the threads that
     /// commit them (see `commit/`).
@@ -288,6 +291,14 @@ impl CommitFs {
 
     /// The daemon is going away: changes in progress finish, later ones get
     /// `EROFS`. What is pending then is everything that was acknowledged.
+    /// The sync thread (`--remote`): never returns; at once without a remote.
+    pub fn run_sync(&self) {
+        if let Some(remote) = &self.cfg.remote {
+            self.sync
+                .run(&self.repo, &self.committer, remote, self.cfg.fetch_interval);
+        }
+    }
+
     pub fn stop_changes(&self) {
         use std::sync::atomic::Ordering::SeqCst;
         self.closing.store(true, SeqCst);
@@ -1030,44 +1041,71 @@ impl CommitFs {
             });
         }
         let start = offset.saturating_sub(2) as usize;
-        if start < listing.len() {
-            let mut inodes = self.inodes.write();
-            // A directory re-pointed at another writer's tree since this
-            // handle was opened: its names are taken from the tree it shows
-            // now, so that no old version comes back (see follow/mod.rs).
-            let now: Option<(Arc<Snap>, Arc<Listing>)> = match (&*listing, inodes.get(n.ino)) {
-                (Handle::Tree { oid, .. }, Some(cur)) => match &cur.kind {
-                    Kind::Tree { snap, oid: c } if c != oid => Some((snap.clone(), self.tree(*c)?)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let room = max.saturating_sub(out.len());
-            for i in (start..listing.len()).take(room) {
-                let (name, mut kind) = listing.child(i);
-                if let Some((snap, entries)) = &now {
-                    match entries.binary_search_by(|e| (*e.name).cmp(&name)) {
-                        Ok(j) => kind = tree_kind(snap, &entries[j]),
-                        Err(_) => continue, // gone in the tree shown now
-                    }
+        if start >= listing.len() {
+            return Ok(out);
+        }
+        // A directory re-pointed at another writer's tree since this handle
+        // was opened: its names are taken from the tree it shows now, so that
+        // no old version comes back (see view/follow.rs). That tree is read
+        // before any lock is taken.
+        let now: Option<(Arc<Snap>, Arc<Listing>)> = match (&*listing, &n.kind) {
+            (Handle::Tree { oid, .. }, Kind::Tree { snap, oid: c }) if c != oid => {
+                Some((snap.clone(), self.tree(*c)?))
+            }
+            _ => None,
+        };
+        let end = start + max.saturating_sub(out.len()).min(listing.len() - start);
+        // The name and kind of entry `i`, None if it is gone in the tree
+        // shown now.
+        let named = |i: usize| -> Option<(Box<[u8]>, Kind)> {
+            let (name, mut kind) = listing.child(i);
+            if let Some((snap, entries)) = &now {
+                match entries.binary_search_by(|e| (*e.name).cmp(&name)) {
+                    Ok(j) => kind = tree_kind(snap, &entries[j]),
+                    Err(_) => return None,
                 }
-                let existing = inodes.child(n.ino, &name);
-                let node = match existing {
-                    // Keep what a lookup already decided (a branch's snapshot).
-                    Some(e) if e.kind.snap().is_some() || !kind.is_dir() => e,
-                    // Every child of a changed directory has its node: a
-                    // name without one was removed since the handle was
-                    // opened (making it again would make a written file
-                    // without its data).
-                    None if matches!(n.kind, Kind::MDir { .. }) => continue,
-                    _ => inodes.upsert(n.ino, &name, kind),
+            }
+            Some((name, kind))
+        };
+        let mut push = |node: &Node, name: Box<[u8]>, i: usize| {
+            out.push(DirEntry {
+                ino: node.ino,
+                next: i as u64 + 3,
+                kind: file_kind(&node.kind),
+                name,
+            })
+        };
+        // Names that already have their inode (every one, in a listing read
+        // before) are answered under the shared lock; the exclusive one is
+        // taken only from the first name that needs an inode made.
+        let mut i = start;
+        {
+            let inodes = self.inodes.read();
+            while i < end {
+                let Some((name, kind)) = named(i) else {
+                    i += 1;
+                    continue;
                 };
-                out.push(DirEntry {
-                    ino: node.ino,
-                    next: i as u64 + 3,
-                    kind: file_kind(&node.kind),
-                    name,
-                });
+                match listed_child(&inodes, &n, &name, &kind) {
+                    Listed::Gone => {}
+                    Listed::Has(node) => push(&node, name, i),
+                    Listed::New => break,
+                }
+                i += 1;
+            }
+        }
+        if i < end {
+            let mut inodes = self.inodes.write();
+            for i in i..end {
+                let Some((name, kind)) = named(i) else {
+                    continue;
+                };
+                let node = match listed_child(&inodes, &n, &name, &kind) {
+                    Listed::Gone => continue,
+                    Listed::Has(node) => node,
+                    Listed::New => inodes.upsert(n.ino, &name, kind),
+                };
+                push(&node, name, i);
             }
         }
         Ok(out)
@@ -1248,17 +1286,25 @@ impl CommitFs {
     }
 }
 
-pub(crate) fn tree_kind(snap: &Arc<Snap>, e: &TreeEntry) -> Kind {
-    let snap = snap.clone();
-    match e.kind {
-        EntryKind::Dir => Kind::Tree { snap, oid: e.oid },
-        EntryKind::File { executable } => Kind::File {
-            snap,
-            oid: e.oid,
-            executable,
-        },
-        EntryKind::Symlink => Kind::Symlink { snap, oid: e.oid },
-        EntryKind::Submodule => Kind::Submodule { snap, oid: e.oid },
+/// What a readdir answers for a listed child of directory `dir`.
+enum Listed {
+    /// Removed since the handle was opened: not listed.
+    Gone,
+    /// The inode it has.
+    Has(Arc<Node>),
+    /// It has none yet: one is made, of the listed kind.
+    New,
+}
+
+fn listed_child(inodes: &Inodes, dir: &Node, name: &[u8], kind: &Kind) -> Listed {
+    match inodes.child(dir.ino, name) {
+        // Keep what a lookup already decided (a branch's snapshot).
+        Some(e) if e.kind.snap().is_some() || !kind.is_dir() => Listed::Has(e),
+        // Every child of a changed directory has its node: a name without
+        // one was removed since the handle was opened (making it again
+        // would make a written file without its data).
+        None if matches!(dir.kind, Kind::MDir { .. }) => Listed::Gone,
+        _ => Listed::New,
     }
 }
 

@@ -109,7 +109,7 @@ impl CommitFs {
                 Some(c) => c.ino,
                 None => {
                     inodes
-                        .upsert(ino, &e.name, crate::view::tree_kind(&snap, e))
+                        .upsert(ino, &e.name, crate::inodes::tree_kind(&snap, e))
                         .ino
                 }
             };
@@ -322,6 +322,35 @@ impl CommitFs {
         ov.meta.remove(&node.ino);
         ov.entries_changed(parent);
         Ok(node)
+    }
+
+    /// mknod(2): a regular file is made as by create; Git stores no devices,
+    /// fifos or sockets (EPERM, or EROFS where nothing may change).
+    pub fn mknod(&self, parent: Ino, name: &[u8], mode: u32) -> FsResult<Entry> {
+        if mode & libc::S_IFMT == libc::S_IFREG {
+            return self.create(parent, name, mode);
+        }
+        self.check_writable(parent)?;
+        Err(FsError::NotPermitted)
+    }
+
+    /// link(2): Git has no hard links (EPERM, or EROFS where nothing may
+    /// change).
+    pub fn link(&self, ino: Ino, _new_parent: Ino, _new_name: &[u8]) -> FsResult<Entry> {
+        self.check_writable(ino)?;
+        Err(FsError::NotPermitted)
+    }
+
+    /// setxattr(2) and removexattr(2): Git stores no extended attributes
+    /// (ENOTSUP, or EROFS where nothing may change).
+    pub fn set_xattr(&self, ino: Ino) -> FsResult<()> {
+        self.check_writable(ino)?;
+        Err(FsError::NotSupported)
+    }
+
+    /// listxattr(2): there are none, on anything that exists.
+    pub fn list_xattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.getattr(ino).map(|_| Vec::new())
     }
 
     /// create(2) and mknod(2) of a regular file.
@@ -545,7 +574,7 @@ impl CommitFs {
             let mut inodes = self.inodes.write();
             let mut ov = self.overlay.lock();
             let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
-            let kind = crate::view::tree_kind(&snap, e);
+            let kind = crate::inodes::tree_kind(&snap, e);
             let node = self.add_child(&mut inodes, &mut ov, parent, name, kind)?;
             self.overlay
                 .record(&inodes, &ov, &[(parent, name)], &[node.ino, parent])?;

@@ -1,7 +1,7 @@
 //! What the view asks of the committer, and what it gives it: the branch a
 //! change belongs to, fsync and the commit barriers, and the view's side of
 //! [`Pending`] (how the committer reads pending changes and says what
-//! landed). The committer itself is `commit/`.
+//! landed). The committer itself is `commit/`; this is the view's half.
 
 use std::sync::Arc;
 
