@@ -23,9 +23,8 @@
 //!   `wdata`), and what the next mount finds of them (`recover`).
 //! - `inodes`: inode numbers <-> paths (forgotten ones on disk: `ghosts`).
 //! - `model`: plain data every layer shares (configuration, timestamps).
-//! - `store`: objects and refs (`repo` wraps libgit2; other layers still use
-//!   `git2::Oid`, and commit and sync still build objects through
-//!   `Repo::with`: docs/DEVELOPMENT.md says what is left).
+//! - `store`: objects and refs, the one layer that names libgit2 (but for
+//!   the commit itself, in `commit`: docs/DEVELOPMENT.md says what is left).
 //! - `error`: the one errno table.
 
 pub mod commit;

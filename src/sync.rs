@@ -29,7 +29,7 @@
 
 use std::time::{Duration, Instant};
 
-use git2::Oid;
+use crate::store::Oid;
 use parking_lot::{Condvar, Mutex};
 
 use crate::commit::Committer;
@@ -289,7 +289,9 @@ impl Round<'_> {
             Some(l) => {
                 // Its objects are kept until the ref names them (see
                 // `Repo::release_packs`).
-                let (merged, kept) = self.merge_with_server(name, l, server)?;
+                let (merged, kept) =
+                    self.repo
+                        .merge_with_server(name, l, server, self.committer.author())?;
                 #[cfg(debug_assertions)]
                 crate::store::repo::test_gc_before_ref(self.repo.common_dir());
                 let moved =
@@ -300,52 +302,5 @@ impl Round<'_> {
             }
         }
         Ok(())
-    }
-
-    /// A commit with parents `server` and `local`: the server's tree with the
-    /// local changes since their common ancestor applied on top.
-    fn merge_with_server(
-        &self,
-        name: &str,
-        local: Oid,
-        server: Oid,
-    ) -> FsResult<(Oid, Vec<crate::store::repo::KeptPack>)> {
-        self.repo.with(|repo| {
-            let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
-            // Unrelated histories (the server's branch was made anew): this
-            // side's whole tree counts as its changes.
-            let bt = match repo.merge_base(local, server) {
-                Ok(base) => tree_of(base)?,
-                Err(_) => repo.treebuilder(None)?.write()?,
-            };
-            let (lt, st) = (tree_of(local)?, tree_of(server)?);
-            let ours = crate::commit::changed_paths(repo, bt, lt)?;
-            let theirs = crate::commit::changed_paths(repo, bt, st)?;
-            let mut batch = crate::store::repo::ObjectBatch::default();
-            let tree = crate::commit::apply_changes_in(repo, st, &ours, &mut batch)?;
-            let both: Vec<String> = ours
-                .iter()
-                .filter(|c| theirs.iter().any(|t| t.path == c.path))
-                .map(|c| format!("  {}", String::from_utf8_lossy(&c.path)))
-                .collect();
-            let mut msg = format!("Merge {name} from the server");
-            if !both.is_empty() {
-                msg.push_str(&format!(
-                    "\n\nChanged on both sides; this machine's version is kept, the server's stays in history:\n{}",
-                    both.join("\n")
-                ));
-            }
-            let sig = self.committer.signature(repo)?;
-            // Written as bytes: libgit2 would parse the tree first, and
-            // refuses trees holding entries a mount keeps unseen.
-            let merged = batch.add_commit(
-                repo,
-                crate::store::repo::commit_bytes(tree, &[server, local], &sig, &msg),
-            )?;
-            // One pack, kept until the ref names the merge.
-            batch.flush(repo)?;
-            log::info!("{name}: merged with the server ({merged})");
-            Ok((merged, batch.take_kept()))
-        })
     }
 }

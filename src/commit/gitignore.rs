@@ -29,9 +29,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::store::Oid;
 use ::ignore::Match;
 use ::ignore::gitignore::{Gitignore, GitignoreBuilder};
-use git2::Oid;
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -339,7 +339,7 @@ impl Ignores {
                 return None;
             }
         };
-        let oid = Oid::hash_object(git2::ObjectType::Blob, &text).ok()?;
+        let oid = crate::store::treeobj::hash_object("blob", &text);
         self.cache.get_or_parse(oid, || Ok(text)).ok()
     }
 
@@ -363,7 +363,7 @@ impl Ignores {
                 .get_or_parse(*oid, || read_pattern_file(src, ino))?,
             Kind::MFile { .. } => {
                 let text = read_pattern_file(src, ino)?;
-                let oid = Oid::hash_object(git2::ObjectType::Blob, &text)?;
+                let oid = crate::store::treeobj::hash_object("blob", &text);
                 self.cache.get_or_parse(oid, || Ok(text))?
             }
             _ => return Ok(None),

@@ -34,12 +34,9 @@ use crate::store::repo::ObjectBatch;
 use crate::store::repo::Repo;
 use crate::store::treeobj::RawEntry;
 
-pub mod changes;
 pub mod gitignore;
 
-use changes::diff_paths_in;
-pub use changes::{Change, summary};
-pub(crate) use changes::{apply_changes_in, changed_paths};
+use crate::store::changes::{diff_paths_in, summary};
 
 /// However many changes keep coming, a dirty branch is committed this long
 /// after it became dirty.
@@ -686,7 +683,7 @@ impl Committer {
                     )));
                 }
                 let changes = diff_paths_in(repo, view, new_view, Some(&w.batch))?;
-                let sig = self.signature(repo)?;
+                let sig = crate::store::branches::signature(repo, self.author())?;
                 let mut msg = summary(&changes);
                 let overridden = b.st.lock().overridden.clone();
                 if !overridden.is_empty() {
@@ -1211,18 +1208,10 @@ impl Committer {
         Ok(oid)
     }
 
-    pub(crate) fn signature(&self, repo: &Repository) -> FsResult<git2::Signature<'static>> {
-        let (name, email) = match &self.author {
-            Some((n, e)) => (n.clone(), e.clone()),
-            None => {
-                let cfg = repo.config()?;
-                match (cfg.get_string("user.name"), cfg.get_string("user.email")) {
-                    (Ok(n), Ok(e)) => (n, e),
-                    _ => ("commitfs".to_string(), format!("commitfs@{}", hostname())),
-                }
-            }
-        };
-        Ok(git2::Signature::now(&name, &email)?)
+    /// `--author` as name and email, if given (else commits are signed as
+    /// the repository's user: see `store::branches::signature`).
+    pub fn author(&self) -> Option<&(String, String)> {
+        self.author.as_ref()
     }
 
     /// Whether `name` is a scratch file that never enters history.
@@ -1372,12 +1361,6 @@ pub(crate) fn jitter(max_ms: u64) -> Duration {
 /// each); more are made durable with one syncfs, which on ext4 costs one
 /// journal commit instead of one per file.
 const SYNC_ONE_BY_ONE: usize = 16;
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
 
 /// fsyncs a loose ref and the directories above it up to `refs/`; a packed
 /// ref is synced through packed-refs.

@@ -384,7 +384,8 @@ impl crate::view::CommitFs {
     ) -> crate::daemon::control::Status {
         use crate::daemon::control::{BranchStatus, CacheStatus, RemoteStatus, Status};
         let now = std::time::Instant::now();
-        let tips: Vec<(Vec<u8>, git2::Oid)> = self.repo.refs("refs/heads/").unwrap_or_default();
+        let tips: Vec<(Vec<u8>, crate::store::Oid)> =
+            self.repo.refs("refs/heads/").unwrap_or_default();
         let written = self.committer.all();
         let mut names: Vec<Vec<u8>> = tips.iter().map(|(n, _)| n.clone()).collect();
         for b in &written {

@@ -25,7 +25,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::error::FsResult;
 use crate::inodes::{Ino, Inodes, Kind, Snap, tree_kind};
@@ -107,7 +107,7 @@ fn shows(ov: &Changes, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
             }
         }
         (Kind::MSymlink { target, .. }, EntryKind::Symlink) => {
-            Oid::hash_object(git2::ObjectType::Blob, target).is_ok_and(|o| o == e.oid)
+            crate::store::treeobj::hash_object("blob", target) == e.oid
         }
         (Kind::Tree { oid, .. }, EntryKind::Dir)
         | (Kind::Symlink { oid, .. }, EntryKind::Symlink)

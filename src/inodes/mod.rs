@@ -15,7 +15,7 @@ pub mod ghosts;
 
 use std::sync::Arc;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::store::repo::{EntryKind, Snapshot, TreeEntry};
 

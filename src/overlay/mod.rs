@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use git2::Oid;
+use crate::store::Oid;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::FsResult;

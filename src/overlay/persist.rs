@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use git2::Oid;
+use crate::store::Oid;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 

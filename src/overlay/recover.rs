@@ -29,7 +29,7 @@
 //! another ref) is left where it is, with one line in the log; a corrupt one
 //! is moved aside (see `persist::dead_overlays`).
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Kind};
@@ -221,7 +221,7 @@ fn replay_row(
                 return Ok(None);
             }
             if let Some(oid) = clean
-                && git2::Oid::hash_file(git2::ObjectType::Blob, &path).ok() == Some(*oid)
+                && crate::store::treeobj::hash_blob_file(&path).ok() == Some(*oid)
                 && let Some((ino, kind)) = to.at(dir, name)
             {
                 // Committed, and not written since, and the branch has

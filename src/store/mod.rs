@@ -1,11 +1,22 @@
-//! The store: the repository's objects and refs. `repo` is the only module
-//! that calls libgit2; `packs` reads sizes and whole blobs straight out of
+//! The store: the repository's objects and refs, and the only layer that
+//! calls libgit2 (but for the commit itself: see docs/DEVELOPMENT.md).
+//! `repo` wraps the repository; `changes` diffs trees, edits them by a list
+//! of changed paths and merges two branches' changes; `branches` makes,
+//! removes and renames branch refs and signs commits; `packs` reads sizes and whole blobs straight out of
 //! mapped packs, `pack_stream` streams whole blobs out of packs,
 //! `refs_file` reads refs by hand where libgit2 cannot, `treeobj` parses and
 //! writes tree objects as bytes, `names` says which entry names may be shown
 //! or made (git's `verify_path`), and `blob_cache` holds blob contents.
 
+/// The id of an object, as every layer names it. Still libgit2's type
+/// underneath (docs/DEVELOPMENT.md: the store's own id type is what is left);
+/// other layers name it only through here.
+pub use git2::Oid;
+
 pub mod blob_cache;
+pub mod branches;
+pub mod changes;
+pub mod error;
 pub mod names;
 pub mod pack_stream;
 pub mod packs;

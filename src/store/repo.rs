@@ -368,6 +368,11 @@ impl Repo {
         }
     }
 
+    /// Whether the repository has object `oid` (any kind, packed or loose).
+    pub fn has_object(&self, oid: Oid) -> FsResult<bool> {
+        self.with(|r| Ok(r.odb()?.exists(oid)))
+    }
+
     /// Which of `oids` the repository does not have on disk now, asked of a
     /// handle opened for it: the pooled ones cache objects and go on reading
     /// packs that gc has deleted (they hold them open), so they can say an

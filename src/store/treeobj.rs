@@ -310,6 +310,33 @@ pub fn serialize(mut entries: Vec<RawEntry>) -> Vec<u8> {
     out
 }
 
+/// The blob id of the bytes of file `path`, read in pieces (a written file
+/// may be large).
+pub fn hash_blob_file(path: &std::path::Path) -> std::io::Result<Oid> {
+    use sha1::{Digest, Sha1};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut h = Sha1::new();
+    h.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 64 << 10];
+    let mut seen = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        seen += n as u64;
+        h.update(&buf[..n]);
+    }
+    if seen != len {
+        return Err(std::io::Error::other(
+            "the file changed while it was hashed",
+        ));
+    }
+    Oid::from_bytes(&h.finalize()).map_err(std::io::Error::other)
+}
+
 /// The id Git gives an object of `kind` (`b"tree"`, `b"blob"`, `b"commit"`).
 pub fn hash_object(kind: &str, data: &[u8]) -> Oid {
     use sha1::{Digest, Sha1};

@@ -6,7 +6,6 @@
 
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Kind, Node, SnapSource};
-use crate::store::repo::Head;
 use crate::view::{CommitFs, Entry};
 
 /// `refs/heads/NS/NAME`, if Git accepts it as a branch name.
@@ -21,7 +20,7 @@ fn full_ref(ns: &[u8], name: &[u8]) -> FsResult<String> {
     short.extend_from_slice(name);
     let short = String::from_utf8(short).map_err(|_| FsError::Invalid)?;
     let full = format!("refs/heads/{short}");
-    if !git2::Reference::is_valid_name(&full) {
+    if !crate::store::branches::valid_ref_name(&full) {
         return Err(FsError::Invalid);
     }
     Ok(full)
@@ -43,42 +42,9 @@ impl CommitFs {
         }
         let full = full_ref(ns, name)?;
         let head = self.repo.head()?;
-        self.repo.with(|repo| {
-            if repo.find_reference(&full).is_ok() {
-                return Err(FsError::Exists);
-            }
-            let msg = format!("commitfs: mkdir {}", &full["refs/heads/".len()..]);
-            let target = match &head {
-                Head::Branch(b) => {
-                    let b = String::from_utf8_lossy(b);
-                    repo.refname_to_id(&format!("refs/heads/{b}")).ok()
-                }
-                Head::Detached(oid) => Some(*oid),
-                Head::Unborn => None,
-            };
-            match target {
-                Some(oid) => {
-                    repo.reference(&full, oid, false, &msg)?;
-                }
-                None => {
-                    // An empty repository: the branch starts at an empty root
-                    // commit, in a pack kept until the ref names it (see
-                    // `Repo::release_packs`).
-                    let mut batch = crate::store::repo::ObjectBatch::default();
-                    let tree = batch.add_tree(repo, Vec::new())?;
-                    let sig = self.committer.signature(repo)?;
-                    let commit = batch.add_commit(
-                        repo,
-                        crate::store::repo::commit_bytes(tree, &[], &sig, "Create branch"),
-                    )?;
-                    batch.flush(repo)?;
-                    let made = repo.reference(&full, commit, false, &msg);
-                    self.repo.release_packs(batch.take_kept());
-                    made?;
-                }
-            }
-            Ok(())
-        })?;
+        let msg = format!("commitfs: mkdir {}", &full["refs/heads/".len()..]);
+        self.repo
+            .create_branch(&full, &head, self.committer.author(), &msg)?;
         self.lookup(parent.ino, name)
     }
 
@@ -106,11 +72,7 @@ impl CommitFs {
         if let Some(b) = &b {
             self.committer.barrier(b)?;
         }
-        self.repo.with(|repo| {
-            let mut r = repo.find_reference(&full).map_err(|_| FsError::NotFound)?;
-            r.delete()?;
-            Ok(())
-        })?;
+        self.repo.delete_ref(&full)?;
         self.inodes.write().unlink(parent.ino, name);
         if let Some(SnapSource::Branch(key)) = node.kind.snap().map(|s| &s.source) {
             self.committer.forget(key);
@@ -159,15 +121,8 @@ impl CommitFs {
         // No commit of the branch runs while its ref is renamed (it would
         // move the old name).
         let _one = b.commit_lock.lock();
-        self.repo.with(|repo| {
-            let mut r = repo.find_reference(&old).map_err(|_| FsError::NotFound)?;
-            let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
-            r.rename(&new, false, &msg).map_err(|e| match e.code() {
-                git2::ErrorCode::Exists => FsError::Exists,
-                _ => FsError::from(e),
-            })?;
-            Ok(())
-        })?;
+        let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
+        self.repo.rename_ref(&old, &new, &msg)?;
         let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
         // Known by its new name from now on (a new branch may take the old one).
         self.committer.renamed(&b, &new_short);

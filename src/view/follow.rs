@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::error::FsResult;
 use crate::follow::watch::RefState;

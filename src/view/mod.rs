@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use git2::Oid;
+use crate::store::Oid;
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 

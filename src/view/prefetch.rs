@@ -29,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::inodes::Ino;
 use crate::view::CommitFs;

@@ -2,7 +2,7 @@
 //! daemon's overlay holds is made again here as the same request from a
 //! program would make it, through the write path and its catalog records.
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Kind, ROOT, SnapSource};
@@ -96,6 +96,6 @@ impl Replay for CommitFs {
     }
 
     fn has_object(&self, oid: Oid) -> FsResult<bool> {
-        self.repo.with(|r| Ok(r.odb()?.exists(oid)))
+        self.repo.has_object(oid)
     }
 }

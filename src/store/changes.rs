@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use git2::{Oid, Repository};
 
 use crate::error::{FsError, FsResult};
-use crate::store::repo::ObjectBatch;
+use crate::store::repo::{KeptPack, ObjectBatch, Repo};
 use crate::store::treeobj::RawEntry;
 
 /// One changed path between two trees.
@@ -429,6 +429,56 @@ pub fn summary(changes: &[Change]) -> String {
         .map(|c| format!("{} {}", c.status, String::from_utf8_lossy(&c.path)))
         .collect();
     format!("{line}\n\n{}\n", body.join("\n"))
+}
+
+impl Repo {
+    /// A commit with parents `server` and `local`: the server's tree with the
+    /// local changes since their common ancestor applied on top.
+    pub fn merge_with_server(
+        &self,
+        name: &str,
+        local: Oid,
+        server: Oid,
+        author: Option<&(String, String)>,
+    ) -> FsResult<(Oid, Vec<KeptPack>)> {
+        self.with(|repo| {
+            let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
+            // Unrelated histories (the server's branch was made anew): this
+            // side's whole tree counts as its changes.
+            let bt = match repo.merge_base(local, server) {
+                Ok(base) => tree_of(base)?,
+                Err(_) => repo.treebuilder(None)?.write()?,
+            };
+            let (lt, st) = (tree_of(local)?, tree_of(server)?);
+            let ours = changed_paths(repo, bt, lt)?;
+            let theirs = changed_paths(repo, bt, st)?;
+            let mut batch = ObjectBatch::default();
+            let tree = apply_changes_in(repo, st, &ours, &mut batch)?;
+            let both: Vec<String> = ours
+                .iter()
+                .filter(|c| theirs.iter().any(|t| t.path == c.path))
+                .map(|c| format!("  {}", String::from_utf8_lossy(&c.path)))
+                .collect();
+            let mut msg = format!("Merge {name} from the server");
+            if !both.is_empty() {
+                msg.push_str(&format!(
+                    "\n\nChanged on both sides; this machine's version is kept, the server's stays in history:\n{}",
+                    both.join("\n")
+                ));
+            }
+            let sig = crate::store::branches::signature(repo, author)?;
+            // Written as bytes: libgit2 would parse the tree first, and
+            // refuses trees holding entries a mount keeps unseen.
+            let merged = batch.add_commit(
+                repo,
+                crate::store::repo::commit_bytes(tree, &[server, local], &sig, &msg),
+            )?;
+            // One pack, kept until the ref names the merge.
+            batch.flush(repo)?;
+            log::info!("{name}: merged with the server ({merged})");
+            Ok((merged, batch.take_kept()))
+        })
+    }
 }
 
 #[cfg(test)]
