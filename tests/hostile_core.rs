@@ -245,7 +245,7 @@ proptest! {
         let repo = Repository::init_bare(dir.path()).unwrap();
         let oid = repo.odb().unwrap().write(ObjectType::Tree, &bytes).unwrap();
         let r = Repo::open(dir.path()).unwrap();
-        let listing = r.read_tree(oid).unwrap();
+        let listing = r.read_tree(oid.into()).unwrap();
         for e in listing.entries.iter() {
             prop_assert!(valid_name(&e.name));
         }

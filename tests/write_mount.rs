@@ -536,6 +536,8 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
     }
     let before = commits(&bare, "main");
     let packs_before = packs(&bare);
+    let loose = |bare: &Path| git(bare, &["count-objects"]);
+    let loose_before = loose(&bare);
     let st = Command::new("cp")
         .arg("-a")
         .arg(&src)
@@ -544,7 +546,8 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
         .unwrap();
     assert!(st.success());
     // `sync DIR` is an fsync of the directory: the copy is committed when it
-    // returns, its 1,000 blobs written as one pack rather than 1,000 files.
+    // returns, each commit's blobs written as one pack rather than as loose
+    // files (a copy slower than the settle window makes more than one).
     let st = Command::new("sync")
         .arg(m.path.join("main/many"))
         .status()
@@ -555,11 +558,14 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
         listed.lines().filter(|l| l.starts_with("many/")).count(),
         1000
     );
+    let made_so_far = commits(&bare, "main") - before;
+    assert!(made_so_far >= 1);
     assert_eq!(
-        packs(&bare),
-        packs_before + 1,
-        "the copy's blobs went into one pack"
+        packs(&bare) - packs_before,
+        made_so_far,
+        "each commit of the copy wrote one pack"
     );
+    assert_eq!(loose(&bare), loose_before, "no loose objects written");
     let st = Command::new("tar")
         .arg("-C")
         .arg(r.dir.path())
@@ -585,7 +591,15 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
             .count()
             == 1000
     }));
-    std::thread::sleep(Duration::from_millis(500));
+    // ... and for `main` to have nothing left to commit (the daemon says).
+    assert!(wait_until(Duration::from_secs(15), || {
+        status_json(&m.path)["branches"]
+            .as_array()
+            .is_some_and(|bs| {
+                bs.iter()
+                    .any(|b| b["name"] == "main" && b["uncommitted"] == false)
+            })
+    }));
     let made = commits(&bare, "main") - before;
     assert!(
         (1..=8).contains(&made),
@@ -961,7 +975,6 @@ fn a_large_file_being_written_is_committed_once_whole() {
     let p = m.path.join("main/big.bin");
     let mut f = std::fs::File::create(&p).unwrap();
     let chunk: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
-    let mut written = 0usize;
     let held = |m: &Mount| {
         status_json(&m.path)["branches"]
             .as_array()
@@ -969,19 +982,31 @@ fn a_large_file_being_written_is_committed_once_whole() {
             .iter()
             .any(|b| b["name"] == "main" && b["held_by_large_write"] == true)
     };
-    let waited = wait_until(Duration::from_secs(60), || {
-        f.write_all(&chunk).unwrap();
-        written += chunk.len();
-        std::thread::sleep(Duration::from_millis(100));
-        held(&m)
-    });
+    // The writer keeps writing on a thread of its own, so that how long a
+    // `commitfs status` takes on a loaded machine never makes a pause in the
+    // file's writes (a pause past the settle window would be a save).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut written = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&chunk).unwrap();
+                written += chunk.len();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            written
+        })
+    };
+    let waited = wait_until(Duration::from_secs(60), || held(&m));
+    let commits_while_held = commits(&bare, "main");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
     assert!(waited, "the cap passed while the file was being written");
     assert_eq!(
-        commits(&bare, "main"),
-        1,
+        commits_while_held, 1,
         "no commit while the big file was being written"
     );
-    drop(f);
     settle_to(&bare, "main", 2);
     let size: usize = git(&bare, &["cat-file", "-s", "main:big.bin"])
         .trim()

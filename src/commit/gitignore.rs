@@ -295,15 +295,12 @@ impl Ignores {
     /// The walk a commit of a branch starts with: `core.excludesFile` (when
     /// set), then `info/exclude` of the common directory, at the root. None
     /// with `--no-gitignore`.
-    pub(crate) fn walk(&self, repo: &git2::Repository) -> Option<Walk> {
+    pub(crate) fn walk(&self, repo: &crate::store::repo::Txn<'_>) -> Option<Walk> {
         if !self.enabled {
             return None;
         }
         let mut walk = Walk::default();
-        let excludes_file = repo
-            .config()
-            .ok()
-            .and_then(|c| c.get_path("core.excludesFile").ok());
+        let excludes_file = repo.excludes_file();
         let info = self.common_dir.join("info").join("exclude");
         for path in excludes_file.into_iter().chain([info]) {
             if let Some(p) = self.patterns_in_file(&path) {

@@ -24,14 +24,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use git2::{Oid, Repository};
+use crate::store::Oid;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::overlay::wdata::Contents;
 use crate::store::repo::ObjectBatch;
-use crate::store::repo::Repo;
+use crate::store::repo::{Repo, Tip, Txn};
 use crate::store::treeobj::RawEntry;
 
 pub mod gitignore;
@@ -577,7 +577,7 @@ impl Committer {
         // once this commit lands.
         let mut w = Written::default();
         w.batch.hold(std::mem::take(&mut b.st.lock().kept));
-        let result = repo_arc.with(|repo| {
+        let result = repo_arc.with_txn(|repo| {
             // A reused blob found missing is written again, once.
             let mut rewrote = false;
             for attempt in 0..COMMIT_TRIES {
@@ -590,23 +590,22 @@ impl Committer {
                 // Someone else moved the branch: show their tip first (the mount's
                 // own changes stay), so that the commit goes on top of it and
                 // reverts nothing of theirs.
-                let tip = repo.refname_to_id(&refname).ok();
+                let tip = repo.ref_target(&refname);
                 if let Some(t) = tip {
-                    match repo.find_object(t, None).map(|o| o.kind()) {
-                        Ok(Some(git2::ObjectType::Commit)) => {}
+                    match repo.tip(t)? {
+                        Tip::Commit => {}
                         // Someone pointed the branch at a tree or a tag object: a
                         // commit on it would name a parent that is no commit.
-                        Ok(_) => {
+                        Tip::NotCommit => {
                             return Err(FsError::io(format!(
                                 "{refname} was moved to {t}, which is not a commit; not committing on it (the changes stay pending)"
                             )));
                         }
-                        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                        Tip::Missing => {
                             return Err(FsError::io(format!(
                                 "{refname} names {t}, which the repository does not have (pruned?); not committing on it (the changes stay pending)"
                             )));
                         }
-                        Err(e) => return Err(e.into()),
                     }
                 }
                 if let Some(t) = tip
@@ -640,7 +639,7 @@ impl Committer {
                     // What the mount shows is what the branch has.
                     src.landed(name, std::mem::take(&mut w.bases));
                     if b.st.lock().ref_unsynced {
-                        sync_ref(repo.commondir(), &refname)?;
+                        sync_ref(repo.common_dir(), &refname)?;
                         b.st.lock().ref_unsynced = false;
                     }
                     return Ok(None);
@@ -683,7 +682,6 @@ impl Committer {
                     )));
                 }
                 let changes = diff_paths_in(repo, view, new_view, Some(&w.batch))?;
-                let sig = crate::store::branches::signature(repo, self.author())?;
                 let mut msg = summary(&changes);
                 let overridden = b.st.lock().overridden.clone();
                 if !overridden.is_empty() {
@@ -699,15 +697,13 @@ impl Committer {
                 // Written as bytes: libgit2 would parse the tree first, and
                 // refuses trees that hold entries the mount keeps unseen.
                 let parents: Vec<Oid> = base.into_iter().collect();
-                let commit = w.batch.add_commit(
-                    repo,
-                    crate::store::repo::commit_bytes(new_view, &parents, &sig, &msg),
-                )?;
+                let commit =
+                    w.batch.add_commit_of(repo, new_view, &parents, self.author(), &msg)?;
                 // Blobs, trees and the commit are in kept packs from here on;
                 // their files may say so.
                 w.batch.flush(repo)?;
                 let wrote = w.batch.take_new_packs();
-                let pack_dir = repo.commondir().join("objects/pack");
+                let pack_dir = repo.common_dir().join("objects/pack");
                 // The packs go to stable storage before the ref that names
                 // them: this commit's, and those of earlier commits that were
                 // not synced.
@@ -723,14 +719,10 @@ impl Committer {
                 // overlay file must not go before the blob is on disk.
                 w.mark_committed();
                 #[cfg(debug_assertions)]
-                crate::store::repo::test_gc_before_ref(repo.commondir());
+                crate::store::repo::test_gc_before_ref(repo.common_dir());
                 // Compare-and-swap on the tip the commit was built on.
-                let updated = match tip {
-                    Some(t) => repo.reference_matching(&refname, commit, true, t, &first_line(&msg)),
-                    None => repo.reference(&refname, commit, false, &first_line(&msg)),
-                };
-                match updated {
-                    Ok(_) => {
+                match repo.move_ref(&refname, commit, tip, &first_line(&msg)) {
+                    Ok(true) => {
                         src.landed(name, std::mem::take(&mut w.bases));
                         let mut st = b.st.lock();
                         st.base = Some(commit);
@@ -755,7 +747,7 @@ impl Committer {
                         src.after_invalidations(Box::new(move || {
                             shown_b.st.lock().shown = Some(commit);
                         }));
-                        sync_ref(repo.commondir(), &refname)?;
+                        sync_ref(repo.common_dir(), &refname)?;
                         b.st.lock().ref_unsynced = false;
                         // The ref names the commit, durably: it protects the objects now, and this
                         // commit's packs are kept for the mount's base
@@ -769,14 +761,15 @@ impl Committer {
                         );
                         return Ok(Some(commit));
                     }
-                    Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => {
+                    // Another writer moved the branch first (the compare-and-swap lost).
+                    Ok(false) => {
                         // The objects written stay kept until the commit of a
                         // later try names them (its trees reuse them) or
                         // this call ends; then gc may take what no ref names.
                         log::info!("{name} moved under us; applying again on its new tip");
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
             Err(FsError::io(format!("branch {name} keeps moving; will try again")))
@@ -907,7 +900,7 @@ impl Committer {
     fn build_tree(
         &self,
         src: &dyn Pending,
-        repo: &Repository,
+        repo: &Txn<'_>,
         root: Ino,
         w: &mut Written,
     ) -> FsResult<Option<Oid>> {
@@ -1126,7 +1119,7 @@ impl Committer {
     fn write_blob(
         &self,
         src: &dyn Pending,
-        repo: &Repository,
+        repo: &Txn<'_>,
         ino: Ino,
         w: &mut Written,
     ) -> FsResult<Oid> {
@@ -1162,7 +1155,7 @@ impl Committer {
                 return Ok(oid);
             }
             drop(st);
-            w.batch.add_hashed(repo, oid, git2::ObjectType::Blob, buf)?;
+            w.batch.add_hashed_blob(repo, oid, buf)?;
             w.pending.push((wf.clone(), version, oid));
             return Ok(oid);
         }

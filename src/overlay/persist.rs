@@ -962,7 +962,9 @@ mod tests {
     fn a_directory_row_keeps_what_it_is_relative_to() {
         let t = tempfile::tempdir().unwrap();
         let p = Persist::new(t.path());
-        let oid = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
+        let oid = "0123456789012345678901234567890123456789"
+            .parse::<Oid>()
+            .unwrap();
         p.set_branch(1, b"main").unwrap();
         let bases = [DirBase::Empty, DirBase::AtItsName, DirBase::Tree(oid)];
         let names: [&[u8]; 3] = [b"a", b"b", b"c"];
@@ -1010,7 +1012,9 @@ mod tests {
     fn rows_and_meta_come_back_from_a_dead_overlay() {
         let t = tempfile::tempdir().unwrap();
         let p = Persist::new(t.path());
-        let oid = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
+        let oid = "0123456789012345678901234567890123456789"
+            .parse::<Oid>()
+            .unwrap();
         p.set_branch(1, b"main").unwrap();
         p.put(
             false,

@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use git2::Oid;
+use crate::store::Oid;
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use sha1::{Digest, Sha1};

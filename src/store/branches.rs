@@ -5,7 +5,7 @@
 use git2::Repository;
 
 use crate::error::{FsError, FsResult};
-use crate::store::repo::{Head, ObjectBatch, Repo, commit_bytes};
+use crate::store::repo::{Head, ObjectBatch, Repo, Txn};
 
 /// Whether Git accepts `full` (`refs/heads/...`) as a ref name.
 pub fn valid_ref_name(full: &str) -> bool {
@@ -58,7 +58,7 @@ impl Repo {
                     let b = String::from_utf8_lossy(b);
                     repo.refname_to_id(&format!("refs/heads/{b}")).ok()
                 }
-                Head::Detached(oid) => Some(*oid),
+                Head::Detached(oid) => Some(git2::Oid::from(*oid)),
                 Head::Unborn => None,
             };
             match target {
@@ -69,13 +69,12 @@ impl Repo {
                     // An empty repository: the branch starts at an empty root
                     // commit, in a pack kept until the ref names it (see
                     // `Repo::release_packs`).
+                    let txn = Txn::of(repo);
                     let mut batch = ObjectBatch::default();
-                    let tree = batch.add_tree(repo, Vec::new())?;
-                    let sig = signature(repo, author)?;
-                    let commit =
-                        batch.add_commit(repo, commit_bytes(tree, &[], &sig, "Create branch"))?;
-                    batch.flush(repo)?;
-                    let made = repo.reference(full, commit, false, msg);
+                    let tree = batch.add_tree(&txn, Vec::new())?;
+                    let commit = batch.add_commit_of(&txn, tree, &[], author, "Create branch")?;
+                    batch.flush(&txn)?;
+                    let made = repo.reference(full, git2::Oid::from(commit), false, msg);
                     self.release_packs(batch.take_kept());
                     made?;
                 }

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use git2::{Oid, Repository};
+use crate::store::Oid;
+use git2::Repository;
 
 use crate::error::{FsError, FsResult};
-use crate::store::repo::{KeptPack, ObjectBatch, Repo};
+use crate::store::repo::{KeptPack, ObjectBatch, Repo, Txn};
 use crate::store::treeobj::RawEntry;
 
 /// One changed path between two trees.
@@ -33,7 +34,7 @@ pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<V
 pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
     let mut batch = ObjectBatch::default();
     let tree = apply_changes_in(repo, base, changes, &mut batch)?;
-    batch.flush(repo)?;
+    batch.flush(&Txn::of(repo))?;
     Ok(tree)
 }
 
@@ -212,7 +213,7 @@ fn edit_tree(
         if entries.is_empty() && i != 0 {
             nodes[i].new = None;
         } else {
-            let oid = batch.add_tree(repo, crate::store::treeobj::serialize(entries))?;
+            let oid = batch.add_tree(&Txn::of(repo), crate::store::treeobj::serialize(entries))?;
             nodes[i].new = Some(oid);
         }
         nodes[i].by_name = HashMap::new();
@@ -253,11 +254,20 @@ fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option
 /// not a recursion: trees may be any number of levels deep. Every entry as
 /// stored counts, shown or not.
 fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
-    diff_paths_in(repo, old, new, None)
+    diff_paths_with(repo, old, new, None)
 }
 
 /// [`diff_paths`], reading the trees of `batch` not written yet from it.
-pub(crate) fn diff_paths_in(
+pub fn diff_paths_in(
+    repo: &Txn<'_>,
+    old: Oid,
+    new: Oid,
+    batch: Option<&ObjectBatch>,
+) -> FsResult<Vec<Change>> {
+    diff_paths_with(repo.git(), old, new, batch)
+}
+
+fn diff_paths_with(
     repo: &Repository,
     old: Oid,
     new: Oid,
@@ -442,12 +452,14 @@ impl Repo {
         author: Option<&(String, String)>,
     ) -> FsResult<(Oid, Vec<KeptPack>)> {
         self.with(|repo| {
-            let tree_of = |c: Oid| -> FsResult<Oid> { Ok(repo.find_commit(c)?.tree_id()) };
+            let tree_of = |c: Oid| -> FsResult<Oid> {
+                Ok(Oid::from(repo.find_commit(git2::Oid::from(c))?.tree_id()))
+            };
             // Unrelated histories (the server's branch was made anew): this
             // side's whole tree counts as its changes.
-            let bt = match repo.merge_base(local, server) {
-                Ok(base) => tree_of(base)?,
-                Err(_) => repo.treebuilder(None)?.write()?,
+            let bt = match repo.merge_base(local.into(), server.into()) {
+                Ok(base) => tree_of(Oid::from(base))?,
+                Err(_) => Oid::from(repo.treebuilder(None)?.write()?),
             };
             let (lt, st) = (tree_of(local)?, tree_of(server)?);
             let ours = changed_paths(repo, bt, lt)?;
@@ -466,15 +478,12 @@ impl Repo {
                     both.join("\n")
                 ));
             }
-            let sig = crate::store::branches::signature(repo, author)?;
             // Written as bytes: libgit2 would parse the tree first, and
             // refuses trees holding entries a mount keeps unseen.
-            let merged = batch.add_commit(
-                repo,
-                crate::store::repo::commit_bytes(tree, &[server, local], &sig, &msg),
-            )?;
+            let merged =
+                batch.add_commit_of(&Txn::of(repo), tree, &[server, local], author, &msg)?;
             // One pack, kept until the ref names the merge.
-            batch.flush(repo)?;
+            batch.flush(&Txn::of(repo))?;
             log::info!("{name}: merged with the server ({merged})");
             Ok((merged, batch.take_kept()))
         })
@@ -505,7 +514,7 @@ mod tests {
             let e = RawEntry {
                 mode: b"40000"[..].into(),
                 name: b"d"[..].into(),
-                oid: t,
+                oid: Oid::from(t),
             };
             t = odb
                 .write(
@@ -514,7 +523,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        t
+        Oid::from(t)
     }
 
     fn file(name: &str, oid: Oid) -> RawEntry {
@@ -538,15 +547,17 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(t.path()).unwrap();
         let x = repo.blob(b"x\n").unwrap();
-        (t, repo, x)
+        (t, repo, Oid::from(x))
     }
 
     fn tree(odb: &git2::Odb<'_>, entries: Vec<RawEntry>) -> Oid {
-        odb.write(
-            git2::ObjectType::Tree,
-            &crate::store::treeobj::serialize(entries),
+        Oid::from(
+            odb.write(
+                git2::ObjectType::Tree,
+                &crate::store::treeobj::serialize(entries),
+            )
+            .unwrap(),
         )
-        .unwrap()
     }
 
     /// A merge applies a change at the bottom of a deep chain in time linear in
@@ -560,19 +571,22 @@ mod tests {
         let odb = repo.odb().unwrap();
         let one = odb.write(git2::ObjectType::Blob, b"one\n").unwrap();
         let mine = odb.write(git2::ObjectType::Blob, b"mine\n").unwrap();
-        let base = chain(&odb, DEPTH, &[file("leaf.txt", one)]);
+        let base = chain(&odb, DEPTH, &[file("leaf.txt", Oid::from(one))]);
         let mut path = b"d/".repeat(DEPTH);
         path.extend_from_slice(b"mine.txt");
         let change = Change {
             status: 'A',
             path,
-            new: Some((mine, 0o100644)),
+            new: Some((Oid::from(mine), 0o100644)),
         };
         let merged = apply_changes(&repo, base, &[change]).unwrap();
         let want = chain(
             &odb,
             DEPTH,
-            &[file("leaf.txt", one), file("mine.txt", mine)],
+            &[
+                file("leaf.txt", Oid::from(one)),
+                file("mine.txt", Oid::from(mine)),
+            ],
         );
         assert_eq!(merged, want);
     }
@@ -605,7 +619,9 @@ mod tests {
         };
         let changes = [put("a/new"), put("b"), ch('D', "gone/never")];
         let merged = repo
-            .find_tree(apply_changes(&repo, base, &changes).unwrap())
+            .find_tree(git2::Oid::from(
+                apply_changes(&repo, Oid::from(base), &changes).unwrap(),
+            ))
             .unwrap();
         let names: Vec<String> = merged
             .iter()

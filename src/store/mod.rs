@@ -8,16 +8,14 @@
 //! writes tree objects as bytes, `names` says which entry names may be shown
 //! or made (git's `verify_path`), and `blob_cache` holds blob contents.
 
-/// The id of an object, as every layer names it. Still libgit2's type
-/// underneath (docs/DEVELOPMENT.md: the store's own id type is what is left);
-/// other layers name it only through here.
-pub use git2::Oid;
+pub use oid::Oid;
 
 pub mod blob_cache;
 pub mod branches;
 pub mod changes;
 pub mod error;
 pub mod names;
+pub mod oid;
 pub mod pack_stream;
 pub mod packs;
 pub mod refs_file;

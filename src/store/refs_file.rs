@@ -7,7 +7,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use git2::Oid;
+use crate::store::Oid;
 
 /// Loose ref files deeper than this, or more of them than `MAX_LOOSE`, are
 /// not read (a repository is untrusted input).
@@ -26,7 +26,7 @@ fn parse_id(hex: &[u8]) -> Option<Oid> {
     if hex.len() != 40 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    Oid::from_str(std::str::from_utf8(hex).ok()?).ok()
+    std::str::from_utf8(hex).ok()?.parse().ok()
 }
 
 /// The lines of a `packed-refs` file: `ID NAME`, comments (`#`) and peeled

@@ -12,7 +12,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository, RepositoryOpenFlags};
+use crate::store::Oid;
+use git2::{ObjectType, Repository, RepositoryOpenFlags};
 use parking_lot::Mutex;
 
 use crate::error::{FsError, FsResult};
@@ -254,6 +255,11 @@ impl Repo {
         out
     }
 
+    /// Runs `f` with a handle lent for one commit's work (see [`Txn`]).
+    pub fn with_txn<R>(&self, f: impl FnOnce(&Txn<'_>) -> FsResult<R>) -> FsResult<R> {
+        self.with(|git| f(&Txn { git }))
+    }
+
     /// [`Repo::with`] for a fetch or a push, whose failures are typed.
     fn with_remote<R>(
         &self,
@@ -304,7 +310,7 @@ impl Repo {
                     let r = r?;
                     let Some(target) = r.target() else { continue };
                     if let Some(short) = r.name_bytes().strip_prefix(prefix.as_bytes()) {
-                        out.push((short.to_vec(), target));
+                        out.push((short.to_vec(), Oid::from(target)));
                     }
                 }
                 out.sort();
@@ -370,7 +376,7 @@ impl Repo {
 
     /// Whether the repository has object `oid` (any kind, packed or loose).
     pub fn has_object(&self, oid: Oid) -> FsResult<bool> {
-        self.with(|r| Ok(r.odb()?.exists(oid)))
+        self.with(|r| Ok(r.odb()?.exists(git2::Oid::from(oid))))
     }
 
     /// Which of `oids` the repository does not have on disk now, asked of a
@@ -383,7 +389,11 @@ impl Repo {
         }
         let fresh = Repository::open_bare(&self.git_dir)?;
         let odb = fresh.odb()?;
-        Ok(oids.iter().copied().filter(|o| !odb.exists(*o)).collect())
+        Ok(oids
+            .iter()
+            .copied()
+            .filter(|o| !odb.exists(git2::Oid::from(*o)))
+            .collect())
     }
 
     /// The commit a ref points to now, if the ref exists.
@@ -400,7 +410,7 @@ impl Repo {
             Err(FsError::io("packed-refs has lines that are not refs"))
         } else {
             self.with(|repo| match repo.find_reference(name) {
-                Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target())),
+                Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target()).map(Oid::from)),
                 Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
                 Err(e) if e.code() == git2::ErrorCode::InvalidSpec => Ok(None),
                 Err(e) => Err(e.into()),
@@ -439,7 +449,7 @@ impl Repo {
                 });
             }
             Ok(match head.target() {
-                Some(oid) => Head::Detached(oid),
+                Some(oid) => Head::Detached(Oid::from(oid)),
                 None => Head::Unborn,
             })
         })
@@ -448,7 +458,7 @@ impl Repo {
     /// Peels any object id (a commit, an annotated tag, a tree) to what a mount shows.
     pub fn snapshot(&self, oid: Oid) -> FsResult<Snapshot> {
         self.with(|repo| {
-            let obj = repo.find_object(oid, None)?;
+            let obj = repo.find_object(git2::Oid::from(oid), None)?;
             snapshot_of(obj)
         })
     }
@@ -458,9 +468,9 @@ impl Repo {
     /// object is `None`.
     pub fn peel_to_blob(&self, oid: Oid) -> FsResult<Option<Oid>> {
         self.with(|repo| {
-            let obj = repo.find_object(oid, None)?;
+            let obj = repo.find_object(git2::Oid::from(oid), None)?;
             match obj.peel(ObjectType::Blob) {
-                Ok(b) if b.kind() == Some(ObjectType::Blob) => Ok(Some(b.id())),
+                Ok(b) if b.kind() == Some(ObjectType::Blob) => Ok(Some(Oid::from(b.id()))),
                 _ => Ok(None),
             }
         })
@@ -534,7 +544,7 @@ impl Repo {
             return Ok(size);
         }
         self.with(|repo| {
-            let (size, kind) = repo.odb()?.read_header(oid)?;
+            let (size, kind) = repo.odb()?.read_header(git2::Oid::from(oid))?;
             if kind != ObjectType::Blob {
                 return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
             }
@@ -556,7 +566,7 @@ impl Repo {
         }
         self.with(|repo| {
             let odb = repo.odb()?;
-            let obj = odb.read(oid)?;
+            let obj = odb.read(git2::Oid::from(oid))?;
             if obj.kind() != ObjectType::Blob {
                 return Err(FsError::io(format!(
                     "object {oid} is a {}, not a blob",
@@ -579,7 +589,7 @@ impl Repo {
     ) -> FsResult<u64> {
         self.with(|repo| {
             let odb = repo.odb()?;
-            if let Ok((reader, size, kind)) = odb.reader(oid) {
+            if let Ok((reader, size, kind)) = odb.reader(git2::Oid::from(oid)) {
                 if kind != ObjectType::Blob {
                     return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
                 }
@@ -602,7 +612,7 @@ impl Repo {
             static WHOLE: Mutex<()> = Mutex::new(());
             let _one = WHOLE.lock();
             log::debug!("blob {oid} is deltified; inflating it whole once");
-            let obj = odb.read(oid)?;
+            let obj = odb.read(git2::Oid::from(oid))?;
             if obj.kind() != ObjectType::Blob {
                 return Err(FsError::io(format!("object {oid} is not a blob")));
             }
@@ -646,15 +656,15 @@ fn snapshot_of(obj: git2::Object<'_>) -> FsResult<Snapshot> {
             .into_commit()
             .map_err(|_| FsError::io("peeled object is not a commit"))?;
         return Ok(Snapshot {
-            commit: Some(commit.id()),
-            tree: commit.tree_id(),
+            commit: Some(Oid::from(commit.id())),
+            tree: Oid::from(commit.tree_id()),
             time: commit.committer().when().seconds(),
         });
     }
     match obj.peel(ObjectType::Tree) {
         Ok(tree) => Ok(Snapshot {
             commit: None,
-            tree: tree.id(),
+            tree: Oid::from(tree.id()),
             time: 0,
         }),
         Err(_) => Err(FsError::NotFound),
@@ -726,7 +736,7 @@ fn tree_object<R>(
     f: impl FnOnce(&[u8]) -> FsResult<R>,
 ) -> FsResult<R> {
     let odb = repo.odb()?;
-    let (size, kind) = odb.read_header(oid)?;
+    let (size, kind) = odb.read_header(git2::Oid::from(oid))?;
     if kind != ObjectType::Tree {
         return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
     }
@@ -735,7 +745,7 @@ fn tree_object<R>(
             "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
         )));
     }
-    let obj = odb.read(oid)?;
+    let obj = odb.read(git2::Oid::from(oid))?;
     check_id("tree", oid, obj.data())?;
     f(obj.data())
 }
@@ -983,7 +993,12 @@ impl Repo {
     /// Sets `refname` to `oid` whatever it was (for commitfs's own refs only).
     pub fn cas_ref_force(&self, refname: &str, oid: Oid) -> FsResult<()> {
         self.with(|repo| {
-            repo.reference(refname, oid, true, "commitfs: the server has it")?;
+            repo.reference(
+                refname,
+                git2::Oid::from(oid),
+                true,
+                "commitfs: the server has it",
+            )?;
             Ok(())
         })
     }
@@ -993,16 +1008,16 @@ impl Repo {
         if a == b {
             return Ok(true);
         }
-        self.with(|repo| Ok(repo.graph_descendant_of(b, a)?))
+        self.with(|repo| Ok(repo.graph_descendant_of(b.into(), a.into())?))
     }
 
     /// How many commits `b` has that `a` does not (at most `cap`).
     pub fn count_ahead(&self, b: Oid, a: Option<Oid>, cap: usize) -> FsResult<usize> {
         self.with(|repo| {
             let mut walk = repo.revwalk()?;
-            walk.push(b)?;
+            walk.push(git2::Oid::from(b))?;
             if let Some(a) = a {
-                walk.hide(a)?;
+                walk.hide(git2::Oid::from(a))?;
             }
             Ok(walk.take(cap).count())
         })
@@ -1013,8 +1028,8 @@ impl Repo {
     pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> FsResult<bool> {
         self.with(|repo| {
             let r = match old {
-                Some(o) => repo.reference_matching(refname, new, true, o, msg),
-                None => repo.reference(refname, new, false, msg),
+                Some(o) => repo.reference_matching(refname, new.into(), true, o.into(), msg),
+                None => repo.reference(refname, git2::Oid::from(new), false, msg),
             };
             match r {
                 Ok(_) => Ok(true),
@@ -1657,6 +1672,93 @@ pub struct ObjectBatch {
     new_packs: Vec<Oid>,
 }
 
+/// A repository handle lent for one commit's work ([`Repo::with_txn`]): the
+/// ref it goes on, its objects ([`ObjectBatch`]), its compare-and-swap. It
+/// holds one pooled libgit2 handle for the whole try, so that every object
+/// written is visible to the next read; libgit2 stays behind it.
+pub struct Txn<'a> {
+    git: &'a Repository,
+}
+
+/// What the ref a commit goes on names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tip {
+    /// A commit: the new one goes on top.
+    Commit,
+    /// A tree, a blob or a tag object: no commit can have it as parent.
+    NotCommit,
+    /// An object the repository does not have (pruned).
+    Missing,
+}
+
+impl<'a> Txn<'a> {
+    pub(in crate::store) fn of(git: &'a Repository) -> Txn<'a> {
+        Txn { git }
+    }
+
+    pub(in crate::store) fn git(&self) -> &'a Repository {
+        self.git
+    }
+
+    /// The common git directory.
+    pub fn common_dir(&self) -> &Path {
+        self.git.commondir()
+    }
+
+    /// Where `refname` points now, if it exists.
+    pub fn ref_target(&self, refname: &str) -> Option<Oid> {
+        self.git.refname_to_id(refname).ok().map(Oid::from)
+    }
+
+    /// What `oid`, a ref's target, is.
+    pub fn tip(&self, oid: Oid) -> FsResult<Tip> {
+        match self.git.find_object(oid.into(), None).map(|o| o.kind()) {
+            Ok(Some(ObjectType::Commit)) => Ok(Tip::Commit),
+            Ok(_) => Ok(Tip::NotCommit),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Tip::Missing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves `refname` to `new` if it still names `expected` (None: if it
+    /// does not exist): false if another writer moved it first (the
+    /// compare-and-swap lost).
+    pub fn move_ref(
+        &self,
+        refname: &str,
+        new: Oid,
+        expected: Option<Oid>,
+        msg: &str,
+    ) -> FsResult<bool> {
+        let moved = match expected {
+            Some(t) => self
+                .git
+                .reference_matching(refname, new.into(), true, t.into(), msg),
+            None => self.git.reference(refname, new.into(), false, msg),
+        };
+        match moved {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `core.excludesFile`, if the configuration sets it.
+    pub fn excludes_file(&self) -> Option<PathBuf> {
+        self.git
+            .config()
+            .ok()
+            .and_then(|c| c.get_path("core.excludesFile").ok())
+    }
+}
+
 impl ObjectBatch {
     /// A blob larger than this is not batched but streamed into a pack of its
     /// own ([`ObjectBatch::add_blob_file`]).
@@ -1666,30 +1768,49 @@ impl ObjectBatch {
 
     /// Adds a blob; returns its id. The caller must `flush` before the id is used
     /// by anything that outlives the commit.
-    pub fn add_blob(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_blob(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
         self.add(repo, ObjectType::Blob, data)
     }
 
     /// Adds a tree object (its bytes, as `treeobj::serialize` gives them).
-    pub fn add_tree(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_tree(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
         self.add(repo, ObjectType::Tree, data)
     }
 
     /// Adds a commit object (its bytes, as [`commit_bytes`] gives them).
-    pub fn add_commit(&mut self, repo: &Repository, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_commit(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
         self.add(repo, ObjectType::Commit, data)
     }
 
-    fn add(&mut self, repo: &Repository, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
+    /// Adds the commit of tree `tree` with `parents` and message `msg`,
+    /// signed now by `author` (else the repository's user: see
+    /// `branches::signature`).
+    pub fn add_commit_of(
+        &mut self,
+        repo: &Txn<'_>,
+        tree: Oid,
+        parents: &[Oid],
+        author: Option<&(String, String)>,
+        msg: &str,
+    ) -> FsResult<Oid> {
+        let sig = crate::store::branches::signature(repo.git, author)?;
+        self.add_commit(repo, commit_bytes(tree, parents, &sig, msg))
+    }
+
+    fn add(&mut self, repo: &Txn<'_>, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
         let oid = crate::store::treeobj::hash_object(kind.str(), &data);
-        self.add_hashed(repo, oid, kind, data)?;
+        self.add_object(repo, oid, kind, data)?;
         Ok(oid)
     }
 
-    /// Adds an object whose id the caller has computed (`hash_object`).
-    pub fn add_hashed(
+    /// Adds a blob whose id the caller has computed (`hash_object`).
+    pub fn add_hashed_blob(&mut self, repo: &Txn<'_>, oid: Oid, data: Vec<u8>) -> FsResult<()> {
+        self.add_object(repo, oid, ObjectType::Blob, data)
+    }
+
+    fn add_object(
         &mut self,
-        repo: &Repository,
+        repo: &Txn<'_>,
         oid: Oid,
         kind: ObjectType,
         data: Vec<u8>,
@@ -1710,12 +1831,12 @@ impl ObjectBatch {
     /// blob the caller knows is there): then nothing is written.
     pub fn add_blob_file(
         &mut self,
-        repo: &Repository,
+        repo: &Txn<'_>,
         file: &std::fs::File,
         size: u64,
         unless: Option<Oid>,
     ) -> FsResult<Oid> {
-        let mut w = PackWriter::new(&repo.commondir().join("objects/pack"), 1)?;
+        let mut w = PackWriter::new(&repo.git.commondir().join("objects/pack"), 1)?;
         let oid = w.add_file(file, size)?;
         if Some(oid) == unless || self.contains(oid) {
             return Ok(oid);
@@ -1723,7 +1844,7 @@ impl ObjectBatch {
         self.kept.push(w.finish()?);
         self.written.insert(oid);
         self.new_packs.push(oid_of_last(&self.kept));
-        repo.odb()?.refresh()?;
+        repo.git.odb()?.refresh()?;
         Ok(oid)
     }
 
@@ -1770,11 +1891,14 @@ impl ObjectBatch {
     }
 
     /// Writes what was added as one kept pack.
-    pub fn flush(&mut self, repo: &Repository) -> FsResult<()> {
+    pub fn flush(&mut self, repo: &Txn<'_>) -> FsResult<()> {
         if self.objects.is_empty() {
             return Ok(());
         }
-        let mut w = PackWriter::new(&repo.commondir().join("objects/pack"), self.objects.len())?;
+        let mut w = PackWriter::new(
+            &repo.git.commondir().join("objects/pack"),
+            self.objects.len(),
+        )?;
         for (oid, kind, data) in &self.objects {
             w.add(*oid, *kind, data)?;
         }
@@ -1784,13 +1908,13 @@ impl ObjectBatch {
         self.drop_unflushed();
         // libgit2 finds a new pack on its next miss; make it look now, so
         // that nothing reads a batched id as missing in between.
-        repo.odb()?.refresh()?;
+        repo.git.odb()?.refresh()?;
         Ok(())
     }
 }
 
 fn oid_of_last(kept: &[KeptPack]) -> Oid {
-    kept.last().map_or(Oid::ZERO_SHA1, KeptPack::id)
+    kept.last().map_or(Oid::ZERO, KeptPack::id)
 }
 
 #[cfg(test)]
@@ -1885,9 +2009,13 @@ mod tests {
         for i in 0..40 {
             // Every blob twice, and one large enough for a multi-byte size header.
             let data = format!("blob {i}\n").repeat(if i == 0 { 5000 } else { 1 });
-            let oid = batch.add_blob(&repo, data.clone().into_bytes()).unwrap();
+            let oid = batch
+                .add_blob(&Txn::of(&repo), data.clone().into_bytes())
+                .unwrap();
             assert_eq!(
-                batch.add_blob(&repo, data.clone().into_bytes()).unwrap(),
+                batch
+                    .add_blob(&Txn::of(&repo), data.clone().into_bytes())
+                    .unwrap(),
                 oid
             );
             assert_eq!(batch.get(oid), Some(data.as_bytes()));
@@ -1895,7 +2023,7 @@ mod tests {
         }
         let tree = batch
             .add_tree(
-                &repo,
+                &Txn::of(&repo),
                 crate::store::treeobj::serialize(vec![crate::store::treeobj::RawEntry {
                     mode: (*b"100644").into(),
                     name: (*b"a").into(),
@@ -1905,10 +2033,10 @@ mod tests {
             .unwrap();
         let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(1, 0)).unwrap();
         let commit = batch
-            .add_commit(&repo, commit_bytes(tree, &[], &sig, "one\n"))
+            .add_commit(&Txn::of(&repo), commit_bytes(tree, &[], &sig, "one\n"))
             .unwrap();
         assert_eq!(packs(&repo), 0, "nothing is written before the flush");
-        batch.flush(&repo).unwrap();
+        batch.flush(&Txn::of(&repo)).unwrap();
         assert!(batch.is_empty() && batch.get(tree).is_none() && batch.contains(tree));
         assert_eq!(packs(&repo), 1);
         assert_eq!(batch.take_new_packs().len(), 1);
@@ -1930,9 +2058,18 @@ mod tests {
         // A fresh handle reads them back by id, as git does.
         let again = Repository::open_bare(dir.path()).unwrap();
         for (oid, data) in &blobs {
-            assert_eq!(again.find_blob(*oid).unwrap().content(), data.as_bytes());
+            assert_eq!(
+                again.find_blob(git2::Oid::from(*oid)).unwrap().content(),
+                data.as_bytes()
+            );
         }
-        assert_eq!(again.find_commit(commit).unwrap().tree_id(), tree);
+        assert_eq!(
+            again
+                .find_commit(git2::Oid::from(commit))
+                .unwrap()
+                .tree_id(),
+            tree
+        );
         // Nothing names them, and gc at its most eager leaves them.
         gc(dir.path());
         assert!(has(dir.path(), commit) && has(dir.path(), blobs[0].0));
@@ -1967,14 +2104,21 @@ mod tests {
             std::io::Write::write_all(&mut f, b"!").unwrap();
             let size = data.len() as u64;
             let before = packs(&repo);
-            let oid = batch.add_blob_file(&repo, &f, size, None).unwrap();
-            assert_eq!(oid, Oid::hash_object(ObjectType::Blob, &data).unwrap());
+            let oid = batch
+                .add_blob_file(&Txn::of(&repo), &f, size, None)
+                .unwrap();
+            assert_eq!(oid, crate::store::treeobj::hash_object("blob", &data));
             assert_eq!(packs(&repo), before + 1);
-            assert_eq!(repo.find_blob(oid).unwrap().content(), &data[..]);
+            assert_eq!(
+                repo.find_blob(git2::Oid::from(oid)).unwrap().content(),
+                &data[..]
+            );
             // The same content again, known to be there: nothing is written.
             let mut other = ObjectBatch::default();
             assert_eq!(
-                other.add_blob_file(&repo, &f, size, Some(oid)).unwrap(),
+                other
+                    .add_blob_file(&Txn::of(&repo), &f, size, Some(oid))
+                    .unwrap(),
                 oid
             );
             assert_eq!(packs(&repo), before + 1);
@@ -2081,9 +2225,9 @@ mod tests {
             r.with(|repo| {
                 let mut batch = ObjectBatch::default();
                 // The same blob in every pack: the merged pack has it once.
-                all.push(batch.add_blob(repo, b"in every pack\n".to_vec())?);
-                all.push(batch.add_blob(repo, format!("pack {i}\n").into_bytes())?);
-                batch.flush(repo)?;
+                all.push(batch.add_blob(&Txn::of(repo), b"in every pack\n".to_vec())?);
+                all.push(batch.add_blob(&Txn::of(repo), format!("pack {i}\n").into_bytes())?);
+                batch.flush(&Txn::of(repo))?;
                 r.release_packs(batch.take_kept());
                 Ok(())
             })
@@ -2093,7 +2237,10 @@ mod tests {
         assert_eq!(packs(&repo), 2, "eight merged into one, and the ninth");
         assert!(keeps(dir.path()).is_empty());
         for oid in &all {
-            assert!(repo.find_blob(*oid).is_ok(), "{oid} is there");
+            assert!(
+                repo.find_blob(git2::Oid::from(*oid)).is_ok(),
+                "{oid} is there"
+            );
         }
         for e in std::fs::read_dir(dir.path().join("objects/pack")).unwrap() {
             let p = e.unwrap().path();
@@ -2109,7 +2256,7 @@ mod tests {
         // The handles that knew the merged packs are not lent again.
         r.with(|repo| {
             for oid in &all {
-                assert!(repo.find_blob(*oid).is_ok());
+                assert!(repo.find_blob(git2::Oid::from(*oid)).is_ok());
             }
             Ok(())
         })

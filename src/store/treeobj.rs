@@ -21,7 +21,7 @@
 //! - an entry cut short (a tree object that ends in the middle of one): the
 //!   entries before it are shown, the rest of the object is ignored.
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::store::names::{refused, valid_name};
 use crate::store::repo::{EntryKind, TreeEntry};
@@ -344,7 +344,7 @@ pub fn hash_object(kind: &str, data: &[u8]) -> Oid {
     h.update(format!("{kind} {}\0", data.len()).as_bytes());
     h.update(data);
     // A SHA-1 is 20 bytes: from_bytes cannot fail on it.
-    Oid::from_bytes(&h.finalize()).unwrap_or(Oid::ZERO_SHA1)
+    Oid::from_bytes(&h.finalize()).unwrap_or(Oid::ZERO)
 }
 
 #[cfg(test)]

@@ -310,7 +310,7 @@ mod tests {
         let jobs: Vec<Job> = inos
             .map(|ino| Job {
                 ino,
-                oid: Oid::ZERO_SHA1,
+                oid: Oid::ZERO,
             })
             .collect();
         let gate = p.offer(Vec::new()).expect("room in the queue");
