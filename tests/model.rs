@@ -201,7 +201,10 @@ impl Sut {
                 Ok(())
             }
             Op::Remount => {
+                // What the daemon does on its way out (unmount, SIGTERM).
                 self.fs().commit_all().map_err(errno)?;
+                self.fs().finish_overlay();
+                self.fs().release_kept();
                 self.die();
                 Ok(())
             }
@@ -311,7 +314,9 @@ fn run(ops: &[Op]) {
         if matches!(op, Op::Fsync | Op::Quiesce | Op::Remount) {
             assert_eq!(s.committed(), m.files(), "committed tree after step {i}");
         }
-        if matches!(op, Op::TheirCommit(..)) {
+        if let Op::TheirCommit(p, data) = op {
+            let theirs = m.nodes.get(p) == Some(&M::File(data.clone(), false));
+            eprintln!("step {i}: their commit: applies {applies}, shows theirs {theirs}");
             assert_eq!(s.committed(), m.tip(), "the tip after step {i}");
         }
     }
@@ -473,6 +478,17 @@ fn bug_a_failed_rmdir_of_a_missing_name_hides_the_other_writers_file() {
     m.apply(&theirs).unwrap();
     s.apply(&theirs, applies).unwrap();
     assert_eq!(s.seen(), m.nodes, "their new file `b` shows");
+}
+
+/// Found by the mount's model (tests/model_mount.rs): SEMANTICS, "When
+/// commits are made": "Empty directories exist in the overlay until they
+/// hold a file (Git has no empty trees); they are there after a remount."
+/// After a clean stop (which commits everything, then removes an overlay
+/// left with no change) the next daemon shows no `a`.
+#[test]
+#[ignore = "BUG: an empty directory is gone after a clean unmount and remount"]
+fn bug_an_empty_directory_is_gone_after_a_clean_remount() {
+    run(&[Op::Mkdir(p("a")), Op::Remount]);
 }
 
 /// Found by the model with other writers: a directory this mount made (not
