@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod model;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
