@@ -338,3 +338,12 @@ fn every_kind_of_operation_once() {
         Op::Quiesce,
     ]);
 }
+
+/// An empty directory (only the overlay keeps it: Git has no empty trees)
+/// is there after a clean unmount and the next mount; a clean stop once
+/// removed an overlay whose only change it was.
+#[test]
+fn regression_an_empty_directory_survives_a_clean_remount() {
+    run(&[Op::Mkdir(p("a")), Op::Remount]);
+    run(&[Op::Mkdir(p("a")), Op::Mkdir(p("a/b")), Op::Remount]);
+}

@@ -524,10 +524,16 @@ impl Persist {
             return Ok(true);
         }
         self.with(|o| {
-            // Directories on the way to a change, and files committed as
-            // they are, are no changes of their own.
+            // Directories on the way to a change, directories standing
+            // where a tree has them, and files committed as they are, are no
+            // changes of their own; a directory made here with nothing below
+            // it is (an empty directory: Git has no place for it, so only
+            // the overlay keeps it).
             let n: i64 = o.conn.query_row(
-                "SELECT count(*) FROM entry WHERE kind != 1 AND NOT (kind = 2 AND oid IS NOT NULL)",
+                "SELECT count(*) FROM entry AS e
+                 WHERE NOT (e.kind = 2 AND e.oid IS NOT NULL)
+                   AND NOT (e.kind = 1 AND (e.exec = 1 OR e.oid IS NOT NULL
+                        OR EXISTS (SELECT 1 FROM entry AS c WHERE c.dir = e.ino)))",
                 [],
                 |r| r.get(0),
             )?;

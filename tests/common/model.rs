@@ -275,19 +275,6 @@ impl Model {
             {
                 Some("bug_an_empty_directory_the_mount_made_gives_way_to_their_file")
             }
-            // A clean stop where the branch has a directory holding no file
-            // or symlink.
-            Op::Remount
-                if self.nodes.iter().any(|(d, v)| {
-                    *v == M::Dir
-                        && !self
-                            .nodes
-                            .iter()
-                            .any(|(k, v)| *v != M::Dir && k.len() > d.len() && k.starts_with(d))
-                }) =>
-            {
-                Some("bug_an_empty_directory_is_gone_after_a_clean_remount")
-            }
             _ => None,
         }
     }
