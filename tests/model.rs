@@ -302,10 +302,6 @@ fn run(ops: &[Op]) {
     let mut s = sut();
     let mut m = Model::default();
     for (i, op) in ops.iter().enumerate() {
-        if let Some(bug) = m.known_bug(op) {
-            eprintln!("step {i} {op:?} skipped: known bug, see {bug}");
-            continue;
-        }
         let applies = matches!(op, Op::TheirCommit(p, _) if m.theirs_applies(p));
         let expected = m.apply(op);
         let got = s.apply(op, applies);
@@ -452,8 +448,7 @@ fn regression_rename_of_a_committed_file_then_death() {
 /// entry to be stale (another writer removed the name, and its invalidation
 /// has not reached the kernel yet).
 #[test]
-#[ignore = "BUG: a failed unlink of a missing name hides another writer's later file there"]
-fn bug_a_failed_unlink_of_a_missing_name_hides_the_other_writers_file() {
+fn regression_a_failed_unlink_of_a_missing_name_does_not_hide_the_other_writers_file() {
     let mut s = sut();
     let main = s.root;
     assert_eq!(s.fs().unlink(main, b"a").unwrap_err().errno(), libc::ENOENT);
@@ -467,8 +462,7 @@ fn bug_a_failed_unlink_of_a_missing_name_hides_the_other_writers_file() {
 }
 
 #[test]
-#[ignore = "BUG: a failed rmdir of a missing name hides another writer's later file there"]
-fn bug_a_failed_rmdir_of_a_missing_name_hides_the_other_writers_file() {
+fn regression_a_failed_rmdir_of_a_missing_name_does_not_hide_the_other_writers_file() {
     let mut s = sut();
     let main = s.root;
     assert_eq!(s.fs().rmdir(main, b"a").unwrap_err().errno(), libc::ENOENT);
@@ -494,14 +488,37 @@ fn regression_an_empty_directory_is_there_after_a_clean_remount() {
 
 /// Found by the model with other writers: a directory this mount made (not
 /// committed: it is empty, Git has no empty trees), where another writer
-/// then commits a file. SEMANTICS, "Other writers": "a path this mount
-/// changed (wrote, created, ...) shows the mount's version"; the mount shows
-/// the other writer's file instead, and the directory is gone.
+/// then commits a file. SEMANTICS, "Other writers": "An empty directory this
+/// mount made gives way to a file or symlink another writer puts at its
+/// name": kept, it would make the next commit delete their file.
 #[test]
-#[ignore = "BUG: an empty directory the mount made gives way to another writer's file of its name"]
-fn bug_an_empty_directory_the_mount_made_gives_way_to_their_file() {
+fn regression_an_empty_directory_the_mount_made_gives_way_to_their_file() {
     run(&[
         Op::Mkdir(p("a")),
         Op::TheirCommit(p("a"), b"theirs".to_vec()),
+    ]);
+}
+
+/// Found by the model with other writers (1,000 cases): their commit, a
+/// failed rmdir of the directory it made (not empty), their next commit: the
+/// file of the second never showed.
+#[test]
+fn regression_a_failed_rmdir_then_their_commit_shows_it() {
+    run(&[
+        Op::TheirCommit(p("b/a"), Vec::new()),
+        Op::Rmdir(p("b")),
+        Op::TheirCommit(p("c"), Vec::new()),
+    ]);
+}
+
+/// Found by the model with other writers (2,000 cases): a directory renamed
+/// here (pending), and another writer's new file inside the directory of the
+/// new name: it shows, as every path this mount did not change does.
+#[test]
+fn regression_their_file_in_a_directory_renamed_here_shows() {
+    run(&[
+        Op::TheirCommit(p("a/b/x"), Vec::new()),
+        Op::Rename(p("a"), p("c"), false),
+        Op::TheirCommit(p("c/a"), Vec::new()),
     ]);
 }

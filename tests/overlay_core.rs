@@ -210,10 +210,17 @@ fn a_dead_daemons_changes_come_back_and_are_committed() {
     assert_eq!(cat(&fs, "main/db-journal"), b"journal\n");
     fs.commit_all().unwrap();
     assert_eq!(tip(dir.path()), committed, "nothing new to commit");
-    // Once the scratch files are gone, a clean unmount leaves no overlay.
+    // The empty directory is in the overlay only (Git has no empty trees):
+    // it is there after this clean stop too. Once it and the scratch files
+    // are gone, a clean unmount leaves no overlay.
+    fs.finish_overlay();
+    drop(fs);
+    let fs = new_fs(dir.path());
+    assert!(ino(&fs, "main/empty").is_ok(), "the empty directory stays");
     let main = ino(&fs, "main").unwrap();
     fs.unlink(main, b".notes.txt.swp").unwrap();
     fs.unlink(main, b"db-journal").unwrap();
+    fs.rmdir(main, b"empty").unwrap();
     fs.commit_all().unwrap();
     fs.finish_overlay();
     drop(fs);

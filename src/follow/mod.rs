@@ -318,6 +318,33 @@ fn repoint_one(
                             path: here,
                         });
                     }
+                    Some(o)
+                        if b.is_none()
+                            && is_dir(t).is_some()
+                            && matches!(o.kind, Kind::Tree { .. }) =>
+                    {
+                        // A directory this mount moved here (unchanged
+                        // inside) where they made one too: both sides'
+                        // names, per path below, as for one changed here.
+                        let Kind::Tree { oid, .. } = o.kind else {
+                            continue;
+                        };
+                        let entries = trees.tree_entries(oid)?;
+                        pass.ov.materialize(pass.inodes, o.ino, &entries);
+                        steps.push(Step::AfterMDir {
+                            dir,
+                            name: name.into(),
+                            ino: o.ino,
+                            t: t.cloned(),
+                            here,
+                        });
+                        steps.push(Step::Visit {
+                            dir: o.ino,
+                            base: None,
+                            new: is_dir(t),
+                            path: here,
+                        });
+                    }
                     Some(o) if t.is_some_and(|t| shows(pass.ov, o, t)) => {} // the same change
                     None if t.is_none() => {}                                // both deleted it
                     _ => pass.overridden.push(paths.full(here)),

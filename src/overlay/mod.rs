@@ -156,6 +156,39 @@ impl Changes {
     pub(crate) fn set_base(&mut self, ino: Ino, listing: &Arc<crate::store::treeobj::Listing>) {
         self.base.insert(ino, listing.clone());
     }
+
+    /// Materializes directory `ino`, which shows the tree whose listing is
+    /// `entries`: its children move into the overlay (each keeps the inode
+    /// it has), and what the tree holds that the mount does not show is
+    /// kept for its next tree. Nothing if it is not a directory showing a
+    /// tree.
+    pub fn materialize(
+        &mut self,
+        inodes: &mut Inodes,
+        ino: Ino,
+        entries: &Arc<crate::store::treeobj::Listing>,
+    ) {
+        let Some(n) = inodes.get(ino) else { return };
+        let Kind::Tree { snap, .. } = &n.kind else {
+            return;
+        };
+        let snap = snap.clone();
+        let mut children = BTreeMap::new();
+        for e in entries.iter() {
+            let child = match inodes.child(ino, &e.name) {
+                Some(c) => c.ino,
+                None => {
+                    inodes
+                        .upsert(ino, &e.name, crate::inodes::tree_kind(&snap, e))
+                        .ino
+                }
+            };
+            children.insert(e.name.clone(), child);
+        }
+        self.mats.insert(ino, Mat::Dir(children));
+        self.set_base(ino, entries);
+        inodes.set_kind(ino, Kind::MDir { snap });
+    }
 }
 
 /// The catalog row (see `persist.rs`) of child `ino` as memory has it.

@@ -21,6 +21,38 @@ impl Trees for CommitFs {
 }
 
 impl CommitFs {
+    /// The trees of directories that sit in a changed directory under a
+    /// name its base tree does not have there (moved or copied in), and show
+    /// a tree: at most `MOVED_TREES` of them.
+    fn moved_trees(&self) -> Vec<Oid> {
+        const MOVED_TREES: usize = 1024;
+        let inodes = self.inodes.read();
+        let ov = self.overlay.lock();
+        let mut out = Vec::new();
+        for (dir, m) in &ov.mats {
+            let crate::overlay::Mat::Dir(children) = m else {
+                continue;
+            };
+            let base = ov.base.get(dir);
+            for (name, ino) in children {
+                let in_base =
+                    base.is_some_and(|l| l.binary_search_by(|e| (*e.name).cmp(&**name)).is_ok());
+                if in_base {
+                    continue;
+                }
+                if let Some(n) = inodes.get(*ino)
+                    && let Kind::Tree { oid, .. } = n.kind
+                {
+                    out.push(oid);
+                    if out.len() >= MOVED_TREES {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Reads every branch, tag and HEAD.
     pub fn ref_state(&self) -> FsResult<RefState> {
         crate::follow::watch::ref_state(&self.repo)
@@ -39,6 +71,12 @@ impl CommitFs {
         // no lock held: the pass itself holds the inode table, and reading
         // objects there would stall every request during a large pull.
         warm_trees(self, Some(base), Some(snap.snapshot.tree));
+        // And the trees of directories moved into a changed directory and
+        // unchanged inside: where the other side made a directory of the
+        // same name, the pass materializes the one moved here.
+        for oid in self.moved_trees() {
+            let _ = self.tree_entries(oid);
+        }
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();
             let mut ov = self.overlay.lock();
@@ -189,8 +227,13 @@ impl CommitFs {
         let Some(n) = self.inodes.read().get(dir) else {
             return Ok(());
         };
-        let Kind::Tree { snap, oid } = &n.kind else {
-            return Ok(());
+        // A directory shows a tree, or was made a changed one by a request
+        // that then changed nothing (a failed rmdir: the committer has no
+        // branch for it yet): its snapshot's tree is what it shows.
+        let (snap, oid) = match &n.kind {
+            Kind::Tree { snap, oid } => (snap, oid),
+            Kind::MDir { snap } => (snap, &snap.snapshot.tree),
+            _ => return Ok(()),
         };
         // What the watcher read may be old by now: the ref as it is.
         let prefix: &[u8] = if tag { b"refs/tags/" } else { b"refs/heads/" };

@@ -98,26 +98,11 @@ impl CommitFs {
     /// holds that the mount does not show is kept for its next tree.
     fn mat_one_dir(&self, inodes: &mut Inodes, ov: &mut Changes, ino: Ino) -> FsResult<()> {
         let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-        let Kind::Tree { snap, oid } = &n.kind else {
+        let Kind::Tree { oid, .. } = &n.kind else {
             return Ok(());
         };
-        let (snap, oid) = (snap.clone(), *oid);
-        let entries = self.tree_entries(oid)?;
-        let mut children = BTreeMap::new();
-        for e in entries.iter() {
-            let child = match inodes.child(ino, &e.name) {
-                Some(c) => c.ino,
-                None => {
-                    inodes
-                        .upsert(ino, &e.name, crate::inodes::tree_kind(&snap, e))
-                        .ino
-                }
-            };
-            children.insert(e.name.clone(), child);
-        }
-        ov.mats.insert(ino, Mat::Dir(children));
-        ov.set_base(ino, &entries);
-        inodes.set_kind(ino, Kind::MDir { snap });
+        let entries = self.tree_entries(*oid)?;
+        ov.materialize(inodes, ino, &entries);
         Ok(())
     }
 
@@ -483,6 +468,10 @@ impl CommitFs {
     }
 
     fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
+        // A name that is not there changes nothing: the directory is not
+        // made a changed one for it (it would stop following other writers
+        // the way an unchanged directory does). Looked up with no lock held.
+        self.lookup(parent, name)?;
         {
             let mut inodes = self.inodes.write();
             let mut ov = self.overlay.lock();

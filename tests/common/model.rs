@@ -245,7 +245,12 @@ impl Model {
             return;
         }
         let ancestors: Vec<Path> = (1..p.len()).map(|i| p[..i].to_vec()).collect();
-        let blocked = self.pending(p)
+        // "An empty directory this mount made gives way to a file or symlink
+        // another writer puts at its name".
+        let empty_made_here = self.nodes.get(p) == Some(&M::Dir)
+            && self.base_node(p).is_none()
+            && self.children(p).is_empty();
+        let blocked = (self.pending(p) && !empty_made_here)
             || ancestors
                 .iter()
                 .any(|q| self.nodes.get(q) != Some(&M::Dir) && self.pending(q));
@@ -257,26 +262,6 @@ impl Model {
             self.nodes.insert(q, M::Dir);
         }
         self.nodes.insert(p.clone(), M::File(data.to_vec(), false));
-    }
-
-    /// If the code is known to disagree with SEMANTICS on `op` now (each is
-    /// an `#[ignore = "BUG: ..."]` test in tests/model.rs), the name of that
-    /// test: the random tests skip the op, so that they go on testing
-    /// everything else.
-    pub fn known_bug(&self, op: &Op) -> Option<&'static str> {
-        match op {
-            // Their file where the mount made an empty directory (not
-            // committed: Git has no empty trees).
-            Op::TheirCommit(p, _)
-                if self.theirs_applies(p)
-                    && self.nodes.get(p) == Some(&M::Dir)
-                    && self.base_node(p).is_none()
-                    && self.children(p).is_empty() =>
-            {
-                Some("bug_an_empty_directory_the_mount_made_gives_way_to_their_file")
-            }
-            _ => None,
-        }
     }
 
     /// Applies `op` to the model; returns the errno the system must fail
