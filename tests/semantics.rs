@@ -60,11 +60,16 @@ fn claims(doc: &str) -> (BTreeMap<String, Claim>, Vec<String>) {
             };
             let id = after[..end].trim().to_string();
             let well_formed = !id.is_empty()
-                && id
-                    .split('-')
-                    .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+                && id.split('-').all(|w| {
+                    !w.is_empty()
+                        && w.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                });
             if !well_formed {
-                errors.push(format!("SEMANTICS.md:{}: claim id {id:?} is not lowercase words joined by '-'", i + 1));
+                errors.push(format!(
+                    "SEMANTICS.md:{}: claim id {id:?} is not lowercase words joined by '-'",
+                    i + 1
+                ));
             }
             ids.push(id);
             rest = &after[end + 3..];
@@ -77,21 +82,19 @@ fn claims(doc: &str) -> (BTreeMap<String, Claim>, Vec<String>) {
         // a blank line, the next list item, row or heading, or the next marker.
         let mut text = rest.to_string();
         let mut j = i + 1;
-        if text.trim().is_empty() {
-            if let Some(next) = lines.get(j) {
-                text = next.to_string();
-                j += 1;
-            }
+        if let Some(next) = lines.get(j).filter(|_| text.trim().is_empty()) {
+            text = next.to_string();
+            j += 1;
         }
-        let in_row = line.trim_start().starts_with('|');
-        while !in_row {
-            match lines.get(j) {
-                Some(l) if !starts_block(l) && !l.contains(MARK) => {
-                    text.push(' ');
-                    text.push_str(l);
-                    j += 1;
-                }
-                _ => break,
+        // A table row is one line.
+        if !line.trim_start().starts_with('|') {
+            while let Some(l) = lines
+                .get(j)
+                .filter(|l| !starts_block(l) && !l.contains(MARK))
+            {
+                text.push(' ');
+                text.push_str(l);
+                j += 1;
             }
         }
         for id in ids {
@@ -159,7 +162,9 @@ fn references(root: &Path) -> (Vec<Reference>, Vec<String>) {
                 .find(|l| !l.starts_with("//") && !l.starts_with("#["))
                 .is_some_and(|l| l.starts_with("fn ") || l.starts_with("pub fn "));
             if !indented && !above_fn {
-                errors.push(format!("{at}: claim {id} is referenced neither above nor inside a test function"));
+                errors.push(format!(
+                    "{at}: claim {id} is referenced neither above nor inside a test function"
+                ));
             }
             out.push(Reference { at, id, quote });
         }
@@ -175,7 +180,10 @@ fn check(doc: &str, root: &Path) -> Vec<String> {
     let mut referenced = BTreeSet::new();
     for r in &refs {
         match claims.get(&r.id) {
-            None => errors.push(format!("{}: claim {} is not marked in SEMANTICS.md", r.at, r.id)),
+            None => errors.push(format!(
+                "{}: claim {} is not marked in SEMANTICS.md",
+                r.at, r.id
+            )),
             Some(c) => {
                 referenced.insert(r.id.as_str());
                 let q = normalize(&r.quote);
@@ -207,7 +215,11 @@ fn every_claim_in_semantics_md_has_a_test() {
         errors.join("\n")
     );
     let (claims, _) = claims(&doc);
-    assert!(claims.len() >= 50, "only {} claims are marked", claims.len());
+    assert!(
+        claims.len() >= 50,
+        "only {} claims are marked",
+        claims.len()
+    );
 }
 
 /// The checker itself: a claim without a test, a reference to no claim, a
@@ -217,7 +229,12 @@ fn the_claim_checker_catches_each_kind_of_mistake() {
     let doc = "Intro.\n\n- <!-- claim: one --> A `read` returns\n  the *bytes*.\n- Not a claim.\n\n<!-- claim: two -->\nA second paragraph.\n\n| <!-- claim: one --> a row | x |\n";
     let (c, errors) = claims(doc);
     assert_eq!(c["one"].text, "a row | x |");
-    assert!(errors.iter().any(|e| e.contains("claim one is marked twice")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("claim one is marked twice")),
+        "{errors:?}"
+    );
     let (c, errors) = claims(&doc.replace("| <!-- claim: one -->", "|"));
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(c["one"].text, "A read returns the bytes.");
@@ -249,9 +266,11 @@ fn commit_files(
     parent: Option<Oid>,
     time: i64,
 ) -> Oid {
-    fn build(repo: &Repository, files: &[(Vec<&str>, &[u8], i32)]) -> Oid {
+    /// A file below the tree being built: path components, bytes, mode.
+    type Below<'a> = (Vec<&'a str>, &'a [u8], i32);
+    fn build(repo: &Repository, files: &[Below<'_>]) -> Oid {
         let mut tb = repo.treebuilder(None).unwrap();
-        let mut dirs: BTreeMap<&str, Vec<(Vec<&str>, &[u8], i32)>> = BTreeMap::new();
+        let mut dirs: BTreeMap<&str, Vec<Below<'_>>> = BTreeMap::new();
         for (p, data, mode) in files {
             if p.len() == 1 {
                 tb.insert(p[0], repo.blob(data).unwrap(), *mode).unwrap();
@@ -272,10 +291,20 @@ fn commit_files(
         .collect();
     let tree = repo.find_tree(build(repo, &split)).unwrap();
     let sig = Signature::new("T", "t@example.com", &git2::Time::new(time, 0)).unwrap();
-    let parents: Vec<_> = parent.map(|p| repo.find_commit(p).unwrap()).into_iter().collect();
+    let parents: Vec<_> = parent
+        .map(|p| repo.find_commit(p).unwrap())
+        .into_iter()
+        .collect();
     let refs: Vec<_> = parents.iter().collect();
-    repo.commit(Some(&format!("refs/heads/{branch}")), &sig, &sig, "m", &tree, &refs)
-        .unwrap()
+    repo.commit(
+        Some(&format!("refs/heads/{branch}")),
+        &sig,
+        &sig,
+        "m",
+        &tree,
+        &refs,
+    )
+    .unwrap()
 }
 
 /// A bare repository: `main` at T2 holds README, src/x.rs, bin/run (0755);
@@ -286,7 +315,10 @@ fn sample() -> (tempfile::TempDir, Oid, Oid) {
     let c1 = commit_files(
         &repo,
         "main",
-        &[("README", b"one\n", 0o100644), ("src/x.rs", b"x\n", 0o100644)],
+        &[
+            ("README", b"one\n", 0o100644),
+            ("src/x.rs", b"x\n", 0o100644),
+        ],
         None,
         T1,
     );
@@ -399,7 +431,10 @@ fn head_of_a_detached_or_unborn_head() {
     repo.set_head_detached(c1).unwrap();
     let fs = fs_of(dir.path());
     let head = ino(&fs, "HEAD").unwrap();
-    assert_eq!(fs.readlink(head).unwrap(), format!(".commits/{c1}").into_bytes());
+    assert_eq!(
+        fs.readlink(head).unwrap(),
+        format!(".commits/{c1}").into_bytes()
+    );
     drop(fs);
     repo.set_head("refs/heads/nothing-here").unwrap();
     let fs = fs_of(dir.path());
@@ -418,7 +453,10 @@ fn a_tag_of_a_tree_shows_the_tree() {
     let fs = fs_of(dir.path());
     assert_eq!(cat(&fs, ".tags/tree-tag/README"), b"one\n");
     assert_eq!(
-        fs.getattr(ino(&fs, ".tags/tree-tag").unwrap()).unwrap().attr.kind,
+        fs.getattr(ino(&fs, ".tags/tree-tag").unwrap())
+            .unwrap()
+            .attr
+            .kind,
         FileKind::Dir
     );
 }
@@ -433,7 +471,8 @@ fn ref_tries_a_branch_then_a_tag_then_a_revision() {
     repo.tag_lightweight("main", &repo.find_object(c1, None).unwrap(), false)
         .unwrap();
     let short = c2.to_string()[..10].to_string();
-    repo.reference(&format!("refs/heads/{short}"), c1, true, "").unwrap();
+    repo.reference(&format!("refs/heads/{short}"), c1, true, "")
+        .unwrap();
     let root = |r: &str| {
         fs_with(
             dir.path(),
@@ -443,9 +482,17 @@ fn ref_tries_a_branch_then_a_tag_then_a_revision() {
             },
         )
     };
-    assert_eq!(cat(&root("main"), "README"), b"two\n", "the branch, not the tag");
+    assert_eq!(
+        cat(&root("main"), "README"),
+        b"two\n",
+        "the branch, not the tag"
+    );
     assert_eq!(cat(&root("v1"), "README"), b"one\n");
-    assert_eq!(cat(&root(&short), "README"), b"one\n", "the branch, not the revision");
+    assert_eq!(
+        cat(&root(&short), "README"),
+        b"one\n",
+        "the branch, not the revision"
+    );
     assert_eq!(cat(&root("other^0"), "README"), b"one\n");
 }
 
@@ -499,7 +546,16 @@ fn every_path_is_owned_by_the_mounting_user() {
             ..cfg()
         },
     );
-    for p in ["", "HEAD", ".tags", ".commits", "main", "main/README", "main/src", ".tags/v1/README"] {
+    for p in [
+        "",
+        "HEAD",
+        ".tags",
+        ".commits",
+        "main",
+        "main/README",
+        "main/src",
+        ".tags/v1/README",
+    ] {
         let a = fs.getattr(ino(&fs, p).unwrap()).unwrap().attr;
         assert_eq!((a.uid, a.gid), (4321, 8765), "{p:?}");
     }
@@ -551,7 +607,10 @@ fn times_are_the_commits_and_the_mounts() {
     assert_eq!(mtime(".tags/v1/src/x.rs"), T1);
     for p in ["", ".tags", ".commits", "ns"] {
         let t = mtime(p);
-        assert!((before..=after).contains(&t), "{p:?}: {t} not in {before}..={after}");
+        assert!(
+            (before..=after).contains(&t),
+            "{p:?}: {t} not in {before}..={after}"
+        );
     }
 }
 
@@ -596,7 +655,10 @@ fn a_write_past_the_end_leaves_a_hole_of_zeros() {
     fs.write(f, 10, b"x").unwrap();
     assert_eq!(fs.read(f, 0, 100).unwrap(), b"two\n\0\0\0\0\0\0x");
     barrier(&fs, "main");
-    assert_eq!(blob_at(dir.path(), "main", "README").unwrap().0, b"two\n\0\0\0\0\0\0x");
+    assert_eq!(
+        blob_at(dir.path(), "main", "README").unwrap().0,
+        b"two\n\0\0\0\0\0\0x"
+    );
 }
 
 // claim: fallocate-modes: "FALLOC_FL_KEEP_SIZE succeeds (nothing to reserve); others EOPNOTSUPP"
@@ -612,7 +674,12 @@ fn fallocate_extends_keeps_size_or_is_eopnotsupp() {
     assert_eq!(fs.getattr(f).unwrap().attr.size, 100);
     assert_eq!(&fs.read(f, 0, 200).unwrap()[..6], b"two\n\0\0");
     let e = fs
-        .fallocate(f, 0, 10, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+        .fallocate(
+            f,
+            0,
+            10,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        )
         .unwrap_err();
     assert_eq!(e.errno(), libc::EOPNOTSUPP);
     let tagged = ino(&fs, ".tags/v1/README").unwrap();
@@ -628,9 +695,18 @@ fn a_rename_to_another_branch_or_a_snapshot_is_exdev() {
     let other = ino(&fs, "other").unwrap();
     let other_src = ino(&fs, "other/src").unwrap();
     let tag = ino(&fs, ".tags/v1").unwrap();
-    assert_eq!(fs.rename(main, b"README", other, b"R", 0), Err(FsError::CrossDevice));
-    assert_eq!(fs.rename(main, b"README", other_src, b"R", 0), Err(FsError::CrossDevice));
-    assert_eq!(fs.rename(main, b"README", tag, b"R", 0), Err(FsError::CrossDevice));
+    assert_eq!(
+        fs.rename(main, b"README", other, b"R", 0),
+        Err(FsError::CrossDevice)
+    );
+    assert_eq!(
+        fs.rename(main, b"README", other_src, b"R", 0),
+        Err(FsError::CrossDevice)
+    );
+    assert_eq!(
+        fs.rename(main, b"README", tag, b"R", 0),
+        Err(FsError::CrossDevice)
+    );
     assert_eq!(cat(&fs, "main/README"), b"two\n", "nothing moved");
 }
 
@@ -685,10 +761,19 @@ fn chown_to_the_mounting_user_only() {
         gid,
         ..Default::default()
     };
-    let a = fs.setattr(readme, to(Some(me.uid), Some(me.gid))).unwrap().attr;
+    let a = fs
+        .setattr(readme, to(Some(me.uid), Some(me.gid)))
+        .unwrap()
+        .attr;
     assert_eq!((a.uid, a.gid), (me.uid, me.gid));
-    assert_eq!(fs.setattr(readme, to(Some(me.uid + 1), None)).unwrap_err(), FsError::NotPermitted);
-    assert_eq!(fs.setattr(readme, to(None, Some(me.gid + 1))).unwrap_err(), FsError::NotPermitted);
+    assert_eq!(
+        fs.setattr(readme, to(Some(me.uid + 1), None)).unwrap_err(),
+        FsError::NotPermitted
+    );
+    assert_eq!(
+        fs.setattr(readme, to(None, Some(me.gid + 1))).unwrap_err(),
+        FsError::NotPermitted
+    );
     barrier(&fs, "main");
     assert_eq!(tip(dir.path(), "main"), before, "nothing changes");
 }
@@ -702,8 +787,19 @@ fn chown_in_a_snapshot_or_the_refs_is_erofs() {
     let fs = fs_of(dir.path());
     for p in [".tags/v1/README", ".tags/v1", ".tags", ""] {
         let i = ino(&fs, p).unwrap();
-        for (uid, gid) in [(Some(me.uid), None), (None, Some(me.gid)), (Some(me.uid + 1), None)] {
-            let got = fs.setattr(i, SetAttr { uid, gid, ..Default::default() });
+        for (uid, gid) in [
+            (Some(me.uid), None),
+            (None, Some(me.gid)),
+            (Some(me.uid + 1), None),
+        ] {
+            let got = fs.setattr(
+                i,
+                SetAttr {
+                    uid,
+                    gid,
+                    ..Default::default()
+                },
+            );
             assert_eq!(got.err(), Some(FsError::ReadOnly), "{p:?} {uid:?} {gid:?}");
         }
     }
@@ -733,23 +829,33 @@ fn utimens_is_shown_to_the_nanosecond_and_not_committed() {
         .unwrap()
         .attr;
     assert_eq!((a.atime, a.mtime), (set, set));
-    assert!(a.ctime >= call, "ctime {:?} is the call's, not before {call:?}", a.ctime);
+    assert!(
+        a.ctime >= call,
+        "ctime {:?} is the call's, not before {call:?}",
+        a.ctime
+    );
     barrier(&fs, "main");
     assert_eq!(tip(dir.path(), "main"), before, "times are not committed");
     assert_eq!(fs.getattr(readme).unwrap().attr.mtime, set);
 }
 
-// claim: access-checks: "access W_OK | OK | EROFS | EROFS"
-// claim: access-checks: "access X_OK | EACCES on a file that is not executable | same | OK"
+// claim: access-write: "access W_OK | OK | EROFS | EROFS"
+// claim: access-exec: "access X_OK | EACCES on a file that is not executable | same | OK"
 #[test]
 fn access_on_branches_snapshots_and_refs() {
     let (dir, _, _) = sample();
     let fs = fs_of(dir.path());
     let i = |p| ino(&fs, p).unwrap();
     assert_eq!(fs.access(i("main/README"), libc::W_OK), Ok(()));
-    assert_eq!(fs.access(i(".tags/v1/README"), libc::W_OK), Err(FsError::ReadOnly));
+    assert_eq!(
+        fs.access(i(".tags/v1/README"), libc::W_OK),
+        Err(FsError::ReadOnly)
+    );
     assert_eq!(fs.access(i(".tags"), libc::W_OK), Err(FsError::ReadOnly));
-    assert_eq!(fs.access(i(".tags/v1/README"), libc::X_OK), Err(FsError::Access));
+    assert_eq!(
+        fs.access(i(".tags/v1/README"), libc::X_OK),
+        Err(FsError::Access)
+    );
     assert_eq!(fs.access(i("main/bin/run"), libc::X_OK), Ok(()));
     for refs in ["", ".tags", ".commits"] {
         assert_eq!(fs.access(i(refs), libc::X_OK), Ok(()), "{refs:?}");
@@ -764,7 +870,10 @@ fn statfs_is_the_repositorys_filesystem_with_names_of_255() {
     let s = fs.statfs();
     assert_eq!(s.namelen, 255);
     let host = nix::sys::statvfs::statvfs(dir.path()).unwrap();
-    assert_eq!(s.blocks * u64::from(s.frsize), host.blocks() * host.fragment_size());
+    assert_eq!(
+        s.blocks * u64::from(s.frsize),
+        host.blocks() * host.fragment_size()
+    );
 }
 
 // claim: mkdir-branch-errors: "EEXIST if the branch exists; EINVAL for a name Git refuses (git check-ref-format), one starting with ., or HEAD."
@@ -784,7 +893,15 @@ fn mkdir_in_the_root_makes_a_branch_at_heads_tip_or_says_why_not() {
     fs.mkdir(team, b"b", 0o755).unwrap();
     assert_eq!(tip(dir.path(), "team/b"), c2);
     assert_eq!(fs.mkdir(ROOT, b"main", 0o755).unwrap_err(), FsError::Exists);
-    for bad in [&b"HEAD"[..], b".hidden", b"a..b", b"x.lock", b"sp ace", b"t~1", b"q?"] {
+    for bad in [
+        &b"HEAD"[..],
+        b".hidden",
+        b"a..b",
+        b"x.lock",
+        b"sp ace",
+        b"t~1",
+        b"q?",
+    ] {
         assert_eq!(
             fs.mkdir(ROOT, bad, 0o755).unwrap_err(),
             FsError::Invalid,
@@ -804,12 +921,27 @@ fn rmdir_and_rename_of_branches_say_why_not() {
     let fs = fs_of(dir.path());
     assert_eq!(fs.rmdir(ROOT, b"main").unwrap_err(), FsError::NotEmpty);
     assert_eq!(fs.rmdir(ROOT, b"team").unwrap_err(), FsError::NotEmpty);
-    assert_eq!(fs.rename(ROOT, b"other", ROOT, b"main", 0).unwrap_err(), FsError::Exists);
-    assert_eq!(fs.rename(ROOT, b"other", ROOT, b"team", 0).unwrap_err(), FsError::Exists);
-    assert_eq!(fs.rename(ROOT, b"team", ROOT, b"squad", 0).unwrap_err(), FsError::NotPermitted);
+    assert_eq!(
+        fs.rename(ROOT, b"other", ROOT, b"main", 0).unwrap_err(),
+        FsError::Exists
+    );
+    assert_eq!(
+        fs.rename(ROOT, b"other", ROOT, b"team", 0).unwrap_err(),
+        FsError::Exists
+    );
+    assert_eq!(
+        fs.rename(ROOT, b"team", ROOT, b"squad", 0).unwrap_err(),
+        FsError::NotPermitted
+    );
     let main = ino(&fs, "main").unwrap();
-    assert_eq!(fs.rename(main, b"README", ROOT, b"README", 0).unwrap_err(), FsError::CrossDevice);
-    assert_eq!(fs.rename(ROOT, b"other", main, b"other", 0).unwrap_err(), FsError::CrossDevice);
+    assert_eq!(
+        fs.rename(main, b"README", ROOT, b"README", 0).unwrap_err(),
+        FsError::CrossDevice
+    );
+    assert_eq!(
+        fs.rename(ROOT, b"other", main, b"other", 0).unwrap_err(),
+        FsError::CrossDevice
+    );
     // And the one that works: the branch is renamed.
     fs.rename(ROOT, b"other", ROOT, b"renamed", 0).unwrap();
     assert!(repo.find_reference("refs/heads/other").is_err());
@@ -840,7 +972,11 @@ fn a_files_fsync_commits_nothing_and_a_directorys_commits_at_once() {
     // the original, fsync the directory.
     let t = put(&fs, "main", "README.tmp", b"three\n");
     fs.fsync_data(t).unwrap();
-    assert_eq!(tip(dir.path(), "main"), c2, "fsync of a file commits nothing");
+    assert_eq!(
+        tip(dir.path(), "main"),
+        c2,
+        "fsync of a file commits nothing"
+    );
     fs.rename(main, b"README.tmp", main, b"README", 0).unwrap();
     fs.fsync(main).unwrap();
     let made = commits_since(dir.path(), "main", c2);
@@ -864,8 +1000,14 @@ fn a_commit_writes_a_pack_and_no_loose_object() {
     let packs = || {
         std::fs::read_dir(dir.path().join("objects/pack"))
             .map(|d| {
-                d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
-                    .count()
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "pack")
+                })
+                .count()
             })
             .unwrap_or(0)
     };
@@ -906,7 +1048,15 @@ fn scratch_names_stay_out_of_commits_and_a_rename_to_one_is_a_deletion() {
         },
     );
     let main = ino(&fs, "main").unwrap();
-    for name in [".x.swp", "4913", "#a#", ".#lock", "db-journal", "out.tmp", "a.kate-swp"] {
+    for name in [
+        ".x.swp",
+        "4913",
+        "#a#",
+        ".#lock",
+        "db-journal",
+        "out.tmp",
+        "a.kate-swp",
+    ] {
         put(&fs, "main", name, b"scratch");
     }
     fs.rename(main, b"README", main, b"README~", 0).unwrap();
@@ -938,8 +1088,15 @@ fn a_database_with_a_live_journal_is_committed_as_before() {
     put(&fs, "main", "README", b"three\n");
     barrier(&fs, "main");
     assert_eq!(blob_at(dir.path(), "main", "README").unwrap().0, b"three\n");
-    assert_eq!(blob_at(dir.path(), "main", "app.db").unwrap().0, b"v1", "as the branch had it");
-    assert!(blob_at(dir.path(), "main", "new.db").is_none(), "a new one is left out");
+    assert_eq!(
+        blob_at(dir.path(), "main", "app.db").unwrap().0,
+        b"v1",
+        "as the branch had it"
+    );
+    assert!(
+        blob_at(dir.path(), "main", "new.db").is_none(),
+        "a new one is left out"
+    );
     // Commit of the transaction: the journal is emptied, then removed.
     put(&fs, "main", "app.db", b"v2");
     put(&fs, "main", "app.db-journal", b"");
@@ -973,17 +1130,28 @@ fn a_commit_message_says_what_changed_and_lists_each_path() {
     assert_eq!(lines.next(), Some("Add 2 files, update 1 in src/"), "{msg}");
     assert_eq!(lines.next(), Some(""));
     let rest: BTreeSet<&str> = lines.collect();
-    assert_eq!(rest, BTreeSet::from(["A src/a.rs", "A src/b.rs", "M src/x.rs"]), "{msg}");
+    assert_eq!(
+        rest,
+        BTreeSet::from(["A src/a.rs", "A src/b.rs", "M src/x.rs"]),
+        "{msg}"
+    );
 }
 
-// claim: author: "--author \"Name <email>\", else the repository's user.name and user.email, else commitfs <commitfs@HOSTNAME>."
+// claim: author: "else the repository's user.name and user.email, else commitfs <commitfs@HOSTNAME>."
 #[test]
 fn the_author_is_the_option_else_the_repositorys_else_commitfs() {
     let (dir, _, _) = sample();
     let who = |c: &git2::Commit| {
         let (a, m) = (c.author(), c.committer());
-        assert_eq!((a.name(), a.email()), (m.name(), m.email()), "author is committer");
-        (a.name().unwrap().to_string(), a.email().unwrap().to_string())
+        assert_eq!(
+            (a.name(), a.email()),
+            (m.name(), m.email()),
+            "author is committer"
+        );
+        (
+            a.name().unwrap().to_string(),
+            a.email().unwrap().to_string(),
+        )
     };
     let save = |author: Option<&str>, data: &[u8]| {
         let fs = fs_with(
@@ -1000,20 +1168,33 @@ fn the_author_is_the_option_else_the_repositorys_else_commitfs() {
         let c = repo.find_commit(tip(dir.path(), "main")).unwrap();
         who(&c)
     };
-    assert_eq!(save(Some("Ann Other <ann@example.org>"), b"1"), ("Ann Other".into(), "ann@example.org".into()));
+    assert_eq!(
+        save(Some("Ann Other <ann@example.org>"), b"1"),
+        ("Ann Other".into(), "ann@example.org".into())
+    );
     let repo = Repository::open_bare(dir.path()).unwrap();
-    let mut conf = repo.config().unwrap().open_level(git2::ConfigLevel::Local).unwrap();
+    let mut conf = repo
+        .config()
+        .unwrap()
+        .open_level(git2::ConfigLevel::Local)
+        .unwrap();
     // Without a user.name of the repository's own, the user's or the
     // system's may apply: only check the fallback when none is set.
     let global = repo.config().unwrap().get_string("user.name").ok();
     if global.is_none() {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         let host = host.trim();
-        assert_eq!(save(None, b"2"), ("commitfs".into(), format!("commitfs@{host}")));
+        assert_eq!(
+            save(None, b"2"),
+            ("commitfs".into(), format!("commitfs@{host}"))
+        );
     }
     conf.set_str("user.name", "Repo Person").unwrap();
     conf.set_str("user.email", "repo@example.net").unwrap();
-    assert_eq!(save(None, b"3"), ("Repo Person".into(), "repo@example.net".into()));
+    assert_eq!(
+        save(None, b"3"),
+        ("Repo Person".into(), "repo@example.net".into())
+    );
 }
 
 // claim: symlink-bad-target: "symlink with such a target: EINVAL"
@@ -1023,10 +1204,16 @@ fn a_symlink_with_an_empty_or_nul_or_overlong_target_is_einval() {
     let fs = fs_of(dir.path());
     let main = ino(&fs, "main").unwrap();
     for target in [&b""[..], b"a\0b", &[b'x'; 4097]] {
-        assert_eq!(fs.symlink(main, b"l", target).unwrap_err(), FsError::Invalid);
+        assert_eq!(
+            fs.symlink(main, b"l", target).unwrap_err(),
+            FsError::Invalid
+        );
     }
     fs.symlink(main, b"l", &[b'x'; 4096]).unwrap();
-    assert_eq!(fs.readlink(ino(&fs, "main/l").unwrap()).unwrap(), vec![b'x'; 4096]);
+    assert_eq!(
+        fs.readlink(ino(&fs, "main/l").unwrap()).unwrap(),
+        vec![b'x'; 4096]
+    );
 }
 
 // claim: symlink-bad-blob: "a symlink whose target is empty or holds NUL | listed; readlink gives EIO"
@@ -1037,7 +1224,11 @@ fn a_stored_symlink_with_an_empty_or_nul_target_is_listed_and_eio() {
     commit_files(
         &repo,
         "main",
-        &[("empty", b"", 0o120000), ("nul", b"a\0b", 0o120000), ("ok", b"x", 0o120000)],
+        &[
+            ("empty", b"", 0o120000),
+            ("nul", b"a\0b", 0o120000),
+            ("ok", b"x", 0o120000),
+        ],
         None,
         T1,
     );
@@ -1046,8 +1237,14 @@ fn a_stored_symlink_with_an_empty_or_nul_target_is_listed_and_eio() {
     for n in ["empty", "nul", "ok"] {
         assert!(names.contains(&n.as_bytes().to_vec()), "{n} listed");
     }
-    assert!(matches!(fs.readlink(ino(&fs, "main/empty").unwrap()), Err(FsError::Io(_))));
-    assert!(matches!(fs.readlink(ino(&fs, "main/nul").unwrap()), Err(FsError::Io(_))));
+    assert!(matches!(
+        fs.readlink(ino(&fs, "main/empty").unwrap()),
+        Err(FsError::Io(_))
+    ));
+    assert!(matches!(
+        fs.readlink(ino(&fs, "main/nul").unwrap()),
+        Err(FsError::Io(_))
+    ));
     assert_eq!(fs.readlink(ino(&fs, "main/ok").unwrap()).unwrap(), b"x");
 }
 
@@ -1055,7 +1252,11 @@ fn a_stored_symlink_with_an_empty_or_nul_target_is_listed_and_eio() {
 #[test]
 fn a_branch_that_names_a_tree_is_read_only() {
     let (dir, c1, _) = sample();
-    let tree = Repository::open_bare(dir.path()).unwrap().find_commit(c1).unwrap().tree_id();
+    let tree = Repository::open_bare(dir.path())
+        .unwrap()
+        .find_commit(c1)
+        .unwrap()
+        .tree_id();
     std::fs::write(dir.path().join("refs/heads/treeish"), format!("{tree}\n")).unwrap();
     let fs = fs_of(dir.path());
     assert_eq!(cat(&fs, "treeish/README"), b"one\n");
@@ -1115,12 +1316,64 @@ fn names_git_would_not_check_out_cannot_be_made() {
     let main = ino(&fs, "main").unwrap();
     for bad in [&b".git"[..], b".GIT", b"git~1", b".git.", b".git "] {
         let n = String::from_utf8_lossy(bad);
-        assert_eq!(fs.create(main, bad, 0o644).unwrap_err(), FsError::Invalid, "create {n}");
-        assert_eq!(fs.mkdir(main, bad, 0o755).unwrap_err(), FsError::Invalid, "mkdir {n}");
-        assert_eq!(fs.symlink(main, bad, b"x").unwrap_err(), FsError::Invalid, "symlink {n}");
-        assert_eq!(fs.rename(main, b"README", main, bad, 0).unwrap_err(), FsError::Invalid, "rename {n}");
+        assert_eq!(
+            fs.create(main, bad, 0o644).unwrap_err(),
+            FsError::Invalid,
+            "create {n}"
+        );
+        assert_eq!(
+            fs.mkdir(main, bad, 0o755).unwrap_err(),
+            FsError::Invalid,
+            "mkdir {n}"
+        );
+        assert_eq!(
+            fs.symlink(main, bad, b"x").unwrap_err(),
+            FsError::Invalid,
+            "symlink {n}"
+        );
+        assert_eq!(
+            fs.rename(main, b"README", main, bad, 0).unwrap_err(),
+            FsError::Invalid,
+            "rename {n}"
+        );
     }
-    assert_eq!(fs.symlink(main, b".gitmodules", b"x").unwrap_err(), FsError::Invalid);
+    assert_eq!(
+        fs.symlink(main, b".gitmodules", b"x").unwrap_err(),
+        FsError::Invalid
+    );
     // A regular .gitmodules is fine.
     fs.create(main, b".gitmodules", 0o644).unwrap();
+}
+
+// claim: times-reads: "reads do not move atime"
+// claim: times-reads: "atime is mtime unless utimens set it"
+#[test]
+fn reads_do_not_move_atime_and_atime_is_mtime() {
+    let (dir, _, _) = sample();
+    let fs = fs_of(dir.path());
+    for p in ["main/README", ".tags/v1/README"] {
+        let f = ino(&fs, p).unwrap();
+        let before = fs.getattr(f).unwrap().attr;
+        assert_eq!(before.atime, before.mtime, "{p}");
+        fs.read(f, 0, 100).unwrap();
+        assert_eq!(fs.getattr(f).unwrap().attr.atime, before.atime, "{p}");
+    }
+    let f = ino(&fs, "main/README").unwrap();
+    fs.write(f, 0, b"new").unwrap();
+    let a = fs.getattr(f).unwrap().attr;
+    assert_eq!(a.atime, a.mtime, "a write moves mtime, and atime with it");
+    fs.read(f, 0, 100).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().attr.atime, a.atime);
+}
+
+// claim: no-command: "commitfs with no command | missing command, exit 2"
+#[test]
+fn no_command_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_commitfs"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing command"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
