@@ -1377,3 +1377,43 @@ fn no_command_is_a_usage_error() {
     assert!(err.contains("missing command"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
+
+// claim: times-content: "a write, truncate or fallocate sets the file's mtime (and so its ctime) to now"
+#[test]
+fn a_write_truncate_or_fallocate_sets_mtime_and_ctime_to_now() {
+    let (dir, _, _) = sample();
+    let fs = fs_of(dir.path());
+    let f = ino(&fs, "main/README").unwrap();
+    for what in ["write", "truncate", "fallocate"] {
+        let before = fs.getattr(f).unwrap().attr;
+        let now = Ts::now();
+        assert!(
+            before.mtime <= now,
+            "{what}: the old mtime is not after now"
+        );
+        match what {
+            "write" => {
+                fs.write(f, 0, b"x").unwrap();
+            }
+            "truncate" => {
+                let size = SetAttr {
+                    size: Some(2),
+                    ..Default::default()
+                };
+                fs.setattr(f, size).unwrap();
+            }
+            _ => fs.fallocate(f, 0, 4096, 0).unwrap(),
+        }
+        let after = fs.getattr(f).unwrap().attr;
+        assert!(
+            after.mtime >= now,
+            "{what}: mtime {:?} < {now:?}",
+            after.mtime
+        );
+        assert!(
+            after.ctime >= after.mtime,
+            "{what}: ctime {:?}",
+            after.ctime
+        );
+    }
+}

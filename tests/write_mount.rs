@@ -1668,7 +1668,6 @@ fn vim_and_emacs_saves_outside_tmp_are_one_commit_each() {
 /// utimens move ctime; an unlinked open file has nlink 0; a running Python
 /// imports a module made after its first import from that directory.
 #[test]
-// claim: times-content: "a write, truncate or fallocate sets the file's mtime (and so its ctime) to now"
 fn times_are_posix() {
     use std::os::unix::fs::MetadataExt;
     let (_r, _bare, m) = setup(&[]);
