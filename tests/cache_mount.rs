@@ -77,6 +77,7 @@ fn reads(q: &serde_json::Value) -> [u64; 4] {
 /// directory's atime stale after each listing it had to ask for (and only
 /// then). The third walk costs the daemon nothing.
 #[test]
+// claim: kernel-cache-branches: "A warm walk of a branch costs what one of a snapshot costs: no lookup, readdir or read"
 fn a_warm_walk_of_a_branch_or_a_snapshot_makes_no_requests() {
     let _one = serial();
     let (_r, _bare, m) = setup();
@@ -109,6 +110,7 @@ fn a_warm_walk_of_a_branch_or_a_snapshot_makes_no_requests() {
 }
 
 #[test]
+// claim: kernel-cache-branches: "so a walk after that sees no stale entry, listing or size"
 fn a_walk_after_a_change_shows_it_at_once() {
     let _one = serial();
     let (r, bare, m) = setup();
@@ -191,6 +193,7 @@ fn paths_held(m: &Path) -> (u64, u64, u64) {
 /// forgotten a second time.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: drops the kernel's caches")]
+// claim: forgotten-paths: "every path keeps its number for the life of the mount"
 fn forgotten_paths_cost_little_and_keep_their_numbers() {
     require_root();
     let _one = serial();

@@ -51,6 +51,7 @@ fn os(s: &Path) -> &OsStr {
 }
 
 #[test]
+// claim: repo-missing: "REPO missing | repository ... does not exist"
 fn bad_input_gets_one_clear_line() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
@@ -108,6 +109,7 @@ fn bad_input_gets_one_clear_line() {
 /// /dev/fuse missing: run in a private mount namespace whose /dev is an empty tmpfs.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: unshare -m")]
+// claim: no-dev-fuse: "no /dev/fuse, no fusermount3 | one line naming the fix"
 fn missing_dev_fuse_is_reported() {
     require_root();
     let (r, bare) = small_repo();
@@ -134,6 +136,8 @@ fn mount_detached(repo: &Path, mnt: &Path) {
 /// `commitfs mount` (no --foreground) returns once the mount answers, and the
 /// daemon goes away after `commitfs unmount`.
 #[test]
+// claim: mount-detaches: "detaches; exits 0 once the mount answers"
+// claim: unmount-cli: "commits every pending change durably"
 fn mount_detaches_and_unmount_ends_the_daemon() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
@@ -159,6 +163,7 @@ fn mount_detaches_and_unmount_ends_the_daemon() {
 /// unmounts (the kernel's teardown runs in a child of its own: the command
 /// returns once the mount is gone from the mount table).
 #[test]
+// claim: unmount-cli: "MNT is busy if a program is inside"
 fn unmount_of_a_busy_mount_says_so_and_keeps_it() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
@@ -239,6 +244,7 @@ impl Drop for Installed {
 
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: mount(8) with fuse.commitfs")]
+// claim: mount8-helper: "commitfs REPO MNT -o OPTS | the mount(8) helper form"
 fn mount8_helper_form_and_fstab_line() {
     require_root();
     let _installed = Installed::new();
@@ -316,6 +322,7 @@ fn help_and_version_succeed() {
 /// can read what the modes allow.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+// claim: allow-other: "with it, the kernel checks permissions against the modes shown"
 fn allow_other_lets_other_users_in() {
     require_root();
     use std::os::unix::fs::PermissionsExt;
@@ -398,6 +405,7 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
 /// `commitfs status` shows uncommitted changes, the last commit and the cache,
 /// as text and JSON, and answers while every request thread is busy.
 #[test]
+// claim: status: "so at once however busy the daemon is"
 fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     let (r, bare) = small_repo();
     let mnt = r.mountpoint("mnt");
@@ -489,6 +497,7 @@ fn cmd(args: &[&OsStr]) -> Command {
 /// file inside the mount point) is refused with one line before anything is
 /// mounted, in each command-line form.
 #[test]
+// claim: mount-point-refused: "refused before mounting: mount point MNT is inside the repository R"
 fn a_mount_point_the_daemon_would_read_through_is_refused() {
     let (r, bare) = small_repo();
     let top = r.dir.path();
@@ -653,6 +662,7 @@ fn a_mount_point_above_the_repository_through_a_symlink_to_root_is_refused() {
 /// regular file; on a read-only file system), is refused before mounting;
 /// one that can be written gets the detached daemon's log.
 #[test]
+// claim: log-file-refused: "whose directory is missing or cannot be written"
 fn a_log_file_that_cannot_be_written_is_refused() {
     let (r, bare) = small_repo();
     let top = r.dir.path();
@@ -755,6 +765,7 @@ fn a_log_file_on_a_read_only_file_system_is_refused() {
 /// that the daemon died.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+// claim: status-other-user: "MNT is mounted by another user, uid N (name): its status is theirs to read"
 fn status_of_another_users_mount_names_its_owner() {
     require_root();
     use std::os::unix::fs::PermissionsExt;

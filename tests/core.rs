@@ -252,6 +252,11 @@ fn cat(fs: &CommitFs, path: &[&[u8]]) -> Vec<u8> {
 }
 
 #[test]
+// claim: namespace-dir: "exists while some branch feature/... exists"
+// claim: tags-peeled: "annotated tags peeled to their commit"
+// claim: commits-revisions: "the tree of any revision without /: a full or abbreviated SHA, main~3"
+// claim: lookup-errors: "as above; ENOENT, ENOTDIR, ENAMETOOLONG"
+// claim: opens-snapshot-write: "So the first open of a file in a mount is checked (ENOENT, EISDIR, EROFS)"
 fn path_resolution_in_a_whole_repository_mount() {
     let (dir, c1, _c2) = sample_repo();
     let fs = new_fs(dir.path(), FsConfig::default());
@@ -375,6 +380,7 @@ fn root_listing_and_ref_root() {
 
 /// The memory cache never holds more than its capacity, whatever is read.
 #[test]
+// claim: blob-cache-bound: "Blob contents are read through an LRU cache bounded in bytes"
 fn blob_cache_is_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init_bare(dir.path()).unwrap();
@@ -426,6 +432,7 @@ fn blob_cache_is_bounded_in_bytes() {
 }
 
 #[test]
+// claim: hostile-ref-names: "A repository that has one (written by hand) does not show it, so it cannot shadow .tags, .commits or the HEAD symlink."
 fn hostile_ref_names_do_not_shadow_head_tags_or_commits() {
     let (dir, c1, _c2) = sample_repo();
     let repo = Repository::open_bare(dir.path()).unwrap();
@@ -450,6 +457,7 @@ fn hostile_ref_names_do_not_shadow_head_tags_or_commits() {
 }
 
 #[test]
+// claim: refs-reread: "a deleted branch's name can become a namespace (x deleted, then x/y created)"
 fn deleted_branch_goes_away_and_its_name_can_become_a_namespace() {
     let (dir, c1, _c2) = sample_repo();
     let repo = Repository::open_bare(dir.path()).unwrap();
@@ -473,6 +481,8 @@ fn deleted_branch_goes_away_and_its_name_can_become_a_namespace() {
 }
 
 #[test]
+// claim: symlinks-as-stored: "A symlink blob over 4096 bytes (PATH_MAX) gives EIO on readlink rather than being read"
+// claim: access-exec: "access X_OK | EACCES on a file that is not executable"
 fn oversized_symlink_is_eio_and_access_checks_exec() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init_bare(dir.path()).unwrap();
@@ -515,6 +525,7 @@ fn oversized_symlink_is_eio_and_access_checks_exec() {
 /// Many tiny blobs do not get past the cache's bound: each entry counts
 /// what holding it costs, not only its bytes.
 #[test]
+// claim: cache-entry-cost: "each blob counted with 96 bytes for holding it (so many tiny blobs stay within the bound too"
 fn many_tiny_blobs_stay_within_the_cache_bound() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init_bare(dir.path()).unwrap();
@@ -554,6 +565,7 @@ fn many_tiny_blobs_stay_within_the_cache_bound() {
 }
 
 #[test]
+// claim: one-spill: "There is one spill per blob, however many readers."
 fn concurrent_readers_of_a_large_blob_share_one_spill() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init_bare(dir.path()).unwrap();
@@ -593,6 +605,8 @@ fn concurrent_readers_of_a_large_blob_share_one_spill() {
 /// blob's (same length) is caught by the hash: EIO, never the wrong bytes.
 /// Checked for a blob served from memory and for one served from a spill file.
 #[test]
+// claim: verification: "a program that reads to the end of a damaged blob gets EIO, never a clean end of file, and every later read of that blob gets EIO too"
+// claim: blob-mismatch-eio: "A blob whose content does not match its id (SHA-1) is EIO"
 fn content_that_does_not_match_its_id_is_eio() {
     use std::io::Write;
     // As in the daemon (see `repo::tune_libgit2`): libgit2 checks nothing
@@ -689,6 +703,7 @@ fn utimens_after_the_last_write_survives_the_file_going_back_to_its_blob() {
 /// by several threads, so the directory's may come first. Either way both
 /// keep only their places, and both come back with their numbers.
 #[test]
+// claim: forgotten-paths: "an entry whose directory the kernel forgot first is kept as a place too"
 fn a_directory_forgotten_before_its_file_leaves_both_as_places() {
     let (dir, _, _) = sample_repo();
     for parent_first in [true, false] {
@@ -724,6 +739,9 @@ fn a_directory_forgotten_before_its_file_leaves_both_as_places() {
 /// and devices are EPERM, extended attributes ENOTSUP, and all of them EROFS
 /// where nothing may change (a tag); a regular file made by mknod is made.
 #[test]
+// claim: link-eperm: "link | EPERM (Git has no hard links) | EROFS | EROFS"
+// claim: mknod-eperm: "mknod of a device, fifo or socket | EPERM | EROFS | EROFS"
+// claim: xattr-enotsup: "setxattr, removexattr | ENOTSUP | EROFS | EROFS"
 fn links_devices_and_xattrs_get_their_errno_from_the_core() {
     use commitfs::error::FsError;
     let (dir, _c1, _c2) = sample_repo();

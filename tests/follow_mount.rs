@@ -65,6 +65,10 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+// claim: follow-within-second: "its directory shows the new tip within a second"
+// claim: follow-open-descriptor: "keeps reading the version it opened"
+// claim: follow-changed-path: "a new inode with the new content"
+// claim: follow-unchanged-path: "same inode, same cached pages, same mtime"
 fn another_writers_commit_shows_within_a_second() {
     let (r, bare, m) = setup(&[]);
     let main = m.path.join("main");
@@ -135,6 +139,8 @@ fn another_writers_commit_shows_within_a_second() {
 }
 
 #[test]
+// claim: both-changed-mount-wins: "the commit message names the path under "Also changed by another writer""
+// claim: pending-changes-win: "a path this mount changed (wrote, created, deleted, renamed, chmod-ed) shows the mount's version; every other path shows the new tip"
 fn pending_changes_stay_and_go_on_top_of_a_moved_tip() {
     let (r, bare, m) = setup(&["--settle", "60000"]);
     let main = m.path.join("main");
@@ -192,6 +198,7 @@ fn pending_changes_stay_and_go_on_top_of_a_moved_tip() {
 }
 
 #[test]
+// claim: deleted-branch-recreated: "is created again by the next commit, with those changes on this mount's last commit of it"
 fn a_branch_deleted_under_pending_changes_is_made_again() {
     let (_r, bare, m) = setup(&["--settle", "2000"]);
     let tip = git(&bare, &["rev-parse", "main"]);
@@ -214,6 +221,9 @@ type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 /// overlay and commits it. The repository stays fsck-clean and the next
 /// mount cleans up the dead one.
 #[test]
+// claim: recovery: "the next mount of the repository finds every overlay whose lock is free"
+// claim: dead-mount-remounted: "commitfs unmount removes it (saying that its daemon had died)"
+// claim: crash-consistent: "the repository is consistent (git fsck --strict is clean) and every ref names a valid commit"
 fn kill_9_at_any_moment_loses_no_acknowledged_write() {
     let r = TestRepo::new();
     r.write("seed.txt", b"seed\n");
@@ -312,6 +322,7 @@ fn kill_9_at_any_moment_loses_no_acknowledged_write() {
 /// threads each, for a few seconds: every write is in the final tree, no value
 /// the branch ever had is missing from its history, and fsck is clean.
 #[test]
+// claim: never-backwards: "commitfs never moves a ref backwards and never drops a commit"
 fn two_mounts_and_git_lose_nothing() {
     let r = TestRepo::new();
     r.write("seed.txt", b"seed\n");
@@ -482,6 +493,7 @@ fn two_mounts_and_git_lose_nothing() {
 /// nothing. (Not `--prune=now`: git documents that as unsafe while anything
 /// writes to the repository; see docs/SEMANTICS.md, Maintenance.)
 #[test]
+// claim: gc-anytime: "may run at any time: nothing is lost"
 fn gc_and_repack_during_a_mount_break_nothing() {
     let (_r, bare, m) = setup(&["--settle", "50"]);
     let main = m.path.join("main");

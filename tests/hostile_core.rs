@@ -219,6 +219,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
+    // claim: names-are-bytes: "holding / or NUL, of an unknown mode, or a second entry of one name, are not shown"
     fn hostile_trees_list_and_read_without_panic_or_forbidden_names(
         top in tree(),
         depth in prop_oneof![Just(0usize), 0usize..5, Just(3000usize)],

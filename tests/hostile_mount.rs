@@ -155,6 +155,8 @@ fn stored(bare: &Path, oid: &str) -> Vec<u8> {
 }
 
 #[test]
+// claim: dotgit-hidden: "not shown: absent from listings, ENOENT on lookup"
+// claim: duplicate-names: "the first in Git's tree order is shown"
 fn a_hostile_repository_plants_nothing_and_hides_no_sibling() {
     let h = hostile();
     let r2 = TestRepo::new();
@@ -353,6 +355,7 @@ fn split_entries(data: &[u8]) -> (Entries, Option<git2::Oid>) {
 }
 
 #[test]
+// claim: corrupt-packed-refs: "so every readable ref is shown"
 fn a_corrupt_packed_refs_still_shows_the_readable_refs() {
     let r = TestRepo::new();
     r.write("a", b"a\n");
@@ -417,6 +420,7 @@ fn close(fd: i32) {
 /// a time, as `mkdir -p` does): made, written, fsynced, committed, listed and
 /// removed, and the daemon lives.
 #[test]
+// claim: deep-chain: "A 100,000-deep chain is made, fsynced, committed, listed and removed through the mount"
 fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
     const DEPTH: usize = 100_000;
     let r = TestRepo::new();
@@ -530,6 +534,7 @@ fn a_100000_deep_chain_is_made_committed_listed_and_removed() {
 /// what was written before is committed. (The daemon of debug builds panics
 /// when it looks up the name in COMMITFS_TEST_PANIC_NAME.)
 #[test]
+// claim: panic-eio: "The request that panicked gets EIO; the worker thread goes on serving"
 fn a_panicking_handler_fails_one_request_and_loses_nothing() {
     let r = TestRepo::new();
     r.write("README", b"top\n");
@@ -584,6 +589,7 @@ fn as_nobody(cmd: &str, args: &[&std::ffi::OsStr]) -> bool {
     commitfs_not_root,
     ignore = "needs root: runs a command as another user"
 )]
+// claim: other-user-fsync: "returns 0 and commits nothing"
 fn another_users_sync_is_not_a_commit_barrier() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -632,6 +638,7 @@ fn another_users_sync_is_not_a_commit_barrier() {
 /// symlink after a backslash (NTFS reads each part as a name); and refs named
 /// like `.git`. None is shown; ordinary neighbours are.
 #[test]
+// claim: dotgit-hidden: ".git followed by bytes git cannot decode as UTF-8"
 fn names_git_takes_for_dotgit_by_its_own_reading_are_hidden() {
     let r = TestRepo::new();
     r.write("README", b"hello\n");

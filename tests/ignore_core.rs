@@ -155,6 +155,8 @@ fn tip(repo: &Repository) -> Oid {
 const GITIGNORE: &str = "*.o\nbuild/\n!keep.o\n";
 
 #[test]
+// claim: ignored-files: "is left out of every commit"
+// claim: ignored-tracked-stays: "a file or directory the branch tracks stays tracked and is committed as it changes, even if ignored"
 fn ignored_untracked_paths_are_left_out_and_tracked_ones_committed() {
     let (d, repo) = setup(&files(&[
         (".gitignore", GITIGNORE),
@@ -195,6 +197,8 @@ fn ignored_untracked_paths_are_left_out_and_tracked_ones_committed() {
 }
 
 #[test]
+// claim: ignored-files: "a save whose only changes are ignored files makes no commit"
+// claim: nothing-to-commit: "Nothing to commit (only scratch or ignored files changed"
 fn a_save_whose_only_change_is_ignored_makes_no_commit() {
     let (d, repo) = setup(&files(&[(".gitignore", GITIGNORE), ("README", "top\n")]));
     let fs = fs_of(d.path(), true);
@@ -209,6 +213,7 @@ fn a_save_whose_only_change_is_ignored_makes_no_commit() {
 }
 
 #[test]
+// claim: ignored-files: "one written or changed in the same save applies to it"
 fn a_gitignore_written_in_the_same_save_applies_and_so_do_its_changes() {
     let (d, repo) = setup(&files(&[("README", "top\n")]));
     let fs = fs_of(d.path(), true);
@@ -242,6 +247,7 @@ fn a_gitignore_written_in_the_same_save_applies_and_so_do_its_changes() {
 }
 
 #[test]
+// claim: ignored-files: "a deeper one wins over a shallower one"
 fn a_nested_gitignore_applies_below_its_directory() {
     let (d, repo) = setup(&files(&[
         (".gitignore", "*.log\n"),
@@ -279,6 +285,7 @@ fn a_nested_gitignore_applies_below_its_directory() {
 }
 
 #[test]
+// claim: ignored-tracked-stays: "an ignored directory that is tracked keeps what it tracks and takes nothing new"
 fn nothing_below_an_ignored_directory_is_added_but_what_it_tracks_stays() {
     let (d, repo) = setup(&files(&[
         (".gitignore", "build/\n!build/keep\nout/*\n!out/keep\n"),
@@ -313,6 +320,7 @@ fn a_tracked_file_renamed_to_an_ignored_name_is_a_deletion() {
 }
 
 #[test]
+// claim: ignored-files: "the repository's info/exclude (of its common directory) or the file named by core.excludesFile ignore"
 fn info_exclude_and_core_excludes_file_apply() {
     let (d, repo) = setup(&files(&[(".gitignore", "!*.local\n")]));
     std::fs::create_dir_all(d.path().join("info")).unwrap();
@@ -334,6 +342,7 @@ fn info_exclude_and_core_excludes_file_apply() {
 }
 
 #[test]
+// claim: ignored-files: "--no-gitignore turns all of this off."
 fn no_gitignore_commits_everything() {
     let (d, repo) = setup(&files(&[(".gitignore", GITIGNORE)]));
     std::fs::create_dir_all(d.path().join("info")).unwrap();
@@ -351,6 +360,7 @@ fn no_gitignore_commits_everything() {
 /// of name and anchored patterns: walked in time, the name patterns apply at
 /// the bottom, the anchored ones only where they are anchored.
 #[test]
+// claim: deep-chain: "every walk over trees (listing, committing, diffing, following another writer's move, materializing a path) is a loop over an explicit stack, never a recursion"
 fn a_100000_deep_chain_is_matched_level_by_level() {
     const DEPTH: usize = 100_000;
     let (d, repo) = setup(&files(&[(".gitignore", "*.o\n/d/top\nd/d/x\n")]));
@@ -465,6 +475,7 @@ fn same_as_git(tracked: &Files, written: &Files, exclude: &str, excludes_file: &
 }
 
 #[test]
+// claim: ignored-files: "Patterns are git's"
 fn the_rules_are_gits() {
     same_as_git(
         &files(&[

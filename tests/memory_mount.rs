@@ -62,6 +62,7 @@ fn idle_bound(paths: u64) -> u64 {
 }
 
 #[test]
+// claim: memory-bound: "stays below 128 MiB + --cache-size + 300 bytes per path in memory"
 fn many_writers_walkers_and_readers_stay_within_the_bound_and_it_comes_back_down() {
     let r = TestRepo::new();
     for d in 0..20 {

@@ -117,6 +117,9 @@ fn their_commit(dir: &Path, name: &str, data: &[u8]) -> Oid {
 /// Every kind of change a dead daemon had acknowledged is shown by the next
 /// one and committed; scratch files come back and stay out of history.
 #[test]
+// claim: recovery: "each row's change is made again at the same place of the branch as it is now"
+// claim: clean-unmount-removes: "removes the overlay; otherwise it stays for the next mount"
+// claim: empty-dirs: "Empty directories exist in the overlay until they hold a file"
 fn a_dead_daemons_changes_come_back_and_are_committed() {
     let dir = repo();
     let before = tip(dir.path());
@@ -234,6 +237,7 @@ fn a_dead_daemons_changes_come_back_and_are_committed() {
 /// Another writer moved the branch while the daemon was dead: the recovered
 /// changes go on top of their tip, and theirs stay.
 #[test]
+// claim: recovered-onto-tip: "onto its tip whoever moved it meanwhile"
 fn recovered_changes_go_onto_a_tip_another_writer_moved() {
     let dir = repo();
     {
@@ -256,6 +260,7 @@ fn recovered_changes_go_onto_a_tip_another_writer_moved() {
 /// A file the dead daemon had committed, and not written since, is not
 /// replayed over a later change of another writer.
 #[test]
+// claim: committed-not-replayed: "A written file the dead daemon had committed and not written since (its bytes hash to the blob its row names) is not replayed."
 fn a_committed_file_does_not_come_back_over_a_later_change() {
     let dir = repo();
     {
@@ -276,6 +281,7 @@ fn a_committed_file_does_not_come_back_over_a_later_change() {
 /// A second live daemon on the same repository does not take the first
 /// one's overlay (its lock is held).
 #[test]
+// claim: live-overlay-untouched: "a live mount's overlay is never touched by another"
 fn a_live_daemons_overlay_is_left_alone() {
     let dir = repo();
     let a = new_fs(dir.path());
@@ -293,6 +299,7 @@ fn a_live_daemons_overlay_is_left_alone() {
 /// An overlay that is not ours (or is damaged) is moved aside, not dropped
 /// and not fatal.
 #[test]
+// claim: damaged-overlay: "renamed to <name>.broken, never dropped"
 fn a_corrupt_overlay_is_moved_aside_and_the_mount_works() {
     let dir = repo();
     let bad = dir.path().join("commitfs/overlay/00000000000000000001-1");
@@ -347,6 +354,7 @@ fn committed_files_keep_their_mtime_across_remounts() {
 /// commit does. The committer holds only its branch's commit lock while it
 /// writes objects.
 #[test]
+// claim: no-hold-up: "saves and their fsyncs on other branches, and every lookup and read, go on"
 fn a_large_commit_holds_up_no_other_branch_and_no_lookup() {
     let dir = repo();
     {

@@ -356,6 +356,7 @@ fn utimensat_04_mtime_may_be_earlier_or_later_than_atime() {
 /// times (commitfs keeps them for symlinks as for files) and leaves its
 /// target's alone; without it, it sets the target's and leaves the link's.
 #[test]
+// claim: times-utimens: "with AT_SYMLINK_NOFOLLOW a symlink's own times"
 fn utimensat_05_follows_symlinks_unless_told_not_to() {
     let c = case(&[]);
     let (n0, n2) = (c.dir.join("n0"), c.dir.join("n2"));
@@ -466,6 +467,7 @@ fn utimensat_07_explicit_times_need_the_owner_or_root() {
 /// reach the mount at all, so not even UTIME_OMIT gets through.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: acts as another user")]
+// claim: allow-other: "Without --allow-other only the mounting user can enter the mount"
 fn utimensat_07_without_allow_other_no_other_user_gets_in() {
     require_root();
     let c = case(&[]);
@@ -480,6 +482,7 @@ fn utimensat_07_without_allow_other_no_other_user_gets_in() {
 /// utimensat/08.t: times are kept below the second (pjdfstest checks tenths;
 /// commitfs keeps nanoseconds, checked here to the nanosecond).
 #[test]
+// claim: times-utimens: "utimens sets atime and mtime as given, each to the nanosecond"
 fn utimensat_08_sets_timestamps_with_subsecond_precision() {
     let c = case(&[]);
     let n0 = c.dir.join("n0");
@@ -533,6 +536,7 @@ fn assert_later(time: T, after: Times, which: &str, what: &str) {
 /// mkdir/00.t: mkdir marks the new directory's atime, mtime and ctime, and
 /// its parent's mtime and ctime.
 #[test]
+// claim: times-directory: "adding, removing or renaming an entry sets the directory's mtime and ctime to now"
 fn mkdir_00_updates_the_new_directory_and_its_parent() {
     let c = case(&[]);
     let n0 = c.dir.join("n0");
@@ -599,6 +603,7 @@ fn symlink_00_updates_the_parents_times() {
 /// unlink/00.t: unlink marks its parent's mtime and ctime (of a regular file
 /// and of a symlink; the other types cannot be made).
 #[test]
+// claim: times-directory: "adding, removing or renaming an entry sets the directory's mtime and ctime to now"
 fn unlink_00_updates_the_parents_times() {
     let c = case(&[]);
     let n0 = c.dir.join("n0");
@@ -673,6 +678,7 @@ fn unlink_00_failed_unlink_leaves_ctime() {
 /// unlink/14.t: an open file is not freed by unlink: fstat says nlink 0,
 /// and it can still be written and read.
 #[test]
+// claim: times-unlinked: "a file unlinked while open, or renamed over, has st_nlink 0 for the descriptors that still hold it"
 fn unlink_14_an_open_file_survives_unlink_with_nlink_0() {
     let c = case(&[]);
     let n0 = c.dir.join("n0");
@@ -788,6 +794,7 @@ fn chmod_00_failed_chmod_leaves_ctime() {
 /// must refuse. The file has a scratch name, so that a granted size (909 TiB,
 /// sparse) is never read by a commit.
 #[test]
+// claim: efbig: "A length, or a write's end, past the spill filesystem's largest file is EFBIG"
 fn truncate_12_a_length_past_the_largest_file_is_efbig() {
     let spill = tempfile::tempdir().unwrap();
     // SAFETY: a valid C string; st is written by the call.

@@ -182,6 +182,11 @@ fn every_kind_of_ref_matches_git_archive() {
 }
 
 #[test]
+// claim: mode-exec: "100755 blob | regular file | 0755"
+// claim: mode-symlink: "120000 blob | symlink; target = blob bytes"
+// claim: submodule-empty-dir: "160000 commit (submodule) | empty directory | 0555"
+// claim: symlinks-as-stored: "targets are not checked or rewritten (a target may point outside the mount or nowhere)"
+// claim: head-symlink: "symlink to the branch HEAD names (main)"
 fn modes_symlinks_submodules_and_stat() {
     let (r, bare) = sample();
     let mnt = r.mountpoint("mnt");
@@ -246,6 +251,8 @@ fn modes_symlinks_submodules_and_stat() {
 }
 
 #[test]
+// claim: ls-shows-branches: "ls MNT shows branches and HEAD"
+// claim: commits-revisions: ".commits yes; its entries never"
 fn root_lists_branches_and_head_but_commits_are_resolved_not_listed() {
     let (r, bare) = sample();
     let mnt = r.mountpoint("mnt");
@@ -297,6 +304,7 @@ fn root_lists_branches_and_head_but_commits_are_resolved_not_listed() {
 /// tag of one, is a read-only file in `.tags` with the blob's bytes; the
 /// listing shows it as a file.
 #[test]
+// claim: tag-of-a-blob: "a read-only file with the blob's bytes"
 fn a_tag_of_a_blob_is_a_read_only_file() {
     let (r, bare) = sample();
     let key = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nnot really\n";
@@ -351,6 +359,8 @@ fn a_tag_of_a_blob_is_a_read_only_file() {
 }
 
 #[test]
+// claim: snapshot-erofs: "create, mknod S_IFREG | makes the file (see Opens) | EROFS | EROFS"
+// claim: read-only-mount: "or through a tag, a commit or .commits, is EROFS"
 fn every_write_to_a_snapshot_is_erofs() {
     let (r, bare) = sample();
     let mnt = r.mountpoint("mnt");
@@ -405,6 +415,7 @@ fn every_write_to_a_snapshot_is_erofs() {
 }
 
 #[test]
+// claim: ref-option-order: "--ref REF mounts one tree as the root: a branch, a tag, or any revision"
 fn ref_option_mounts_one_ref_as_root() {
     let (r, bare) = sample();
     // A branch is writable unless --read-only; a tag or revision never is.
@@ -503,6 +514,7 @@ fn corrupt_object_is_eio_and_the_rest_works() {
 /// A missing loose object and a damaged object in a pack give EIO for the
 /// paths that need them, and only for those.
 #[test]
+// claim: missing-object-eio: "a loose object deleted or a pack damaged fails only the paths that need that object"
 fn missing_and_damaged_objects_fail_only_their_paths() {
     let r = TestRepo::new();
     r.write("good.txt", b"good\n");
@@ -566,6 +578,7 @@ fn missing_and_damaged_objects_fail_only_their_paths() {
 /// (which maps the file and asks the kernel, without reading it) finds their
 /// pages resident, and what is read is the blob.
 #[test]
+// claim: prefetch: "are read in the background at once and pushed into the kernel's page cache (FUSE_NOTIFY_STORE)"
 fn listing_prefetches_small_files_into_the_page_cache() {
     let r = TestRepo::new();
     for i in 0..50 {

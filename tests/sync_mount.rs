@@ -246,6 +246,7 @@ fn main_of(st: &serde_json::Value) -> serde_json::Value {
 /// A save on A is readable on B within the fetch interval plus a second; a
 /// branch made on B and a tag made on the server reach the other side. A
 /// names the server by a remote of its repository; B gives the URL as -o.
+// claim: sync-forward: "the branch moves forward to the server's tip"
 fn save_shows_on_the_other_machine(kind: Transport) {
     let (top, server, a, b) = world();
     let srv = Server::start(kind, top.path(), &server);
@@ -378,6 +379,7 @@ fn both_machines_editing_lose_nothing(kind: Transport) {
 /// The server goes down while A keeps saving: every save succeeds, status
 /// shows the unpushed commits and the error; A's daemon is restarted while
 /// the server is still down; once the server is back everything reaches B.
+// claim: sync-never-blocking: "Saving never waits on the network."
 fn saves_go_on_while_the_server_is_down(kind: Transport) {
     let (top, server, a, b) = world();
     let mut srv = Server::start(kind, top.path(), &server);
@@ -480,6 +482,7 @@ fn smart_http_saves_go_on_while_the_server_is_down() {
 
 /// A password in the remote's URL never shows: not in the log, not in status.
 #[test]
+// claim: credentials-hidden: "every log line and commitfs status show the URL as scheme://***@host/..."
 fn no_secret_in_logs_or_status() {
     let (top, _server, a, _b) = world();
     let port = free_port(); // nothing listens there: every sync fails
@@ -526,6 +529,7 @@ fn no_secret_in_logs_or_status() {
 /// has both tips as parents, keeps its own version of the file both changed
 /// and names it; the other version stays in history.
 #[test]
+// claim: sync-merge: "a merge commit whose parents are the server's tip and the local one"
 fn diverged_branches_are_merged_never_forced() {
     let (top, server, a, b) = world();
     let url = format!("file://{}", server.display());
@@ -631,6 +635,7 @@ fn a_merge_with_the_server_survives_gc_before_its_ref() {
 /// the next fetch (and the server keeps it: deletions do not propagate); a
 /// branch new on the server does arrive.
 #[test]
+// claim: sync-no-deletion: "one deleted here (rmdir, git branch -D) stays deleted here and stays on the server"
 fn a_branch_deleted_here_is_not_brought_back() {
     let (top, server, a, _b) = world();
     git(&server, &["branch", "old", "main"]);
@@ -672,6 +677,7 @@ fn a_branch_deleted_here_is_not_brought_back() {
 /// A detached daemon's command line (readable by every user in /proc) names
 /// the remote without its password; the sync still uses the real URL.
 #[test]
+// claim: credentials-hidden: "The detached daemon's command line (which any user can read in /proc) shows the URL the same way"
 fn the_daemons_command_line_hides_the_password() {
     let (top, server, a, _b) = world();
     git(&server, &["config", "http.receivepack", "true"]);

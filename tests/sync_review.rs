@@ -89,6 +89,7 @@ fn both_sides_delete_the_same_file() {
 }
 
 #[test]
+// claim: sync-merge-clears: "a file where this side made a directory"
 fn file_becomes_directory_here() {
     check(
         "a.txt file -> dir",
@@ -102,6 +103,7 @@ fn file_becomes_directory_here() {
 }
 
 #[test]
+// claim: sync-merge-clears: "a directory where it put a file"
 fn directory_becomes_file_here() {
     check(
         "d dir -> file",
@@ -129,6 +131,7 @@ fn server_deleted_dir_here_edited_inside_deleted() {
 /// A branch new on the server whose tracking ref was written by a round that
 /// then failed is taken for "deleted here" by every later round.
 #[test]
+// claim: sync-new-branch: "a branch or tag only the server has is created here"
 fn a_new_server_branch_arrives_even_after_a_failed_round() {
     let (top, server, a, work) = world();
     let ma = mount(&top, &a, &server);

@@ -70,6 +70,7 @@ fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
 }
 
 #[test]
+// claim: barrier: "A barrier returns 0 once the branch's changes are in a commit that the branch ref points to"
 fn files_write_read_truncate_and_a_barrier_commits_at_once() {
     let (_r, bare, m) = setup(&[]);
     let main = m.path.join("main");
@@ -132,6 +133,7 @@ fn files_write_read_truncate_and_a_barrier_commits_at_once() {
 }
 
 #[test]
+// claim: unlink-open: "an open descriptor stays readable and writable until closed"
 fn an_unlinked_open_file_stays_readable_and_writable() {
     let (_r, bare, m) = setup(&[]);
     let p = m.path.join("main/README.md");
@@ -178,6 +180,8 @@ fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
 }
 
 #[test]
+// claim: rename-rules: "a file replaces a file, a directory an empty directory; EISDIR, ENOTDIR, ENOTEMPTY, EINVAL (into itself); RENAME_NOREPLACE (EEXIST) and RENAME_EXCHANGE; the inode moves with the object"
+// claim: rmdir-not-empty: "rmdir | ENOTEMPTY unless empty"
 fn directories_and_renames_follow_rename2() {
     let (_r, bare, m) = setup(&[]);
     let d = m.path.join("main");
@@ -259,6 +263,8 @@ fn directories_and_renames_follow_rename2() {
 }
 
 #[test]
+// claim: xattr-enotsup: "setxattr, removexattr | ENOTSUP"
+// claim: git-names-einval: "creating, by create, mkdir, symlink or rename, a name that would not be shown"
 fn what_git_cannot_store_is_answered_honestly() {
     let (_r, bare, m) = setup(&[]);
     let d = m.path.join("main");
@@ -454,6 +460,7 @@ fn in_tmux(session: &str, cmd: &str, keys: &[&str]) {
 }
 
 #[test]
+// claim: one-save-one-commit: "makes exactly one commit, whose tree differs from its parent's only in the saved file"
 fn each_editor_save_is_exactly_one_commit() {
     let (_r, bare, m) = setup(&[]);
     let d = m.path.join("main");
@@ -526,6 +533,8 @@ fn packs(bare: &Path) -> usize {
 }
 
 #[test]
+// claim: barrier: "cp -r src MNT/main/dst && sync MNT/main/dst returns once the copy is committed"
+// claim: one-save-one-commit: "cp -r, rsync or tar x of 1,000 files makes a few commits"
 fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
     let (r, bare, m) = setup(&[]);
     let src = r.dir.path().join("many");
@@ -635,6 +644,7 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
 }
 
 #[test]
+// claim: scratch: "live in the mount like any file but are left out of every tree commitfs writes"
 fn scratch_files_live_in_the_mount_but_never_in_history() {
     let (_r, bare, m) = setup(&[
         "--scratch",
@@ -669,6 +679,7 @@ fn scratch_files_live_in_the_mount_but_never_in_history() {
 }
 
 #[test]
+// claim: unmount-commits: "commit every pending change before the daemon exits"
 fn unmount_and_sigterm_commit_what_is_pending() {
     // A settle window far longer than the test: only unmount can commit.
     let r = TestRepo::new();
@@ -703,6 +714,7 @@ fn unmount_and_sigterm_commit_what_is_pending() {
 }
 
 #[test]
+// claim: read-only-mount: "Every write on a --read-only mount"
 fn read_only_mount_refuses_every_write() {
     let (_r, bare, m) = setup(&["--read-only"]);
     let d = m.path.join("main");
@@ -734,6 +746,9 @@ fn has_ref(bare: &Path, r: &str) -> bool {
 }
 
 #[test]
+// claim: mkdir-branch: "creates branch NAME or feature/NAME at the tip of the branch HEAD names"
+// claim: rmdir-branch: "rmdir of a branch directory deletes the branch if the directory is empty, after committing what was pending"
+// claim: rename-branch: "rename of a branch directory within the root and namespaces renames the branch, after committing what was pending"
 fn branches_are_made_deleted_and_renamed_through_the_root() {
     let r = TestRepo::new();
     r.write("README.md", b"hello\n");
@@ -795,6 +810,7 @@ fn branches_are_made_deleted_and_renamed_through_the_root() {
 }
 
 #[test]
+// claim: mkdir-branch: "at a new empty root commit in an empty repository"
 fn mkdir_in_an_empty_repository_starts_a_branch() {
     let dir = tempfile::tempdir().unwrap();
     git(
@@ -942,6 +958,7 @@ fn rsync_and_unzip_arrive_intact() {
 /// 200 ms settle window, until the branch moves: without the cap it would
 /// not, and the bound (60 s) would end the loop instead.
 #[test]
+// claim: settle-window: "at the latest 3 s after its first uncommitted change, so a steady stream of writes still commits regularly"
 fn a_steady_stream_of_writes_commits_regularly() {
     let (_r, bare, m) = setup(&[]);
     let p = m.path.join("main/log.txt");
@@ -970,6 +987,7 @@ fn a_steady_stream_of_writes_commits_regularly() {
 /// MiB come well inside the (long) settle window until the daemon says the
 /// cap has passed and the commit waits for the file; then they stop.
 #[test]
+// claim: large-file-once: "so that a large copy is committed once, whole"
 fn a_large_file_being_written_is_committed_once_whole() {
     let (_r, bare, m) = setup(&["--settle", "2000"]);
     let p = m.path.join("main/big.bin");
@@ -1019,6 +1037,7 @@ fn a_large_file_being_written_is_committed_once_whole() {
 /// mount's changes are applied on top, nothing is lost, and where both changed
 /// a path the mount's version wins and the message says so.
 #[test]
+// claim: never-backwards: "every commit it makes has the tip it replaced as its parent"
 fn a_moved_tip_gets_the_changes_applied_on_top() {
     let (r, bare, m) = setup(&["--settle", "600000"]);
     std::fs::write(m.path.join("main/README.md"), b"from the mount\n").unwrap();
@@ -1066,6 +1085,7 @@ fn a_moved_tip_gets_the_changes_applied_on_top() {
 /// Writing a large file is buffered on disk: the daemon's memory barely moves,
 /// and the committed blob is the file.
 #[test]
+// claim: pending-writes-on-disk: "writing a file of any size takes no more memory than a small one"
 fn writing_a_large_file_takes_little_memory() {
     let (r, bare, m) = setup(&[]);
     let before = m.peak_rss();
@@ -1121,6 +1141,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// loses nothing and does not spin: the change stays pending and lands once
 /// the lock is gone.
 #[test]
+// claim: failed-commit-loses-nothing: "loses nothing: the changes stay pending"
 fn a_failing_commit_keeps_the_change_and_retries_calmly() {
     let (_r, bare, m) = setup(&["--settle", "1000"]);
     let tip = git(&bare, &["rev-parse", "main"]);
@@ -1360,6 +1381,8 @@ fn fill_up(path: &Path) {
 /// disk is full; once there is room again, the next save commits them.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: mounts a tmpfs (run as root)")]
+// claim: full-disk-enospc: "A full disk is ENOSPC, never EIO"
+// claim: barrier-enospc: "fsync, fdatasync, sync DIR and commitfs unmount return ENOSPC (or EDQUOT) when the commit cannot write its objects, pack or ref"
 fn a_full_disk_is_enospc_and_gives_its_space_back() {
     require_root();
     let r = TestRepo::new();
@@ -1517,6 +1540,7 @@ fn a_full_disk_is_enospc_and_gives_its_space_back() {
 /// back), and once there is room the same read gives the blob.
 #[test]
 #[cfg_attr(commitfs_not_root, ignore = "needs root: mounts a tmpfs (run as root)")]
+// claim: read-spill-enospc: "Those reads get ENOSPC, not EIO (the blob is fine)"
 fn a_read_spill_that_fills_its_disk_is_dropped_at_once() {
     require_root();
     let r = TestRepo::new();
@@ -1559,6 +1583,7 @@ fn a_read_spill_that_fills_its_disk_is_dropped_at_once() {
 /// Sizes the spill filesystem cannot hold (ext4: 16 TiB) are EFBIG, and leave
 /// the file as it was.
 #[test]
+// claim: efbig: "is EFBIG; the file is as it was"
 fn sizes_past_what_the_spill_filesystem_allows_are_efbig() {
     let spill = tempfile::tempdir().unwrap();
     let c = CString::new(spill.path().as_os_str().as_bytes()).unwrap();
@@ -1761,6 +1786,7 @@ fn times_are_posix() {
 /// writes after that fail (EROFS, or ENOTCONN once the daemon is gone),
 /// none is acknowledged and dropped.
 #[test]
+// claim: sigterm-refuses-changes: "So the commit it makes holds every write that returned success, even while a program keeps writing"
 fn sigterm_while_writing_loses_no_acknowledged_write() {
     use std::os::unix::fs::FileExt;
     for round in 0..20 {
@@ -1823,6 +1849,7 @@ fn sigterm_while_writing_loses_no_acknowledged_write() {
 /// before that commit does (before, the pass after each commit waited for the
 /// large file's lock with the inode table held, and froze the whole mount).
 #[test]
+// claim: no-hold-up: "One branch's commit holds up no other branch."
 fn a_large_commit_on_one_branch_does_not_hold_up_another() {
     use std::io::Write;
     let (_r, bare, m) = setup(&["--settle", "600000"]);
@@ -1897,6 +1924,7 @@ fn a_tracked_scratch_file_deleted_stays_deleted() {
 /// refused, everything readable; once the lock is gone, `commitfs unmount`
 /// commits what was pending.
 #[test]
+// claim: sigterm-refuses-changes: "the daemon logs why and stays mounted, with the pending changes, readable, changes still refused, until a commit works"
 fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
     let r = TestRepo::new();
     r.write("README.md", b"hello\n");
@@ -1946,6 +1974,7 @@ fn sigterm_whose_commit_fails_stays_mounted_and_loses_nothing() {
 /// descriptor. (Debug builds make the ref's fsync fail while
 /// GITDIR/commitfs-test-fail-ref-sync exists.)
 #[test]
+// claim: ref-fsync-failed: "every later fsync of the branch syncs the ref before it returns 0, even with nothing new to commit"
 fn a_ref_whose_fsync_failed_is_synced_by_every_later_barrier() {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
@@ -2102,6 +2131,8 @@ fn no_gitignore_commits_ignored_files() {
 /// save a barrier (fsync of the directory) commits whatever the save left
 /// pending, so a save that made two commits shows as two.
 #[test]
+// claim: settle-window: "what a program does right after a save (a rename of a temporary file over the original, an unlink of a backup) lands in the same commit"
+// claim: one-save-one-commit: "any program that writes a temporary file (fsynced or not) and renames it over the original (and then fsyncs the directory) makes exactly one commit"
 fn every_saver_makes_one_commit_per_save() {
     let r = TestRepo::new_in(Path::new("/var/tmp"));
     r.write("notes.txt", b"one\n");
@@ -2226,6 +2257,7 @@ fn every_saver_makes_one_commit_per_save() {
 /// commits, with no temporary or journal name in history, and every
 /// database the branch ever held opens and is whole.
 #[test]
+// claim: sqlite-transaction: "a burst of transactions in rollback mode is one commit or a few"
 fn rsync_fsync_and_sqlite_transactions_make_a_few_clean_commits() {
     let (r, bare, m) = setup(&["--settle", "300"]);
     let src = r.dir.path().join("tree");
@@ -2466,6 +2498,7 @@ fn gc_between_the_objects_and_the_ref_loses_nothing() {
 /// is there, every saved content is in the tip's tree at the end, and
 /// `git fsck --strict` is clean.
 #[test]
+// claim: gc-anytime: "may run at any time: nothing is lost, and git fsck --strict stays clean"
 fn gc_and_prune_in_a_loop_while_files_are_saved_lose_nothing() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (_r, bare, m) = setup(&["--settle", "20"]);
@@ -2549,6 +2582,7 @@ fn gc_and_prune_in_a_loop_while_files_are_saved_lose_nothing() {
 /// commit (its pid is gone) is removed at the next mount of the repository,
 /// with its temporary pack files; a `.keep` of anyone else stays.
 #[test]
+// claim: stale-keep-removed: "A .keep of a daemon that was killed is removed at the next mount of the repository"
 fn a_stale_keep_of_a_killed_daemon_is_removed_at_the_next_mount() {
     let r = TestRepo::new();
     r.write("a.txt", b"a\n");
@@ -2609,6 +2643,7 @@ fn save_fsync(dir: &Path, name: &str, data: &[u8]) {
 /// still read the blob from the pack gc deleted, which they hold open: the
 /// check asks a handle opened for it.)
 #[test]
+// claim: pruned-blob: "A blob of a file the mount still has that was pruned anyway (another writer moved the branch away and gc pruned it) is written again"
 fn a_pruned_blob_of_a_file_the_mount_still_has_is_written_again() {
     let (_r, bare, m) = setup(&["--settle", "600000"]);
     let initial = git(&bare, &["rev-parse", "main"]);
@@ -2637,6 +2672,7 @@ fn a_pruned_blob_of_a_file_the_mount_still_has_is_written_again() {
 /// fails (fsync says EIO) rather than move the ref to a tree with a missing
 /// object; the ref stays where the other writer put it.
 #[test]
+// claim: pruned-blob: "any other missing object fails the commit"
 fn a_commit_that_would_name_a_pruned_blob_fails_and_moves_nothing() {
     let (r, bare, m) = setup(&["--settle", "600000"]);
     let initial = git(&bare, &["rev-parse", "main"]);
