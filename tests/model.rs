@@ -491,6 +491,7 @@ fn regression_an_empty_directory_is_there_after_a_clean_remount() {
 /// then commits a file. SEMANTICS, "Other writers": "An empty directory this
 /// mount made gives way to a file or symlink another writer puts at its
 /// name": kept, it would make the next commit delete their file.
+// claim: pending-changes-win: "An empty directory this mount made gives way to a file or symlink another writer puts at its name"
 #[test]
 fn regression_an_empty_directory_the_mount_made_gives_way_to_their_file() {
     run(&[
@@ -514,6 +515,7 @@ fn regression_a_failed_rmdir_then_their_commit_shows_it() {
 /// Found by the model with other writers (2,000 cases): a directory renamed
 /// here (pending), and another writer's new file inside the directory of the
 /// new name: it shows, as every path this mount did not change does.
+// claim: pending-changes-win: "every other path shows the new tip"
 #[test]
 fn regression_their_file_in_a_directory_renamed_here_shows() {
     run(&[

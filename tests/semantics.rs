@@ -780,7 +780,6 @@ fn chown_to_the_mounting_user_only() {
 
 // claim: chown-snapshot: "chown, chgrp | to the mounting user and group: OK, nothing changes; to anyone else EPERM | EROFS | EROFS"
 #[test]
-#[ignore = "BUG: chown or chgrp of a file in a tag (or of .tags itself) to the mounting user returns 0, and to anyone else EPERM, not EROFS: CommitFs::setattr checks writable_snap only when a mode, size or time is set"]
 fn chown_in_a_snapshot_or_the_refs_is_erofs() {
     let (dir, _, _) = sample();
     let me = cfg();
@@ -1303,7 +1302,6 @@ fn an_empty_directory_is_there_after_the_daemon_died() {
 
 // claim: empty-dirs: "they are there after a remount"
 #[test]
-#[ignore = "BUG: after a clean unmount (commit_all, then finish_overlay) an empty directory is gone at the next mount: the overlay is removed as if nothing were pending"]
 fn an_empty_directory_is_there_after_a_clean_unmount() {
     empty_directory_across_a_remount(true);
 }

@@ -786,8 +786,14 @@ impl CommitFs {
     pub fn setattr(&self, ino: Ino, a: SetAttr) -> FsResult<Entry> {
         let _live = self.live()?;
         let n = self.node_of(ino)?;
-        let any_change =
-            a.mode.is_some() || a.size.is_some() || a.atime.is_some() || a.mtime.is_some();
+        // chown and chgrp too: nothing changes where nothing may (EROFS),
+        // even to the owner it already has.
+        let any_change = a.mode.is_some()
+            || a.size.is_some()
+            || a.atime.is_some()
+            || a.mtime.is_some()
+            || a.uid.is_some()
+            || a.gid.is_some();
         if any_change {
             self.writable_snap(&n)?;
         }
