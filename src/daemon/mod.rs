@@ -761,7 +761,7 @@ fn start_helpers(
 ) -> Result<(), String> {
     // The committer's threads run from the start (barriers); from here on
     // they also commit branches whose changes settled.
-    fs.committer.start_settling();
+    fs.start_settling();
     let rx = fs.enable_prefetch();
     let (pfs, notifier) = (fs.clone(), session.notifier());
     std::thread::Builder::new()

@@ -24,6 +24,7 @@ pub mod follow;
 pub mod prefetch;
 pub mod recover;
 pub mod requests;
+pub mod status;
 pub mod write;
 
 use std::collections::HashMap;
@@ -158,24 +159,24 @@ impl Handle {
 }
 
 pub struct CommitFs {
-    pub(crate) repo: Arc<Repo>,
+    repo: Arc<Repo>,
     cfg: FsConfig,
     mount_time: i64,
-    pub(crate) inodes: RwLock<Inodes>,
+    inodes: RwLock<Inodes>,
     /// Pending changes of branches, in memory and on disk (see `overlay/`).
-    pub(crate) overlay: Overlay,
+    overlay: Overlay,
     /// Syncing with a Git server (see `sync.rs`).
-    pub(crate) sync: crate::sync::Sync,
+    sync: crate::sync::Sync,
     /// Where kernel invalidations go (see `view/follow.rs`).
-    pub(crate) inval_tx: Mutex<Option<std::sync::mpsc::Sender<crate::follow::InvalMsg>>>,
+    inval_tx: Mutex<Option<std::sync::mpsc::Sender<crate::follow::InvalMsg>>>,
     /// The committer: the branches written here and the threads that
     /// commit them (see `commit/`).
-    pub(crate) committer: Arc<Committer>,
+    committer: Arc<Committer>,
     /// The branch root of each inode a change was made in (a node never moves
     /// to another branch, and numbers are never reused), so that finding the
     /// branch of a change deep in a tree does not walk every level each time.
     /// A leaf lock.
-    pub(crate) branch_roots: Mutex<HashMap<Ino, Ino>>,
+    branch_roots: Mutex<HashMap<Ino, Ino>>,
     /// Set when the daemon goes away (SIGTERM and the like): every change
     /// after that is refused, so that the commit made on the way out holds
     /// every change that was acknowledged.
@@ -184,7 +185,7 @@ pub struct CommitFs {
     changing: std::sync::atomic::AtomicUsize,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
-    pub(crate) blobs: BlobCache,
+    blobs: BlobCache,
     /// FUSE requests served, by kind (for `commitfs status`).
     pub requests: requests::Requests,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -291,6 +292,12 @@ impl CommitFs {
 
     /// The daemon is going away: changes in progress finish, later ones get
     /// `EROFS`. What is pending then is everything that was acknowledged.
+    /// The committer's threads also commit branches whose changes settled
+    /// (until then, only barriers commit).
+    pub fn start_settling(&self) {
+        self.committer.start_settling();
+    }
+
     /// The sync thread (`--remote`): never returns; at once without a remote.
     pub fn run_sync(&self) {
         if let Some(remote) = &self.cfg.remote {
