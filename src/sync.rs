@@ -34,8 +34,9 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::commit::Committer;
 use crate::error::{FsError, FsResult};
+use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::Repo;
-use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, RemoteError, redact_url};
+use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
 
 /// Where a branch's (and tag's) last agreed state with the server is kept: a
 /// branch that has an entry here and is gone locally was deleted here; one
@@ -49,6 +50,20 @@ pub enum Failure {
     Refused(String),
     /// Anything else: unreachable, bad credentials, a merge that failed.
     Other(String),
+}
+
+/// Whether a compare-and-swap of a ref moved it (false: another writer
+/// moved it first, which the next round sees).
+fn moved(r: StoreResult<()>) -> FsResult<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(StoreError::CasLost(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn moved_or_lost(r: StoreResult<()>) -> FsResult<()> {
+    moved(r).map(|_| ())
 }
 
 /// Refused pushes retried soon (a refusal is usually another machine's push
@@ -178,7 +193,7 @@ impl Round<'_> {
                     t,
                     "commitfs: tag from the server",
                 );
-                if matches!(made, Ok(true)) {
+                if made.is_ok() {
                     let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
                 }
             } else if find(&local_tags, &name).is_some() && find(&synced_tags, &name) != Some(t) {
@@ -206,10 +221,8 @@ impl Round<'_> {
             // Exactly the commits checked above, not whatever the refs hold now.
             let specs: Vec<(String, Oid)> = to_push.clone();
             match self.repo.push_remote(remote, &specs) {
-                Err(RemoteError::Refused(msg)) => refused.push(msg),
-                Err(e @ (RemoteError::Network(_) | RemoteError::Other(_))) => {
-                    failed.push(e.to_string())
-                }
+                Err(StoreError::Refused(msg)) => refused.push(msg),
+                Err(e) => failed.push(e.to_string()),
                 Ok(results) => {
                     self.sync.state.lock().last_push = Some(Instant::now());
                     for p in &results {
@@ -262,10 +275,12 @@ impl Round<'_> {
         match local {
             None if was_synced.is_some() => {} // deleted here
             None => {
-                if self
-                    .repo
-                    .cas_ref(&refname, None, server, "commitfs: branch from the server")?
-                {
+                if moved(self.repo.cas_ref(
+                    &refname,
+                    None,
+                    server,
+                    "commitfs: branch from the server",
+                ))? {
                     self.repo.cas_ref_force(&synced, server)?;
                 }
             }
@@ -276,12 +291,12 @@ impl Round<'_> {
                 }
             }
             Some(l) if self.repo.is_ancestor(l, server)? => {
-                if self.repo.cas_ref(
+                if moved(self.repo.cas_ref(
                     &refname,
                     Some(l),
                     server,
                     "commitfs: fast-forward to the server",
-                )? {
+                ))? {
                     self.repo.cas_ref_force(&synced, server)?;
                 }
             }
@@ -298,7 +313,8 @@ impl Round<'_> {
                     self.repo
                         .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server");
                 self.repo.release_packs(kept);
-                moved?;
+                // Moved meanwhile: the next round merges again.
+                moved_or_lost(moved)?;
             }
         }
         Ok(())

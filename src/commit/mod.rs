@@ -30,6 +30,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{FsError, FsResult};
 use crate::inodes::{Ino, Inodes, Kind, Node, Snap, SnapSource};
 use crate::overlay::wdata::Contents;
+use crate::store::error::StoreError;
 use crate::store::repo::ObjectBatch;
 use crate::store::repo::{Repo, Tip, Txn};
 use crate::store::treeobj::RawEntry;
@@ -722,7 +723,7 @@ impl Committer {
                 crate::store::repo::test_gc_before_ref(repo.common_dir());
                 // Compare-and-swap on the tip the commit was built on.
                 match repo.move_ref(&refname, commit, tip, &first_line(&msg)) {
-                    Ok(true) => {
+                    Ok(()) => {
                         src.landed(name, std::mem::take(&mut w.bases));
                         let mut st = b.st.lock();
                         st.base = Some(commit);
@@ -762,14 +763,14 @@ impl Committer {
                         return Ok(Some(commit));
                     }
                     // Another writer moved the branch first (the compare-and-swap lost).
-                    Ok(false) => {
+                    Err(StoreError::CasLost(_)) => {
                         // The objects written stay kept until the commit of a
                         // later try names them (its trees reuse them) or
                         // this call ends; then gc may take what no ref names.
                         log::info!("{name} moved under us; applying again on its new tip");
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
             Err(FsError::io(format!("branch {name} keeps moving; will try again")))

@@ -5,6 +5,7 @@
 use git2::Repository;
 
 use crate::error::{FsError, FsResult};
+use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::{Head, ObjectBatch, Repo, Txn};
 
 /// Whether Git accepts `full` (`refs/heads/...`) as a ref name.
@@ -83,25 +84,30 @@ impl Repo {
         })
     }
 
-    /// Deletes ref `full` (its reflog keeps the commits). `NotFound` if it
+    /// Deletes ref `full` (its reflog keeps the commits); `NotFound` if it
     /// is not there.
-    pub fn delete_ref(&self, full: &str) -> FsResult<()> {
-        self.with(|repo| {
-            let mut r = repo.find_reference(full).map_err(|_| FsError::NotFound)?;
-            r.delete()?;
-            Ok(())
+    pub fn delete_ref(&self, full: &str) -> StoreResult<()> {
+        self.with_store(|repo| {
+            let mut r = repo
+                .find_reference(full)
+                .map_err(|_| StoreError::NotFound(full.into()))?;
+            Ok(r.delete()?)
         })
     }
 
     /// Renames ref `old` to `new`, never over an existing one (`Exists`).
-    pub fn rename_ref(&self, old: &str, new: &str, msg: &str) -> FsResult<()> {
-        self.with(|repo| {
-            let mut r = repo.find_reference(old).map_err(|_| FsError::NotFound)?;
-            r.rename(new, false, msg).map_err(|e| match e.code() {
-                git2::ErrorCode::Exists => FsError::Exists,
-                _ => FsError::from(e),
-            })?;
-            Ok(())
+    pub fn rename_ref(&self, old: &str, new: &str, msg: &str) -> StoreResult<()> {
+        self.with_store(|repo| {
+            let mut r = repo
+                .find_reference(old)
+                .map_err(|_| StoreError::NotFound(old.into()))?;
+            match r.rename(new, false, msg) {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == git2::ErrorCode::Exists => {
+                    Err(StoreError::Exists(new.into()))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
     }
 }

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::store::Oid;
+use crate::store::error::{StoreError, StoreResult};
 use git2::{ObjectType, Repository, RepositoryOpenFlags};
 use parking_lot::Mutex;
 
@@ -82,9 +83,11 @@ fn check_id(kind: &str, oid: Oid, data: &[u8]) -> FsResult<()> {
     if crate::store::treeobj::hash_object(kind, data) == oid {
         Ok(())
     } else {
-        Err(FsError::io(format!(
-            "object {oid} is damaged: its content does not hash to its id"
-        )))
+        Err(StoreError::Corrupt {
+            id: oid,
+            what: "its content does not hash to its id".into(),
+        }
+        .into())
     }
 }
 
@@ -109,56 +112,6 @@ impl std::fmt::Display for OpenError {
                 p.display()
             ),
         }
-    }
-}
-
-/// Why a fetch or a push failed, as libgit2 classified it (its code and
-/// class, never the text of its message); each carries the message to show.
-#[derive(Debug)]
-pub enum RemoteError {
-    /// The server's refs cannot take the update as a fast-forward (it moved
-    /// meanwhile, to commits this repository does not have yet).
-    Refused(String),
-    /// The server could not be reached, or the connection failed (network,
-    /// TLS, SSH, HTTP).
-    Network(String),
-    /// Anything else: credentials, a bad URL, the local repository.
-    Other(String),
-}
-
-impl RemoteError {
-    fn of(e: &git2::Error, msg: String) -> RemoteError {
-        use git2::{ErrorClass, ErrorCode};
-        match (e.code(), e.class()) {
-            (ErrorCode::NotFastForward, _) => RemoteError::Refused(msg),
-            (_, ErrorClass::Net | ErrorClass::Ssh | ErrorClass::Http | ErrorClass::Ssl) => {
-                RemoteError::Network(msg)
-            }
-            _ => RemoteError::Other(msg),
-        }
-    }
-}
-
-impl std::fmt::Display for RemoteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RemoteError::Refused(m) | RemoteError::Network(m) | RemoteError::Other(m) => {
-                f.write_str(m)
-            }
-        }
-    }
-}
-
-impl From<FsError> for RemoteError {
-    fn from(e: FsError) -> RemoteError {
-        RemoteError::Other(e.to_string())
-    }
-}
-
-impl From<git2::Error> for RemoteError {
-    fn from(e: git2::Error) -> RemoteError {
-        let msg = e.message().to_string();
-        RemoteError::of(&e, msg)
     }
 }
 
@@ -255,16 +208,22 @@ impl Repo {
         out
     }
 
+    /// [`Repo::with_txn`] for work whose failures are the store's own.
+    fn with_txn_store<R>(&self, f: impl FnOnce(&Txn<'_>) -> StoreResult<R>) -> StoreResult<R> {
+        self.with_store(|git| f(&Txn { git }))
+    }
+
     /// Runs `f` with a handle lent for one commit's work (see [`Txn`]).
     pub fn with_txn<R>(&self, f: impl FnOnce(&Txn<'_>) -> FsResult<R>) -> FsResult<R> {
         self.with(|git| f(&Txn { git }))
     }
 
-    /// [`Repo::with`] for a fetch or a push, whose failures are typed.
-    fn with_remote<R>(
+    /// [`Repo::with`] for work whose failures are the store's own (a fetch,
+    /// a push, a ref's compare-and-swap).
+    pub(in crate::store) fn with_store<R>(
         &self,
-        f: impl FnOnce(&Repository) -> Result<R, RemoteError>,
-    ) -> Result<R, RemoteError> {
+        f: impl FnOnce(&Repository) -> StoreResult<R>,
+    ) -> StoreResult<R> {
         let (generation, repo) = self.take_handle()?;
         let out = f(&repo);
         self.give_back(generation, repo);
@@ -916,8 +875,8 @@ impl Repo {
     /// Fetches every branch and tag of the server into the REMOTE_HEADS and
     /// REMOTE_TAGS namespaces (the server's refs as they are, rewinds
     /// included); nothing of the user's refs is touched.
-    pub fn fetch_remote(&self, spec: &str) -> Result<(), RemoteError> {
-        self.with_remote(|repo| {
+    pub fn fetch_remote(&self, spec: &str) -> StoreResult<()> {
+        self.with_store(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let mut fo = git2::FetchOptions::new();
             fo.remote_callbacks(remote_callbacks(repo.config().ok()));
@@ -927,7 +886,7 @@ impl Repo {
                 format!("+refs/tags/*:{REMOTE_TAGS}*"),
             ];
             remote.fetch(&specs, Some(&mut fo), None).map_err(|e| {
-                RemoteError::of(
+                StoreError::of_remote(
                     &e,
                     format!(
                         "fetch from {}: {}",
@@ -959,12 +918,8 @@ impl Repo {
 
     /// Pushes each (full name under refs/heads/, commit) to that name on the
     /// server, exactly that commit, never forcing. Returns what happened to each.
-    pub fn push_remote(
-        &self,
-        spec: &str,
-        refs: &[(String, Oid)],
-    ) -> Result<Vec<Pushed>, RemoteError> {
-        self.with_remote(|repo| {
+    pub fn push_remote(&self, spec: &str, refs: &[(String, Oid)]) -> StoreResult<Vec<Pushed>> {
+        self.with_store(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
             let mut cb = remote_callbacks(repo.config().ok());
@@ -980,7 +935,7 @@ impl Repo {
             po.remote_callbacks(cb);
             let specs: Vec<String> = refs.iter().map(|(r, oid)| format!("{oid}:{r}")).collect();
             remote.push(&specs, Some(&mut po)).map_err(|e| {
-                RemoteError::of(
+                StoreError::of_remote(
                     &e,
                     format!("push to {}: {}", redact_url(spec), scrub(e.message(), spec)),
                 )
@@ -1025,27 +980,8 @@ impl Repo {
 
     /// Moves `refname` from `old` (None: it must not exist) to `new`, only if it
     /// is still at `old`. False if someone moved it first.
-    pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> FsResult<bool> {
-        self.with(|repo| {
-            let r = match old {
-                Some(o) => repo.reference_matching(refname, new.into(), true, o.into(), msg),
-                None => repo.reference(refname, git2::Oid::from(new), false, msg),
-            };
-            match r {
-                Ok(_) => Ok(true),
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        git2::ErrorCode::Modified
-                            | git2::ErrorCode::Exists
-                            | git2::ErrorCode::Locked
-                    ) =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
+    pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> StoreResult<()> {
+        self.with_txn_store(|t| t.move_ref(refname, new, old, msg))
     }
 }
 
@@ -1729,7 +1665,7 @@ impl<'a> Txn<'a> {
         new: Oid,
         expected: Option<Oid>,
         msg: &str,
-    ) -> FsResult<bool> {
+    ) -> StoreResult<()> {
         let moved = match expected {
             Some(t) => self
                 .git
@@ -1737,15 +1673,8 @@ impl<'a> Txn<'a> {
             None => self.git.reference(refname, new.into(), false, msg),
         };
         match moved {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
-                ) =>
-            {
-                Ok(false)
-            }
+            Ok(_) => Ok(()),
+            Err(e) if StoreError::is_cas_lost(&e) => Err(StoreError::CasLost(refname.into())),
             Err(e) => Err(e.into()),
         }
     }
@@ -1926,10 +1855,10 @@ mod tests {
     #[test]
     fn remote_failures_are_typed_by_code_and_class() {
         use git2::{Error, ErrorClass, ErrorCode};
-        let of = |code, class| RemoteError::of(&Error::new(code, class, "words"), "m".into());
+        let of = |code, class| StoreError::of_remote(&Error::new(code, class, "words"), "m".into());
         assert!(matches!(
             of(ErrorCode::NotFastForward, ErrorClass::Reference),
-            RemoteError::Refused(_)
+            StoreError::Refused(_)
         ));
         for class in [
             ErrorClass::Net,
@@ -1939,12 +1868,12 @@ mod tests {
         ] {
             assert!(matches!(
                 of(ErrorCode::GenericError, class),
-                RemoteError::Network(_)
+                StoreError::Network(_)
             ));
         }
         assert!(matches!(
             of(ErrorCode::Auth, ErrorClass::Callback),
-            RemoteError::Other(_)
+            StoreError::Remote(_)
         ));
         assert_eq!(of(ErrorCode::GenericError, ErrorClass::Os).to_string(), "m");
     }
