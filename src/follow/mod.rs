@@ -299,11 +299,20 @@ fn repoint_one(
                 // This mount changed the path too.
                 match &ours {
                     Some(o)
-                        if matches!(o.kind, Kind::MDir { .. })
-                            && (b.is_none() || is_dir(b).is_some()) =>
+                        if (matches!(o.kind, Kind::MDir { .. })
+                            && (b.is_none() || is_dir(b).is_some()))
+                            || (matches!(o.kind, Kind::Tree { .. })
+                                && b.is_none()
+                                && is_dir(t).is_some()) =>
                     {
                         // Both changed things inside a directory: per path
                         // below, then what is left of it (see `AfterMDir`).
+                        // A directory this mount moved here unchanged, where
+                        // they made one too, is made a changed one first.
+                        if let Kind::Tree { oid, .. } = o.kind {
+                            let entries = trees.tree_entries(oid)?;
+                            pass.ov.materialize(pass.inodes, o.ino, &entries);
+                        }
                         steps.push(Step::AfterMDir {
                             dir,
                             name: name.into(),
@@ -314,33 +323,6 @@ fn repoint_one(
                         steps.push(Step::Visit {
                             dir: o.ino,
                             base: is_dir(b),
-                            new: is_dir(t),
-                            path: here,
-                        });
-                    }
-                    Some(o)
-                        if b.is_none()
-                            && is_dir(t).is_some()
-                            && matches!(o.kind, Kind::Tree { .. }) =>
-                    {
-                        // A directory this mount moved here (unchanged
-                        // inside) where they made one too: both sides'
-                        // names, per path below, as for one changed here.
-                        let Kind::Tree { oid, .. } = o.kind else {
-                            continue;
-                        };
-                        let entries = trees.tree_entries(oid)?;
-                        pass.ov.materialize(pass.inodes, o.ino, &entries);
-                        steps.push(Step::AfterMDir {
-                            dir,
-                            name: name.into(),
-                            ino: o.ino,
-                            t: t.cloned(),
-                            here,
-                        });
-                        steps.push(Step::Visit {
-                            dir: o.ino,
-                            base: None,
                             new: is_dir(t),
                             path: here,
                         });
