@@ -248,7 +248,13 @@ impl CommitFs {
             snapshot,
             source: snap.source.clone(),
         });
-        self.repoint(dir, *oid, &new)?;
+        if matches!(n.kind, Kind::MDir { .. }) {
+            // Its catalog rows are relative to the tree it showed: written
+            // again, as after any follow of a changed directory.
+            crate::commit::Pending::follow(self, dir, *oid, &new)?;
+        } else {
+            self.repoint(dir, *oid, &new)?;
+        }
         log::info!("{}: now at {tip}", String::from_utf8_lossy(name));
         Ok(())
     }

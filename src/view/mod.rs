@@ -68,6 +68,9 @@ const EMPTY_TREE: [u8; 20] = [
 ];
 /// Entries one readdir call prepares: more than a kernel buffer holds.
 pub const READDIR_BATCH: usize = 512;
+/// Tries of a readdir before it holds the exclusive lock throughout (see
+/// `CommitFs::listed_entries`).
+const READDIR_TRIES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -1051,29 +1054,49 @@ impl CommitFs {
         if start >= listing.len() {
             return Ok(out);
         }
-        // A directory re-pointed at another writer's tree since this handle
-        // was opened: its names are taken from the tree it shows now, so that
-        // no old version comes back (see view/follow.rs). That tree is read
-        // before any lock is taken.
-        let now: Option<(Arc<Snap>, Arc<Listing>)> = match (&*listing, &n.kind) {
-            (Handle::Tree { oid, .. }, Kind::Tree { snap, oid: c }) if c != oid => {
-                Some((snap.clone(), self.tree(*c)?))
+        let room = max.saturating_sub(out.len());
+        // Optimistic tries with no lock while a tree is read; a directory
+        // re-pointed meanwhile is tried again, and the last try holds the
+        // exclusive lock throughout.
+        let mut n = n;
+        for attempt in 1..=READDIR_TRIES {
+            let last = attempt == READDIR_TRIES;
+            if let Some(mut listed) = self.listed_entries(&n, &listing, start, room, last)? {
+                out.append(&mut listed);
+                return Ok(out);
             }
-            _ => None,
-        };
-        let end = start + max.saturating_sub(out.len()).min(listing.len() - start);
-        // The name and kind of entry `i`, None if it is gone in the tree
-        // shown now.
-        let named = |i: usize| -> Option<(Box<[u8]>, Kind)> {
-            let (name, mut kind) = listing.child(i);
-            if let Some((snap, entries)) = &now {
-                match entries.binary_search_by(|e| (*e.name).cmp(&name)) {
-                    Ok(j) => kind = tree_kind(snap, &entries[j]),
-                    Err(_) => return None,
+            n = self.node(ino)?;
+        }
+        Ok(out)
+    }
+
+    /// Entries `start..start + room` of directory `n`'s listing on a handle.
+    /// A directory re-pointed at another writer's tree since the handle was
+    /// opened gives its names from the tree it shows now, so that no old
+    /// version comes back (see view/follow.rs); that tree is read before any
+    /// lock is taken, unless `locked`. Names that already have their inode
+    /// (every one, in a listing read before) are answered under the shared
+    /// lock; the exclusive one is taken only from the first name that needs
+    /// an inode made. None if `n` changed meanwhile (re-pointed or made a
+    /// changed directory): the caller tries again.
+    fn listed_entries(
+        &self,
+        n: &Arc<Node>,
+        listing: &Handle,
+        start: usize,
+        room: usize,
+        locked: bool,
+    ) -> FsResult<Option<Vec<DirEntry>>> {
+        let now_of = |n: &Node| -> FsResult<Option<(Arc<Snap>, Arc<Listing>)>> {
+            match (listing, &n.kind) {
+                (Handle::Tree { oid, .. }, Kind::Tree { snap, oid: c }) if c != oid => {
+                    Ok(Some((snap.clone(), self.tree(*c)?)))
                 }
+                _ => Ok(None),
             }
-            Some((name, kind))
         };
+        let end = start + room.min(listing.len() - start);
+        let mut out = Vec::new();
         let mut push = |node: &Node, name: Box<[u8]>, i: usize| {
             out.push(DirEntry {
                 ino: node.ino,
@@ -1082,18 +1105,37 @@ impl CommitFs {
                 name,
             })
         };
-        // Names that already have their inode (every one, in a listing read
-        // before) are answered under the shared lock; the exclusive one is
-        // taken only from the first name that needs an inode made.
+        if locked {
+            let mut inodes = self.inodes.write();
+            let cur = inodes.get(n.ino).ok_or(FsError::NotFound)?;
+            let now = now_of(&cur)?;
+            for i in start..end {
+                let Some((name, kind)) = listed_name(listing, now.as_ref(), i) else {
+                    continue;
+                };
+                let node = match listed_child(&inodes, &cur, &name, &kind) {
+                    Listed::Gone => continue,
+                    Listed::Has(node) => node,
+                    Listed::New => inodes.upsert(cur.ino, &name, kind),
+                };
+                push(&node, name, i);
+            }
+            return Ok(Some(out));
+        }
+        let now = now_of(n)?;
+        let same = |inodes: &Inodes| inodes.get(n.ino).is_some_and(|c| Arc::ptr_eq(&c, n));
         let mut i = start;
         {
             let inodes = self.inodes.read();
+            if !same(&inodes) {
+                return Ok(None);
+            }
             while i < end {
-                let Some((name, kind)) = named(i) else {
+                let Some((name, kind)) = listed_name(listing, now.as_ref(), i) else {
                     i += 1;
                     continue;
                 };
-                match listed_child(&inodes, &n, &name, &kind) {
+                match listed_child(&inodes, n, &name, &kind) {
                     Listed::Gone => {}
                     Listed::Has(node) => push(&node, name, i),
                     Listed::New => break,
@@ -1103,11 +1145,14 @@ impl CommitFs {
         }
         if i < end {
             let mut inodes = self.inodes.write();
+            if !same(&inodes) {
+                return Ok(None);
+            }
             for i in i..end {
-                let Some((name, kind)) = named(i) else {
+                let Some((name, kind)) = listed_name(listing, now.as_ref(), i) else {
                     continue;
                 };
-                let node = match listed_child(&inodes, &n, &name, &kind) {
+                let node = match listed_child(&inodes, n, &name, &kind) {
                     Listed::Gone => continue,
                     Listed::Has(node) => node,
                     Listed::New => inodes.upsert(n.ino, &name, kind),
@@ -1115,7 +1160,7 @@ impl CommitFs {
                 push(&node, name, i);
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The entry (attributes and TTL) of a child a readdir just listed. A child
@@ -1291,6 +1336,24 @@ impl CommitFs {
     pub fn inode_count(&self) -> usize {
         self.inodes.read().len()
     }
+}
+
+/// The name and kind of entry `i` of a handle's listing, taken from the tree
+/// the directory shows `now` if it was re-pointed since; None if the name
+/// is gone there.
+fn listed_name(
+    listing: &Handle,
+    now: Option<&(Arc<Snap>, Arc<Listing>)>,
+    i: usize,
+) -> Option<(Box<[u8]>, Kind)> {
+    let (name, mut kind) = listing.child(i);
+    if let Some((snap, entries)) = now {
+        match entries.binary_search_by(|e| (*e.name).cmp(&name)) {
+            Ok(j) => kind = tree_kind(snap, &entries[j]),
+            Err(_) => return None,
+        }
+    }
+    Some((name, kind))
 }
 
 /// What a readdir answers for a listed child of directory `dir`.
