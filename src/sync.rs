@@ -62,10 +62,6 @@ fn moved(r: StoreResult<()>) -> FsResult<bool> {
     }
 }
 
-fn moved_or_lost(r: StoreResult<()>) -> FsResult<()> {
-    moved(r).map(|_| ())
-}
-
 /// Refused pushes retried soon (a refusal is usually another machine's push
 /// winning the race); more in a row take the usual backoff.
 const QUICK_RETRIES: u32 = 5;
@@ -309,12 +305,12 @@ impl Round<'_> {
                         .merge_with_server(name, l, server, self.committer.author())?;
                 #[cfg(debug_assertions)]
                 crate::store::repo::test_gc_before_ref(self.repo.common_dir());
-                let moved =
+                let made =
                     self.repo
                         .cas_ref(&refname, Some(l), merged, "commitfs: merge with the server");
                 self.repo.release_packs(kept);
                 // Moved meanwhile: the next round merges again.
-                moved_or_lost(moved)?;
+                moved(made)?;
             }
         }
         Ok(())

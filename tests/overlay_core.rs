@@ -5,8 +5,8 @@
 use std::path::Path;
 
 mod common;
+use common::core::{cat, ino, write_file};
 
-use commitfs::inodes::ROOT;
 use commitfs::model::SetAttr;
 use commitfs::model::{FsConfig, Ts};
 use commitfs::store::repo::Repo;
@@ -41,38 +41,6 @@ fn repo() -> tempfile::TempDir {
         .unwrap();
     repo.set_head("refs/heads/main").unwrap();
     dir
-}
-
-fn ino(fs: &CommitFs, path: &str) -> Result<u64, commitfs::error::FsError> {
-    let mut at = ROOT;
-    for c in path.split('/') {
-        at = fs.lookup(at, c.as_bytes())?.attr.ino;
-    }
-    Ok(at)
-}
-
-fn cat(fs: &CommitFs, path: &str) -> Vec<u8> {
-    let i = ino(fs, path).unwrap();
-    let size = fs.getattr(i).unwrap().attr.size;
-    fs.read(i, 0, size as u32 + 1).unwrap()
-}
-
-fn write_file(fs: &CommitFs, dir: &str, name: &str, data: &[u8]) -> u64 {
-    let d = ino(fs, dir).unwrap();
-    let f = match fs.lookup(d, name.as_bytes()) {
-        Ok(e) => e.attr.ino,
-        Err(_) => fs.create(d, name.as_bytes(), 0o644).unwrap().attr.ino,
-    };
-    fs.setattr(
-        f,
-        SetAttr {
-            size: Some(0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    fs.write(f, 0, data).unwrap();
-    f
 }
 
 /// The blob at `path` in `main`'s tree, and its mode.

@@ -246,11 +246,13 @@ fn the_claim_checker_catches_each_kind_of_mistake() {
 // ---------------------------------------------------------------------------
 // The claims no other test checks, on the core.
 
+mod common;
 use commitfs::error::FsError;
 use commitfs::inodes::ROOT;
 use commitfs::model::{FsConfig, SetAttr, Ts};
 use commitfs::store::repo::Repo;
 use commitfs::view::{CommitFs, FileKind};
+use common::core::{cat, ino, write_file};
 use git2::{Oid, Repository, Signature};
 use std::sync::Arc;
 
@@ -357,20 +359,6 @@ fn fs_of(dir: &Path) -> Arc<CommitFs> {
     fs_with(dir, cfg())
 }
 
-fn ino(fs: &CommitFs, path: &str) -> Result<u64, FsError> {
-    let mut at = ROOT;
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        at = fs.lookup(at, c.as_bytes())?.attr.ino;
-    }
-    Ok(at)
-}
-
-fn cat(fs: &CommitFs, path: &str) -> Vec<u8> {
-    let i = ino(fs, path).unwrap();
-    let size = fs.getattr(i).unwrap().attr.size;
-    fs.read(i, 0, size as u32 + 1).unwrap()
-}
-
 fn listing(fs: &CommitFs, path: &str) -> Vec<Vec<u8>> {
     let i = ino(fs, path).unwrap();
     let d = fs.opendir(i).unwrap();
@@ -382,24 +370,6 @@ fn listing(fs: &CommitFs, path: &str) -> Vec<Vec<u8>> {
         .collect();
     fs.releasedir(d.fh);
     out
-}
-
-fn put(fs: &CommitFs, dir: &str, name: &str, data: &[u8]) -> u64 {
-    let d = ino(fs, dir).unwrap();
-    let f = match fs.lookup(d, name.as_bytes()) {
-        Ok(e) => e.attr.ino,
-        Err(_) => fs.create(d, name.as_bytes(), 0o644).unwrap().attr.ino,
-    };
-    fs.setattr(
-        f,
-        SetAttr {
-            size: Some(0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    fs.write(f, 0, data).unwrap();
-    f
 }
 
 fn tip(dir: &Path, branch: &str) -> Oid {
@@ -969,7 +939,7 @@ fn a_files_fsync_commits_nothing_and_a_directorys_commits_at_once() {
     let main = ino(&fs, "main").unwrap();
     // A crash-safe save: write a temporary file, fsync it, rename it over
     // the original, fsync the directory.
-    let t = put(&fs, "main", "README.tmp", b"three\n");
+    let t = write_file(&fs, "main", "README.tmp", b"three\n");
     fs.fsync_data(t).unwrap();
     assert_eq!(
         tip(dir.path(), "main"),
@@ -1012,8 +982,8 @@ fn a_commit_writes_a_pack_and_no_loose_object() {
     };
     let (l0, p0) = (loose(), packs());
     let fs = fs_of(dir.path());
-    put(&fs, "main", "new.txt", b"brand new content\n");
-    put(&fs, "main/src", "y.rs", b"y\n");
+    write_file(&fs, "main", "new.txt", b"brand new content\n");
+    write_file(&fs, "main/src", "y.rs", b"y\n");
     barrier(&fs, "main");
     assert_eq!(loose(), l0, "no loose object written");
     assert_eq!(packs(), p0 + 1, "one pack");
@@ -1025,9 +995,9 @@ fn a_commit_writes_a_pack_and_no_loose_object() {
 fn a_save_that_leaves_the_tree_as_it_was_makes_no_commit() {
     let (dir, _, c2) = sample();
     let fs = fs_of(dir.path());
-    put(&fs, "main", "README", b"two\n");
-    put(&fs, "main", ".README.swp", b"swap");
-    put(&fs, "main", "temp", b"t");
+    write_file(&fs, "main", "README", b"two\n");
+    write_file(&fs, "main", ".README.swp", b"swap");
+    write_file(&fs, "main", "temp", b"t");
     let main = ino(&fs, "main").unwrap();
     fs.unlink(main, b"temp").unwrap();
     barrier(&fs, "main");
@@ -1056,7 +1026,7 @@ fn scratch_names_stay_out_of_commits_and_a_rename_to_one_is_a_deletion() {
         "out.tmp",
         "a.kate-swp",
     ] {
-        put(&fs, "main", name, b"scratch");
+        write_file(&fs, "main", name, b"scratch");
     }
     fs.rename(main, b"README", main, b"README~", 0).unwrap();
     barrier(&fs, "main");
@@ -1076,15 +1046,15 @@ fn a_database_with_a_live_journal_is_committed_as_before() {
     let (dir, _, _) = sample();
     let fs = fs_of(dir.path());
     let main = ino(&fs, "main").unwrap();
-    put(&fs, "main", "app.db", b"v1");
+    write_file(&fs, "main", "app.db", b"v1");
     barrier(&fs, "main");
     assert_eq!(blob_at(dir.path(), "main", "app.db").unwrap().0, b"v1");
     // A transaction: the journal holds bytes while the database changes.
-    put(&fs, "main", "app.db-journal", b"rollback");
-    put(&fs, "main", "app.db", b"v2-half");
-    put(&fs, "main", "new.db", b"n");
-    put(&fs, "main", "new.db-wal", b"wal");
-    put(&fs, "main", "README", b"three\n");
+    write_file(&fs, "main", "app.db-journal", b"rollback");
+    write_file(&fs, "main", "app.db", b"v2-half");
+    write_file(&fs, "main", "new.db", b"n");
+    write_file(&fs, "main", "new.db-wal", b"wal");
+    write_file(&fs, "main", "README", b"three\n");
     barrier(&fs, "main");
     assert_eq!(blob_at(dir.path(), "main", "README").unwrap().0, b"three\n");
     assert_eq!(
@@ -1097,8 +1067,8 @@ fn a_database_with_a_live_journal_is_committed_as_before() {
         "a new one is left out"
     );
     // Commit of the transaction: the journal is emptied, then removed.
-    put(&fs, "main", "app.db", b"v2");
-    put(&fs, "main", "app.db-journal", b"");
+    write_file(&fs, "main", "app.db", b"v2");
+    write_file(&fs, "main", "app.db-journal", b"");
     fs.unlink(main, b"new.db-wal").unwrap();
     barrier(&fs, "main");
     assert_eq!(blob_at(dir.path(), "main", "app.db").unwrap().0, b"v2");
@@ -1111,17 +1081,17 @@ fn a_database_with_a_live_journal_is_committed_as_before() {
 fn a_commit_message_says_what_changed_and_lists_each_path() {
     let (dir, _, c2) = sample();
     let fs = fs_of(dir.path());
-    put(&fs, "main", "README", b"three\n");
+    write_file(&fs, "main", "README", b"three\n");
     barrier(&fs, "main");
     let c = &commits_since(dir.path(), "main", c2)[0];
     assert_eq!(c.message().unwrap(), "Update README\n\nM README\n");
     let mid = c.id();
     let src = ino(&fs, "main/src").unwrap();
-    put(&fs, "main/src", "a.rs", b"a");
-    put(&fs, "main/src", "b.rs", b"b");
-    put(&fs, "main/src", "x.rs", b"changed");
+    write_file(&fs, "main/src", "a.rs", b"a");
+    write_file(&fs, "main/src", "b.rs", b"b");
+    write_file(&fs, "main/src", "x.rs", b"changed");
     fs.unlink(src, b"x.rs").unwrap();
-    put(&fs, "main/src", "x.rs", b"again");
+    write_file(&fs, "main/src", "x.rs", b"again");
     barrier(&fs, "main");
     let c = &commits_since(dir.path(), "main", mid)[0];
     let msg = c.message().unwrap();
@@ -1160,7 +1130,7 @@ fn the_author_is_the_option_else_the_repositorys_else_commitfs() {
                 ..cfg()
             },
         );
-        put(&fs, "main", "README", data);
+        write_file(&fs, "main", "README", data);
         barrier(&fs, "main");
         fs.finish_overlay();
         let repo = Repository::open_bare(dir.path()).unwrap();
@@ -1289,7 +1259,7 @@ fn empty_directory_across_a_remount(clean: bool) {
         listing(&fs, "main").contains(&b"empty".to_vec()),
         "there after a remount (clean unmount: {clean})"
     );
-    put(&fs, "main/empty", "f", b"f");
+    write_file(&fs, "main/empty", "f", b"f");
     barrier(&fs, "main");
     assert_eq!(blob_at(dir.path(), "main", "empty/f").unwrap().0, b"f");
 }

@@ -208,11 +208,6 @@ impl Repo {
         out
     }
 
-    /// [`Repo::with_txn`] for work whose failures are the store's own.
-    fn with_txn_store<R>(&self, f: impl FnOnce(&Txn<'_>) -> StoreResult<R>) -> StoreResult<R> {
-        self.with_store(|git| f(&Txn { git }))
-    }
-
     /// Runs `f` with a handle lent for one commit's work (see [`Txn`]).
     pub fn with_txn<R>(&self, f: impl FnOnce(&Txn<'_>) -> FsResult<R>) -> FsResult<R> {
         self.with(|git| f(&Txn { git }))
@@ -981,7 +976,7 @@ impl Repo {
     /// Moves `refname` from `old` (None: it must not exist) to `new`, only if it
     /// is still at `old`. False if someone moved it first.
     pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> StoreResult<()> {
-        self.with_txn_store(|t| t.move_ref(refname, new, old, msg))
+        self.with_store(|git| Txn::of(git).move_ref(refname, new, old, msg))
     }
 }
 

@@ -1097,29 +1097,18 @@ impl CommitFs {
         };
         let end = start + room.min(listing.len() - start);
         let mut out = Vec::new();
-        let mut push = |node: &Node, name: Box<[u8]>, i: usize| {
-            out.push(DirEntry {
-                ino: node.ino,
-                next: i as u64 + 3,
-                kind: file_kind(&node.kind),
-                name,
-            })
-        };
         if locked {
             let mut inodes = self.inodes.write();
             let cur = inodes.get(n.ino).ok_or(FsError::NotFound)?;
             let now = now_of(&cur)?;
-            for i in start..end {
-                let Some((name, kind)) = listed_name(listing, now.as_ref(), i) else {
-                    continue;
-                };
-                let node = match listed_child(&inodes, &cur, &name, &kind) {
-                    Listed::Gone => continue,
-                    Listed::Has(node) => node,
-                    Listed::New => inodes.upsert(cur.ino, &name, kind),
-                };
-                push(&node, name, i);
-            }
+            listed_from(
+                &mut inodes,
+                &cur,
+                listing,
+                now.as_ref(),
+                start..end,
+                &mut out,
+            );
             return Ok(Some(out));
         }
         let now = now_of(n)?;
@@ -1137,7 +1126,7 @@ impl CommitFs {
                 };
                 match listed_child(&inodes, n, &name, &kind) {
                     Listed::Gone => {}
-                    Listed::Has(node) => push(&node, name, i),
+                    Listed::Has(node) => out.push(dir_entry(&node, name, i)),
                     Listed::New => break,
                 }
                 i += 1;
@@ -1148,17 +1137,7 @@ impl CommitFs {
             if !same(&inodes) {
                 return Ok(None);
             }
-            for i in i..end {
-                let Some((name, kind)) = listed_name(listing, now.as_ref(), i) else {
-                    continue;
-                };
-                let node = match listed_child(&inodes, n, &name, &kind) {
-                    Listed::Gone => continue,
-                    Listed::Has(node) => node,
-                    Listed::New => inodes.upsert(n.ino, &name, kind),
-                };
-                push(&node, name, i);
-            }
+            listed_from(&mut inodes, n, listing, now.as_ref(), i..end, &mut out);
         }
         Ok(Some(out))
     }
@@ -1335,6 +1314,39 @@ impl CommitFs {
     /// How many inode numbers have been given out (for tests and diagnostics).
     pub fn inode_count(&self) -> usize {
         self.inodes.read().len()
+    }
+}
+
+/// Entries `range` of a handle's listing of `dir`, under the exclusive lock:
+/// the names without an inode get one.
+fn listed_from(
+    inodes: &mut Inodes,
+    dir: &Node,
+    listing: &Handle,
+    now: Option<&(Arc<Snap>, Arc<Listing>)>,
+    range: std::ops::Range<usize>,
+    out: &mut Vec<DirEntry>,
+) {
+    for i in range {
+        let Some((name, kind)) = listed_name(listing, now, i) else {
+            continue;
+        };
+        let node = match listed_child(inodes, dir, &name, &kind) {
+            Listed::Gone => continue,
+            Listed::Has(node) => node,
+            Listed::New => inodes.upsert(dir.ino, &name, kind),
+        };
+        out.push(dir_entry(&node, name, i));
+    }
+}
+
+/// The readdir entry of `node`, listed at position `i` of its directory.
+fn dir_entry(node: &Node, name: Box<[u8]>, i: usize) -> DirEntry {
+    DirEntry {
+        ino: node.ino,
+        next: i as u64 + 3,
+        kind: file_kind(&node.kind),
+        name,
     }
 }
 

@@ -468,10 +468,6 @@ impl CommitFs {
     }
 
     fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
-        // A name that is not there changes nothing: the directory is not
-        // made a changed one for it (it would stop following other writers
-        // the way an unchanged directory does). Looked up with no lock held.
-        self.lookup(parent, name)?;
         {
             let mut inodes = self.inodes.write();
             let mut ov = self.overlay.lock();
