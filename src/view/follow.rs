@@ -16,7 +16,7 @@ use crate::view::CommitFs;
 
 impl Trees for CommitFs {
     fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Listing>> {
-        CommitFs::tree_entries(self, oid)
+        self.tree(oid)
     }
 }
 
@@ -75,7 +75,7 @@ impl CommitFs {
         // unchanged inside: where the other side made a directory of the
         // same name, the pass materializes the one moved here.
         for oid in self.moved_trees() {
-            let _ = self.tree_entries(oid);
+            let _ = self.tree(oid);
         }
         let (invals, overridden) = {
             let mut inodes = self.inodes.write();

@@ -384,10 +384,6 @@ impl CommitFs {
         self.node(ino)
     }
 
-    pub(crate) fn tree_entries(&self, oid: Oid) -> FsResult<Arc<Listing>> {
-        self.tree(oid)
-    }
-
     // ---- reading the namespace -------------------------------------------------
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Entry> {

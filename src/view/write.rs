@@ -101,7 +101,7 @@ impl CommitFs {
         let Kind::Tree { oid, .. } = &n.kind else {
             return Ok(());
         };
-        let entries = self.tree_entries(*oid)?;
+        let entries = self.tree(*oid)?;
         ov.materialize(inodes, ino, &entries);
         Ok(())
     }
@@ -589,7 +589,7 @@ impl CommitFs {
                 Some(Mat::Dir(c)) => c.is_empty(),
                 _ => true,
             },
-            Kind::Tree { oid, .. } => self.tree_entries(*oid)?.is_empty(),
+            Kind::Tree { oid, .. } => self.tree(*oid)?.is_empty(),
             _ => true,
         })
     }
