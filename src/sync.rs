@@ -33,7 +33,7 @@ use crate::store::Oid;
 use parking_lot::{Condvar, Mutex};
 
 use crate::commit::Committer;
-use crate::error::{FsError, FsResult};
+use crate::error::FsResult;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::Repo;
 use crate::store::repo::{REMOTE_HEADS, REMOTE_TAGS, redact_url};
@@ -155,7 +155,7 @@ impl Round<'_> {
     /// fails is reported and the others go on.
     fn sync_once(&self, remote: &str) -> Result<(), Failure> {
         log::debug!("sync round");
-        let other = |e: FsError| Failure::Other(e.to_string());
+        let other = |e: StoreError| Failure::Other(e.to_string());
         self.repo
             .fetch_remote(remote)
             .map_err(|e| Failure::Other(e.to_string()))?;

@@ -712,7 +712,7 @@ impl Committer {
                 all.extend_from_slice(&wrote);
                 if let Err(e) = crate::store::repo::sync_packs(&pack_dir, &all, SYNC_ONE_BY_ONE) {
                     self.unsynced.lock().extend_from_slice(&all);
-                    return Err(e);
+                    return Err(e.into());
                 }
                 // Only now may the written files say that their bytes are a
                 // blob: a file that says so can be given up for its blob
@@ -1178,7 +1178,7 @@ impl Committer {
         drop(st);
         let first = match dup {
             Ok(f) => w.batch.add_blob_file(repo, &f, size, before),
-            Err(e) => Err(FsError::from_io(&e, "opening a written file again")),
+            Err(e) => Err(StoreError::from_io(&e, "opening a written file again")),
         };
         let mut st = wf.st.lock();
         let (oid, version) = match first {

@@ -33,7 +33,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use sha1::{Digest, Sha1};
 
-use crate::error::{FsError, FsResult};
+use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::Repo;
 
 /// No blob larger than this is kept whole in memory, whatever the cache size.
@@ -121,7 +121,7 @@ impl BlobCache {
     }
 
     /// Prepares to read blob `oid` of `size` bytes.
-    pub fn open(&self, repo: &Arc<Repo>, oid: Oid, size: u64) -> FsResult<Content> {
+    pub fn open(&self, repo: &Arc<Repo>, oid: Oid, size: u64) -> StoreResult<Content> {
         if self.fits_in_memory(size) {
             return Ok(Content::Cached(oid));
         }
@@ -167,7 +167,7 @@ impl BlobCache {
         offset: u64,
         len: usize,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> FsResult<R> {
+    ) -> StoreResult<R> {
         match content {
             Content::Cached(oid) => {
                 let data = self.get(repo, *oid)?;
@@ -180,18 +180,18 @@ impl BlobCache {
     }
 
     /// The whole content of a small blob, through the cache.
-    pub fn get(&self, repo: &Repo, oid: Oid) -> FsResult<Arc<[u8]>> {
+    pub fn get(&self, repo: &Repo, oid: Oid) -> StoreResult<Arc<[u8]>> {
         self.get_as(repo, oid, true)
     }
 
     /// [`BlobCache::get`] for the prefetcher, which hands the bytes to the
     /// kernel's page cache: a blob it had to read is not kept here too (a
     /// cold walk would otherwise fill the cache with what the kernel holds).
-    pub fn get_for_kernel(&self, repo: &Repo, oid: Oid) -> FsResult<Arc<[u8]>> {
+    pub fn get_for_kernel(&self, repo: &Repo, oid: Oid) -> StoreResult<Arc<[u8]>> {
         self.get_as(repo, oid, false)
     }
 
-    fn get_as(&self, repo: &Repo, oid: Oid, keep: bool) -> FsResult<Arc<[u8]>> {
+    fn get_as(&self, repo: &Repo, oid: Oid, keep: bool) -> StoreResult<Arc<[u8]>> {
         if let Some(d) = self.mem.lock().map.get(&oid) {
             self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(d.clone());
@@ -240,7 +240,7 @@ struct SpillState {
     streamed: bool,
     /// Written and checked (or failed).
     done: bool,
-    error: Option<FsError>,
+    error: Option<StoreError>,
 }
 
 /// A blob being (or already) inflated into an unlinked temporary file.
@@ -261,9 +261,9 @@ impl Spill {
         size: u64,
         dir: &std::path::Path,
         cache: Weak<Spills>,
-    ) -> FsResult<Arc<Spill>> {
+    ) -> StoreResult<Arc<Spill>> {
         let file = tempfile::tempfile_in(dir).map_err(|e| {
-            FsError::from_io(
+            StoreError::from_io(
                 &e,
                 format_args!("creating a spill file in {}", dir.display()),
             )
@@ -282,7 +282,7 @@ impl Spill {
                 writer.fill(&repo, oid, &dir);
                 writer.drop_if_exhausted(oid, &cache);
             })
-            .map_err(|e| FsError::from_io(&e, "starting a spill thread"))?;
+            .map_err(|e| StoreError::from_io(&e, "starting a spill thread"))?;
         Ok(spill)
     }
 
@@ -295,7 +295,7 @@ impl Spill {
             .lock()
             .error
             .as_ref()
-            .is_some_and(FsError::is_exhaustion);
+            .is_some_and(StoreError::is_exhaustion);
         if !exhausted {
             return;
         }
@@ -314,7 +314,7 @@ impl Spill {
             fn drop(&mut self) {
                 let mut st = self.0.state.lock();
                 if !st.done && st.error.is_none() {
-                    st.error = Some(FsError::io("spilling stopped unexpectedly"));
+                    st.error = Some(StoreError::io("spilling stopped unexpectedly"));
                 }
                 st.done = true;
                 drop(st);
@@ -343,7 +343,7 @@ impl Spill {
             let mut failed = None;
             let result = repo.stream_blob(oid, &mut |chunk| {
                 self.file.write_all_at(chunk, pos).inspect_err(|e| {
-                    failed = Some(FsError::from_io(
+                    failed = Some(StoreError::from_io(
                         e,
                         format_args!("spilling blob {oid} into {}", dir.display()),
                     ));
@@ -365,18 +365,18 @@ impl Spill {
         });
         let error = match (result, digest) {
             (Err(e), _) => Some(e),
-            (Ok(n), _) if n != self.size => Some(FsError::io(format!(
+            (Ok(n), _) if n != self.size => Some(StoreError::io(format!(
                 "blob {oid}: got {n} bytes, expected {}",
                 self.size
             ))),
             (Ok(_), Ok(Ok(d))) if d.as_slice() == oid.as_bytes() => None,
-            (Ok(_), Ok(Ok(_))) => Some(FsError::io(format!(
+            (Ok(_), Ok(Ok(_))) => Some(StoreError::io(format!(
                 "blob {oid}: content does not match its SHA-1"
             ))),
-            (Ok(_), Ok(Err(e))) => Some(FsError::io(format!(
+            (Ok(_), Ok(Err(e))) => Some(StoreError::io(format!(
                 "blob {oid}: cannot hash the spill file: {e}"
             ))),
-            (Ok(_), Err(_)) => Some(FsError::io(format!(
+            (Ok(_), Err(_)) => Some(StoreError::io(format!(
                 "blob {oid}: the hashing thread failed"
             ))),
         };
@@ -422,7 +422,12 @@ impl Spill {
     /// A read that reaches the end of the blob waits until the whole blob has
     /// been checked against its id, so a program that reads to the end never
     /// sees a clean end of file on damaged content: it gets EIO instead.
-    pub fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> FsResult<R> {
+    pub fn read_with<R>(
+        &self,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> StoreResult<R> {
         let end = offset.saturating_add(len as u64).min(self.size);
         let to_the_end = end >= self.size;
         {
@@ -451,7 +456,7 @@ impl Spill {
 }
 
 /// Runs `f` with this thread's read buffer, `n` bytes long (contents unspecified).
-pub fn with_read_buf<R>(n: usize, f: impl FnOnce(&mut [u8]) -> FsResult<R>) -> FsResult<R> {
+pub fn with_read_buf<R, E>(n: usize, f: impl FnOnce(&mut [u8]) -> Result<R, E>) -> Result<R, E> {
     READ_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         if buf.len() < n {

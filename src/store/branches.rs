@@ -4,7 +4,6 @@
 
 use git2::Repository;
 
-use crate::error::{FsError, FsResult};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::{Head, ObjectBatch, Repo, Txn};
 
@@ -19,7 +18,7 @@ pub fn valid_ref_name(full: &str) -> bool {
 pub fn signature(
     repo: &Repository,
     author: Option<&(String, String)>,
-) -> FsResult<git2::Signature<'static>> {
+) -> StoreResult<git2::Signature<'static>> {
     let (name, email) = match author {
         Some((n, e)) => (n.clone(), e.clone()),
         None => {
@@ -49,10 +48,10 @@ impl Repo {
         head: &Head,
         author: Option<&(String, String)>,
         msg: &str,
-    ) -> FsResult<()> {
+    ) -> StoreResult<()> {
         self.with(|repo| {
             if repo.find_reference(full).is_ok() {
-                return Err(FsError::Exists);
+                return Err(StoreError::Exists(full.to_string()));
             }
             let target = match head {
                 Head::Branch(b) => {
@@ -87,7 +86,7 @@ impl Repo {
     /// Deletes ref `full` (its reflog keeps the commits); `NotFound` if it
     /// is not there.
     pub fn delete_ref(&self, full: &str) -> StoreResult<()> {
-        self.with_store(|repo| {
+        self.with(|repo| {
             let mut r = repo
                 .find_reference(full)
                 .map_err(|_| StoreError::NotFound(full.into()))?;
@@ -97,7 +96,7 @@ impl Repo {
 
     /// Renames ref `old` to `new`, never over an existing one (`Exists`).
     pub fn rename_ref(&self, old: &str, new: &str, msg: &str) -> StoreResult<()> {
-        self.with_store(|repo| {
+        self.with(|repo| {
             let mut r = repo
                 .find_reference(old)
                 .map_err(|_| StoreError::NotFound(old.into()))?;

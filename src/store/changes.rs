@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::store::Oid;
 use git2::Repository;
 
-use crate::error::{FsError, FsResult};
+use crate::store::error::{StoreError, StoreResult};
 use crate::store::repo::{KeptPack, ObjectBatch, Repo, Txn};
 use crate::store::treeobj::RawEntry;
 
@@ -22,7 +22,7 @@ pub struct Change {
 }
 
 /// The changed paths between two trees (for the sync's merges).
-pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
+pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> StoreResult<Vec<Change>> {
     diff_paths(repo, old, new)
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<V
 /// changed path needs a directory, or a directory where it puts a file, is
 /// removed first; a deletion of what `base` no longer has is nothing to do.
 #[cfg(test)]
-pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> FsResult<Oid> {
+pub(crate) fn apply_changes(repo: &Repository, base: Oid, changes: &[Change]) -> StoreResult<Oid> {
     let mut batch = ObjectBatch::default();
     let tree = apply_changes_in(repo, base, changes, &mut batch)?;
     batch.flush(&Txn::of(repo))?;
@@ -45,7 +45,7 @@ pub(crate) fn apply_changes_in(
     base: Oid,
     changes: &[Change],
     batch: &mut ObjectBatch,
-) -> FsResult<Oid> {
+) -> StoreResult<Oid> {
     let base_id = base;
     let mut gone = std::collections::BTreeSet::new();
     for c in changes {
@@ -101,7 +101,7 @@ fn edit_tree(
     gone: &[&[u8]],
     puts: &[(&[u8], Oid, i32)],
     batch: &mut ObjectBatch,
-) -> FsResult<Oid> {
+) -> StoreResult<Oid> {
     /// One directory or path the edit touches, in an arena: parents come
     /// before their children.
     struct Node {
@@ -220,7 +220,7 @@ fn edit_tree(
     }
     nodes[0]
         .new
-        .ok_or_else(|| FsError::io("the edited tree vanished"))
+        .ok_or_else(|| StoreError::io("the edited tree vanished"))
 }
 
 /// The mode of what tree `root` holds at each prefix of `path` (one component,
@@ -228,7 +228,7 @@ fn edit_tree(
 /// merge must see a `.git` this side deleted), walking down once; the list
 /// ends where the path leaves what `root` has. Of entries sharing a name, the
 /// first stored counts.
-fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option<i32>>> {
+fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> StoreResult<Vec<Option<i32>>> {
     let mut out = Vec::new();
     let mut tree = Some(root);
     for name in path.split(|&b| b == b'/') {
@@ -253,7 +253,7 @@ fn modes_along(repo: &Repository, root: Oid, path: &[u8]) -> FsResult<Vec<Option
 /// largest cost of a small save in a large repository). A loop over a stack,
 /// not a recursion: trees may be any number of levels deep. Every entry as
 /// stored counts, shown or not.
-fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> FsResult<Vec<Change>> {
+fn diff_paths(repo: &Repository, old: Oid, new: Oid) -> StoreResult<Vec<Change>> {
     diff_paths_with(repo, old, new, None)
 }
 
@@ -263,7 +263,7 @@ pub fn diff_paths_in(
     old: Oid,
     new: Oid,
     batch: Option<&ObjectBatch>,
-) -> FsResult<Vec<Change>> {
+) -> StoreResult<Vec<Change>> {
     diff_paths_with(repo.git(), old, new, batch)
 }
 
@@ -272,7 +272,7 @@ fn diff_paths_with(
     old: Oid,
     new: Oid,
     batch: Option<&ObjectBatch>,
-) -> FsResult<Vec<Change>> {
+) -> StoreResult<Vec<Change>> {
     let mut out = Vec::new();
     let mut paths = crate::store::names::Paths::default();
     let mut todo = vec![(Some(old), Some(new), crate::store::names::Paths::ROOT)];
@@ -291,7 +291,7 @@ fn tree_entries(
     repo: &Repository,
     batch: Option<&ObjectBatch>,
     oid: Option<Oid>,
-) -> FsResult<Vec<(Vec<u8>, Oid, i32)>> {
+) -> StoreResult<Vec<(Vec<u8>, Oid, i32)>> {
     let Some(oid) = oid else {
         return Ok(Vec::new());
     };
@@ -323,7 +323,7 @@ fn diff_one(
     paths: &mut crate::store::names::Paths,
     todo: &mut DiffTodo,
     out: &mut Vec<Change>,
-) -> FsResult<()> {
+) -> StoreResult<()> {
     if old == new {
         return Ok(());
     }
@@ -450,9 +450,9 @@ impl Repo {
         local: Oid,
         server: Oid,
         author: Option<&(String, String)>,
-    ) -> FsResult<(Oid, Vec<KeptPack>)> {
+    ) -> StoreResult<(Oid, Vec<KeptPack>)> {
         self.with(|repo| {
-            let tree_of = |c: Oid| -> FsResult<Oid> {
+            let tree_of = |c: Oid| -> StoreResult<Oid> {
                 Ok(Oid::from(repo.find_commit(git2::Oid::from(c))?.tree_id()))
             };
             // Unrelated histories (the server's branch was made anew): this

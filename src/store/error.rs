@@ -54,6 +54,12 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        StoreError::Fs(FsError::from(e))
+    }
+}
+
 impl From<StoreError> for FsError {
     fn from(e: StoreError) -> FsError {
         match e {
@@ -65,6 +71,15 @@ impl From<StoreError> for FsError {
             | StoreError::Network(_)
             | StoreError::Remote(_)
             | StoreError::Corrupt { .. }) => FsError::io(other),
+        }
+    }
+}
+
+impl From<crate::store::names::BadName> for FsError {
+    fn from(e: crate::store::names::BadName) -> FsError {
+        match e {
+            crate::store::names::BadName::TooLong => FsError::NameTooLong,
+            crate::store::names::BadName::Refused => FsError::Invalid,
         }
     }
 }
@@ -87,6 +102,35 @@ impl From<git2::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Anything else that failed, said in `what` (EIO).
+    pub fn io(what: impl std::fmt::Display) -> StoreError {
+        StoreError::Fs(FsError::io(what))
+    }
+
+    /// I/O error `e` while doing `what`, its exhaustion kept (see
+    /// [`FsError::from_io`]).
+    pub fn from_io(e: &std::io::Error, what: impl std::fmt::Display) -> StoreError {
+        StoreError::Fs(FsError::from_io(e, what))
+    }
+
+    /// A resource ran out (see [`FsError::is_exhaustion`]).
+    pub fn is_exhaustion(&self) -> bool {
+        matches!(self, StoreError::Fs(e) if e.is_exhaustion())
+    }
+
+    /// Reading object `id` failed with `e`: `Corrupt` if libgit2 found its
+    /// bytes do not hash to it (libgit2 checks as it reads), else as any
+    /// libgit2 error.
+    pub(in crate::store) fn reading(e: git2::Error, id: Oid) -> StoreError {
+        if e.code() == git2::ErrorCode::HashsumMismatch {
+            return StoreError::Corrupt {
+                id,
+                what: e.message().to_string(),
+            };
+        }
+        StoreError::from(e)
+    }
+
     /// A fetch's or push's failure, as libgit2 classified it (its code and
     /// class, never the text of its message).
     pub(in crate::store) fn of_remote(e: &git2::Error, msg: String) -> StoreError {

@@ -228,17 +228,25 @@ impl Paths {
     }
 }
 
-/// A name a program may create: EINVAL for one Git must never store or would
-/// refuse to check out (`.git` in any case and its aliases; see `refused`), and
-/// for a symlink, also `.gitmodules` and its aliases.
-pub fn check_new_name(name: &[u8], symlink: bool) -> crate::error::FsResult<()> {
-    use crate::error::FsError;
+/// Why a program may not create a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadName {
+    /// Longer than NAME_MAX (ENAMETOOLONG).
+    TooLong,
+    /// A name Git must never store or would refuse to check out (EINVAL).
+    Refused,
+}
+
+/// A name a program may create: not one Git must never store or would
+/// refuse to check out (`.git` in any case and its aliases; see `refused`),
+/// and for a symlink, also not `.gitmodules` or its aliases.
+pub fn check_new_name(name: &[u8], symlink: bool) -> Result<(), BadName> {
     use crate::store::repo::{NAME_MAX, valid_name};
     if name.len() > NAME_MAX {
-        return Err(FsError::NameTooLong);
+        return Err(BadName::TooLong);
     }
     if !valid_name(name) || refused(name, symlink) {
-        return Err(FsError::Invalid);
+        return Err(BadName::Refused);
     }
     Ok(())
 }

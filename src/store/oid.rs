@@ -19,9 +19,9 @@ impl fmt::Display for BadId {
 
 impl std::error::Error for BadId {}
 
-impl From<BadId> for crate::error::FsError {
+impl From<BadId> for crate::store::error::StoreError {
     fn from(e: BadId) -> Self {
-        crate::error::FsError::io(e)
+        crate::store::error::StoreError::io(e)
     }
 }
 

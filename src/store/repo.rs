@@ -17,7 +17,6 @@ use crate::store::error::{StoreError, StoreResult};
 use git2::{ObjectType, Repository, RepositoryOpenFlags};
 use parking_lot::Mutex;
 
-use crate::error::{FsError, FsResult};
 use crate::store::treeobj::Listing;
 
 /// The longest name a tree entry may have to be served.
@@ -79,15 +78,14 @@ pub fn tune_libgit2() {
 
 /// EIO unless `data` is the content of object `oid` of type `kind`: a
 /// damaged object is never served as if it were sound.
-fn check_id(kind: &str, oid: Oid, data: &[u8]) -> FsResult<()> {
+fn check_id(kind: &str, oid: Oid, data: &[u8]) -> StoreResult<()> {
     if crate::store::treeobj::hash_object(kind, data) == oid {
         Ok(())
     } else {
         Err(StoreError::Corrupt {
             id: oid,
             what: "its content does not hash to its id".into(),
-        }
-        .into())
+        })
     }
 }
 
@@ -201,21 +199,7 @@ impl Repo {
     }
 
     /// Runs `f` with a repository handle from the pool.
-    pub fn with<R>(&self, f: impl FnOnce(&Repository) -> FsResult<R>) -> FsResult<R> {
-        let (generation, repo) = self.take_handle()?;
-        let out = f(&repo);
-        self.give_back(generation, repo);
-        out
-    }
-
-    /// Runs `f` with a handle lent for one commit's work (see [`Txn`]).
-    pub fn with_txn<R>(&self, f: impl FnOnce(&Txn<'_>) -> FsResult<R>) -> FsResult<R> {
-        self.with(|git| f(&Txn { git }))
-    }
-
-    /// [`Repo::with`] for work whose failures are the store's own (a fetch,
-    /// a push, a ref's compare-and-swap).
-    pub(in crate::store) fn with_store<R>(
+    pub(in crate::store) fn with<R>(
         &self,
         f: impl FnOnce(&Repository) -> StoreResult<R>,
     ) -> StoreResult<R> {
@@ -225,8 +209,20 @@ impl Repo {
         out
     }
 
+    /// Runs `f` with a handle lent for one commit's work (see [`Txn`]); `f`
+    /// fails with the store's errors or with its caller's.
+    pub fn with_txn<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Txn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let (generation, git) = self.take_handle()?;
+        let out = f(&Txn { git: &git });
+        self.give_back(generation, git);
+        out
+    }
+
     /// A handle of the current generation from the pool, or a new one.
-    fn take_handle(&self) -> FsResult<(u64, Repository)> {
+    fn take_handle(&self) -> StoreResult<(u64, Repository)> {
         use std::sync::atomic::Ordering;
         let now = self.generation.load(Ordering::Relaxed);
         loop {
@@ -250,11 +246,11 @@ impl Repo {
     /// libgit2 cannot read the refs (a corrupt `packed-refs` fails them all),
     /// they are read by hand instead, skipping only the lines that are bad,
     /// and the damage is logged once.
-    pub fn refs(&self, prefix: &str) -> FsResult<Vec<(Vec<u8>, Oid)>> {
+    pub fn refs(&self, prefix: &str) -> StoreResult<Vec<(Vec<u8>, Oid)>> {
         let by_git = if self.packed_refs_damaged() {
-            Err(FsError::io("packed-refs has lines that are not refs"))
+            Err(StoreError::io("packed-refs has lines that are not refs"))
         } else if crate::store::refs_file::nested_at_least(self.common_dir(), LIBGIT2_REFS_DEPTH) {
-            Err(FsError::io(
+            Err(StoreError::io(
                 "refs/ holds directories nested deeper than libgit2 lists",
             ))
         } else {
@@ -317,7 +313,7 @@ impl Repo {
     }
 
     /// Logs, once for the mount, that the refs could not be read by libgit2.
-    fn refs_damaged(&self, e: &FsError) {
+    fn refs_damaged(&self, e: &StoreError) {
         use std::sync::atomic::Ordering;
         if !self.refs_warned.swap(true, Ordering::Relaxed) {
             log::warn!(
@@ -329,7 +325,7 @@ impl Repo {
     }
 
     /// Whether the repository has object `oid` (any kind, packed or loose).
-    pub fn has_object(&self, oid: Oid) -> FsResult<bool> {
+    pub fn has_object(&self, oid: Oid) -> StoreResult<bool> {
         self.with(|r| Ok(r.odb()?.exists(git2::Oid::from(oid))))
     }
 
@@ -337,7 +333,7 @@ impl Repo {
     /// handle opened for it: the pooled ones cache objects and go on reading
     /// packs that gc has deleted (they hold them open), so they can say an
     /// object is there when git would not find it.
-    pub fn missing_on_disk(&self, oids: &[Oid]) -> FsResult<Vec<Oid>> {
+    pub fn missing_on_disk(&self, oids: &[Oid]) -> StoreResult<Vec<Oid>> {
         if oids.is_empty() {
             return Ok(Vec::new());
         }
@@ -351,7 +347,7 @@ impl Repo {
     }
 
     /// The commit a ref points to now, if the ref exists.
-    pub fn ref_target(&self, full_name: &[u8]) -> FsResult<Option<Oid>> {
+    pub fn ref_target(&self, full_name: &[u8]) -> StoreResult<Option<Oid>> {
         let Ok(name) = std::str::from_utf8(full_name) else {
             // libgit2 takes ref names as C strings; a non-UTF-8 ref is looked up by scan.
             return Ok(self
@@ -361,7 +357,7 @@ impl Repo {
                 .map(|(_, o)| o));
         };
         let by_git = if self.packed_refs_damaged() {
-            Err(FsError::io("packed-refs has lines that are not refs"))
+            Err(StoreError::io("packed-refs has lines that are not refs"))
         } else {
             self.with(|repo| match repo.find_reference(name) {
                 Ok(r) => Ok(r.resolve().ok().and_then(|r| r.target()).map(Oid::from)),
@@ -385,7 +381,7 @@ impl Repo {
 
     /// What HEAD names: `Ok(Head::Branch(name))` for a symbolic HEAD on an existing
     /// branch, `Head::Detached(oid)` for a detached HEAD, `Head::Unborn` otherwise.
-    pub fn head(&self) -> FsResult<Head> {
+    pub fn head(&self) -> StoreResult<Head> {
         self.with(|repo| {
             let head = match repo.find_reference("HEAD") {
                 Ok(h) => h,
@@ -410,7 +406,7 @@ impl Repo {
     }
 
     /// Peels any object id (a commit, an annotated tag, a tree) to what a mount shows.
-    pub fn snapshot(&self, oid: Oid) -> FsResult<Snapshot> {
+    pub fn snapshot(&self, oid: Oid) -> StoreResult<Snapshot> {
         self.with(|repo| {
             let obj = repo.find_object(git2::Oid::from(oid), None)?;
             snapshot_of(obj)
@@ -420,7 +416,7 @@ impl Repo {
     /// The blob `oid` names, if it is one or a chain of tags that ends at one
     /// (a tag of a public key, as git/git's `junio-gpg-pub`). Any other
     /// object is `None`.
-    pub fn peel_to_blob(&self, oid: Oid) -> FsResult<Option<Oid>> {
+    pub fn peel_to_blob(&self, oid: Oid) -> StoreResult<Option<Oid>> {
         self.with(|repo| {
             let obj = repo.find_object(git2::Oid::from(oid), None)?;
             match obj.peel(ObjectType::Blob) {
@@ -433,7 +429,7 @@ impl Repo {
     /// Resolves a revision (`main~3`, an abbreviated SHA, `v1.0^{}`) to a snapshot.
     /// `Ok(None)` when it does not resolve or names something that is not a commit,
     /// a tag of one, or a tree.
-    pub fn resolve(&self, rev: &str) -> FsResult<Option<Snapshot>> {
+    pub fn resolve(&self, rev: &str) -> StoreResult<Option<Snapshot>> {
         self.with(|repo| {
             let obj = match repo.revparse_single(rev) {
                 Ok(o) => o,
@@ -441,7 +437,7 @@ impl Repo {
             };
             match snapshot_of(obj) {
                 Ok(s) => Ok(Some(s)),
-                Err(FsError::NotFound) => Ok(None),
+                Err(StoreError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e),
             }
         })
@@ -450,7 +446,7 @@ impl Repo {
     /// A tree as the mount shows it: entries sorted by name bytes (so that
     /// lookups can binary-search), and those it does not show kept apart (see
     /// `treeobj`), with one warning per tree for what was skipped.
-    pub fn read_tree(&self, oid: Oid) -> FsResult<Listing> {
+    pub fn read_tree(&self, oid: Oid) -> StoreResult<Listing> {
         let mut listing = self
             .with(|repo| tree_object(repo, oid, |data| Ok(crate::store::treeobj::parse(data))))?;
         listing.tree = Some(oid);
@@ -486,21 +482,26 @@ impl Repo {
 
     /// Every entry of a tree as stored, hidden ones included (for diffs, which
     /// must see what changed however hostile).
-    pub fn raw_tree(repo: &Repository, oid: Oid) -> FsResult<Vec<crate::store::treeobj::RawEntry>> {
+    pub fn raw_tree(
+        repo: &Repository,
+        oid: Oid,
+    ) -> StoreResult<Vec<crate::store::treeobj::RawEntry>> {
         tree_object(repo, oid, |data| {
             Ok(crate::store::treeobj::parse_raw(data).0)
         })
     }
 
     /// A blob's size from its object header, without inflating it.
-    pub fn blob_size(&self, oid: Oid) -> FsResult<u64> {
+    pub fn blob_size(&self, oid: Oid) -> StoreResult<u64> {
         if let Some(size) = self.packs.blob_size(oid.as_bytes()) {
             return Ok(size);
         }
         self.with(|repo| {
             let (size, kind) = repo.odb()?.read_header(git2::Oid::from(oid))?;
             if kind != ObjectType::Blob {
-                return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
+                return Err(StoreError::io(format!(
+                    "object {oid} is a {kind}, not a blob"
+                )));
             }
             Ok(size as u64)
         })
@@ -509,7 +510,7 @@ impl Repo {
     /// A whole blob in memory. For blobs the caller knows to be small; large ones
     /// go through [`Repo::stream_blob`] (whose caller checks the hash as it
     /// spills). Its hash is checked before it is returned.
-    pub fn read_blob(&self, oid: Oid) -> FsResult<std::sync::Arc<[u8]>> {
+    pub fn read_blob(&self, oid: Oid) -> StoreResult<std::sync::Arc<[u8]>> {
         // Read straight out of the packs when they hold it; bytes that do not
         // hash to the id are not served from there: libgit2 reads it again,
         // and its bytes are checked below (so a damaged object is EIO).
@@ -520,9 +521,11 @@ impl Repo {
         }
         self.with(|repo| {
             let odb = repo.odb()?;
-            let obj = odb.read(git2::Oid::from(oid))?;
+            let obj = odb
+                .read(git2::Oid::from(oid))
+                .map_err(|e| StoreError::reading(e, oid))?;
             if obj.kind() != ObjectType::Blob {
-                return Err(FsError::io(format!(
+                return Err(StoreError::io(format!(
                     "object {oid} is a {}, not a blob",
                     obj.kind()
                 )));
@@ -540,23 +543,26 @@ impl Repo {
         &self,
         oid: Oid,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> FsResult<u64> {
+    ) -> StoreResult<u64> {
         self.with(|repo| {
             let odb = repo.odb()?;
             if let Ok((reader, size, kind)) = odb.reader(git2::Oid::from(oid)) {
                 if kind != ObjectType::Blob {
-                    return Err(FsError::io(format!("object {oid} is a {kind}, not a blob")));
+                    return Err(StoreError::io(format!(
+                        "object {oid} is a {kind}, not a blob"
+                    )));
                 }
                 return copy_exact(reader, size as u64, sink, oid);
             }
             let raw: [u8; 20] = oid
                 .as_bytes()
                 .try_into()
-                .map_err(|_| FsError::io("object id is not SHA-1"))?;
+                .map_err(|_| StoreError::io("object id is not SHA-1"))?;
             for dir in object_dirs(repo) {
                 if let Some((reader, size)) =
-                    crate::store::pack_stream::open_packed_blob(&dir, &raw)
-                        .map_err(|e| FsError::from_io(&e, format_args!("reading pack for {oid}")))?
+                    crate::store::pack_stream::open_packed_blob(&dir, &raw).map_err(|e| {
+                        StoreError::from_io(&e, format_args!("reading pack for {oid}"))
+                    })?
                 {
                     return copy_exact(reader, size, sink, oid);
                 }
@@ -566,12 +572,14 @@ impl Repo {
             static WHOLE: Mutex<()> = Mutex::new(());
             let _one = WHOLE.lock();
             log::debug!("blob {oid} is deltified; inflating it whole once");
-            let obj = odb.read(git2::Oid::from(oid))?;
+            let obj = odb
+                .read(git2::Oid::from(oid))
+                .map_err(|e| StoreError::reading(e, oid))?;
             if obj.kind() != ObjectType::Blob {
-                return Err(FsError::io(format!("object {oid} is not a blob")));
+                return Err(StoreError::io(format!("object {oid} is not a blob")));
             }
             sink(obj.data()).map_err(|e| {
-                FsError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
+                StoreError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
             })?;
             Ok(obj.len() as u64)
         })
@@ -581,7 +589,7 @@ impl Repo {
 /// Deflate works hardest on what it cannot shrink: a blob whose first 256 KiB
 /// do not compress by a tenth is stored uncompressed (still a zlib stream; `git
 /// gc` compresses it when it packs).
-fn compression_for(file: &std::fs::File, size: u64) -> FsResult<flate2::Compression> {
+fn compression_for(file: &std::fs::File, size: u64) -> StoreResult<flate2::Compression> {
     use std::io::Write;
     use std::os::unix::fs::FileExt;
     let n = size.min(256 << 10) as usize;
@@ -604,11 +612,11 @@ pub enum Head {
     Unborn,
 }
 
-fn snapshot_of(obj: git2::Object<'_>) -> FsResult<Snapshot> {
+fn snapshot_of(obj: git2::Object<'_>) -> StoreResult<Snapshot> {
     if let Ok(commit) = obj.peel(ObjectType::Commit) {
         let commit = commit
             .into_commit()
-            .map_err(|_| FsError::io("peeled object is not a commit"))?;
+            .map_err(|_| StoreError::io("peeled object is not a commit"))?;
         return Ok(Snapshot {
             commit: Some(Oid::from(commit.id())),
             tree: Oid::from(commit.tree_id()),
@@ -621,7 +629,10 @@ fn snapshot_of(obj: git2::Object<'_>) -> FsResult<Snapshot> {
             tree: Oid::from(tree.id()),
             time: 0,
         }),
-        Err(_) => Err(FsError::NotFound),
+        Err(_) => Err(StoreError::NotFound(format!(
+            "a commit or tree at {}",
+            obj.id()
+        ))),
     }
 }
 
@@ -630,7 +641,7 @@ fn copy_exact(
     size: u64,
     sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     oid: Oid,
-) -> FsResult<u64> {
+) -> StoreResult<u64> {
     let mut buf = vec![0u8; STREAM_CHUNK];
     let mut total = 0u64;
     loop {
@@ -638,20 +649,20 @@ fn copy_exact(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FsError::from_io(&e, format_args!("reading blob {oid}"))),
+            Err(e) => return Err(StoreError::from_io(&e, format_args!("reading blob {oid}"))),
         };
         total += n as u64;
         if total > size {
-            return Err(FsError::io(format!(
+            return Err(StoreError::io(format!(
                 "blob {oid} is longer than its header says"
             )));
         }
         sink(&buf[..n]).map_err(|e| {
-            FsError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
+            StoreError::from_io(&e, format_args!("writing blob {oid} to a spill file"))
         })?;
     }
     if total != size {
-        return Err(FsError::io(format!(
+        return Err(StoreError::io(format!(
             "blob {oid} ended after {total} of {size} bytes"
         )));
     }
@@ -687,19 +698,23 @@ pub use crate::store::names::valid_name;
 fn tree_object<R>(
     repo: &Repository,
     oid: Oid,
-    f: impl FnOnce(&[u8]) -> FsResult<R>,
-) -> FsResult<R> {
+    f: impl FnOnce(&[u8]) -> StoreResult<R>,
+) -> StoreResult<R> {
     let odb = repo.odb()?;
     let (size, kind) = odb.read_header(git2::Oid::from(oid))?;
     if kind != ObjectType::Tree {
-        return Err(FsError::io(format!("object {oid} is a {kind}, not a tree")));
+        return Err(StoreError::io(format!(
+            "object {oid} is a {kind}, not a tree"
+        )));
     }
     if size > MAX_TREE_BYTES {
-        return Err(FsError::io(format!(
+        return Err(StoreError::io(format!(
             "tree {oid} is {size} bytes, over the limit of {MAX_TREE_BYTES}"
         )));
     }
-    let obj = odb.read(git2::Oid::from(oid))?;
+    let obj = odb
+        .read(git2::Oid::from(oid))
+        .map_err(|e| StoreError::reading(e, oid))?;
     check_id("tree", oid, obj.data())?;
     f(obj.data())
 }
@@ -860,7 +875,7 @@ pub struct Pushed {
 
 impl Repo {
     /// The remote `spec` names: a remote of the repository, or a URL.
-    fn remote<'r>(repo: &'r Repository, spec: &str) -> FsResult<git2::Remote<'r>> {
+    fn remote<'r>(repo: &'r Repository, spec: &str) -> StoreResult<git2::Remote<'r>> {
         match repo.find_remote(spec) {
             Ok(r) => Ok(r),
             Err(_) => Ok(repo.remote_anonymous(spec)?),
@@ -871,7 +886,7 @@ impl Repo {
     /// REMOTE_TAGS namespaces (the server's refs as they are, rewinds
     /// included); nothing of the user's refs is touched.
     pub fn fetch_remote(&self, spec: &str) -> StoreResult<()> {
-        self.with_store(|repo| {
+        self.with(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let mut fo = git2::FetchOptions::new();
             fo.remote_callbacks(remote_callbacks(repo.config().ok()));
@@ -914,7 +929,7 @@ impl Repo {
     /// Pushes each (full name under refs/heads/, commit) to that name on the
     /// server, exactly that commit, never forcing. Returns what happened to each.
     pub fn push_remote(&self, spec: &str, refs: &[(String, Oid)]) -> StoreResult<Vec<Pushed>> {
-        self.with_store(|repo| {
+        self.with(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
             let mut cb = remote_callbacks(repo.config().ok());
@@ -941,7 +956,7 @@ impl Repo {
     }
 
     /// Sets `refname` to `oid` whatever it was (for commitfs's own refs only).
-    pub fn cas_ref_force(&self, refname: &str, oid: Oid) -> FsResult<()> {
+    pub fn cas_ref_force(&self, refname: &str, oid: Oid) -> StoreResult<()> {
         self.with(|repo| {
             repo.reference(
                 refname,
@@ -954,7 +969,7 @@ impl Repo {
     }
 
     /// Whether `a` is `b` or one of its ancestors.
-    pub fn is_ancestor(&self, a: Oid, b: Oid) -> FsResult<bool> {
+    pub fn is_ancestor(&self, a: Oid, b: Oid) -> StoreResult<bool> {
         if a == b {
             return Ok(true);
         }
@@ -962,7 +977,7 @@ impl Repo {
     }
 
     /// How many commits `b` has that `a` does not (at most `cap`).
-    pub fn count_ahead(&self, b: Oid, a: Option<Oid>, cap: usize) -> FsResult<usize> {
+    pub fn count_ahead(&self, b: Oid, a: Option<Oid>, cap: usize) -> StoreResult<usize> {
         self.with(|repo| {
             let mut walk = repo.revwalk()?;
             walk.push(git2::Oid::from(b))?;
@@ -976,7 +991,7 @@ impl Repo {
     /// Moves `refname` from `old` (None: it must not exist) to `new`, only if it
     /// is still at `old`. False if someone moved it first.
     pub fn cas_ref(&self, refname: &str, old: Option<Oid>, new: Oid, msg: &str) -> StoreResult<()> {
-        self.with_store(|git| Txn::of(git).move_ref(refname, new, old, msg))
+        self.with(|git| Txn::of(git).move_ref(refname, new, old, msg))
     }
 }
 
@@ -1126,15 +1141,15 @@ fn pack_tmp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 
 impl PackWriter {
     /// A pack of exactly `count` objects in `dir` (`objects/pack`).
-    fn new(dir: &Path, count: usize) -> FsResult<PackWriter> {
+    fn new(dir: &Path, count: usize) -> StoreResult<PackWriter> {
         use std::io::Write;
         let count =
-            u32::try_from(count).map_err(|_| FsError::io("too many objects for one pack"))?;
-        let tmp = pack_tmp(dir).map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+            u32::try_from(count).map_err(|_| StoreError::io("too many objects for one pack"))?;
+        let tmp = pack_tmp(dir).map_err(|e| StoreError::from_io(&e, in_pack_dir(dir)))?;
         let file = tmp
             .as_file()
             .try_clone()
-            .map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+            .map_err(|e| StoreError::from_io(&e, in_pack_dir(dir)))?;
         let mut out = PackOut {
             w: std::io::BufWriter::with_capacity(1 << 20, file),
             sha: sha1::Digest::new(),
@@ -1147,7 +1162,7 @@ impl PackWriter {
         head.extend_from_slice(&2u32.to_be_bytes());
         head.extend_from_slice(&count.to_be_bytes());
         out.write_all(&head)
-            .map_err(|e| FsError::from_io(&e, in_pack_dir(dir)))?;
+            .map_err(|e| StoreError::from_io(&e, in_pack_dir(dir)))?;
         Ok(PackWriter {
             dir: dir.to_path_buf(),
             tmp,
@@ -1183,10 +1198,10 @@ impl PackWriter {
     }
 
     /// Adds an object whose bytes are at hand; `oid` is their id.
-    fn add(&mut self, oid: Oid, kind: ObjectType, data: &[u8]) -> FsResult<()> {
+    fn add(&mut self, oid: Oid, kind: ObjectType, data: &[u8]) -> StoreResult<()> {
         use std::io::Write;
         let dir = self.dir.clone();
-        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        let err = |e: std::io::Error| StoreError::from_io(&e, in_pack_dir(&dir));
         let offset = self.begin(kind, data.len() as u64).map_err(err)?;
         let mut z = flate2::write::ZlibEncoder::new(&mut self.out, flate2::Compression::fast());
         z.write_all(data).map_err(err)?;
@@ -1196,12 +1211,12 @@ impl PackWriter {
 
     /// Adds the first `size` bytes of `file` as a blob, hashing and
     /// compressing as it reads; returns the blob's id.
-    fn add_file(&mut self, file: &std::fs::File, size: u64) -> FsResult<Oid> {
+    fn add_file(&mut self, file: &std::fs::File, size: u64) -> StoreResult<Oid> {
         use sha1::{Digest, Sha1};
         use std::io::Write;
         use std::os::unix::fs::FileExt;
         let dir = self.dir.clone();
-        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        let err = |e: std::io::Error| StoreError::from_io(&e, in_pack_dir(&dir));
         let level = compression_for(file, size)?;
         let offset = self.begin(ObjectType::Blob, size).map_err(err)?;
         let mut hasher = Sha1::new();
@@ -1224,21 +1239,21 @@ impl PackWriter {
 
     /// Adds an object's bytes as another pack of ours holds them (its
     /// header and deflated data, no delta).
-    fn add_raw(&mut self, oid: Oid, bytes: &[u8]) -> FsResult<()> {
+    fn add_raw(&mut self, oid: Oid, bytes: &[u8]) -> StoreResult<()> {
         use std::io::Write;
         let offset = self.out.pos;
         self.out.crc.reset();
         self.out
             .write_all(bytes)
-            .map_err(|e| FsError::from_io(&e, in_pack_dir(&self.dir)))?;
+            .map_err(|e| StoreError::from_io(&e, in_pack_dir(&self.dir)))?;
         self.entry(oid, offset)
     }
 
-    fn entry(&mut self, oid: Oid, offset: u64) -> FsResult<()> {
+    fn entry(&mut self, oid: Oid, offset: u64) -> StoreResult<()> {
         let raw: [u8; 20] = oid
             .as_bytes()
             .try_into()
-            .map_err(|_| FsError::io("object id is not SHA-1"))?;
+            .map_err(|_| StoreError::io("object id is not SHA-1"))?;
         self.entries.push((raw, self.out.crc.sum(), offset));
         Ok(())
     }
@@ -1246,13 +1261,13 @@ impl PackWriter {
     /// Ends the pack and makes it visible, kept: the `.keep` first, then the
     /// pack, then its index (which is what git and libgit2 look for). Not
     /// fsynced: see [`sync_packs`].
-    fn finish(mut self) -> FsResult<KeptPack> {
+    fn finish(mut self) -> StoreResult<KeptPack> {
         use sha1::Digest;
         use std::io::Write;
         let dir = self.dir.clone();
-        let err = |e: std::io::Error| FsError::from_io(&e, in_pack_dir(&dir));
+        let err = |e: std::io::Error| StoreError::from_io(&e, in_pack_dir(&dir));
         if self.entries.len() != self.count as usize {
-            return Err(FsError::io(format!(
+            return Err(StoreError::io(format!(
                 "a pack of {} objects got {}",
                 self.count,
                 self.entries.len()
@@ -1363,7 +1378,7 @@ const MERGE_MAX_INPUT: u64 = 4 << 20;
 /// fsynced before the sources are removed, so that a crash in between
 /// loses nothing. A source that is gone (gc replaced it) or that someone
 /// keeps is left out. `None` when fewer than two were left.
-fn merge_packs(dir: &Path, sources: &[PackInfo]) -> FsResult<Option<PackInfo>> {
+fn merge_packs(dir: &Path, sources: &[PackInfo]) -> StoreResult<Option<PackInfo>> {
     use std::os::unix::fs::FileExt;
     let mut open = Vec::new();
     for s in sources {
@@ -1390,7 +1405,7 @@ fn merge_packs(dir: &Path, sources: &[PackInfo]) -> FsResult<Option<PackInfo>> {
         for (k, e) in at.iter().enumerate() {
             let end = at.get(k + 1).map_or(s.len - 20, |n| n.2);
             if end < e.2 {
-                return Err(FsError::io(format!("pack {} is not as written", s.id)));
+                return Err(StoreError::io(format!("pack {} is not as written", s.id)));
             }
             if seen.insert(e.0) {
                 plan.push((i, e.0, e.2, end));
@@ -1488,7 +1503,7 @@ impl Repo {
 /// more than `one_by_one` of them, the whole filesystem at once (one journal
 /// commit instead of one per file). A pack gc has already replaced is gone,
 /// which is fine: gc's own pack holds its objects.
-pub fn sync_packs(pack_dir: &Path, ids: &[Oid], one_by_one: usize) -> FsResult<()> {
+pub fn sync_packs(pack_dir: &Path, ids: &[Oid], one_by_one: usize) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -1642,7 +1657,7 @@ impl<'a> Txn<'a> {
     }
 
     /// What `oid`, a ref's target, is.
-    pub fn tip(&self, oid: Oid) -> FsResult<Tip> {
+    pub fn tip(&self, oid: Oid) -> StoreResult<Tip> {
         match self.git.find_object(oid.into(), None).map(|o| o.kind()) {
             Ok(Some(ObjectType::Commit)) => Ok(Tip::Commit),
             Ok(_) => Ok(Tip::NotCommit),
@@ -1692,17 +1707,17 @@ impl ObjectBatch {
 
     /// Adds a blob; returns its id. The caller must `flush` before the id is used
     /// by anything that outlives the commit.
-    pub fn add_blob(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_blob(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> StoreResult<Oid> {
         self.add(repo, ObjectType::Blob, data)
     }
 
     /// Adds a tree object (its bytes, as `treeobj::serialize` gives them).
-    pub fn add_tree(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_tree(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> StoreResult<Oid> {
         self.add(repo, ObjectType::Tree, data)
     }
 
     /// Adds a commit object (its bytes, as [`commit_bytes`] gives them).
-    pub fn add_commit(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> FsResult<Oid> {
+    pub fn add_commit(&mut self, repo: &Txn<'_>, data: Vec<u8>) -> StoreResult<Oid> {
         self.add(repo, ObjectType::Commit, data)
     }
 
@@ -1716,19 +1731,19 @@ impl ObjectBatch {
         parents: &[Oid],
         author: Option<&(String, String)>,
         msg: &str,
-    ) -> FsResult<Oid> {
+    ) -> StoreResult<Oid> {
         let sig = crate::store::branches::signature(repo.git, author)?;
         self.add_commit(repo, commit_bytes(tree, parents, &sig, msg))
     }
 
-    fn add(&mut self, repo: &Txn<'_>, kind: ObjectType, data: Vec<u8>) -> FsResult<Oid> {
+    fn add(&mut self, repo: &Txn<'_>, kind: ObjectType, data: Vec<u8>) -> StoreResult<Oid> {
         let oid = crate::store::treeobj::hash_object(kind.str(), &data);
         self.add_object(repo, oid, kind, data)?;
         Ok(oid)
     }
 
     /// Adds a blob whose id the caller has computed (`hash_object`).
-    pub fn add_hashed_blob(&mut self, repo: &Txn<'_>, oid: Oid, data: Vec<u8>) -> FsResult<()> {
+    pub fn add_hashed_blob(&mut self, repo: &Txn<'_>, oid: Oid, data: Vec<u8>) -> StoreResult<()> {
         self.add_object(repo, oid, ObjectType::Blob, data)
     }
 
@@ -1738,7 +1753,7 @@ impl ObjectBatch {
         oid: Oid,
         kind: ObjectType,
         data: Vec<u8>,
-    ) -> FsResult<()> {
+    ) -> StoreResult<()> {
         if !self.contains(oid) {
             self.bytes += data.len();
             self.index.insert(oid, self.objects.len());
@@ -1759,7 +1774,7 @@ impl ObjectBatch {
         file: &std::fs::File,
         size: u64,
         unless: Option<Oid>,
-    ) -> FsResult<Oid> {
+    ) -> StoreResult<Oid> {
         let mut w = PackWriter::new(&repo.git.commondir().join("objects/pack"), 1)?;
         let oid = w.add_file(file, size)?;
         if Some(oid) == unless || self.contains(oid) {
@@ -1815,7 +1830,7 @@ impl ObjectBatch {
     }
 
     /// Writes what was added as one kept pack.
-    pub fn flush(&mut self, repo: &Txn<'_>) -> FsResult<()> {
+    pub fn flush(&mut self, repo: &Txn<'_>) -> StoreResult<()> {
         if self.objects.is_empty() {
             return Ok(());
         }
@@ -1922,6 +1937,52 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// A loose object whose bytes are not what its id says is refused as
+    /// `Corrupt`, with its id, and is EIO to a program.
+    #[test]
+    fn a_damaged_object_is_corrupt_with_its_id() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let git = Repository::init_bare(dir.path()).unwrap();
+        let blob = Oid::from(git.blob(b"sound bytes\n").unwrap());
+        let mut tb = git.treebuilder(None).unwrap();
+        tb.insert("f", git2::Oid::from(blob), 0o100644).unwrap();
+        let tree = Oid::from(tb.write().unwrap());
+        // Each object's file is replaced by a well-formed object of other
+        // bytes (the same kind and a valid zlib stream, so only the hash can
+        // tell).
+        for (id, kind) in [(blob, "blob"), (tree, "tree")] {
+            let hex = id.to_string();
+            let path = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+            let body: &[u8] = if kind == "blob" {
+                b"other bytes\n"
+            } else {
+                b""
+            };
+            let mut raw = format!("{kind} {}\0", body.len()).into_bytes();
+            raw.extend_from_slice(body);
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(&raw).unwrap();
+            let mut perm = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&path, perm).unwrap();
+            std::fs::write(&path, z.finish().unwrap()).unwrap();
+        }
+        let repo = Repo::open(dir.path()).unwrap();
+        match repo.read_blob(blob) {
+            Err(StoreError::Corrupt { id, .. }) => assert_eq!(id, blob),
+            other => panic!("a damaged blob read as {other:?}"),
+        }
+        match repo.read_tree(tree) {
+            Err(StoreError::Corrupt { id, .. }) => assert_eq!(id, tree),
+            other => panic!("a damaged tree read as {:?}", other.map(|_| ())),
+        }
+        let e = crate::error::FsError::from(repo.read_blob(blob).unwrap_err());
+        assert_eq!(e.errno(), libc::EIO);
+        assert!(e.to_string().contains(&blob.to_string()), "{e}");
     }
 
     #[test]

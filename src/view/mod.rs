@@ -43,6 +43,7 @@ use crate::inodes::{Ino, Inodes, Kind, Node, ROOT, Snap, SnapSource, tree_kind};
 use crate::model::{FsConfig, RootSpec, Ts};
 use crate::overlay::{Overlay, WFile};
 use crate::store::blob_cache::BlobCache;
+use crate::store::error::StoreError;
 use crate::store::repo::{Head, Repo, valid_name};
 use crate::store::treeobj::Listing;
 use prefetch::{Gate, Job, Prefetcher, Worker};
@@ -521,14 +522,14 @@ impl CommitFs {
                     Ok(s) => s,
                     // A tag of a blob (or of a tag of one): a read-only file
                     // with the blob's bytes.
-                    Err(FsError::NotFound) if !is_branch => {
+                    Err(StoreError::NotFound(_)) if !is_branch => {
                         let Some(blob) = self.repo.peel_to_blob(target)? else {
                             return Err(FsError::NotFound);
                         };
                         let snap = Arc::new(Snap {
                             snapshot: crate::store::repo::Snapshot {
                                 commit: None,
-                                tree: Oid::from_bytes(&EMPTY_TREE).map_err(FsError::from)?,
+                                tree: Oid::from_bytes(&EMPTY_TREE).map_err(StoreError::from)?,
                                 time: 0,
                             },
                             source: SnapSource::Fixed,
@@ -540,7 +541,7 @@ impl CommitFs {
                         };
                         return Ok(self.upsert_keeping_snapshot(p.ino, name, kind));
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
                 // Only a ref that names a commit can take commits: one under
                 // refs/heads/ that names a tree or a tag object is shown
@@ -899,10 +900,10 @@ impl CommitFs {
             e => e,
         };
         let blob_size = self.blob_size(oid).map_err(named)?;
-        let content = self.blobs.open(&self.repo, oid, blob_size).map_err(named)?;
+        let content = (self.blobs.open(&self.repo, oid, blob_size)).map_err(|e| named(e.into()))?;
         self.blobs
             .read_with(&self.repo, &content, offset, size as usize, f)
-            .map_err(named)
+            .map_err(|e| named(e.into()))
     }
 
     // ---- directories ----------------------------------------------------------
@@ -1240,7 +1241,7 @@ impl CommitFs {
 
     /// A small blob's bytes, for the prefetch thread.
     pub fn blob_for_prefetch(&self, oid: Oid) -> FsResult<Arc<[u8]>> {
-        self.blobs.get_for_kernel(&self.repo, oid)
+        Ok(self.blobs.get_for_kernel(&self.repo, oid)?)
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -1426,7 +1427,7 @@ fn join_raw(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// Resolves `--ref`: a branch name (writable once writes exist), a tag, or any
 /// revision (read-only).
 fn resolve_ref_arg(repo: &Repo, r: &str) -> Result<Snap, String> {
-    let fail = |e: FsError| format!("cannot read ref '{r}': {e}");
+    let fail = |e: StoreError| format!("cannot read ref '{r}': {e}");
     for (prefix, branch) in [("refs/heads/", true), ("refs/tags/", false), ("", false)] {
         let full = if prefix.is_empty() && r.starts_with("refs/") {
             r.to_string()

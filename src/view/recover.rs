@@ -96,6 +96,6 @@ impl Replay for CommitFs {
     }
 
     fn has_object(&self, oid: Oid) -> FsResult<bool> {
-        self.repo.has_object(oid)
+        Ok(self.repo.has_object(oid)?)
     }
 }
