@@ -3,7 +3,7 @@
 //! `repo` wraps the repository; `changes` diffs trees, edits them by a list
 //! of changed paths and merges two branches' changes; `branches` makes,
 //! removes and renames branch refs and signs commits; `packs` reads sizes and whole blobs straight out of
-//! mapped packs, `pack_stream` streams whole blobs out of packs,
+//! mapped packs (whole blobs streamed out of them too),
 //! `refs_file` reads refs by hand where libgit2 cannot, `treeobj` parses and
 //! writes tree objects as bytes, `names` says which entry names may be shown
 //! or made (git's `verify_path`), and `blob_cache` holds blob contents.
@@ -16,7 +16,6 @@ pub mod changes;
 pub mod error;
 pub mod names;
 pub mod oid;
-pub mod pack_stream;
 pub mod packs;
 pub mod refs_file;
 pub mod repo;

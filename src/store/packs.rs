@@ -1,6 +1,6 @@
 //! Whole objects read straight out of the repository's packs, for the two
 //! questions a walk asks of every file: its size, and for a small file its
-//! bytes. The id is looked up in each pack's `.idx` (version 2, SHA-1), both
+//! bytes; and a large blob stored whole, streamed (`Packs::stream_blob`). The id is looked up in each pack's `.idx` (version 2, SHA-1), both
 //! files mapped read-only, and the entry inflated by a decompressor kept per
 //! thread: one index lookup, no lock held, no libgit2 handle taken. libgit2
 //! answers everything else (loose objects, alternates, an object stored as a
@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,8 @@ use flate2::{Decompress, FlushDecompress, Status};
 use memmap2::Mmap;
 use parking_lot::RwLock;
 
-use crate::store::pack_stream::{IDX_MAGIC, parse_object_header};
-
+/// Magic of `.idx` files from version 2 on (`\377tOc`).
+const IDX_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
 /// Magic, version, 256 fanout entries.
 const FANOUT_AT: usize = 8;
 const NAMES_AT: usize = FANOUT_AT + 256 * 4;
@@ -44,6 +45,9 @@ const MAX_CHAIN: usize = 256;
 /// bytes for holding it): siblings in a walk share bases, which are then
 /// inflated once.
 const BASE_CACHE_BYTES: usize = 8 << 20;
+/// What a streamed blob reads from its pack at a time: the memory a stream
+/// takes is this and zlib's window, whatever the blob's size.
+const STREAM_PIECE: usize = 64 * 1024;
 
 /// One pack and its index, mapped.
 struct Pack {
@@ -309,6 +313,114 @@ fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
         }
     }
     (out.len() == size).then_some(out)
+}
+
+/// Parses a pack object header: (type, inflated size, header length).
+fn parse_object_header(buf: &[u8]) -> Option<(u8, u64, usize)> {
+    let mut byte = *buf.first()?;
+    let kind = (byte >> 4) & 7;
+    let mut size = u64::from(byte & 0x0f);
+    let mut shift = 4u32;
+    let mut len = 1;
+    while byte & 0x80 != 0 {
+        byte = *buf.get(len)?;
+        len += 1;
+        let part = u64::from(byte & 0x7f);
+        if shift >= 64 || part.leading_zeros() < shift {
+            return None; // size does not fit in u64
+        }
+        size |= part << shift;
+        shift += 7;
+    }
+    Some((kind, size, len))
+}
+
+/// Inflates a zlib stream that must produce exactly `size` bytes and end properly (adler32
+/// verified); anything else is reported as an error instead of a short or wrong read.
+struct BlobReader<R> {
+    input: R,
+    z: Decompress,
+    size: u64,
+    remaining: u64,
+    ended: bool,
+    path: PathBuf,
+}
+
+impl<R: BufRead> BlobReader<R> {
+    fn new(input: R, size: u64, path: PathBuf) -> Self {
+        BlobReader {
+            input,
+            z: Decompress::new(true),
+            size,
+            remaining: size,
+            ended: false,
+            path,
+        }
+    }
+}
+
+impl<R: BufRead> Read for BlobReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.ended {
+                if self.remaining != 0 {
+                    let msg = format!(
+                        "{}: blob data ended after {} of {} bytes",
+                        self.path.display(),
+                        self.size - self.remaining,
+                        self.size
+                    );
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg));
+                }
+                return Ok(0);
+            }
+            // Once all bytes are out, keep driving zlib (into a 1-byte probe that must stay
+            // empty) until the stream end, which is where the adler32 checksum is verified.
+            let mut probe = [0u8; 1];
+            let out: &mut [u8] = if self.remaining == 0 {
+                &mut probe
+            } else {
+                let want = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+                let len = buf.len().min(want);
+                &mut buf[..len]
+            };
+            let input = self.input.fill_buf()?;
+            let eof = input.is_empty();
+            let (in0, out0) = (self.z.total_in(), self.z.total_out());
+            let status = self
+                .z
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(|e| corrupt(&self.path, format!("corrupt blob data: {e}")))?;
+            let consumed = (self.z.total_in() - in0) as usize;
+            let produced = (self.z.total_out() - out0) as usize;
+            self.input.consume(consumed);
+            if self.remaining == 0 && produced > 0 {
+                return Err(corrupt(
+                    &self.path,
+                    format!("blob inflates to more than {} bytes", self.size),
+                ));
+            }
+            self.remaining -= produced as u64;
+            self.ended = status == Status::StreamEnd;
+            if produced > 0 {
+                return Ok(produced);
+            }
+            if !self.ended && consumed == 0 {
+                let what = if eof { "truncated" } else { "stalled" };
+                return Err(corrupt(&self.path, format!("zlib stream {what}")));
+            }
+        }
+    }
+}
+
+fn corrupt(path: &Path, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
 }
 
 thread_local! {
@@ -594,6 +706,27 @@ impl Packs {
         }
     }
 
+    /// The blob `id` and its size, if a pack holds it whole: a reader that
+    /// inflates it as it is read, from the pack file read a piece at a time
+    /// (not through the mapping, so that a large blob's pages are not the
+    /// daemon's memory), and fails (`InvalidData`, `UnexpectedEof`) unless
+    /// it inflates to exactly its size and its zlib checksum holds. Not
+    /// hash-checked here. `None` for a delta (libgit2 inflates those), or a
+    /// pack gone since it was mapped.
+    pub fn stream_blob(&self, id: &[u8]) -> Option<(Box<dyn Read + Send>, u64)> {
+        let (p, at) = self.locate(id)?;
+        let (kind, size, data) = p.entry(at)?;
+        if kind != OBJ_BLOB {
+            return None;
+        }
+        let path = p.idx_path.with_extension("pack");
+        let mut f = File::open(&path).ok()?;
+        f.seek(SeekFrom::Start(data as u64)).ok()?;
+        let rest = (p.pack.len() - data) as u64;
+        let input = BufReader::with_capacity(STREAM_PIECE, f.take(rest));
+        Some((Box::new(BlobReader::new(input, size, path)), size))
+    }
+
     /// The bytes of the blob `id` if a pack holds it (whole, or as deltas on
     /// a base in the packs) and it is at most [`MAX_READ`]; not hash-checked
     /// here.
@@ -849,6 +982,273 @@ mod tests {
         assert_eq!(found, pack.n);
         assert_eq!(pack.find(&[0u8; 20]), None);
         assert_eq!(pack.find(&[0xffu8; 20]), None);
+    }
+
+    /// A blob stored whole streams out of the pack with its size and bytes,
+    /// a large one included; one stored as a delta, a tree and an id no pack
+    /// has do not (libgit2 answers those).
+    #[test]
+    fn whole_blobs_stream_out_of_the_pack_and_deltas_do_not() {
+        let text = |changed: Option<usize>| -> Vec<u8> {
+            (0..5000)
+                .map(|i| {
+                    if Some(i) == changed {
+                        format!("this line {i} was changed in the second copy\n")
+                    } else {
+                        format!("line {i}: the quick brown fox {} jumps\n", i * 7919 % 1013)
+                    }
+                })
+                .collect::<String>()
+                .into_bytes()
+        };
+        let files: Vec<(&str, Vec<u8>)> = vec![
+            ("big.bin", noise(5 * 1024 * 1024 + 123, 0x9e37_79b9)),
+            ("small.txt", b"hello, packed world\n".to_vec()),
+            ("empty", Vec::new()),
+            // Two texts differing in one line: git stores one as a delta.
+            ("a.txt", text(None)),
+            ("b.txt", text(Some(2500))),
+        ];
+        let d = repo(&files, &["-f", "--window=50", "--depth=50"]);
+        let packs = Packs::new(&d.path().join(".git/objects"));
+        let mut deltas = 0;
+        for (name, body) in &files {
+            let hex = git(d.path(), &["rev-parse", &format!("HEAD:{name}")]);
+            let delta = git(
+                d.path(),
+                &[
+                    "cat-file",
+                    "--batch-check=%(objectname) %(deltabase)",
+                    "--batch-all-objects",
+                ],
+            )
+            .lines()
+            .any(|l| l.starts_with(&hex) && !l.ends_with(&"0".repeat(40)));
+            match packs.stream_blob(&id(&hex)) {
+                Some((mut r, size)) => {
+                    assert!(!delta, "{name} is a delta but was streamed");
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).unwrap();
+                    assert_eq!(size, body.len() as u64, "{name}");
+                    assert!(got == *body, "{name}: other bytes");
+                }
+                None => {
+                    assert!(delta, "{name} is stored whole but was not streamed");
+                    deltas += 1;
+                }
+            }
+        }
+        assert_eq!(deltas, 1, "one of a.txt and b.txt is a delta");
+        let tree = id(&git(d.path(), &["rev-parse", "HEAD^{tree}"]));
+        assert!(packs.stream_blob(&tree).is_none());
+        assert!(packs.stream_blob(&[0xab; 20]).is_none());
+    }
+
+    /// Damaged bytes in a blob's stream fail the read, never a short or
+    /// wrong blob.
+    #[test]
+    fn a_damaged_stream_is_an_error() {
+        let files: Vec<(&str, Vec<u8>)> = vec![
+            ("big.bin", noise(3 << 20, 11)),
+            (
+                "small.txt",
+                b"hello, packed world, hello again\n".repeat(40),
+            ),
+        ];
+        let d = repo(&files, &["--window=0"]);
+        let objects = d.path().join(".git/objects");
+        let packs = Packs::new(&objects);
+        let pack = packs.set.read().packs[0].clone();
+        let path = pack.idx_path.with_extension("pack");
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for (name, _) in &files {
+            let oid = id(&git(d.path(), &["rev-parse", &format!("HEAD:{name}")]));
+            let at = pack.find(oid[..].try_into().unwrap()).unwrap();
+            let (_, _, data) = pack.entry(at).unwrap();
+            let end = [pack.pack.len() - 20]
+                .into_iter()
+                .chain(
+                    (0..pack.n)
+                        .filter_map(|i| pack.offset(i))
+                        .filter(|&o| o > at)
+                        .map(|o| o as usize),
+                )
+                .min()
+                .unwrap();
+            let mid = (data + end) / 2;
+            let b = [pack.pack[mid] ^ 0x55, pack.pack[mid + 1] ^ 0xaa];
+            std::os::unix::fs::FileExt::write_all_at(&file, &b, mid as u64).unwrap();
+            let (mut r, _) = packs.stream_blob(&oid).unwrap();
+            let err = r.read_to_end(&mut Vec::new()).expect_err(name);
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn read_stream(z: &[u8], size: u64) -> io::Result<Vec<u8>> {
+        let mut r = BlobReader::new(io::BufReader::with_capacity(7, z), size, "t".into());
+        let mut v = Vec::new();
+        r.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    #[test]
+    fn size_and_checksum_are_enforced() {
+        let data = noise(100_000, 7);
+        let z = zlib(&data);
+        assert_eq!(read_stream(&z, data.len() as u64).unwrap(), data);
+        // Declared size larger than the stream: short read is an error, not EOF.
+        let e = read_stream(&z, data.len() as u64 + 1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        // Declared size smaller than the stream.
+        let e = read_stream(&z, data.len() as u64 - 1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // Truncated input (missing adler32 trailer, or missing data).
+        for cut in [1, 4, 5, 1000] {
+            let e = read_stream(&z[..z.len() - cut], data.len() as u64).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "cut {cut}: {e}");
+        }
+        // Bad adler32.
+        let mut bad = z.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let e = read_stream(&bad, data.len() as u64).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // Empty blob.
+        assert!(read_stream(&zlib(b""), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn object_header_parsing() {
+        assert_eq!(parse_object_header(&[0x35]), Some((3, 5, 1)));
+        assert_eq!(parse_object_header(&[0xb5, 0x01]), Some((3, 0x15, 2)));
+        assert_eq!(parse_object_header(&[0xb5]), None);
+        assert_eq!(parse_object_header(&[]), None);
+        assert_eq!(parse_object_header(&[0xff; 16]), None);
+        let mut max = vec![0xbf];
+        max.extend_from_slice(&[0xff; 8]);
+        max.push(0x0f);
+        assert_eq!(parse_object_header(&max), Some((3, u64::MAX, 10)));
+        max[9] = 0x1f;
+        assert_eq!(parse_object_header(&max), None);
+    }
+
+    /// Hand-built pack + idx with the given hash length, idx version and object list
+    /// (oid, type byte, content); offsets go through the large-offset table if `large`.
+    fn synthetic(dir: &Path, hash_len: usize, v2: bool, large: bool, objs: &[([u8; 20], u8)]) {
+        let pack_dir = dir.join("pack");
+        std::fs::create_dir_all(&pack_dir).unwrap();
+        let mut pack = b"PACK\0\0\0\x02".to_vec();
+        pack.extend_from_slice(&(objs.len() as u32).to_be_bytes());
+        let mut entries = Vec::new();
+        for (oid, kind) in objs {
+            let content = format!("content of {:02x}", oid[0]).into_bytes();
+            entries.push((*oid, pack.len() as u64));
+            let len = content.len();
+            pack.push(0x80 | (kind << 4) | (len & 0x0f) as u8);
+            pack.push((len >> 4) as u8);
+            pack.extend_from_slice(&zlib(&content));
+        }
+        let checksum: Vec<u8> = (1..=hash_len as u8).collect();
+        pack.extend_from_slice(&checksum);
+        entries.sort();
+        let mut idx = Vec::new();
+        if v2 {
+            idx.extend_from_slice(&IDX_MAGIC);
+            idx.extend_from_slice(&2u32.to_be_bytes());
+        }
+        for b in 0..256 {
+            let count = entries.iter().filter(|e| usize::from(e.0[0]) <= b).count();
+            idx.extend_from_slice(&(count as u32).to_be_bytes());
+        }
+        for (oid, _) in &entries {
+            idx.extend_from_slice(oid);
+            idx.extend_from_slice(&vec![0; hash_len - 20]);
+        }
+        idx.extend_from_slice(&vec![0; 4 * entries.len()]); // CRC32s, unchecked
+        for (j, (_, off)) in entries.iter().enumerate() {
+            let small = if large {
+                0x8000_0000 | j as u32
+            } else {
+                *off as u32
+            };
+            idx.extend_from_slice(&small.to_be_bytes());
+        }
+        if large {
+            for (_, off) in &entries {
+                idx.extend_from_slice(&off.to_be_bytes());
+            }
+        }
+        idx.extend_from_slice(&checksum);
+        idx.extend_from_slice(&vec![0xee; hash_len]);
+        std::fs::write(pack_dir.join("pack-t.pack"), pack).unwrap();
+        std::fs::write(pack_dir.join("pack-t.idx"), idx).unwrap();
+    }
+
+    /// Offsets in the index's 64-bit table are read, and an offset past
+    /// that table, another index version and a SHA-256 layout are not.
+    #[test]
+    fn offsets_of_the_large_table_are_read() {
+        let objs = [
+            ([0x10; 20], 3),
+            ([0x20; 20], 3),
+            ([0x30; 20], 1),
+            ([0x40; 20], 5),
+        ];
+        let content = |b: u8| format!("content of {b:02x}").into_bytes();
+        let streamed = |packs: &Packs, b: u8| {
+            packs.stream_blob(&[b; 20]).map(|(mut r, size)| {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).unwrap();
+                (v, size)
+            })
+        };
+        for large in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            synthetic(dir.path(), 20, true, large, &objs);
+            let packs = Packs::new(dir.path());
+            for b in [0x10u8, 0x20] {
+                assert_eq!(packs.read_blob(&[b; 20]), Some(content(b)), "{large}");
+                assert_eq!(
+                    streamed(&packs, b),
+                    Some((content(b), content(b).len() as u64))
+                );
+            }
+            // A commit, an id not there, and an entry of no valid type.
+            for b in [0x30u8, 0x15, 0x40] {
+                assert_eq!(packs.read_blob(&[b; 20]), None);
+                assert!(streamed(&packs, b).is_none());
+            }
+        }
+        for (hash_len, v2) in [(32, true), (20, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            synthetic(dir.path(), hash_len, v2, false, &objs);
+            assert_eq!(Packs::new(dir.path()).read_blob(&[0x10; 20]), None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        synthetic(dir.path(), 20, true, true, &objs[..1]);
+        let idx_path = dir.path().join("pack/pack-t.idx");
+        let mut idx = std::fs::read(&idx_path).unwrap();
+        let at = NAMES_AT + 24;
+        idx[at..at + 4].copy_from_slice(&0x8000_0001u32.to_be_bytes());
+        std::fs::write(&idx_path, idx).unwrap();
+        let packs = Packs::new(dir.path());
+        assert_eq!(packs.read_blob(&[0x10; 20]), None);
+        assert!(streamed(&packs, 0x10).is_none());
     }
 
     /// The base cache stays within its bytes, however many or small the

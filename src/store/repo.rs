@@ -136,9 +136,11 @@ pub struct Repo {
     /// bad lines. A leaf lock.
     #[allow(clippy::type_complexity)]
     packed_health: Mutex<Option<(Option<(Option<std::time::SystemTime>, u64, u64)>, bool)>>,
-    /// Whole blobs read straight out of the packs (sizes, small blobs);
-    /// libgit2 for the rest.
-    packs: crate::store::packs::Packs,
+    /// Whole blobs read straight out of the packs (sizes, small blobs,
+    /// large blobs stored whole, streamed), of the repository's own object
+    /// directory and its alternates as they were at open; libgit2 for the
+    /// rest.
+    packs: Vec<crate::store::packs::Packs>,
 }
 
 impl Repo {
@@ -174,7 +176,10 @@ impl Repo {
         }
         let git_dir = repo.path().to_path_buf();
         let common_dir = repo.commondir().to_path_buf();
-        let packs = crate::store::packs::Packs::new(&common_dir.join("objects"));
+        let packs = object_dirs(&repo)
+            .iter()
+            .map(|d| crate::store::packs::Packs::new(d))
+            .collect();
         Ok(Repo {
             packs,
             git_dir,
@@ -493,7 +498,7 @@ impl Repo {
 
     /// A blob's size from its object header, without inflating it.
     pub fn blob_size(&self, oid: Oid) -> StoreResult<u64> {
-        if let Some(size) = self.packs.blob_size(oid.as_bytes()) {
+        if let Some(size) = self.packs.iter().find_map(|p| p.blob_size(oid.as_bytes())) {
             return Ok(size);
         }
         self.with(|repo| {
@@ -514,7 +519,7 @@ impl Repo {
         // Read straight out of the packs when they hold it; bytes that do not
         // hash to the id are not served from there: libgit2 reads it again,
         // and its bytes are checked below (so a damaged object is EIO).
-        if let Some(data) = self.packs.read_blob(oid.as_bytes())
+        if let Some(data) = self.packs.iter().find_map(|p| p.read_blob(oid.as_bytes()))
             && check_id("blob", oid, &data).is_ok()
         {
             return Ok(std::sync::Arc::from(data));
@@ -554,18 +559,12 @@ impl Repo {
                 }
                 return copy_exact(reader, size as u64, sink, oid);
             }
-            let raw: [u8; 20] = oid
-                .as_bytes()
-                .try_into()
-                .map_err(|_| StoreError::io("object id is not SHA-1"))?;
-            for dir in object_dirs(repo) {
-                if let Some((reader, size)) =
-                    crate::store::pack_stream::open_packed_blob(&dir, &raw).map_err(|e| {
-                        StoreError::from_io(&e, format_args!("reading pack for {oid}"))
-                    })?
-                {
-                    return copy_exact(reader, size, sink, oid);
-                }
+            let whole = self
+                .packs
+                .iter()
+                .find_map(|p| p.stream_blob(oid.as_bytes()));
+            if let Some((reader, size)) = whole {
+                return copy_exact(reader, size, sink, oid);
             }
             // A blob stored as a delta must be inflated whole; one at a time, so
             // that the memory this takes is bounded by the largest such blob.
