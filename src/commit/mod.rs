@@ -53,17 +53,47 @@ pub const BIG_FILE: u64 = 32 << 20;
 pub struct BranchW {
     /// The ref name (below refs/heads/) now: a rename of the branch directory
     /// changes it, while the nodes keep the name they were made with.
-    pub name: Mutex<Box<[u8]>>,
+    name: Mutex<Box<[u8]>>,
     pub root: Ino,
-    pub st: Mutex<BranchSt>,
+    st: Mutex<BranchSt>,
     /// One commit of a branch at a time.
-    pub(crate) commit_lock: Mutex<()>,
+    commit_lock: Mutex<()>,
     /// Barriers asked of the committer for this branch, and their answers.
     asked: Mutex<Asked>,
     answered: Condvar,
 }
 
-pub struct BranchSt {
+impl BranchW {
+    /// The ref name below refs/heads/ now.
+    pub fn name(&self) -> Box<[u8]> {
+        self.name.lock().clone()
+    }
+
+    /// Runs `f` with no commit of the branch running: none starts until it
+    /// returns (a rename of the ref, which a commit would move by its old
+    /// name).
+    pub fn without_commits<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _one = self.commit_lock.lock();
+        f()
+    }
+}
+
+/// What `commitfs status` shows of a branch's committer.
+pub struct BranchReport {
+    /// The commit whose tree the mount shows.
+    pub shown: Option<Oid>,
+    /// Changes not yet committed, and since how long.
+    pub uncommitted: bool,
+    pub uncommitted_for: Option<Duration>,
+    /// Its commit waits for a large file being written.
+    pub held_by_large_write: bool,
+    /// The last commit this mount made here, how long ago, its first line.
+    pub last_commit: Option<(Oid, Duration, String)>,
+    /// The last failure to commit (cleared by the next commit), how long ago.
+    pub last_error: Option<(String, Duration)>,
+}
+
+pub(crate) struct BranchSt {
     /// The commit the last commit of this mount made (or found at first lookup).
     pub base: Option<Oid>,
     /// The tree of this mount's view at that commit.
@@ -509,7 +539,29 @@ impl Committer {
 
     /// Whether the branch is past the settle cap and waits only because a
     /// large file is still being written (`commitfs status`).
-    pub fn held_by_large_write(&self, st: &BranchSt, now: Instant) -> bool {
+    /// What `commitfs status` shows of branch `b` at `now`.
+    pub fn report(&self, b: &BranchW, now: Instant) -> BranchReport {
+        let st = b.st.lock();
+        BranchReport {
+            shown: st.shown,
+            uncommitted: st.dirty,
+            uncommitted_for: st
+                .first_dirty
+                .filter(|_| st.dirty)
+                .map(|t| now.duration_since(t)),
+            held_by_large_write: self.held_by_large_write(&st, now),
+            last_commit: st
+                .last_commit
+                .as_ref()
+                .map(|(c, t, m)| (*c, now.duration_since(*t), m.clone())),
+            last_error: st
+                .last_error
+                .as_ref()
+                .map(|(t, e)| (e.clone(), now.duration_since(*t))),
+        }
+    }
+
+    fn held_by_large_write(&self, st: &BranchSt, now: Instant) -> bool {
         st.dirty
             && st.first_dirty.is_some_and(|f| f + SETTLE_CAP <= now)
             && self.large_write_holds(st, now)

@@ -98,7 +98,7 @@ fn shows(ov: &Changes, n: &crate::inodes::Node, e: &TreeEntry) -> bool {
             EntryKind::File { executable: x },
         ) => *oid == e.oid && *executable == x,
         (Kind::MFile { executable, .. }, EntryKind::File { executable: x }) if *executable == x => {
-            match ov.mats.get(&n.ino) {
+            match ov.mat(n.ino) {
                 Some(Mat::File(wf)) => {
                     let st = wf.st.lock();
                     st.committed == Some((st.version, e.oid))
@@ -190,7 +190,7 @@ pub fn repoint_dir(
             } => {
                 // If they removed the directory or made it a file, what is
                 // left is this mount's; nothing left, theirs wins.
-                let emptied = matches!(pass.ov.mats.get(&ino), Some(Mat::Dir(c)) if c.is_empty());
+                let emptied = matches!(pass.ov.mat(ino), Some(Mat::Dir(c)) if c.is_empty());
                 if is_dir(t.as_ref()).is_none() {
                     if emptied {
                         replace(pass, dir, &name, Some(ino), t.as_ref());
@@ -265,7 +265,7 @@ fn repoint_one(
             pass.ov.set_base(dir, &after);
             for (name, b, t) in changed(&before, &after) {
                 let here = paths.add(path, name);
-                let ours = match pass.ov.mats.get(&dir) {
+                let ours = match pass.ov.mat(dir) {
                     Some(Mat::Dir(c)) => c.get(name).and_then(|&i| pass.inodes.get(i)),
                     _ => None,
                 };
@@ -343,7 +343,7 @@ fn repoint_one(
 /// still readable through what holds it, never written again).
 fn retire(pass: &mut Pass<'_>, dir: Ino, name: &[u8], ino: Ino) {
     pass.inodes.unlink(dir, name);
-    pass.ov.stale.insert(ino);
+    pass.ov.mark_stale(ino);
     pass.invals.push(Inval::Entry {
         parent: dir,
         name: name.into(),
@@ -362,7 +362,7 @@ fn replace(pass: &mut Pass<'_>, dir: Ino, name: &[u8], old: Option<Ino>, t: Opti
         });
     }
     let node = t.map(|t| pass.inodes.upsert(dir, name, tree_kind(pass.snap, t)));
-    if let Some(Mat::Dir(map)) = pass.ov.mats.get_mut(&dir) {
+    if let Some(Mat::Dir(map)) = pass.ov.mat_mut(dir) {
         match &node {
             Some(node) => {
                 map.insert(name.into(), node.ino);
@@ -373,7 +373,7 @@ fn replace(pass: &mut Pass<'_>, dir: Ino, name: &[u8], old: Option<Ino>, t: Opti
         }
     }
     if let Some(node) = node {
-        pass.ov.meta.remove(&node.ino);
+        pass.ov.forget_meta(node.ino);
     }
 }
 

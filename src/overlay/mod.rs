@@ -126,22 +126,123 @@ impl Meta {
     }
 }
 
+/// A changed directory: its inode, its entries, its base tree's listing.
+pub type ChangedDir<'a> = (
+    Ino,
+    &'a BTreeMap<Box<[u8]>, Ino>,
+    Option<&'a Arc<crate::store::treeobj::Listing>>,
+);
+
+/// A branch's changes as memory holds them (the catalog on disk holds the
+/// same: see `persist.rs`), under the overlay's one lock: what each changed
+/// inode is (a directory's entries, a file's written data), what Git cannot
+/// store of it (`Meta`), which inodes another writer replaced, and each
+/// changed directory's base tree.
 #[derive(Default)]
 pub struct Changes {
-    pub mats: HashMap<Ino, Mat>,
-    pub meta: HashMap<Ino, Meta>,
+    mats: HashMap<Ino, Mat>,
+    meta: HashMap<Ino, Meta>,
     /// Inodes another writer's change replaced or removed (see follow/mod.rs):
     /// still readable, never written again, and nothing is made below them.
-    pub stale: std::collections::HashSet<Ino>,
+    stale: std::collections::HashSet<Ino>,
     /// Of each materialized directory that came from a tree: that tree's
     /// listing (shared with the tree cache). Its hidden entries (see
     /// `treeobj`) go into the directory's next tree exactly as they were,
     /// unseen and untouched, and it tells which scratch names the branch
     /// tracks already.
-    pub base: HashMap<Ino, Arc<crate::store::treeobj::Listing>>,
+    base: HashMap<Ino, Arc<crate::store::treeobj::Listing>>,
 }
 
 impl Changes {
+    /// What changed inode `ino` is: a directory's entries or a file's data.
+    pub fn mat(&self, ino: Ino) -> Option<&Mat> {
+        self.mats.get(&ino)
+    }
+
+    pub fn mat_mut(&mut self, ino: Ino) -> Option<&mut Mat> {
+        self.mats.get_mut(&ino)
+    }
+
+    /// Inode `ino` is now changed, as `m`.
+    pub fn set_mat(&mut self, ino: Ino, m: Mat) {
+        self.mats.insert(ino, m);
+    }
+
+    /// Inode `ino` is no longer changed (it went back to its blob, or was
+    /// given up); what it was.
+    pub fn take_mat(&mut self, ino: Ino) -> Option<Mat> {
+        self.mats.remove(&ino)
+    }
+
+    /// Each changed file's inode.
+    pub fn files(&self) -> impl Iterator<Item = Ino> + '_ {
+        self.mats.iter().filter_map(|(&ino, m)| match m {
+            Mat::File(_) => Some(ino),
+            Mat::Dir(_) => None,
+        })
+    }
+
+    /// Each changed directory: its inode, its entries, and its base tree's
+    /// listing if it came from one.
+    pub fn dirs(&self) -> impl Iterator<Item = ChangedDir<'_>> {
+        self.mats.iter().filter_map(|(&ino, m)| match m {
+            Mat::Dir(c) => Some((ino, c, self.base.get(&ino))),
+            Mat::File(_) => None,
+        })
+    }
+
+    /// What Git cannot store of `ino`, if anything was kept.
+    pub fn meta(&self, ino: Ino) -> Option<&Meta> {
+        self.meta.get(&ino)
+    }
+
+    /// What Git cannot store of `ino`, to change (kept from now on).
+    pub fn meta_mut(&mut self, ino: Ino) -> &mut Meta {
+        self.meta.entry(ino).or_default()
+    }
+
+    /// Nothing more is kept of `ino` beyond what Git stores.
+    pub fn forget_meta(&mut self, ino: Ino) {
+        self.meta.remove(&ino);
+    }
+
+    /// Another writer's change replaced or removed `ino`.
+    pub fn mark_stale(&mut self, ino: Ino) {
+        self.stale.insert(ino);
+    }
+
+    /// Whether `ino` itself (not a directory above it) was marked stale.
+    pub fn marked_stale(&self, ino: Ino) -> bool {
+        self.stale.contains(&ino)
+    }
+
+    /// Whether any inode was marked stale.
+    pub fn any_stale(&self) -> bool {
+        !self.stale.is_empty()
+    }
+
+    /// The listing of the tree changed directory `ino` came from.
+    pub fn base(&self, ino: Ino) -> Option<&Arc<crate::store::treeobj::Listing>> {
+        self.base.get(&ino)
+    }
+
+    /// Whether nothing at all is kept of `ino` (no change, no times, not
+    /// stale, no base): memory may forget it.
+    pub fn holds_nothing_of(&self, ino: Ino) -> bool {
+        !self.mats.contains_key(&ino)
+            && !self.meta.contains_key(&ino)
+            && !self.stale.contains(&ino)
+            && !self.base.contains_key(&ino)
+    }
+
+    /// `ino` is gone for good (its last name and descriptor): nothing of it
+    /// is kept.
+    pub fn forget(&mut self, ino: Ino) {
+        self.mats.remove(&ino);
+        self.meta.remove(&ino);
+        self.base.remove(&ino);
+    }
+
     /// An entry of directory `dir` was added, removed or renamed: its mtime
     /// and ctime are now (so a program that watches a directory's mtime, such
     /// as Python's import cache, sees the new entry).

@@ -167,7 +167,7 @@ impl CommitFs {
                 .committer
                 .all()
                 .iter()
-                .map(|b| (b.root, b.name.lock().clone()))
+                .map(|b| (b.root, b.name()))
                 .collect(),
         };
         let shown = {
@@ -245,8 +245,8 @@ impl Pending for CommitFs {
                 // (they were written against that same tree): a barrier
                 // with nothing to commit then writes nothing, and the next
                 // fsync has no catalog to sync.
-                if matches!(ov.mats.get(&ino), Some(crate::overlay::Mat::Dir(_)))
-                    && ov.base.get(&ino).is_none_or(|b| **b != *listing)
+                if matches!(ov.mat(ino), Some(crate::overlay::Mat::Dir(_)))
+                    && ov.base(ino).is_none_or(|b| **b != *listing)
                 {
                     ov.set_base(ino, &listing);
                     rebuilt.push(ino);

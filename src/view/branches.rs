@@ -120,16 +120,17 @@ impl CommitFs {
         self.committer.barrier(&b)?;
         // No commit of the branch runs while its ref is renamed (it would
         // move the old name).
-        let _one = b.commit_lock.lock();
-        let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
-        self.repo.rename_ref(&old, &new, &msg)?;
-        let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
-        // Known by its new name from now on (a new branch may take the old one).
-        self.committer.renamed(&b, &new_short);
-        self.overlay.set_branch(b.root, &new_short)?;
-        self.inodes
-            .write()
-            .rename(parent.ino, name, new_parent.ino, new_name);
-        Ok(())
+        b.without_commits(|| {
+            let msg = format!("commitfs: rename {} to {}", &old[11..], &new[11..]);
+            self.repo.rename_ref(&old, &new, &msg)?;
+            let new_short: Box<[u8]> = new.as_bytes()["refs/heads/".len()..].into();
+            // Known by its new name from now on (a new branch may take the old one).
+            self.committer.renamed(&b, &new_short);
+            self.overlay.set_branch(b.root, &new_short)?;
+            self.inodes
+                .write()
+                .rename(parent.ino, name, new_parent.ino, new_name);
+            Ok(())
+        })
     }
 }

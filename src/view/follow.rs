@@ -29,11 +29,7 @@ impl CommitFs {
         let inodes = self.inodes.read();
         let ov = self.overlay.lock();
         let mut out = Vec::new();
-        for (dir, m) in &ov.mats {
-            let crate::overlay::Mat::Dir(children) = m else {
-                continue;
-            };
-            let base = ov.base.get(dir);
+        for (_, children, base) in ov.dirs() {
             for (name, ino) in children {
                 let in_base =
                     base.is_some_and(|l| l.binary_search_by(|e| (*e.name).cmp(&**name)).is_ok());

@@ -88,7 +88,7 @@ impl CommitFs {
         let written = self.committer.all();
         let mut names: Vec<Vec<u8>> = tips.iter().map(|(n, _)| n.clone()).collect();
         for b in &written {
-            let n = b.name.lock().to_vec();
+            let n = b.name().to_vec();
             if !names.contains(&n) {
                 names.push(n);
             }
@@ -101,7 +101,7 @@ impl CommitFs {
                     .iter()
                     .find(|(n, _)| *n == name)
                     .map(|(_, o)| o.to_string());
-                let b = written.iter().find(|b| **b.name.lock() == *name);
+                let b = written.iter().find(|b| *b.name() == *name);
                 let mut s = BranchStatus {
                     name: String::from_utf8_lossy(&name).into_owned(),
                     tip,
@@ -128,22 +128,19 @@ impl CommitFs {
                         .map(|n| n as u64);
                 }
                 if let Some(b) = b {
-                    let st = b.st.lock();
-                    s.shown = st.shown.map(|c| c.to_string());
-                    s.uncommitted = st.dirty;
-                    s.uncommitted_for = st
-                        .first_dirty
-                        .filter(|_| st.dirty)
-                        .map(|t| now.duration_since(t).as_secs_f64());
-                    s.held_by_large_write = self.committer.held_by_large_write(&st, now);
-                    if let Some((c, t, m)) = &st.last_commit {
+                    let r = self.committer.report(b, now);
+                    s.shown = r.shown.map(|c| c.to_string());
+                    s.uncommitted = r.uncommitted;
+                    s.uncommitted_for = r.uncommitted_for.map(|d| d.as_secs_f64());
+                    s.held_by_large_write = r.held_by_large_write;
+                    if let Some((c, age, m)) = r.last_commit {
                         s.last_commit = Some(c.to_string());
-                        s.last_commit_message = Some(m.clone());
-                        s.last_commit_age = Some(now.duration_since(*t).as_secs_f64());
+                        s.last_commit_message = Some(m);
+                        s.last_commit_age = Some(age.as_secs_f64());
                     }
-                    if let Some((t, e)) = &st.last_error {
-                        s.last_error = Some(e.clone());
-                        s.last_error_age = Some(now.duration_since(*t).as_secs_f64());
+                    if let Some((e, age)) = r.last_error {
+                        s.last_error = Some(e);
+                        s.last_error_age = Some(age.as_secs_f64());
                     }
                 }
                 s

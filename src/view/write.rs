@@ -107,7 +107,7 @@ impl CommitFs {
     }
 
     fn children_mut(ov: &mut Changes, ino: Ino) -> FsResult<&mut BTreeMap<Box<[u8]>, Ino>> {
-        match ov.mats.get_mut(&ino) {
+        match ov.mat_mut(ino) {
             Some(Mat::Dir(c)) => Ok(c),
             _ => Err(FsError::io("directory is not materialized")),
         }
@@ -169,7 +169,7 @@ impl CommitFs {
         match &n.kind {
             Kind::File { oid: now, .. } if *now == oid => {}
             Kind::MFile { .. } => {
-                return match ov.mats.get(&ino) {
+                return match ov.mat(ino) {
                     Some(Mat::File(f)) => Ok(f.clone()),
                     _ => Err(FsError::io("written file lost its data")),
                 };
@@ -184,8 +184,7 @@ impl CommitFs {
             self.mat_dir(&mut inodes, &mut ov, n.parent)?;
         }
         let mtime = ov
-            .meta
-            .get(&ino)
+            .meta(ino)
             .and_then(|m| m.mtime)
             .unwrap_or(Ts::from_secs(snap.snapshot.time));
         let wf = WFile::new(
@@ -195,7 +194,7 @@ impl CommitFs {
                 ..WState::new(size, mtime)
             },
         );
-        ov.mats.insert(ino, Mat::File(wf.clone()));
+        ov.set_mat(ino, Mat::File(wf.clone()));
         inodes.set_kind(ino, Kind::MFile { snap, executable });
         if inodes.is_linked(&n) {
             self.overlay
@@ -212,12 +211,7 @@ impl CommitFs {
         let now = std::time::Instant::now();
         let mut inodes = self.inodes.write();
         let mut ov = self.overlay.lock();
-        let candidates: Vec<Ino> = ov
-            .mats
-            .iter()
-            .filter(|(_, m)| matches!(m, Mat::File(_)))
-            .map(|(i, _)| *i)
-            .collect();
+        let candidates: Vec<Ino> = ov.files().collect();
         let mut back = Vec::new();
         for ino in candidates {
             let Some(n) = inodes.get(ino) else { continue };
@@ -227,7 +221,7 @@ impl CommitFs {
             if !inodes.is_linked(&n) {
                 continue;
             }
-            let Some(Mat::File(wf)) = ov.mats.get(&ino) else {
+            let Some(Mat::File(wf)) = ov.mat(ino) else {
                 continue;
             };
             let wf = wf.clone();
@@ -254,11 +248,11 @@ impl CommitFs {
                 oid,
                 executable: *executable,
             };
-            ov.mats.remove(&ino);
+            ov.take_mat(ino);
             wf.data.remove_name();
             // Its time as shown: utimens's if one was set since the last
             // write, else the last write's.
-            ov.meta.entry(ino).or_default().mtime.get_or_insert(mtime);
+            ov.meta_mut(ino).mtime.get_or_insert(mtime);
             inodes.set_kind(ino, kind);
             back.push((n.parent, n.name.clone(), ino));
         }
@@ -304,7 +298,7 @@ impl CommitFs {
         }
         let node = inodes.upsert(parent, name, kind);
         Self::children_mut(ov, parent)?.insert(name.into(), node.ino);
-        ov.meta.remove(&node.ino);
+        ov.forget_meta(node.ino);
         ov.entries_changed(parent);
         Ok(node)
     }
@@ -395,7 +389,7 @@ impl CommitFs {
         let snap = self.begin_change(&mut inodes, &mut ov, parent)?;
         let node = self.add_child(&mut inodes, &mut ov, parent, name, kind(snap))?;
         if let Some(m) = mat {
-            ov.mats.insert(node.ino, m);
+            ov.set_mat(node.ino, m);
         }
         meta(&mut ov, node.ino);
         self.overlay
@@ -417,7 +411,7 @@ impl CommitFs {
             Some(Mat::Dir(BTreeMap::new())),
             |ov, ino| {
                 self.remember_perm(ov, ino, mode);
-                ov.meta.entry(ino).or_default().mtime = Some(Ts::now());
+                ov.meta_mut(ino).mtime = Some(Ts::now());
             },
         )?;
         self.changed(parent);
@@ -438,7 +432,7 @@ impl CommitFs {
                 target: target.into(),
             },
             None,
-            |ov, ino| ov.meta.entry(ino).or_default().mtime = Some(Ts::now()),
+            |ov, ino| ov.meta_mut(ino).mtime = Some(Ts::now()),
         )?;
         self.changed(parent);
         self.getattr(node.ino)
@@ -449,7 +443,7 @@ impl CommitFs {
     fn remember_perm(&self, ov: &mut Changes, ino: Ino, mode: u32) {
         let perm = (mode & 0o7777) as u16;
         if perm != 0 {
-            ov.meta.entry(ino).or_default().perm = Some(perm);
+            ov.meta_mut(ino).perm = Some(perm);
         }
     }
 
@@ -485,7 +479,7 @@ impl CommitFs {
             Self::children_mut(&mut ov, parent)?.remove(name);
             inodes.unlink(parent, name);
             ov.entries_changed(parent);
-            let m = ov.meta.entry(ino).or_default();
+            let m = ov.meta_mut(ino);
             m.unlinked = true;
             m.touch_status();
             Self::lost_name(&ov, ino);
@@ -499,7 +493,7 @@ impl CommitFs {
     /// Inode `ino` lost its last name: a written file's bytes leave the
     /// overlay's directory (an open descriptor keeps them until closed).
     fn lost_name(ov: &Changes, ino: Ino) {
-        if let Some(Mat::File(f)) = ov.mats.get(&ino) {
+        if let Some(Mat::File(f)) = ov.mat(ino) {
             f.data.remove_name();
         }
     }
@@ -516,7 +510,7 @@ impl CommitFs {
             };
             inodes.unlink(parent, name);
             ov.entries_changed(parent);
-            ov.meta.entry(ino).or_default().unlinked = true;
+            ov.meta_mut(ino).unlinked = true;
             Self::lost_name(&ov, ino);
             self.overlay
                 .record(&inodes, &ov, &[(parent, name)], &[ino, parent])?;
@@ -574,7 +568,7 @@ impl CommitFs {
     pub(crate) fn restore_meta(&self, ino: Ino, m: Meta) -> FsResult<()> {
         let inodes = self.inodes.read();
         let mut ov = self.overlay.lock();
-        let e = ov.meta.entry(ino).or_default();
+        let e = ov.meta_mut(ino);
         e.perm = m.perm.or(e.perm);
         e.mtime = m.mtime.or(e.mtime);
         e.atime = m.atime.or(e.atime);
@@ -585,7 +579,7 @@ impl CommitFs {
     /// Whether directory `n` holds nothing (`ov` is the locked overlay).
     pub(crate) fn dir_is_empty(&self, ov: &Changes, n: &Node) -> FsResult<bool> {
         Ok(match &n.kind {
-            Kind::MDir { .. } => match ov.mats.get(&n.ino) {
+            Kind::MDir { .. } => match ov.mat(n.ino) {
                 Some(Mat::Dir(c)) => c.is_empty(),
                 _ => true,
             },
@@ -690,7 +684,7 @@ impl CommitFs {
                         _ => {}
                     }
                     // The file renamed over lost its name.
-                    let m = ov.meta.entry(d).or_default();
+                    let m = ov.meta_mut(d);
                     m.unlinked = true;
                     m.touch_status();
                     Self::lost_name(&ov, d);
@@ -702,7 +696,7 @@ impl CommitFs {
             // Both directories' entries changed; the moved inode's status too.
             ov.entries_changed(parent);
             ov.entries_changed(new_parent);
-            ov.meta.entry(src).or_default().touch_status();
+            ov.meta_mut(src).touch_status();
             let mut metas = vec![parent, new_parent, src];
             metas.extend(dst);
             self.overlay.record(
@@ -764,7 +758,7 @@ impl CommitFs {
     fn file_changed(&self, ino: Ino, size: u64) {
         let had_mtime = {
             let mut ov = self.overlay.lock();
-            let m = ov.meta.entry(ino).or_default();
+            let m = ov.meta_mut(ino);
             m.ctime = Some(Ts::now());
             m.mtime.take().is_some()
         };
@@ -811,7 +805,7 @@ impl CommitFs {
                 let mut inodes = self.inodes.write();
                 let mut ov = self.overlay.lock();
                 let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-                ov.meta.entry(ino).or_default().perm = Some((mode & 0o7777) as u16);
+                ov.meta_mut(ino).perm = Some((mode & 0o7777) as u16);
                 let new_kind = match &n.kind {
                     Kind::File {
                         snap,
@@ -843,7 +837,7 @@ impl CommitFs {
                     }
                     None => false,
                 };
-                ov.meta.entry(ino).or_default().touch_status();
+                ov.meta_mut(ino).touch_status();
                 let names: &[(Ino, &[u8])] = if changed && inodes.is_linked(&n) {
                     &[(n.parent, &n.name)]
                 } else {
@@ -857,17 +851,12 @@ impl CommitFs {
             }
         }
         if a.mode.is_none() && (a.uid.is_some() || a.gid.is_some()) {
-            self.overlay
-                .lock()
-                .meta
-                .entry(ino)
-                .or_default()
-                .touch_status();
+            self.overlay.lock().meta_mut(ino).touch_status();
         }
         if a.atime.is_some() || a.mtime.is_some() {
             let inodes = self.inodes.read();
             let mut ov = self.overlay.lock();
-            let m = ov.meta.entry(ino).or_default();
+            let m = ov.meta_mut(ino);
             m.touch_status();
             if a.atime.is_some() {
                 m.atime = a.atime;
@@ -938,10 +927,7 @@ impl CommitFs {
             };
             if clean && under_tree {
                 let ov = self.overlay.lock();
-                if !ov.meta.contains_key(&ino)
-                    && !ov.stale.contains(&ino)
-                    && !ov.base.contains_key(&ino)
-                {
+                if ov.holds_nothing_of(ino) {
                     drop(ov);
                     inodes.make_ghost(ino);
                     // The nodes freed are small blocks amid others: glibc
@@ -972,16 +958,13 @@ impl CommitFs {
             }
             return;
         }
-        let mut ov = self.overlay.lock();
-        ov.mats.remove(&ino);
-        ov.meta.remove(&ino);
-        ov.base.remove(&ino);
+        self.overlay.lock().forget(ino);
         inodes.drop_orphan(ino);
     }
 
     /// The written data of a materialized file, for reads and commits.
     pub(crate) fn wfile(&self, ino: Ino) -> Option<Arc<WFile>> {
-        match self.overlay.lock().mats.get(&ino) {
+        match self.overlay.lock().mat(ino) {
             Some(Mat::File(f)) => Some(f.clone()),
             _ => None,
         }
@@ -997,12 +980,12 @@ impl CommitFs {
     }
 
     pub(crate) fn stale_in(inodes: &Inodes, ov: &Changes, ino: Ino) -> bool {
-        if ov.stale.is_empty() {
+        if !ov.any_stale() {
             return false;
         }
         let mut at = ino;
         for _ in 0..=inodes.len() {
-            if ov.stale.contains(&at) {
+            if ov.marked_stale(at) {
                 return true;
             }
             match inodes.get(at) {
@@ -1014,25 +997,20 @@ impl CommitFs {
     }
 
     pub(crate) fn mat_children(&self, ino: Ino) -> Vec<(Box<[u8]>, Ino)> {
-        match self.overlay.lock().mats.get(&ino) {
+        match self.overlay.lock().mat(ino) {
             Some(Mat::Dir(c)) => c.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             _ => Vec::new(),
         }
     }
 
     pub(crate) fn mat_child(&self, ino: Ino, name: &[u8]) -> Option<Ino> {
-        match self.overlay.lock().mats.get(&ino) {
+        match self.overlay.lock().mat(ino) {
             Some(Mat::Dir(c)) => c.get(name).copied(),
             _ => None,
         }
     }
 
     pub(crate) fn meta_of(&self, ino: Ino) -> Meta {
-        self.overlay
-            .lock()
-            .meta
-            .get(&ino)
-            .copied()
-            .unwrap_or_default()
+        self.overlay.lock().meta(ino).copied().unwrap_or_default()
     }
 }
