@@ -295,3 +295,63 @@ fn a_branch_deleted_and_made_again_is_followed() {
     let a = fs.lookup(b, b"a").unwrap().attr.ino;
     assert_eq!(fs.read(a, 0, 10).unwrap(), b"2");
 }
+
+/// A tree written as bytes, as any writer may (libgit2's tree builder
+/// refuses names such as `.git`): `(mode, name, id)` in git's order.
+fn raw_tree(repo: &Repository, entries: &[(&str, &str, Oid)]) -> Oid {
+    let mut bytes = Vec::new();
+    for (mode, name, id) in entries {
+        bytes.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+        bytes.extend_from_slice(id.as_bytes());
+    }
+    repo.odb()
+        .unwrap()
+        .write(git2::ObjectType::Tree, &bytes)
+        .unwrap()
+}
+
+/// Found in review: a directory moved here, where the other writer then
+/// made a directory of the same name, is merged with theirs per path; what
+/// its own tree held unseen (a `.git` entry the mount never shows) stays
+/// in the next commit, as it does for a directory moved and not merged.
+#[test]
+fn a_moved_directory_merged_with_theirs_keeps_its_hidden_entries() {
+    let (d, repo) = setup(&[("top", "t")], &[]);
+    let hidden = repo.blob(b"hidden").unwrap();
+    let a = raw_tree(
+        &repo,
+        &[
+            ("100644", ".git", hidden),
+            ("100644", "f", repo.blob(b"f").unwrap()),
+        ],
+    );
+    other(&repo, |_, tb| {
+        tb.insert("a", a, 0o040000).unwrap();
+    });
+    let fs = fs_of(&d);
+    let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
+    fs.lookup(main, b"a").unwrap();
+    fs.rename(main, b"a", main, b"b", 0).unwrap();
+    let old = fs.ref_state().unwrap();
+    other(&repo, |r, tb| {
+        let mut sb = r.treebuilder(None).unwrap();
+        sb.insert("n", r.blob(b"theirs").unwrap(), 0o100644)
+            .unwrap();
+        tb.insert("b", sb.write().unwrap(), 0o040000).unwrap();
+    });
+    follow(&fs, &old);
+    fs.fsync(main).unwrap();
+    let tip = repo.refname_to_id("refs/heads/main").unwrap();
+    let t = repo.find_commit(tip).unwrap().tree().unwrap();
+    let b = repo
+        .find_tree(t.get_name("b").expect("b committed").id())
+        .unwrap();
+    let names: Vec<Vec<u8>> = b.iter().map(|e| e.name_bytes().to_vec()).collect();
+    assert_eq!(
+        names,
+        [b".git".to_vec(), b"f".to_vec(), b"n".to_vec()],
+        "b holds its own hidden entry, its file and theirs"
+    );
+    assert_eq!(b.get_name(".git").unwrap().id(), hidden);
+    assert!(t.get_name("a").is_none(), "the move here stays");
+}

@@ -261,8 +261,10 @@ fn repoint_one(
         Kind::MDir { .. } => {
             let (before, after) = (list(base)?, list(new)?);
             // What the new tree holds unseen is what the directory's next
-            // tree keeps.
-            pass.ov.set_base(dir, &after);
+            // tree keeps, and so is what this mount brought unseen (a
+            // directory moved here keeps its own tree's hidden entries).
+            let next = with_hidden_of(pass.ov.base(dir), &before, &after);
+            pass.ov.set_base(dir, &next);
             for (name, b, t) in changed(&before, &after) {
                 let here = paths.add(path, name);
                 let ours = match pass.ov.mat(dir) {
@@ -337,6 +339,33 @@ fn repoint_one(
         _ => {}
     }
     Ok(())
+}
+
+/// The base a changed directory takes when it follows from `before` to
+/// `after`: `after`, with the hidden entries of its base `ours` that
+/// `before` did not have (this mount brought them: a directory moved here
+/// holds its own tree's), each in place of any hidden entry of that name.
+fn with_hidden_of(
+    ours: Option<&Arc<Listing>>,
+    before: &Listing,
+    after: &Arc<Listing>,
+) -> Arc<Listing> {
+    let Some(ours) = ours else {
+        return after.clone();
+    };
+    let brought: Vec<&crate::store::treeobj::RawEntry> = ours
+        .hidden
+        .iter()
+        .filter(|h| !before.hidden.contains(h))
+        .collect();
+    if brought.is_empty() {
+        return after.clone();
+    }
+    let mut next = Listing::clone(after);
+    next.hidden
+        .retain(|h| !brought.iter().any(|b| b.name == h.name));
+    next.hidden.extend(brought.into_iter().cloned());
+    Arc::new(next)
 }
 
 /// Takes `name` out of `dir` (an inode the other side replaced or removed:

@@ -223,12 +223,20 @@ impl CommitFs {
         let Some(n) = self.inodes.read().get(dir) else {
             return Ok(());
         };
-        // A directory shows a tree, or was made a changed one by a request
-        // that then changed nothing (a failed rmdir: the committer has no
-        // branch for it yet): its snapshot's tree is what it shows.
         let (snap, oid) = match &n.kind {
             Kind::Tree { snap, oid } => (snap, oid),
-            Kind::MDir { snap } => (snap, &snap.snapshot.tree),
+            // A changed directory the committer has no branch for yet (a
+            // request made it one and then changed nothing: a failed rmdir)
+            // is followed as a branch, under the branch's commit lock, so
+            // that a commit made meanwhile is never undone by this older
+            // follow.
+            Kind::MDir { .. } if !tag => {
+                let b = self.branch_for(&self.inodes.read(), &n);
+                return match b {
+                    Some(b) => self.committer.follow(self, &b),
+                    None => Ok(()),
+                };
+            }
             _ => return Ok(()),
         };
         // What the watcher read may be old by now: the ref as it is.
@@ -244,13 +252,7 @@ impl CommitFs {
             snapshot,
             source: snap.source.clone(),
         });
-        if matches!(n.kind, Kind::MDir { .. }) {
-            // Its catalog rows are relative to the tree it showed: written
-            // again, as after any follow of a changed directory.
-            crate::commit::Pending::follow(self, dir, *oid, &new)?;
-        } else {
-            self.repoint(dir, *oid, &new)?;
-        }
+        self.repoint(dir, *oid, &new)?;
         log::info!("{}: now at {tip}", String::from_utf8_lossy(name));
         Ok(())
     }
