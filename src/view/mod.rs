@@ -10,6 +10,8 @@
 //! - `sizes`: blob sizes read from object headers, an LRU bounded in count.
 //! - `blobs`: blob contents (see `store/blob_cache.rs`).
 //! - `handles`: open directories (files need no handle: reads go by inode).
+//! - `live`: changes running, and whether the daemon is going away.
+//! - `readahead`: the prefetcher and the listings it waits on (`prefetch.rs`).
 //!
 //! Locks: every lock of the daemon, its order and what it guards are in one
 //! table, docs/DEVELOPMENT.md "Locks". Here: `inodes` before `handles`; the
@@ -46,7 +48,7 @@ use crate::store::blob_cache::BlobCache;
 use crate::store::error::StoreError;
 use crate::store::repo::{Head, Repo, valid_name};
 use crate::store::treeobj::Listing;
-use prefetch::{Gate, Job, Prefetcher, Worker};
+use prefetch::{Job, Prefetcher, Worker};
 
 /// How long the kernel may cache what a snapshot shows. Tags and commits never
 /// change; a branch directory keeps the tip it was first looked up at.
@@ -181,22 +183,71 @@ pub struct CommitFs {
     /// branch of a change deep in a tree does not walk every level each time.
     /// A leaf lock.
     branch_roots: Mutex<HashMap<Ino, Ino>>,
-    /// Set when the daemon goes away (SIGTERM and the like): every change
-    /// after that is refused, so that the commit made on the way out holds
-    /// every change that was acknowledged.
-    closing: std::sync::atomic::AtomicBool,
-    /// Changes running now (see `live`): going away waits for them.
-    changing: std::sync::atomic::AtomicUsize,
+    /// Changes running, and whether the daemon is going away.
+    live: Live,
     trees: Mutex<TreeCache>,
     sizes: Mutex<LruCache<Oid, u64>>,
     blobs: BlobCache,
     /// FUSE requests served, by kind (for `commitfs status`).
     pub requests: requests::Requests,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
-    next_fh: AtomicU64,
-    prefetch: Mutex<Option<Prefetcher>>,
-    /// Inodes answered in readdirplus, per directory handle, not yet prefetched.
-    listed: Mutex<HashMap<u64, Arc<Gate>>>,
+    /// Open directories.
+    handles: Handles,
+    /// What a listing's answer brings into the kernel's page cache.
+    readahead: prefetch::Readahead,
+}
+
+/// Changes running now, and whether the daemon is going away (SIGTERM and
+/// the like): every change after that is refused, so that the commit made
+/// on the way out holds every change that was acknowledged. Counted first,
+/// then checked, and the other way round in `stop`: either a change sees
+/// `closing`, or going away sees the change.
+#[derive(Default)]
+struct Live {
+    closing: std::sync::atomic::AtomicBool,
+    changing: std::sync::atomic::AtomicUsize,
+}
+
+impl Live {
+    fn enter(&self) -> FsResult<Changing<'_>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.changing.fetch_add(1, SeqCst);
+        let g = Changing(&self.changing);
+        if self.closing.load(SeqCst) {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(g)
+    }
+
+    fn stop(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.closing.store(true, SeqCst);
+        while self.changing.load(SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// Open directories, by handle (files need no handle: reads go by inode).
+/// A leaf lock.
+struct Handles {
+    open: Mutex<HashMap<u64, Arc<Handle>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    fn add(&self, h: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn get(&self, fh: u64) -> Option<Arc<Handle>> {
+        self.open.lock().get(&fh).cloned()
+    }
+
+    fn remove(&self, fh: u64) {
+        self.open.lock().remove(&fh);
+    }
 }
 
 /// One change running (see [`CommitFs::live`]).
@@ -261,14 +312,14 @@ impl CommitFs {
             sizes: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(SIZE_CACHE_ENTRIES).expect("nonzero"),
             )),
-            handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
-            prefetch: Mutex::new(None),
-            listed: Mutex::new(HashMap::new()),
+            handles: Handles {
+                open: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(1),
+            },
+            readahead: prefetch::Readahead::default(),
             committer,
             branch_roots: Mutex::new(HashMap::new()),
-            closing: std::sync::atomic::AtomicBool::new(false),
-            changing: std::sync::atomic::AtomicUsize::new(0),
+            live: Live::default(),
         };
         // What a daemon that is gone left pending is shown again, and
         // committed once the committer runs (see `overlay/recover.rs`).
@@ -280,18 +331,9 @@ impl CommitFs {
     }
 
     /// Lets one change run: `EROFS` once the daemon is going away (see
-    /// `closing`); the guard holds the going-away off until the change is
-    /// done. (Counted first, then checked, and the other way round in
-    /// `stop_changes`: either the change sees `closing`, or going away sees
-    /// the change.)
+    /// `Live`); the guard holds the going-away off until the change is done.
     pub(crate) fn live(&self) -> FsResult<Changing<'_>> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.changing.fetch_add(1, SeqCst);
-        let g = Changing(&self.changing);
-        if self.closing.load(SeqCst) {
-            return Err(FsError::ReadOnly);
-        }
-        Ok(g)
+        self.live.enter()
     }
 
     /// The daemon is going away: changes in progress finish, later ones get
@@ -310,12 +352,9 @@ impl CommitFs {
         }
     }
 
+    /// Changes in progress finish, later ones get `EROFS`.
     pub fn stop_changes(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.closing.store(true, SeqCst);
-        while self.changing.load(SeqCst) > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        self.live.stop();
     }
 
     /// Where this mount's overlay is (or its parent, before the first change).
@@ -959,8 +998,7 @@ impl CommitFs {
         // `follow/mod.rs`). The root, `.tags` and namespaces follow the refs and
         // are listed afresh at each open.
         let cached = n.kind.snap().is_some();
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Arc::new(handle));
+        let fh = self.handles.add(handle);
         Ok(Opened {
             fh,
             keep_cache: cached,
@@ -1024,12 +1062,7 @@ impl CommitFs {
     /// so a bounded batch keeps a wide directory linear rather than quadratic.
     pub fn readdir(&self, ino: Ino, fh: u64, offset: u64, max: usize) -> FsResult<Vec<DirEntry>> {
         let n = self.node(ino)?;
-        let listing = self
-            .handles
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
+        let listing = self.handles.get(fh).ok_or(FsError::BadHandle)?;
         let mut out = Vec::new();
         if offset == 0 {
             out.push(DirEntry {
@@ -1181,13 +1214,13 @@ impl CommitFs {
     /// sends the notifications.
     pub fn enable_prefetch(&self) -> Worker {
         let (p, worker) = Prefetcher::new();
-        *self.prefetch.lock() = Some(p);
+        self.readahead.enable(p);
         worker
     }
 
     /// Stops prefetching; the prefetch thread ends when its queue is drained.
     pub fn disable_prefetch(&self) {
-        self.prefetch.lock().take();
+        self.readahead.disable();
     }
 
     /// Hands the prefetcher the small files just answered in a readdirplus on
@@ -1197,7 +1230,7 @@ impl CommitFs {
     /// has processed this reply; see `prefetch_listed`). A store sent earlier
     /// could reach the kernel before the inode exists and be dropped.
     pub fn listed(&self, fh: u64, entries: &[DirEntry]) {
-        let Some(p) = self.prefetch.lock().clone() else {
+        let Some(p) = self.readahead.prefetcher() else {
             return;
         };
         let mut budget = prefetch::MAX_PER_LISTING;
@@ -1224,19 +1257,15 @@ impl CommitFs {
             return;
         }
         log::trace!("prefetch: {} files listed on handle {fh}", jobs.len());
-        if let Some(gate) = p.offer(jobs)
-            && let Some(earlier) = self.listed.lock().insert(fh, gate)
-        {
-            earlier.open();
+        if let Some(gate) = p.offer(jobs) {
+            self.readahead.gate(fh, gate);
         }
     }
 
     /// The kernel has processed the last reply on handle `fh`: what it listed
     /// may be stored now.
     pub fn prefetch_listed(&self, fh: u64) {
-        if let Some(gate) = self.listed.lock().remove(&fh) {
-            gate.open();
-        }
+        self.readahead.open(fh);
     }
 
     /// A small blob's bytes, for the prefetch thread.
@@ -1246,7 +1275,7 @@ impl CommitFs {
 
     pub fn releasedir(&self, fh: u64) {
         self.prefetch_listed(fh);
-        self.handles.lock().remove(&fh);
+        self.handles.remove(fh);
     }
 
     // ---- the rest -------------------------------------------------------------

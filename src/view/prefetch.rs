@@ -22,7 +22,8 @@
 //! that no handler waits on the kernel while the kernel waits on it. The
 //! kernel's side is a [`PageCache`], which the FUSE adapter implements.
 
-use std::collections::VecDeque;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
@@ -413,5 +414,43 @@ mod tests {
             3
         );
         assert_eq!(held, 0);
+    }
+}
+
+/// The prefetcher while it runs, and the gates of listings answered and not
+/// yet known to the kernel, per directory handle. Both leaf locks.
+#[derive(Default)]
+pub(crate) struct Readahead {
+    prefetcher: Mutex<Option<Prefetcher>>,
+    listed: Mutex<HashMap<u64, Arc<Gate>>>,
+}
+
+impl Readahead {
+    pub(crate) fn enable(&self, p: Prefetcher) {
+        *self.prefetcher.lock() = Some(p);
+    }
+
+    pub(crate) fn disable(&self) {
+        self.prefetcher.lock().take();
+    }
+
+    pub(crate) fn prefetcher(&self) -> Option<Prefetcher> {
+        self.prefetcher.lock().clone()
+    }
+
+    /// The files of the listing just answered on handle `fh` wait on
+    /// `gate`; one that waited before on this handle is let go (the kernel
+    /// asked again, so it took in the earlier reply).
+    pub(crate) fn gate(&self, fh: u64, gate: Arc<Gate>) {
+        if let Some(earlier) = self.listed.lock().insert(fh, gate) {
+            earlier.open();
+        }
+    }
+
+    /// The kernel took in the last reply on handle `fh`.
+    pub(crate) fn open(&self, fh: u64) {
+        if let Some(gate) = self.listed.lock().remove(&fh) {
+            gate.open();
+        }
     }
 }
