@@ -69,14 +69,79 @@ const QUICK_RETRIES: u32 = 5;
 /// The longest wait between two tries while the server fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// What the sync thread did last (for `commitfs status`).
+/// What the sync thread did last (for `commitfs status`). Each failure is
+/// kept until the thing that failed succeeds: a fetch's by the next fetch,
+/// a merge's by the next round that merges all it must, a push's by the
+/// next push the server takes whole (or a round with nothing to push).
 #[derive(Default)]
 pub struct SyncState {
     pub last_fetch: Option<Instant>,
+    /// The last push the server took whole (every ref pushed landed).
     pub last_push: Option<Instant>,
-    pub last_error: Option<(Instant, String)>,
+    pub fetch_error: Option<(Instant, String)>,
+    pub merge_error: Option<(Instant, String)>,
+    /// The last push that failed; `refused` when the server refused it (its
+    /// message is in the text).
+    pub push_error: Option<(Instant, String)>,
+    pub push_refused: bool,
+    /// When the next round runs at the latest (the backoff).
+    pub next_round: Option<Instant>,
     /// A commit was made: push soon.
     pub kick: bool,
+}
+
+impl SyncState {
+    /// The newest failure that still stands.
+    pub fn last_error(&self) -> Option<&(Instant, String)> {
+        [&self.fetch_error, &self.merge_error, &self.push_error]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(t, _)| *t)
+    }
+}
+
+/// How long the sync thread waits before its next round, from how the last
+/// one ended: a full round waits the interval; a refused push is retried
+/// soon, a few times in a row (another machine's push usually won the race),
+/// then backs off; any other failure (the server unreachable) backs off,
+/// doubling up to a minute, and is not counted as a refusal, so that the
+/// first refusal after an outage is retried soon too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub wait: Duration,
+    pub refusals: u32,
+}
+
+/// How a round ended, for [`Backoff::after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Refused,
+    Failed,
+}
+
+impl Backoff {
+    pub fn after(self, outcome: Outcome, interval: Duration, jitter: Duration) -> Backoff {
+        let longer = (self.wait * 2).clamp(interval, MAX_BACKOFF.max(interval));
+        match outcome {
+            Outcome::Done => Backoff {
+                wait: interval,
+                refusals: 0,
+            },
+            Outcome::Refused if self.refusals < QUICK_RETRIES => Backoff {
+                wait: interval.min(Duration::from_millis(50) + jitter),
+                refusals: self.refusals + 1,
+            },
+            Outcome::Refused => Backoff {
+                wait: longer,
+                refusals: self.refusals.saturating_add(1),
+            },
+            Outcome::Failed => Backoff {
+                wait: longer,
+                refusals: 0,
+            },
+        }
+    }
 }
 
 #[derive(Default)]
@@ -104,40 +169,39 @@ impl Sync {
             committer,
         };
         let shown = redact_url(remote);
-        let mut wait = Duration::ZERO;
-        let mut refusals = 0u32;
+        let mut b = Backoff {
+            wait: Duration::ZERO,
+            refusals: 0,
+        };
         loop {
             {
                 let mut st = self.state.lock();
-                if !st.kick && !wait.is_zero() {
-                    self.wake.wait_for(&mut st, wait);
+                if !st.kick && !b.wait.is_zero() {
+                    self.wake.wait_for(&mut st, b.wait);
                 }
                 st.kick = false;
             }
-            match round.sync_once(remote) {
-                Ok(()) => {
-                    refusals = 0;
-                    wait = interval;
-                }
-                Err(Failure::Refused(msg)) if refusals < QUICK_RETRIES => {
+            let outcome = match round.sync_once(remote) {
+                Ok(()) => Outcome::Done,
+                Err(Failure::Refused(msg)) => {
                     // The server moved between our fetch and push (another
-                    // machine pushed, or holds the ref's lock): fetch and merge
-                    // again soon, a random while later so that two machines do
-                    // not keep colliding; a few times, then the usual backoff.
-                    refusals += 1;
-                    log::info!("sync with {shown}: {msg}; fetching again");
-                    self.state.lock().last_error = Some((Instant::now(), msg));
-                    wait = interval.min(Duration::from_millis(50) + crate::commit::jitter(300));
+                    // machine pushed, or holds the ref's lock): fetched and
+                    // merged again soon, a random while later so that two
+                    // machines do not keep colliding; or a hook said no.
+                    if b.refusals < QUICK_RETRIES {
+                        log::info!("sync with {shown}: {msg}; fetching again");
+                    } else {
+                        log::warn!("sync with {shown}: {msg}");
+                    }
+                    Outcome::Refused
                 }
-                Err(Failure::Refused(msg) | Failure::Other(msg)) => {
-                    // Refused again (a hook, a protected branch) or failing:
-                    // the usual backoff.
-                    refusals = refusals.saturating_add(1);
+                Err(Failure::Other(msg)) => {
                     log::warn!("sync with {shown}: {msg}");
-                    self.state.lock().last_error = Some((Instant::now(), msg));
-                    wait = (wait * 2).clamp(interval, MAX_BACKOFF.max(interval));
+                    Outcome::Failed
                 }
-            }
+            };
+            b = b.after(outcome, interval, crate::commit::jitter(300));
+            self.state.lock().next_round = Some(Instant::now() + b.wait);
         }
     }
 }
@@ -156,10 +220,15 @@ impl Round<'_> {
     fn sync_once(&self, remote: &str) -> Result<(), Failure> {
         log::debug!("sync round");
         let other = |e: StoreError| Failure::Other(e.to_string());
-        self.repo
-            .fetch_remote(remote)
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        self.sync.state.lock().last_fetch = Some(Instant::now());
+        if let Err(e) = self.repo.fetch_remote(remote) {
+            self.sync.state.lock().fetch_error = Some((Instant::now(), e.to_string()));
+            return Err(Failure::Other(e.to_string()));
+        }
+        {
+            let mut st = self.sync.state.lock();
+            st.last_fetch = Some(Instant::now());
+            st.fetch_error = None;
+        }
         let server: Vec<(Vec<u8>, Oid)> = self.repo.refs(REMOTE_HEADS).map_err(other)?;
         let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").map_err(other)?;
         let synced: Vec<(Vec<u8>, Oid)> = self.repo.refs(SYNCED_HEADS).map_err(other)?;
@@ -213,14 +282,14 @@ impl Round<'_> {
             }
         }
         let mut refused = Vec::new();
+        let mut push_failed = None;
         if !to_push.is_empty() {
             // Exactly the commits checked above, not whatever the refs hold now.
             let specs: Vec<(String, Oid)> = to_push.clone();
             match self.repo.push_remote(remote, &specs) {
                 Err(StoreError::Refused(msg)) => refused.push(msg),
-                Err(e) => failed.push(e.to_string()),
+                Err(e) => push_failed = Some(e.to_string()),
                 Ok(results) => {
-                    self.sync.state.lock().last_push = Some(Instant::now());
                     for p in &results {
                         let Some((_, oid)) = to_push.iter().find(|(n, _)| *n == p.refname) else {
                             continue;
@@ -242,16 +311,35 @@ impl Round<'_> {
                 }
             }
         }
+        let now = Instant::now();
+        let refused =
+            (!refused.is_empty()).then(|| format!("push refused for {}", refused.join(", ")));
+        {
+            let mut st = self.sync.state.lock();
+            st.merge_error = (!failed.is_empty()).then(|| (now, failed.join("; ")));
+            match (&push_failed, &refused) {
+                (Some(e), _) | (None, Some(e)) => {
+                    st.push_error = Some((now, e.clone()));
+                    st.push_refused = push_failed.is_none();
+                }
+                (None, None) => {
+                    if !to_push.is_empty() {
+                        st.last_push = Some(now);
+                    }
+                    st.push_error = None;
+                    st.push_refused = false;
+                }
+            }
+        }
+        if let Some(e) = push_failed {
+            failed.push(e);
+        }
         if !failed.is_empty() {
             return Err(Failure::Other(failed.join("; ")));
         }
-        if !refused.is_empty() {
-            return Err(Failure::Refused(format!(
-                "push refused for {}",
-                refused.join(", ")
-            )));
+        if let Some(r) = refused {
+            return Err(Failure::Refused(r));
         }
-        self.sync.state.lock().last_error = None;
         Ok(())
     }
 
@@ -314,5 +402,45 @@ impl Round<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals are retried soon a few times, then back off; an outage
+    /// backs off without counting as refusals, so that the first refusal
+    /// after it is retried soon again; a full round waits the interval.
+    #[test]
+    fn the_first_refusal_after_an_outage_is_retried_soon() {
+        let i = Duration::from_millis(500);
+        let j = Duration::from_millis(100);
+        let start = Backoff {
+            wait: Duration::ZERO,
+            refusals: 0,
+        };
+        let mut b = start;
+        for _ in 0..QUICK_RETRIES {
+            b = b.after(Outcome::Refused, i, j);
+            assert_eq!(b.wait, Duration::from_millis(150));
+        }
+        b = b.after(Outcome::Refused, i, j);
+        assert_eq!(b.wait, i, "past the quick retries, the backoff");
+        // An outage: backs off, doubling, to at most a minute.
+        for _ in 0..20 {
+            b = b.after(Outcome::Failed, i, j);
+        }
+        assert_eq!(b.wait, MAX_BACKOFF);
+        assert_eq!(b.refusals, 0, "the outage's failures are not refusals");
+        b = b.after(Outcome::Refused, i, j);
+        assert_eq!(b.wait, Duration::from_millis(150), "retried soon");
+        assert_eq!(
+            b.after(Outcome::Done, i, j),
+            Backoff {
+                wait: i,
+                refusals: 0
+            }
+        );
     }
 }

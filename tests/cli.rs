@@ -75,7 +75,22 @@ fn bad_input_gets_one_clear_line() {
         &m(&bare, &mnt, &["--ref", "no-such-branch"]),
         &["no-such-branch", "does not resolve"],
     );
-    assert_one_line_error(&m(&bare, &mnt, &["--frobnicate"]), &["--frobnicate"]);
+    assert_one_line_error(
+        &m(&bare, &mnt, &["--frobnicate"]),
+        &["unknown option '--frobnicate'", "--help"],
+    );
+    assert_one_line_error(
+        &m(&bare, &mnt, &["--remot", "x"]),
+        &[
+            "unknown option '--remot'",
+            "did you mean '--remote'",
+            "--help",
+        ],
+    );
+    assert_one_line_error(
+        &commitfs(&[OsStr::new("status"), OsStr::new("--bogus"), os(&mnt)]),
+        &["unknown option '--bogus'", "--help"],
+    );
     assert_one_line_error(
         &m(&bare, &mnt, &["-o", "ref=main,frobnicate"]),
         &["unknown option", "frobnicate"],
@@ -400,6 +415,40 @@ fn foreground_verbose_logs_and_serves_on_several_threads() {
         log.contains("mounted") && log.contains("unmounted"),
         "{log}"
     );
+}
+
+/// On a `--ref` mount, `commitfs status` names the ref it shows and its
+/// commit, and lists that branch only (none for a tag), not the
+/// repository's other branches.
+#[test]
+// claim: status-ref-mount: "and only that branch if the ref is one (none for a tag or a commit)"
+fn status_of_a_ref_mount_shows_the_mounted_ref() {
+    let (r, bare) = small_repo();
+    git(&bare, &["branch", "other"]);
+    let tip = git(&bare, &["rev-parse", "main"]);
+    for (spec, branches) in [("v1", vec![]), ("main", vec!["main"])] {
+        let mnt = r.mountpoint(&format!("mnt-{spec}"));
+        let m = Mount::new(&bare, &mnt, &["--ref", spec]);
+        let out = commitfs(&[OsStr::new("status"), os(&mnt), OsStr::new("--json")]);
+        assert_succeeded(&out);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["mounted_ref"], spec, "{json}");
+        assert_eq!(json["mounted_commit"], tip.as_str(), "{json}");
+        let names: Vec<&str> = json["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, branches, "{json}");
+        let text = String::from_utf8(commitfs(&[OsStr::new("status"), os(&mnt)]).stdout).unwrap();
+        assert!(
+            text.contains(&format!("mounted ref: {spec} at {}", &tip[..12])),
+            "{text}"
+        );
+        assert!(!text.contains("branch other"), "{text}");
+        m.unmount();
+    }
 }
 
 /// `commitfs status` shows uncommitted changes, the last commit and the cache,

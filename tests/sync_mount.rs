@@ -771,3 +771,64 @@ fn a_walk_after_a_sync_shows_the_other_machines_save_at_once() {
     ma.unmount();
     mb.unmount();
 }
+
+/// A server whose hook refuses every push: `commitfs status` shows the
+/// refusal with the server's own message, and no successful push; once the
+/// hook lets pushes through, the next push lands and the refusal and the
+/// error are gone, with the time of that push.
+#[test]
+// claim: status-push-refused: "the server's own message"
+fn a_refused_push_shows_the_servers_message_until_a_push_lands() {
+    let (top, server, a, _b) = world();
+    let hook = server.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'policy: main is frozen for the release' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let srv = Server::start(Transport::Git, top.path(), &server);
+    let url = srv.url();
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &["--remote", &url, "--fetch-interval", "0.5"],
+    );
+    std::fs::write(ma.path.join("main/f.txt"), b"refused\n").unwrap();
+    fsync(&ma.path.join("main/f.txt"));
+    let mut seen = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = status_json(&ma.path);
+            seen["remote"]["push_refused"]
+                .as_str()
+                .is_some_and(|m| m.contains("policy: main is frozen for the release"))
+        }),
+        "the refusal shows the server's message: {seen}"
+    );
+    assert!(seen["remote"]["last_push_age"].is_null(), "{seen}");
+    assert!(seen["remote"]["last_error"].is_string(), "{seen}");
+    let text =
+        String::from_utf8(commitfs(&[OsStr::new("status"), ma.path.as_os_str()]).stdout).unwrap();
+    assert!(text.contains("pushed never"), "{text}");
+    assert!(text.contains("policy: main is frozen"), "{text}");
+
+    std::fs::remove_file(&hook).unwrap();
+    // A commit starts a round at once, whatever the backoff.
+    std::fs::write(ma.path.join("main/g.txt"), b"let through\n").unwrap();
+    fsync(&ma.path.join("main/g.txt"));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = status_json(&ma.path);
+            seen["remote"]["push_refused"].is_null()
+                && seen["remote"]["last_error"].is_null()
+                && seen["remote"]["last_push_age"].is_number()
+        }),
+        "a push that lands clears the refusal: {seen}"
+    );
+    assert_eq!(
+        show(&server, "main:f.txt").as_deref(),
+        Some(&b"refused\n"[..])
+    );
+    ma.unmount();
+}

@@ -113,7 +113,8 @@ pub(crate) struct BranchSt {
     pub shown: Option<Oid>,
     /// The last commit this mount made here, when, and its first line.
     pub last_commit: Option<(Oid, Instant, String)>,
-    /// The last failure to commit, cleared by the next commit.
+    /// The last failure to commit, cleared by the next commit that
+    /// succeeds (or finds nothing left to commit).
     pub last_error: Option<(Instant, String)>,
     /// The ref was moved to this mount's last commit but could not be made
     /// durable (its fsync failed): the next durable commit of the branch
@@ -599,7 +600,12 @@ impl Committer {
             }
         });
         if result.is_ok() {
-            b.st.lock().not_before = None;
+            // What failed has succeeded now (a commit, or nothing left to
+            // commit): the error is no longer shown.
+            let mut st = b.st.lock();
+            st.not_before = None;
+            st.last_error = None;
+            drop(st);
             src.after_commit();
         }
         if result.is_err() {

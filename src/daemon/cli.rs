@@ -161,6 +161,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
         clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => CliError::Usage(
             "missing command: commitfs mount REPO MOUNTPOINT, or commitfs unmount MOUNTPOINT (see commitfs --help)".into(),
         ),
+        clap::error::ErrorKind::UnknownArgument => {
+            use clap::error::{ContextKind, ContextValue};
+            let arg = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(a)) => a.clone(),
+                _ => "?".into(),
+            };
+            let like = match e.get(ContextKind::SuggestedArg) {
+                Some(ContextValue::String(s)) => format!("did you mean '{s}'? "),
+                _ => String::new(),
+            };
+            CliError::Usage(format!(
+                "unknown option '{arg}' ({like}see commitfs --help for the options)"
+            ))
+        }
         _ => {
             let text = e.render().to_string();
             let first = text

@@ -25,7 +25,14 @@ impl Status {
             "{} (repository {}, daemon pid {})\n",
             self.mountpoint, self.repository, self.pid
         );
-        if self.branches.is_empty() {
+        if let Some(r) = &self.mounted_ref {
+            let at = self
+                .mounted_commit
+                .as_deref()
+                .map(|c| format!(" at {}", &c[..c.len().min(12)]))
+                .unwrap_or_default();
+            s.push_str(&format!("mounted ref: {r}{at}\n"));
+        } else if self.branches.is_empty() {
             s.push_str("no branches\n");
         }
         for b in &self.branches {
@@ -93,8 +100,16 @@ impl Status {
                     age(r.last_fetch_age),
                     age(r.last_push_age)
                 ));
-                if let (Some(e), Some(a)) = (&r.last_error, r.last_error_age) {
+                if let (Some(e), Some(a)) = (&r.push_refused, r.push_refused_age) {
+                    s.push_str(&format!("  push refused {a:.0} s ago: {e}\n"));
+                }
+                if let (Some(e), Some(a)) = (&r.last_error, r.last_error_age)
+                    && r.push_refused.as_ref() != Some(e)
+                {
                     s.push_str(&format!("  last sync error {a:.0} s ago: {e}\n"));
+                }
+                if let Some(n) = r.next_round_in {
+                    s.push_str(&format!("  next sync within {n:.0} s\n"));
                 }
             }
         }

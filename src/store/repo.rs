@@ -868,8 +868,22 @@ fn remote_callbacks<'a>(config: Option<git2::Config>) -> git2::RemoteCallbacks<'
 /// What a push did to one ref.
 pub struct Pushed {
     pub refname: String,
-    /// The server's reason for refusing it.
+    /// The server's reason for refusing it, and what the server said while
+    /// the push ran (its hooks' `remote:` lines), if anything.
     pub rejected: Option<String>,
+}
+
+/// The lines a server sent on its side band while a push ran (what its
+/// hooks print, shown by git as `remote: ...`), at most a few KiB, as one
+/// line: `; ` between them.
+fn server_said(raw: &[u8]) -> String {
+    const MAX: usize = 4096;
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(MAX)]);
+    text.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Repo {
@@ -931,7 +945,16 @@ impl Repo {
         self.with(|repo| {
             let mut remote = Self::remote(repo, spec)?;
             let results = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let said = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
             let mut cb = remote_callbacks(repo.config().ok());
+            let s2 = said.clone();
+            cb.sideband_progress(move |data| {
+                let mut s = s2.lock();
+                if s.len() < 4096 {
+                    s.extend_from_slice(data);
+                }
+                true
+            });
             let r2 = results.clone();
             cb.push_update_reference(move |name, status| {
                 r2.lock().push(Pushed {
@@ -943,13 +966,30 @@ impl Repo {
             let mut po = git2::PushOptions::new();
             po.remote_callbacks(cb);
             let specs: Vec<String> = refs.iter().map(|(r, oid)| format!("{oid}:{r}")).collect();
-            remote.push(&specs, Some(&mut po)).map_err(|e| {
+            let pushed = remote.push(&specs, Some(&mut po));
+            let words = server_said(&said.lock());
+            let words = scrub(&words, spec);
+            let server = |m: String| {
+                if words.is_empty() {
+                    m
+                } else {
+                    format!("{m}; the server said: {words}")
+                }
+            };
+            pushed.map_err(|e| {
                 StoreError::of_remote(
                     &e,
-                    format!("push to {}: {}", redact_url(spec), scrub(e.message(), spec)),
+                    server(format!(
+                        "push to {}: {}",
+                        redact_url(spec),
+                        scrub(e.message(), spec)
+                    )),
                 )
             })?;
-            let out = std::mem::take(&mut *results.lock());
+            let mut out = std::mem::take(&mut *results.lock());
+            for p in &mut out {
+                p.rejected = p.rejected.take().map(&server);
+            }
             Ok(out)
         })
     }

@@ -12,6 +12,12 @@ pub struct Status {
     pub mountpoint: String,
     pub repository: String,
     pub pid: u32,
+    /// The ref or revision a `--ref` mount shows at its root (`null`: the
+    /// whole repository), and the commit it shows.
+    pub mounted_ref: Option<String>,
+    pub mounted_commit: Option<String>,
+    /// The branches the mount shows: every branch, or on a `--ref` mount of
+    /// a branch that one (none for a tag or a commit).
     pub branches: Vec<BranchStatus>,
     pub cache: CacheStatus,
     /// FUSE requests served since mounting, by kind.
@@ -32,12 +38,21 @@ pub struct Status {
 pub struct RemoteStatus {
     /// The remote's name or URL, without any user or password.
     pub url: String,
-    /// Seconds since the last successful fetch and push.
+    /// Seconds since the last successful fetch, and since the last push the
+    /// server took whole (`null`: none yet).
     pub last_fetch_age: Option<f64>,
     pub last_push_age: Option<f64>,
-    /// The last failure to sync (cleared by the next full round), and its age.
+    /// The newest failure to sync that still stands (a fetch's until a fetch
+    /// succeeds, a push's until a push does), and its age.
     pub last_error: Option<String>,
     pub last_error_age: Option<f64>,
+    /// The server refused the last push: why, with what the server said
+    /// (its hooks' messages), and how long ago.
+    pub push_refused: Option<String>,
+    pub push_refused_age: Option<f64>,
+    /// Seconds until the next round at the latest (a commit starts one
+    /// sooner).
+    pub next_round_in: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +109,26 @@ impl CommitFs {
             }
         }
         names.sort();
+        // A --ref mount shows one ref: its branch, if it is one, and no other.
+        let (mounted_ref, mounted_commit) = match &self.config().root {
+            crate::model::RootSpec::Whole => (None, None),
+            crate::model::RootSpec::Ref(r) => {
+                let snap = self
+                    .inodes
+                    .read()
+                    .get(crate::inodes::ROOT)
+                    .and_then(|n| n.kind.snap().cloned());
+                let branch = match snap.as_ref().map(|s| &s.source) {
+                    Some(crate::inodes::SnapSource::Branch(b)) => Some(b.to_vec()),
+                    _ => None,
+                };
+                names.retain(|n| Some(n) == branch.as_ref());
+                (
+                    Some(r.clone()),
+                    snap.and_then(|s| s.snapshot.commit).map(|c| c.to_string()),
+                )
+            }
+        };
         let branches = names
             .into_iter()
             .map(|name| {
@@ -152,6 +187,8 @@ impl CommitFs {
             mountpoint: mnt.display().to_string(),
             repository: repo.display().to_string(),
             pid: std::process::id(),
+            mounted_ref,
+            mounted_commit,
             branches,
             requests: self.requests.counts(),
             inodes: paths.0 as u64,
@@ -168,12 +205,18 @@ impl CommitFs {
                 let st = self.sync.state.lock();
                 let age =
                     |t: Option<std::time::Instant>| t.map(|t| now.duration_since(t).as_secs_f64());
+                let refused = st.push_error.as_ref().filter(|_| st.push_refused);
                 RemoteStatus {
                     url: crate::store::repo::redact_url(r),
                     last_fetch_age: age(st.last_fetch),
                     last_push_age: age(st.last_push),
-                    last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
-                    last_error_age: age(st.last_error.as_ref().map(|(t, _)| *t)),
+                    last_error: st.last_error().map(|(_, e)| e.clone()),
+                    last_error_age: age(st.last_error().map(|(t, _)| *t)),
+                    push_refused: refused.map(|(_, e)| e.clone()),
+                    push_refused_age: age(refused.map(|(t, _)| *t)),
+                    next_round_in: st
+                        .next_round
+                        .map(|t| t.saturating_duration_since(now).as_secs_f64()),
                 }
             }),
         }
