@@ -29,6 +29,9 @@ pub struct FsConfig {
     pub remote: Option<String>,
     /// How often to fetch from it (`--fetch-interval`).
     pub fetch_interval: Duration,
+    /// How long the push at unmount and SIGTERM may take at most
+    /// (`--push-on-exit-timeout`; zero: no push then).
+    pub push_on_exit: Duration,
     /// More scratch patterns (`--scratch`).
     pub scratch: Vec<String>,
     /// Whether the default scratch patterns apply (`--no-default-scratch`).
@@ -120,6 +123,7 @@ impl Default for FsConfig {
             settle: Duration::from_millis(200),
             remote: None,
             fetch_interval: Duration::from_secs(5),
+            push_on_exit: Duration::from_secs(10),
             scratch: Vec::new(),
             default_scratch: true,
             gitignore: true,

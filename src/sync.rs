@@ -214,6 +214,105 @@ struct Round<'a> {
     committer: &'a Committer,
 }
 
+/// The local branches the server lacks or is behind on, as last fetched
+/// (one the server had and deleted stays unpushed), with their tips.
+fn pushable(repo: &Repo) -> StoreResult<Vec<(String, Oid)>> {
+    let server = repo.refs(REMOTE_HEADS)?;
+    let synced = repo.refs(SYNCED_HEADS)?;
+    let find = |v: &[(Vec<u8>, Oid)], n: &[u8]| v.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
+    let mut to_push = Vec::new();
+    for (name, l) in repo.refs("refs/heads/")? {
+        let Ok(n) = std::str::from_utf8(&name) else {
+            continue;
+        };
+        let ahead = match find(&server, &name) {
+            None => find(&synced, &name).is_none(),
+            Some(s) => s != l && repo.is_ancestor(s, l).unwrap_or(false),
+        };
+        if ahead {
+            to_push.push((format!("refs/heads/{n}"), l));
+        }
+    }
+    Ok(to_push)
+}
+
+/// What one push did.
+#[derive(Default)]
+struct Pushed {
+    /// The branches (full ref names) the server took.
+    landed: Vec<String>,
+    /// Refusals, each with the server's reason and message.
+    refused: Vec<String>,
+    /// The push failed as a whole (the server unreachable, credentials).
+    failed: Option<String>,
+}
+
+/// Pushes exactly `to_push` (never forcing); what landed is remembered as
+/// the server's, as a fetch would.
+fn push(repo: &Repo, remote: &str, to_push: &[(String, Oid)]) -> Pushed {
+    let mut out = Pushed::default();
+    if to_push.is_empty() {
+        return out;
+    }
+    match repo.push_remote(remote, to_push) {
+        Err(StoreError::Refused(msg)) => out.refused.push(msg),
+        Err(e) => out.failed = Some(e.to_string()),
+        Ok(results) => {
+            for p in &results {
+                let Some((_, oid)) = to_push.iter().find(|(n, _)| *n == p.refname) else {
+                    continue;
+                };
+                match &p.rejected {
+                    None => {
+                        let short = &p.refname["refs/heads/".len()..];
+                        let _ = repo.cas_ref_force(&format!("{REMOTE_HEADS}{short}"), *oid);
+                        let _ = repo.cas_ref_force(&format!("{SYNCED_HEADS}{short}"), *oid);
+                        out.landed.push(p.refname.clone());
+                    }
+                    Some(why) => out.refused.push(format!("{} ({why})", p.refname)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a push at exit (unmount, SIGTERM) left on this machine only: one
+/// line per branch, and why, empty when everything committed is on the
+/// server.
+pub fn push_committed(repo: &Repo, remote: &str) -> Vec<String> {
+    let to_push = match pushable(repo) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("every branch: {e}")],
+    };
+    let p = push(repo, remote, &to_push);
+    let mut left = Vec::new();
+    for (name, tip) in &to_push {
+        if p.landed.contains(name) {
+            continue;
+        }
+        let short = &name["refs/heads/".len()..];
+        let server = repo
+            .ref_target(format!("{REMOTE_HEADS}{short}").as_bytes())
+            .ok()
+            .flatten();
+        let n = repo.count_ahead(*tip, server, 100_000).unwrap_or(0);
+        let why = p
+            .failed
+            .clone()
+            .or_else(|| {
+                p.refused
+                    .iter()
+                    .find(|r| r.starts_with(name.as_str()))
+                    .or(p.refused.first())
+                    .cloned()
+            })
+            .unwrap_or_else(|| "the server did not take it".into());
+        left.push(format!("{short} ({n} commit(s)): {why}"));
+    }
+    left
+}
+
 impl Round<'_> {
     /// One round: fetch, bring local branches up to date, push. A branch that
     /// fails is reported and the others go on.
@@ -265,52 +364,12 @@ impl Round<'_> {
                 let _ = self.repo.cas_ref_force(&format!("{SYNCED_TAGS}{n}"), t);
             }
         }
-        // Push what the server lacks: a branch ahead of the server's, or one the
-        // server never had (one it had and deleted stays unpushed).
-        let local: Vec<(Vec<u8>, Oid)> = self.repo.refs("refs/heads/").map_err(other)?;
-        let mut to_push = Vec::new();
-        for (name, l) in &local {
-            let Ok(n) = std::str::from_utf8(name) else {
-                continue;
-            };
-            let ahead = match find(&server, name) {
-                None => find(&synced, name).is_none(),
-                Some(s) => s != *l && self.repo.is_ancestor(s, *l).unwrap_or(false),
-            };
-            if ahead {
-                to_push.push((format!("refs/heads/{n}"), *l));
-            }
-        }
-        let mut refused = Vec::new();
-        let mut push_failed = None;
-        if !to_push.is_empty() {
-            // Exactly the commits checked above, not whatever the refs hold now.
-            let specs: Vec<(String, Oid)> = to_push.clone();
-            match self.repo.push_remote(remote, &specs) {
-                Err(StoreError::Refused(msg)) => refused.push(msg),
-                Err(e) => push_failed = Some(e.to_string()),
-                Ok(results) => {
-                    for p in &results {
-                        let Some((_, oid)) = to_push.iter().find(|(n, _)| *n == p.refname) else {
-                            continue;
-                        };
-                        match &p.rejected {
-                            None => {
-                                // The server has it now: remember that, as a fetch would.
-                                let short = &p.refname["refs/heads/".len()..];
-                                let _ = self
-                                    .repo
-                                    .cas_ref_force(&format!("{REMOTE_HEADS}{short}"), *oid);
-                                let _ = self
-                                    .repo
-                                    .cas_ref_force(&format!("{SYNCED_HEADS}{short}"), *oid);
-                            }
-                            Some(why) => refused.push(format!("{} ({why})", p.refname)),
-                        }
-                    }
-                }
-            }
-        }
+        let to_push = pushable(self.repo).map_err(other)?;
+        let Pushed {
+            refused,
+            failed: push_failed,
+            ..
+        } = push(self.repo, remote, &to_push);
         let now = Instant::now();
         let refused =
             (!refused.is_empty()).then(|| format!("push refused for {}", refused.join(", ")));

@@ -832,3 +832,99 @@ fn a_refused_push_shows_the_servers_message_until_a_push_lands() {
     );
     ma.unmount();
 }
+
+/// `commitfs unmount` of a mount with `--remote` pushes what was committed
+/// (the sync thread was backing off after the server was down), and says on
+/// stderr what stayed unpushed: the server's refusal, or a push that did not
+/// finish within `--push-on-exit-timeout`.
+#[test]
+// claim: push-on-exit: "says on stderr, and in the log, what stayed unpushed"
+fn unmount_pushes_what_was_committed_and_says_what_stayed() {
+    let (top, server, a, _b) = world();
+    let mut srv = Server::start(Transport::Git, top.path(), &server);
+    let url = srv.url();
+    let args = ["--remote", url.as_str(), "--fetch-interval", "3600"];
+
+    // Lands: committed while the server was down, pushed at unmount.
+    srv.down();
+    let ma = Mount::new(&a, &mnt(&top, "ma"), &args);
+    std::fs::write(ma.path.join("main/f.txt"), b"while down\n").unwrap();
+    fsync(&ma.path.join("main/f.txt"));
+    assert!(
+        wait_until(Duration::from_secs(10), || status_json(&ma.path)["remote"]
+            ["last_error"]
+            .is_string()),
+        "the sync thread failed and backs off"
+    );
+    srv.up();
+    let out = ma.unmount_output();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not pushed"), "{err}");
+    assert_eq!(
+        show(&server, "main:f.txt").as_deref(),
+        Some(&b"while down\n"[..])
+    );
+
+    // Refused by the server's hook: said, with the server's message.
+    let hook = server.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'policy: frozen' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ma = Mount::new(&a, &mnt(&top, "ma"), &args);
+    std::fs::write(ma.path.join("main/g.txt"), b"refused\n").unwrap();
+    fsync(&ma.path.join("main/g.txt"));
+    let out = ma.unmount_output();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("not pushed: main (1 commit(s))"), "{err}");
+    assert!(err.contains("policy: frozen"), "{err}");
+    assert!(show(&server, "main:g.txt").is_none());
+    assert!(
+        show(&a, "main:g.txt").is_some(),
+        "it stays committed in the repository"
+    );
+
+    // SIGTERM pushes too, and the log says what stayed.
+    let log = top.path().join("daemon.log");
+    let mut with_log = args.to_vec();
+    with_log.extend(["--log-file", log.to_str().unwrap()]);
+    let ma = Mount::new(&a, &mnt(&top, "ma"), &with_log);
+    std::fs::write(ma.path.join("main/t.txt"), b"terminated\n").unwrap();
+    assert!(ma.terminate(), "the daemon exits 0 on SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("not pushed: main (2 commit(s))") && text.contains("policy: frozen"),
+        "{text}"
+    );
+    assert!(show(&a, "main:t.txt").is_some(), "committed at SIGTERM");
+    std::fs::remove_file(&hook).unwrap();
+
+    // A server that takes the connection and never answers: the push is
+    // given up after --push-on-exit-timeout, and that is said.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Connections are accepted and held, unanswered, until the test ends.
+    std::thread::spawn(move || {
+        let _held: Vec<_> = silent.incoming().flatten().collect();
+    });
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let ma = Mount::new(
+        &a,
+        &mnt(&top, "ma"),
+        &[
+            "--remote",
+            &url,
+            "--fetch-interval",
+            "3600",
+            "--push-on-exit-timeout",
+            "1",
+        ],
+    );
+    std::fs::write(ma.path.join("main/h.txt"), b"silent\n").unwrap();
+    fsync(&ma.path.join("main/h.txt"));
+    let out = ma.unmount_output();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("did not finish within 1 s"), "{err}");
+    assert!(!is_mounted(&top.path().join("ma")));
+}

@@ -88,6 +88,10 @@ struct MountArgs {
     /// Seconds between fetches from --remote (default 5).
     #[arg(long, value_name = "SECONDS")]
     fetch_interval: Option<String>,
+    /// With --remote: unmount and SIGTERM push what was committed, waiting
+    /// at most this many seconds (default 10; 0: no push then).
+    #[arg(long, value_name = "SECONDS")]
+    push_on_exit_timeout: Option<String>,
     /// A file name pattern that is never committed (repeatable), besides the
     /// editor swap, backup and lock files.
     #[arg(long, value_name = "GLOB")]
@@ -223,6 +227,19 @@ fn mount_config(m: MountArgs) -> Result<MountConfig, CliError> {
     }
     if let Some(s) = m.fetch_interval {
         cfg.fs.fetch_interval = parse_interval(&s)?;
+    }
+    if let Some(s) = m.push_on_exit_timeout {
+        cfg.fs.push_on_exit = s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=3600.0).contains(v))
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "push-on-exit timeout '{s}' is not a number of seconds (0 to 3600)"
+                ))
+            })?;
     }
     // Expanded before clap parsed anything (see `expand_o_options`): an
     // `-o` still here came after `--`.

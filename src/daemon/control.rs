@@ -232,12 +232,24 @@ fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
     BufReader::new((&conn).take(256)).read_line(&mut line)?;
-    let status = fs.status(mnt, repo);
     let out = match line.trim() {
-        "status" => status.text(),
+        "status" => fs.status(mnt, repo).text(),
         "status json" => {
-            serde_json::to_string_pretty(&status).map_err(std::io::Error::other)? + "\n"
+            serde_json::to_string_pretty(&fs.status(mnt, repo)).map_err(std::io::Error::other)?
+                + "\n"
         }
+        // `commitfs unmount`, once everything is committed: one push
+        // (bounded), and what stayed unpushed, a line each.
+        "push" => match fs.push_before_exit() {
+            None => "none\n".to_string(),
+            Some(left) => {
+                crate::daemon::say_unpushed(fs, &left, false);
+                left.iter()
+                    .map(|l| format!("unpushed {l}\n"))
+                    .collect::<String>()
+                    + "done\n"
+            }
+        },
         other => format!("error: unknown request {other:?}\n"),
     };
     (&conn).write_all(out.as_bytes())
@@ -245,6 +257,33 @@ fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::
 
 /// Asks the daemon of `mnt` for its status.
 pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
+    let req = if json { "status json\n" } else { "status\n" };
+    ask(mnt, req, Duration::from_secs(5))
+}
+
+/// Asks the daemon of `mnt` to push what was committed (with `--remote`),
+/// as `commitfs unmount` does before unmounting: what stayed unpushed, one
+/// line per branch (`None`: the mount has no remote).
+pub fn push_before_unmount(mnt: &Path) -> Result<Option<Vec<String>>, String> {
+    // The daemon bounds the push (--push-on-exit-timeout, at most an hour).
+    let out = ask(mnt, "push\n", Duration::from_secs(3700))?;
+    if out.trim() == "none" {
+        return Ok(None);
+    }
+    if !out.lines().any(|l| l == "done") {
+        return Err(format!("the daemon's answer was cut short: {out:?}"));
+    }
+    Ok(Some(
+        out.lines()
+            .filter_map(|l| l.strip_prefix("unpushed "))
+            .map(str::to_string)
+            .collect(),
+    ))
+}
+
+/// Sends request `req` to the daemon of `mnt` and reads its whole answer,
+/// waiting at most `wait` for it.
+fn ask(mnt: &Path, req: &str, wait: Duration) -> Result<String, String> {
     let abs = std::path::absolute(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
     let abs = crate::daemon::normalize(&abs);
     let owner = match crate::daemon::find_mount(&abs) {
@@ -306,9 +345,8 @@ pub fn query(mnt: &Path, json: bool) -> Result<String, String> {
             abs.display()
         ));
     };
-    conn.set_read_timeout(Some(Duration::from_secs(5)))
+    conn.set_read_timeout(Some(wait))
         .map_err(|e| e.to_string())?;
-    let req = if json { "status json\n" } else { "status\n" };
     conn.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut out = String::new();
     conn.read_to_string(&mut out)

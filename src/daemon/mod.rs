@@ -716,13 +716,18 @@ fn serve(cfg: &MountConfig, fs: Arc<CommitFs>, ready: Option<File>) -> Result<()
     }
     fs.disable_prefetch();
     fs.stop_scheduler();
-    // Unmounted: commit everything still pending before the daemon exits.
+    // Unmounted: commit everything still pending before the daemon exits,
+    // and push it (with --remote; nothing is left to push after
+    // `commitfs unmount`, which had it pushed).
     match fs.commit_all() {
         Ok(()) => fs.finish_overlay(),
         Err(e) => log::error!(
             "committing at unmount: {e}; the changes stay in the overlay under {} and are committed by the next mount",
             fs.overlay_dir().display()
         ),
+    }
+    if let Some(left) = fs.push_before_exit() {
+        say_unpushed(&fs, &left, !detached);
     }
     fs.release_kept();
     if find_mount(&cfg.mountpoint).is_some_and(|m| m.fstype == FSTYPE) {
@@ -735,6 +740,35 @@ fn serve(cfg: &MountConfig, fs: Arc<CommitFs>, ready: Option<File>) -> Result<()
         // requests may see it as aborted rather than gone. Either is an end.
         Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
         other => other.map_err(|e| format!("FUSE session ended with an error: {e}")),
+    }
+}
+
+/// What a line of [`CommitFs::push_before_exit`] means to the user.
+fn unpushed_line(l: &str) -> String {
+    format!(
+        "not pushed: {l}; it stays committed in the repository, and a mount with --remote pushes it"
+    )
+}
+
+/// Says what stayed unpushed at exit: in the log, and on stderr too when
+/// `stderr` (the daemon's own exit; `commitfs unmount` says it on its own
+/// stderr).
+pub(crate) fn say_unpushed(fs: &CommitFs, left: &[String], stderr: bool) {
+    let url = fs
+        .config()
+        .remote
+        .as_deref()
+        .map(crate::store::repo::redact_url)
+        .unwrap_or_default();
+    if left.is_empty() {
+        log::info!("everything committed is on {url}");
+    }
+    for l in left {
+        let line = format!("{url}: {}", unpushed_line(l));
+        log::warn!("{line}");
+        if stderr {
+            eprintln!("commitfs: {line}");
+        }
     }
 }
 
@@ -914,6 +948,9 @@ fn wait_for_signal(set: SigSet, mnt: &Path, fs: &CommitFs) {
             continue;
         }
         fs.finish_overlay();
+        if let Some(left) = fs.push_before_exit() {
+            say_unpushed(fs, &left, true);
+        }
         fs.release_kept();
         if let Err(e) = unmount_path(mnt, false).or_else(|_| unmount_path(mnt, true)) {
             log::error!("cannot unmount {}: {e}", mnt.display());
@@ -1175,6 +1212,21 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
                     "cannot commit what is pending in {} ({e}); it stays mounted: see the daemon's log (--log-file), or umount it to drop those changes",
                     abs.display()
                 ));
+            }
+            // With --remote: one push of what was committed, bounded by
+            // the daemon; what stayed unpushed is said here, and unmounting
+            // goes on (it stays committed in the repository).
+            match crate::daemon::control::push_before_unmount(&abs) {
+                Ok(Some(left)) => {
+                    for l in left {
+                        eprintln!("commitfs: {}", unpushed_line(&l));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "commitfs: could not ask the daemon of {} to push ({e}); what it committed stays in the repository",
+                    abs.display()
+                ),
             }
         }
     }

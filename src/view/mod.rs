@@ -344,6 +344,35 @@ impl CommitFs {
         self.committer.start_settling();
     }
 
+    /// With `--remote`, at unmount and SIGTERM: one push of what was
+    /// committed, waiting at most `--push-on-exit-timeout` (a push still
+    /// running then is left to end with the process). Returns what stayed
+    /// on this machine only, one line per branch (empty: the server has
+    /// everything); `None` without a remote, or with the timeout at zero.
+    pub fn push_before_exit(&self) -> Option<Vec<String>> {
+        let remote = self.cfg.remote.clone()?;
+        let timeout = self.cfg.push_on_exit;
+        if timeout.is_zero() {
+            return None;
+        }
+        let repo = self.repo.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::thread::Builder::new()
+            .name("commitfs-exit-push".into())
+            .spawn(move || {
+                let _ = tx.send(crate::sync::push_committed(&repo, &remote));
+            });
+        if let Err(e) = started {
+            return Some(vec![format!("every branch: cannot start the push ({e})")]);
+        }
+        Some(rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            vec![format!(
+                "every branch ahead of the server: the push did not finish within {} s (--push-on-exit-timeout)",
+                timeout.as_secs_f64()
+            )]
+        }))
+    }
+
     /// The sync thread (`--remote`): never returns; at once without a remote.
     pub fn run_sync(&self) {
         if let Some(remote) = &self.cfg.remote {

@@ -220,6 +220,26 @@ impl Mount {
         self.do_unmount();
     }
 
+    /// `commitfs unmount`, and what it printed; waits (bounded) for the
+    /// daemon to exit.
+    #[allow(dead_code)] // not every test binary asks for it
+    pub fn unmount_output(mut self) -> Output {
+        let out = Command::new(BIN)
+            .arg("unmount")
+            .arg(&self.path)
+            .output()
+            .expect("commitfs unmount runs");
+        if let Some(mut child) = self.child.take() {
+            if !wait_until(Duration::from_secs(30), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        out
+    }
+
     /// SIGKILL to the daemon, as a crash: the mount is left dead (ENOTCONN),
     /// for the next mount or `commitfs unmount` to clean up.
     pub fn kill9(mut self) {
