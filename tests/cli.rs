@@ -148,6 +148,49 @@ fn mount_detached(repo: &Path, mnt: &Path) {
     assert_succeeded(&out);
 }
 
+/// A detached daemon with no --log-file logs to the system log: a failing
+/// fetch reaches the syslog socket (one the test binds, named by
+/// COMMITFS_SYSLOG) as one line with its priority and the mount point.
+#[test]
+// claim: detached-syslog: "the mount point in every line"
+fn a_detached_daemon_logs_to_the_system_log() {
+    let (r, bare) = small_repo();
+    let mnt = r.mountpoint("mnt");
+    let sock = r.dir.path().join("dev-log");
+    let server = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    server
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let gone = r.dir.path().join("no-such-server.git");
+    let out = Command::new(BIN)
+        .env("COMMITFS_SYSLOG", &sock)
+        .args([OsStr::new("mount"), os(&bare), os(&mnt)])
+        .args(["--fetch-interval", "0.2", "--remote"])
+        .arg(format!("file://{}", gone.display()))
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    let mut line = String::new();
+    let mut buf = vec![0u8; 16384];
+    for _ in 0..50 {
+        let n = server
+            .recv(&mut buf)
+            .expect("a line reaches the syslog socket");
+        line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if line.contains("commitfs::sync") {
+            break;
+        }
+    }
+    assert!(line.starts_with("<28>commitfs["), "{line}");
+    assert!(
+        line.contains(&format!(": {}: WARN", mnt.display())),
+        "{line}"
+    );
+    assert!(line.contains("no-such-server.git"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+    assert_succeeded(&commitfs(&[OsStr::new("unmount"), os(&mnt)]));
+}
+
 /// `commitfs mount` (no --foreground) returns once the mount answers, and the
 /// daemon goes away after `commitfs unmount`.
 #[test]

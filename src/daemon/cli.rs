@@ -74,7 +74,7 @@ struct MountArgs {
     /// Stay attached and log to stderr.
     #[arg(short, long)]
     foreground: bool,
-    /// Where a detached daemon writes its log (default: nowhere).
+    /// Where a detached daemon writes its log (default: the system log).
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
     /// Milliseconds after the last change before a branch is committed.

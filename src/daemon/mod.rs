@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod syslog;
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -606,8 +607,9 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
     let mut b = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(format!("{level},fuser={fuser}")),
     );
-    // --log-file wins; without it a detached daemon has nowhere to log, and a
-    // foreground one logs to stderr.
+    // --log-file wins; without it a detached daemon logs to the system log
+    // (the journal), each line naming the mount, and a foreground one to
+    // stderr.
     let file = cfg.log_file.as_ref().map(|p| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -619,7 +621,21 @@ fn init_logging(cfg: &MountConfig, detached: bool) {
             b.target(env_logger::Target::Pipe(Box::new(f)));
         }
         _ if detached => {
-            b.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+            let mnt = cfg.mountpoint.display().to_string();
+            let pid = std::process::id();
+            b.format(move |buf, r| {
+                writeln!(
+                    buf,
+                    "<{}>commitfs[{pid}]: {mnt}: {} {}: {}",
+                    syslog::priority(r.level()),
+                    r.level(),
+                    r.target(),
+                    r.args()
+                )
+            });
+            b.target(env_logger::Target::Pipe(Box::new(syslog::Syslog::new(
+                &syslog::socket_path(),
+            ))));
         }
         _ => {}
     }
