@@ -40,16 +40,25 @@ fn commits(bare: &Path, branch: &str) -> usize {
     git(bare, &["rev-list", "--count", branch]).parse().unwrap()
 }
 
-/// Waits (bounded) until `branch` has `n` commits, then a little longer to be
-/// sure no more come.
-fn settle_to(bare: &Path, branch: &str, n: usize) {
-    let reached = wait_until(Duration::from_secs(10), || commits(bare, branch) >= n);
+/// Waits (bounded) until `branch` has `n` commits and the mount at `mnt`
+/// has nothing uncommitted on it (so that no further commit can come
+/// without another change), then checks that it has exactly `n`.
+fn settle_to(mnt: &Path, bare: &Path, branch: &str, n: usize) {
+    let uncommitted = || {
+        status_json(mnt)["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == branch && b["uncommitted"] == true)
+    };
+    let reached = wait_until(Duration::from_secs(60), || {
+        commits(bare, branch) >= n && !uncommitted()
+    });
     assert!(
         reached,
-        "{branch} reached {n} commits (has {})",
+        "{branch} reached {n} commits with nothing left uncommitted (has {})",
         commits(bare, branch)
     );
-    std::thread::sleep(Duration::from_millis(400));
     assert_eq!(commits(bare, branch), n, "no further commits on {branch}");
 }
 
@@ -151,7 +160,7 @@ fn an_unlinked_open_file_stays_readable_and_writable() {
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "hello\nafter unlink\n");
     drop(f);
-    settle_to(&bare, "main", 2);
+    settle_to(&m.path, &bare, "main", 2);
     assert_eq!(last_changed(&bare, "main"), vec!["README.md"]);
     assert!(
         git(&bare, &["ls-tree", "--name-only", "main"])
@@ -249,7 +258,7 @@ fn directories_and_renames_follow_rename2() {
         b"pub fn f() {}\n"
     );
     std::fs::remove_dir(d.join("empty")).unwrap();
-    settle_to(&bare, "main", 2);
+    settle_to(&m.path, &bare, "main", 2);
     let tree = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
     assert_eq!(
         tree.lines().collect::<Vec<_>>(),
@@ -362,7 +371,7 @@ fn what_git_cannot_store_is_answered_honestly() {
         .status()
         .unwrap();
     assert!(st.success(), "mv across branches copies");
-    settle_to(&bare, "main", 2);
+    settle_to(&m.path, &bare, "main", 2);
     assert_eq!(
         git(&bare, &["ls-tree", "main", "README.md"])
             .split_whitespace()
@@ -386,7 +395,7 @@ fn symlinks_are_made_and_committed() {
         Path::new("src/lib.rs")
     );
     assert_eq!(std::fs::read(d.join("to-lib")).unwrap(), b"pub fn f() {}\n");
-    settle_to(&bare, "main", 2);
+    settle_to(&m.path, &bare, "main", 2);
     assert_eq!(
         git(&bare, &["ls-tree", "main", "to-lib"])
             .split_whitespace()
@@ -412,8 +421,8 @@ fn assert_no_scratch_in_history(bare: &Path) {
     }
 }
 
-fn assert_one_save(bare: &Path, before: usize, file: &str, content: &str) {
-    settle_to(bare, "main", before + 1);
+fn assert_one_save(mnt: &Path, bare: &Path, before: usize, file: &str, content: &str) {
+    settle_to(mnt, bare, "main", before + 1);
     assert_eq!(last_changed(bare, "main"), vec![file.to_string()]);
     assert_eq!(git(bare, &["show", &format!("main:{file}")]), content);
     assert_no_scratch_in_history(bare);
@@ -473,7 +482,7 @@ fn each_editor_save_is_exactly_one_commit() {
         &format!("vim -u NONE -i NONE -N '{}'", readme.display()),
         &["A from vim", "Escape", ":wq", "Enter"],
     );
-    assert_one_save(&bare, n, "README.md", "hello from vim");
+    assert_one_save(&m.path, &bare, n, "README.md", "hello from vim");
     // sed -i (a temporary file renamed over the original).
     let n = commits(&bare, "main");
     assert!(
@@ -484,7 +493,7 @@ fn each_editor_save_is_exactly_one_commit() {
             .unwrap()
             .success()
     );
-    assert_one_save(&bare, n, "README.md", "HELLO from vim");
+    assert_one_save(&m.path, &bare, n, "README.md", "HELLO from vim");
     // A program that writes a temporary file, fsyncs it, and renames it over.
     let n = commits(&bare, "main");
     {
@@ -493,7 +502,7 @@ fn each_editor_save_is_exactly_one_commit() {
         f.write_all(b"atomic save\n").unwrap();
         std::fs::rename(&tmp, &readme).unwrap();
     }
-    assert_one_save(&bare, n, "README.md", "atomic save");
+    assert_one_save(&m.path, &bare, n, "README.md", "atomic save");
     // nano, through tmux.
     if Command::new("nano").arg("--version").output().is_ok() {
         let n = commits(&bare, "main");
@@ -503,7 +512,7 @@ fn each_editor_save_is_exactly_one_commit() {
             &format!("nano --ignorercfiles '{}'", readme.display()),
             &["End", " nano", "C-o", "Enter", "C-x"],
         );
-        assert_one_save(&bare, n, "README.md", "atomic save nano");
+        assert_one_save(&m.path, &bare, n, "README.md", "atomic save nano");
     }
     // emacs in batch mode (it writes README.md~ as a backup on the first save).
     if Command::new("emacs").arg("--version").output().is_ok() {
@@ -519,7 +528,7 @@ fn each_editor_save_is_exactly_one_commit() {
             "{}",
             String::from_utf8_lossy(&st.stderr)
         );
-        assert_one_save(&bare, n, "README.md", "atomic save nano\nemacs");
+        assert_one_save(&m.path, &bare, n, "README.md", "atomic save nano\nemacs");
     }
     fsck(&bare);
 }
@@ -1025,7 +1034,7 @@ fn a_large_file_being_written_is_committed_once_whole() {
         commits_while_held, 1,
         "no commit while the big file was being written"
     );
-    settle_to(&bare, "main", 2);
+    settle_to(&m.path, &bare, "main", 2);
     let size: usize = git(&bare, &["cat-file", "-s", "main:big.bin"])
         .trim()
         .parse()
