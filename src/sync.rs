@@ -86,6 +86,8 @@ pub struct SyncState {
     pub push_refused: bool,
     /// When the next round runs at the latest (the backoff).
     pub next_round: Option<Instant>,
+    /// Rounds done (each ended, whatever its outcome).
+    pub rounds: u64,
     /// A commit was made: push soon.
     pub kick: bool,
 }
@@ -201,7 +203,9 @@ impl Sync {
                 }
             };
             b = b.after(outcome, interval, crate::commit::jitter(300));
-            self.state.lock().next_round = Some(Instant::now() + b.wait);
+            let mut st = self.state.lock();
+            st.next_round = Some(Instant::now() + b.wait);
+            st.rounds += 1;
         }
     }
 }

@@ -653,7 +653,10 @@ fn a_branch_deleted_here_is_not_brought_back() {
         "a branch new on the server arrives"
     );
     git(&a, &["branch", "-D", "old"]);
-    std::thread::sleep(Duration::from_millis(1500)); // several fetch rounds
+    // Several rounds, each with a fetch that still has the branch.
+    let rounds = |m: &Mount| status_json(&m.path)["remote"]["rounds"].as_u64().unwrap();
+    let from = rounds(&ma);
+    assert!(wait_until(Duration::from_secs(30), || rounds(&ma) >= from + 3));
     let here = Command::new("git")
         .arg("-C")
         .arg(&a)

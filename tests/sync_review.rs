@@ -145,7 +145,10 @@ fn a_new_server_branch_arrives_even_after_a_failed_round() {
         .unwrap()
         .sync_all()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // A few rounds, each of which fails at the merge.
+    let rounds = || status_json(&ma.path)["remote"]["rounds"].as_u64().unwrap();
+    let from = rounds();
+    assert!(wait_until(Duration::from_secs(30), || rounds() >= from + 3));
     ma.unmount();
     // The user resolves main by hand: local main = server main.
     let s = git(&server, &["rev-parse", "main"]);

@@ -91,6 +91,9 @@ pub struct BranchReport {
     pub last_commit: Option<(Oid, Duration, String)>,
     /// The last failure to commit (cleared by the next commit), how long ago.
     pub last_error: Option<(String, Duration)>,
+    /// After a failed commit: how long until the committer tries again on
+    /// its own (a barrier tries at once).
+    pub retry_in: Option<Duration>,
 }
 
 pub(crate) struct BranchSt {
@@ -559,6 +562,7 @@ impl Committer {
                 .last_error
                 .as_ref()
                 .map(|(t, e)| (e.clone(), now.duration_since(*t))),
+            retry_in: st.not_before.map(|t| t.saturating_duration_since(now)),
         }
     }
 

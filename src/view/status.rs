@@ -53,6 +53,9 @@ pub struct RemoteStatus {
     /// Seconds until the next round at the latest (a commit starts one
     /// sooner).
     pub next_round_in: Option<f64>,
+    /// Rounds done since mounting (each a fetch, merges and a push, done or
+    /// failed).
+    pub rounds: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +85,9 @@ pub struct BranchStatus {
     pub last_error_age: Option<f64>,
     /// Commits the server does not have yet (with --remote).
     pub unpushed: Option<u64>,
+    /// After a failed commit: seconds until the committer tries again.
+    #[serde(default)]
+    pub retry_in: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +156,7 @@ impl CommitFs {
                     last_error: None,
                     last_error_age: None,
                     unpushed: None,
+                    retry_in: None,
                 };
                 if self.config().remote.is_some()
                     && let Some(t) = tips.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
@@ -168,6 +175,7 @@ impl CommitFs {
                     s.uncommitted = r.uncommitted;
                     s.uncommitted_for = r.uncommitted_for.map(|d| d.as_secs_f64());
                     s.held_by_large_write = r.held_by_large_write;
+                    s.retry_in = r.retry_in.map(|d| d.as_secs_f64());
                     if let Some((c, age, m)) = r.last_commit {
                         s.last_commit = Some(c.to_string());
                         s.last_commit_message = Some(m);
@@ -214,6 +222,7 @@ impl CommitFs {
                     last_error_age: age(st.last_error().map(|(t, _)| *t)),
                     push_refused: refused.map(|(_, e)| e.clone()),
                     push_refused_age: age(refused.map(|(t, _)| *t)),
+                    rounds: st.rounds,
                     next_round_in: st
                         .next_round
                         .map(|t| t.saturating_duration_since(now).as_secs_f64()),
