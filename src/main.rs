@@ -54,6 +54,12 @@ fn main() {
         Command::Status { mountpoint, json } => {
             commitfs::daemon::control::query(&mountpoint, json).map(|out| print!("{out}"))
         }
+        Command::Man(dir) => daemon::docs::write_man_pages(&dir).map(|pages| {
+            for p in pages {
+                println!("{}", p.display());
+            }
+        }),
+        Command::Completions(shell) => daemon::docs::completions(&shell).map(|s| print!("{s}")),
     };
     if let Err(msg) = result {
         eprintln!("commitfs: {msg}");

@@ -20,7 +20,7 @@ use crate::model::{FsConfig, RootSpec, default_spill_dir};
     about = "Mount a Git repository with every branch as a directory",
     after_help = "The mount(8) helper form is: commitfs REPO MOUNTPOINT -o OPT[,OPT...]"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -43,6 +43,16 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the man pages (commitfs(1), one per command, mount.commitfs(8)) into DIR.
+    Man {
+        /// Where to write them (made if missing), e.g. /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
+    /// Print shell completions for bash, zsh or fish.
+    Completions {
+        /// bash, zsh or fish.
+        shell: String,
     },
 }
 
@@ -130,6 +140,8 @@ pub enum Command {
     Mount(MountConfig),
     Unmount(PathBuf),
     Status { mountpoint: PathBuf, json: bool },
+    Man(PathBuf),
+    Completions(String),
 }
 
 /// What went wrong on the command line, or a request for help/version text.
@@ -141,7 +153,7 @@ pub enum CliError {
     Usage(String),
 }
 
-const SUBCOMMANDS: &[&str] = &["mount", "unmount", "status", "help"];
+const SUBCOMMANDS: &[&str] = &["mount", "unmount", "status", "man", "completions", "help"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut args = args;
@@ -194,6 +206,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     match cli.cmd {
         Cmd::Unmount { mountpoint } => Ok(Command::Unmount(mountpoint)),
         Cmd::Status { mountpoint, json } => Ok(Command::Status { mountpoint, json }),
+        Cmd::Man { dir } => Ok(Command::Man(dir)),
+        Cmd::Completions { shell } => Ok(Command::Completions(shell)),
         Cmd::Mount(m) => mount_config(m).map(Command::Mount),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod docs;
 pub mod syslog;
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
