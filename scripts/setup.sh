@@ -29,6 +29,9 @@ command -v zip >/dev/null || missing+=(zip)
 command -v unzip >/dev/null || missing+=(unzip)
 # The times test imports a module with python3; bench.sh times its sqlite3.
 command -v python3 >/dev/null || missing+=(python3)
+# The install test checks the units with systemd-analyze and the pages with man.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v man >/dev/null || missing+=(man-db)
 # A small web server for the smart-HTTP sync test (git http-backend behind it).
 command -v lighttpd >/dev/null || [[ -x /usr/sbin/lighttpd ]] || missing+=(lighttpd)
 if ((${#missing[@]})); then
