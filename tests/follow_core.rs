@@ -355,3 +355,32 @@ fn a_moved_directory_merged_with_theirs_keeps_its_hidden_entries() {
     assert_eq!(b.get_name(".git").unwrap().id(), hidden);
     assert!(t.get_name("a").is_none(), "the move here stays");
 }
+
+/// A file this mount wrote and committed, then another writer replaced:
+/// its fsync succeeds (every write it took is in a commit; issue 13's
+/// ESTALE of a committed save), while a write through it is refused with
+/// ESTALE (its data would go nowhere).
+#[test]
+fn fsync_of_a_committed_file_another_writer_replaced_succeeds() {
+    let (d, repo) = setup(&[("a", "1")], &[]);
+    let fs = fs_of(&d);
+    let main = fs.lookup(ROOT, b"main").unwrap().attr.ino;
+    let f = fs.create(main, b"f", 0o644).unwrap().attr.ino;
+    fs.write(f, 0, b"mine").unwrap();
+    fs.fsync(main).unwrap();
+    assert_eq!(tip_blob(&repo, "f").unwrap().0, b"mine");
+    let old = fs.ref_state().unwrap();
+    other(&repo, |r, tb| {
+        tb.insert("f", r.blob(b"theirs").unwrap(), 0o100644)
+            .unwrap();
+    });
+    follow(&fs, &old);
+    assert_eq!(fs.fsync_data(f), Ok(()), "the save did not fail");
+    assert_eq!(
+        fs.write(f, 0, b"late").map_err(|e| e.errno()),
+        Err(libc::ESTALE)
+    );
+    let now = fs.lookup(main, b"f").unwrap().attr.ino;
+    assert_eq!(fs.read(now, 0, 100).unwrap(), b"theirs");
+    assert_eq!(tip_blob(&repo, "f").unwrap().0, b"theirs");
+}

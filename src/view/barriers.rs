@@ -82,13 +82,26 @@ impl CommitFs {
     /// acknowledged before, are durable in the overlay when it returns (they
     /// survive a power loss). Not a commit: the branch is committed when its
     /// changes settle, or at a barrier (`fsync_as` of a directory).
+    ///
+    /// A file another writer replaced since (stale) has nothing left to make
+    /// durable: a file with acknowledged writes not yet committed is never
+    /// replaced (this mount's version wins, see `follow/mod.rs`), so every
+    /// write it took is in a commit already, and its fsync succeeds (a
+    /// write through it would get `ESTALE`: its data would go nowhere).
     pub fn fsync_data(&self, ino: Ino) -> FsResult<()> {
-        if self.is_stale(ino) {
-            return Err(FsError::Stale);
-        }
-        let n = self.node_of(ino)?;
-        if n.kind.is_dir() {
+        let n = match self.node_of(ino) {
+            Ok(n) => Some(n),
+            Err(FsError::Stale) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(n) = &n
+            && n.kind.is_dir()
+        {
             return self.fsync(ino);
+        }
+        if n.is_none() || self.is_stale(ino) {
+            log::debug!("fsync of inode {ino}, replaced by another writer after its commit");
+            return Ok(());
         }
         if let Some(wf) = self.wfile(ino) {
             wf.data.sync()?;
