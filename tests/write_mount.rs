@@ -991,6 +991,48 @@ fn a_steady_stream_of_writes_commits_regularly() {
     assert!(all, "every line is committed");
 }
 
+/// A crash-safe save that stalls between its fsync and its rename (a
+/// loaded machine; rsync --fsync does the same) is still one commit with no
+/// temporary name in it: the fsynced file being made holds the branch until
+/// the rename. And a temporary written past the settle cap is not committed
+/// half-made: the cap waits while it is being written.
+#[test]
+// claim: fresh-file-hold: "is one commit even when it stalls between the fsync and the rename"
+fn a_save_that_stalls_before_its_rename_is_still_one_commit() {
+    let (_r, bare, m) = setup(&["--settle", "200"]);
+    let d = m.path.join("main");
+    let n = commits(&bare, "main");
+    {
+        let tmp = d.join(".README.md.Xa81Qz");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(b"saved after a stall\n").unwrap();
+        f.sync_all().unwrap();
+        // The stall: three settle windows between the fsync and the rename.
+        std::thread::sleep(Duration::from_millis(600));
+        std::fs::rename(&tmp, d.join("README.md")).unwrap();
+    }
+    assert_one_save(&m.path, &bare, n, "README.md", "saved after a stall");
+    let n = commits(&bare, "main");
+    {
+        // Written for 4 s or more (80 lines, 50 ms apart: past the 3 s
+        // cap), then renamed into place.
+        let tmp = d.join(".notes.txt.Qm3v0p");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        for i in 0..80 {
+            writeln!(f, "line {i}").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(f);
+        std::fs::rename(&tmp, d.join("notes.txt")).unwrap();
+    }
+    settle_to(&m.path, &bare, "main", n + 1);
+    let names = git(&bare, &["log", "--all", "--name-only", "--format="]);
+    assert!(
+        !names.contains(".Xa81Qz") && !names.contains(".Qm3v0p"),
+        "{names}"
+    );
+}
+
 /// A large file still being written is not committed half-written when the
 /// settle cap forces a commit: it waits until its writes stop. Writes of 2
 /// MiB come well inside the (long) settle window until the daemon says the

@@ -49,6 +49,17 @@ const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// the commits the settle cap forces (see `run_scheduler`).
 pub const BIG_FILE: u64 = 32 << 20;
 
+/// Past the settle cap, how much longer a file being made holds the commit
+/// at most: a stream of new files (`rsync`, `cp -r`, `tar x`) is committed
+/// when it pauses, or this long after the cap.
+pub const FRESH_HOLD: Duration = Duration::from_secs(10);
+
+/// How long a file being made that was fsynced holds the commit, waiting
+/// for the rename that ends its save (a crash-safe save and `rsync --fsync`
+/// fsync a temporary file, then rename it into place): at most this long
+/// after the fsync, so a file fsynced and kept is committed soon too.
+pub const FRESH_FSYNC_HOLD: Duration = Duration::from_secs(2);
+
 /// A branch this mount has written to.
 pub struct BranchW {
     /// The ref name (below refs/heads/) now: a rename of the branch directory
@@ -108,6 +119,12 @@ pub(crate) struct BranchSt {
     pub not_before: Option<Instant>,
     /// When a file of at least BIG_FILE bytes was last written.
     pub big_write: Option<Instant>,
+    /// When a file being made (never committed: new, or truncated and
+    /// written again) was last written.
+    pub fresh_write: Option<Instant>,
+    /// When such a file was last fsynced, if no rename in the branch came
+    /// since (the save it belongs to is not done: see `FRESH_FSYNC_HOLD`).
+    pub fresh_fsync: Option<Instant>,
     /// Paths another writer changed that this mount changed too and keeps its
     /// version of: named in the next commit's message.
     pub overridden: Vec<Vec<u8>>,
@@ -308,6 +325,8 @@ impl Committer {
                 last_change: None,
                 not_before: None,
                 big_write: None,
+                fresh_write: None,
+                fresh_fsync: None,
                 overridden: Vec::new(),
                 last_commit: None,
                 last_error: None,
@@ -345,8 +364,9 @@ impl Committer {
     }
 
     /// Something in branch `b` changed (a file is now `size` bytes long, or
-    /// 0): its settle window starts again.
-    pub fn changed(&self, b: &BranchW, size: u64) {
+    /// 0; `fresh`: a file being made, never committed): its settle window
+    /// starts again.
+    pub fn changed(&self, b: &BranchW, size: u64, fresh: bool) {
         let now = Instant::now();
         let mut st = b.st.lock();
         let was_dirty = st.dirty;
@@ -355,6 +375,9 @@ impl Committer {
         st.first_dirty.get_or_insert(now);
         if size >= BIG_FILE {
             st.big_write = Some(now);
+        }
+        if fresh {
+            st.fresh_write = Some(now);
         }
         drop(st);
         // A branch that was dirty already has a deadline a thread sleeps
@@ -365,6 +388,18 @@ impl Committer {
             drop(self.queue.lock());
             self.wake.notify_all();
         }
+    }
+
+    /// A file being made in branch `b` was fsynced: its save is not done
+    /// until a rename (see `FRESH_FSYNC_HOLD`).
+    pub fn fresh_fsynced(&self, b: &BranchW) {
+        b.st.lock().fresh_fsync = Some(Instant::now());
+    }
+
+    /// A name in branch `b` was renamed: a save that fsynced a file being
+    /// made is done.
+    pub fn renamed_in(&self, b: &BranchW) {
+        b.st.lock().fresh_fsync = None;
     }
 
     /// A commit barrier: commits branch `b` on a committing thread and
@@ -520,9 +555,20 @@ impl Committer {
             let mut at = settled.min(first + SETTLE_CAP);
             // A large file still being written is not committed half-written
             // at the cap (each such commit would store all of it again): the
-            // branch waits for its writes to settle.
-            if self.large_write_holds(&st, now) {
+            // branch waits for its writes to settle. So does a file being
+            // made (a temporary of rsync or of a save, a copy), for at most
+            // FRESH_HOLD past the cap.
+            if self.large_write_holds(&st, now)
+                || (self.fresh_write_holds(&st, now) && now < first + SETTLE_CAP + FRESH_HOLD)
+            {
                 at = settled;
+            }
+            // A file being made that was fsynced waits for the rename that
+            // ends its save, a while.
+            if let Some(t) = st.fresh_fsync
+                && t + FRESH_FSYNC_HOLD > now
+            {
+                at = at.max(t + FRESH_FSYNC_HOLD);
             }
             if let Some(nb) = st.not_before {
                 at = at.max(nb);
@@ -541,8 +587,11 @@ impl Committer {
         st.big_write.is_some_and(|t| t + self.settle > now)
     }
 
-    /// Whether the branch is past the settle cap and waits only because a
-    /// large file is still being written (`commitfs status`).
+    /// Whether a file being made was written within the settle window.
+    fn fresh_write_holds(&self, st: &BranchSt, now: Instant) -> bool {
+        st.fresh_write.is_some_and(|t| t + self.settle > now)
+    }
+
     /// What `commitfs status` shows of branch `b` at `now`.
     pub fn report(&self, b: &BranchW, now: Instant) -> BranchReport {
         let st = b.st.lock();
@@ -566,6 +615,8 @@ impl Committer {
         }
     }
 
+    /// Whether the branch is past the settle cap and waits only because a
+    /// large file is still being written (`commitfs status`).
     fn held_by_large_write(&self, st: &BranchSt, now: Instant) -> bool {
         st.dirty
             && st.first_dirty.is_some_and(|f| f + SETTLE_CAP <= now)

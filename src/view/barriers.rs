@@ -61,21 +61,28 @@ impl CommitFs {
 
     /// Something in `ino`'s branch changed: restart its settle window.
     pub(crate) fn changed(&self, ino: Ino) {
-        self.changed_file(ino, 0);
+        self.changed_file(ino, 0, false);
     }
 
-    /// The content of `ino`, now `size` bytes long, changed.
-    pub(crate) fn changed_file(&self, ino: Ino, size: u64) {
-        let b = {
-            let inodes = self.inodes.read();
-            match inodes.get(ino) {
-                Some(n) => self.branch_for(&inodes, &n),
-                None => None,
-            }
-        };
-        if let Some(b) = b {
-            self.committer.changed(&b, size);
+    /// The content of `ino`, now `size` bytes long, changed; `fresh`: it is
+    /// a file being made (never committed).
+    pub(crate) fn changed_file(&self, ino: Ino, size: u64, fresh: bool) {
+        if let Some(b) = self.branch_of(ino) {
+            self.committer.changed(&b, size, fresh);
         }
+    }
+
+    /// A name in `ino`'s branch was renamed: a save in progress is done.
+    pub(crate) fn renamed_in(&self, ino: Ino) {
+        if let Some(b) = self.branch_of(ino) {
+            self.committer.renamed_in(&b);
+        }
+    }
+
+    fn branch_of(&self, ino: Ino) -> Option<Arc<BranchW>> {
+        let inodes = self.inodes.read();
+        let n = inodes.get(ino)?;
+        self.branch_for(&inodes, &n)
     }
 
     /// fsync or fdatasync of a file: its bytes, and every change of names
@@ -105,6 +112,11 @@ impl CommitFs {
         }
         if let Some(wf) = self.wfile(ino) {
             wf.data.sync()?;
+            // A file being made, fsynced: its save ends with a rename.
+            let fresh = wf.st.lock().committed.is_none();
+            if fresh && let Some(b) = self.branch_of(ino) {
+                self.committer.fresh_fsynced(&b);
+            }
         }
         self.overlay.sync()
     }

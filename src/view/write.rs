@@ -536,7 +536,7 @@ impl CommitFs {
             ..WState::new(size, mtime)
         };
         let ino = self.add_file(parent, name, data, st, executable, None)?.ino;
-        self.changed_file(ino, size);
+        self.changed_file(ino, size, false);
         Ok(ino)
     }
 
@@ -710,6 +710,7 @@ impl CommitFs {
         if new_parent != parent {
             self.changed(new_parent);
         }
+        self.renamed_in(new_parent);
         Ok(())
     }
 
@@ -744,18 +745,18 @@ impl CommitFs {
             return Ok(0);
         }
         log::trace!("write of inode {ino}: {} bytes at {offset}", data.len());
-        let size = self.modify(ino, false, |wf, st| {
+        let (size, fresh) = self.modify(ino, false, |wf, st| {
             wf.data.write_at(data, offset)?;
             st.content_changed(st.size.max(offset.saturating_add(data.len() as u64)));
-            Ok(st.size)
+            Ok((st.size, st.committed.is_none()))
         })?;
-        self.file_changed(ino, size);
+        self.file_changed(ino, size, fresh);
         Ok(data.len() as u32)
     }
 
     /// After a file's content changed: its mtime is the write's again (not one
     /// utimens set), and its branch's settle window restarts.
-    fn file_changed(&self, ino: Ino, size: u64) {
+    fn file_changed(&self, ino: Ino, size: u64, fresh: bool) {
         let had_mtime = {
             let mut ov = self.overlay.lock();
             let m = ov.meta_mut(ino);
@@ -769,7 +770,7 @@ impl CommitFs {
             let ov = self.overlay.lock();
             let _ = self.overlay.record(&inodes, &ov, &[], &[ino]);
         }
-        self.changed_file(ino, size);
+        self.changed_file(ino, size, fresh);
     }
 
     /// chmod, chown, truncate, utimens.
@@ -792,12 +793,12 @@ impl CommitFs {
             return Err(FsError::NotPermitted);
         }
         if let Some(size) = a.size {
-            self.modify(ino, size == 0, |wf, st| {
+            let fresh = self.modify(ino, size == 0, |wf, st| {
                 wf.data.set_len(size)?;
                 st.content_changed(size);
-                Ok(())
+                Ok(st.committed.is_none())
             })?;
-            self.file_changed(ino, size);
+            self.file_changed(ino, size, fresh);
         }
         if let Some(mode) = a.mode {
             let executable = mode & 0o100 != 0;
@@ -884,14 +885,14 @@ impl CommitFs {
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let grew = self.modify(ino, false, |wf, st| {
             if keep_size || end <= st.size {
-                return Ok(false);
+                return Ok(None);
             }
             wf.data.allocate(offset, len)?;
             st.content_changed(end);
-            Ok(true)
+            Ok(Some(st.committed.is_none()))
         })?;
-        if grew {
-            self.file_changed(ino, end);
+        if let Some(fresh) = grew {
+            self.file_changed(ino, end, fresh);
         }
         Ok(())
     }
