@@ -152,3 +152,99 @@ fn the_units_in_contrib_pass_systemd_analyze_verify() {
     );
     assert!(!out.status.success(), "a broken unit fails verify");
 }
+
+/// What the Debian package installs, besides its documentation.
+const PACKAGED: &[&str] = &[
+    "usr/bin/commitfs",
+    "usr/lib/systemd/user/commitfs@.service",
+    "usr/share/bash-completion/completions/commitfs",
+    "usr/share/doc/commitfs/README.md",
+    "usr/share/doc/commitfs/SEMANTICS.md",
+    "usr/share/doc/commitfs/copyright",
+    "usr/share/doc/commitfs/examples/srv-data.automount",
+    "usr/share/doc/commitfs/examples/srv-data.mount",
+    "usr/share/fish/vendor_completions.d/commitfs.fish",
+    "usr/share/man/man1/commitfs-completions.1.gz",
+    "usr/share/man/man1/commitfs-man.1.gz",
+    "usr/share/man/man1/commitfs-mount.1.gz",
+    "usr/share/man/man1/commitfs-status.1.gz",
+    "usr/share/man/man1/commitfs-unmount.1.gz",
+    "usr/share/man/man1/commitfs.1.gz",
+    "usr/share/man/man8/mount.commitfs.8.gz",
+    "usr/share/zsh/site-functions/_commitfs",
+];
+
+/// `scripts/package.sh` (cargo-deb) makes a package that dpkg installs into
+/// a scratch root (its own dpkg database), with exactly the binary, man
+/// pages, completions, units and documentation, depending on fuse3; the
+/// installed binary runs, and man reads its pages.
+#[test]
+fn the_debian_package_installs_what_it_should_into_a_scratch_root() {
+    let out = tempfile::tempdir().unwrap();
+    let made = Command::new("bash")
+        .arg(root().join("scripts/package.sh"))
+        .arg(out.path())
+        .env("COMMITFS_BIN", BIN)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "package.sh: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let debs: Vec<PathBuf> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    assert_eq!(debs.len(), 1, "{debs:?}");
+    let field = |f: &str| {
+        let o = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&debs[0])
+            .arg(f)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(field("Package"), "commitfs");
+    assert!(field("Depends").contains("fuse3"), "{}", field("Depends"));
+    let scratch = tempfile::tempdir().unwrap();
+    let admin = scratch.path().join("var/lib/dpkg");
+    for d in ["updates", "info"] {
+        std::fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    std::fs::write(admin.join("status"), b"").unwrap();
+    let installed = Command::new("dpkg")
+        .arg(format!("--root={}", scratch.path().display()))
+        .args([
+            "--force-not-root",
+            "--force-depends",
+            "--force-script-chrootless",
+            "-i",
+        ])
+        .arg(&debs[0])
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "dpkg -i: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let files: Vec<String> = files_under(scratch.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("var/lib/dpkg"))
+        .collect();
+    assert_eq!(files, PACKAGED);
+    let v = Command::new(scratch.path().join("usr/bin/commitfs"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+    let page = Command::new("man")
+        .env("MANPATH", scratch.path().join("usr/share/man"))
+        .args(["-w", "1", "commitfs-mount"])
+        .output()
+        .unwrap();
+    assert!(page.status.success(), "man finds commitfs-mount(1)");
+}
