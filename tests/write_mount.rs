@@ -1235,6 +1235,13 @@ fn a_failing_commit_keeps_the_change_and_retries_calmly() {
         }),
         "the pending change landed once the lock was gone"
     );
+    // The error stood until the commit succeeded, and no longer.
+    assert!(
+        wait_until(Duration::from_secs(10), || main()["last_error"].is_null()),
+        "the error is gone once the commit succeeded: {}",
+        main()
+    );
+    assert!(main()["retry_in"].is_null(), "{}", main());
     fsck(&bare);
 }
 
