@@ -1232,18 +1232,13 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
             }
             // With --remote: one push of what was committed, bounded by
             // the daemon; what stayed unpushed is said here, and unmounting
-            // goes on (it stays committed in the repository).
-            match crate::daemon::control::push_before_unmount(&abs) {
-                Ok(Some(left)) => {
-                    for l in left {
-                        eprintln!("commitfs: {}", unpushed_line(&l));
-                    }
+            // goes on (it stays committed in the repository). A daemon that
+            // cannot be asked (its control socket did not start) pushes on
+            // its way out all the same, and says it in its log.
+            if let Ok(Some(left)) = crate::daemon::control::push_before_unmount(&abs) {
+                for l in left {
+                    eprintln!("commitfs: {}", unpushed_line(&l));
                 }
-                Ok(None) => {}
-                Err(e) => eprintln!(
-                    "commitfs: could not ask the daemon of {} to push ({e}); what it committed stays in the repository",
-                    abs.display()
-                ),
             }
         }
     }
