@@ -248,3 +248,40 @@ fn the_debian_package_installs_what_it_should_into_a_scratch_root() {
         .unwrap();
     assert!(page.status.success(), "man finds commitfs-mount(1)");
 }
+
+/// `cargo install --path .` puts `commitfs` on PATH (into the install
+/// root's bin/, `~/.cargo/bin` by default): built here with the dev profile
+/// into a scratch root, from the crates the suite already fetched.
+#[test]
+fn cargo_install_puts_commitfs_on_path() {
+    let scratch = tempfile::tempdir().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("install-check");
+    let out = Command::new(env!("CARGO"))
+        .args(["install", "--locked", "--offline", "--debug", "--path"])
+        .arg(root())
+        .arg("--root")
+        .arg(scratch.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = format!(
+        "{}:{}",
+        scratch.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let v = Command::new("commitfs")
+        .arg("--version")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("commitfs "));
+}
