@@ -84,6 +84,9 @@ pub struct SyncState {
     /// message is in the text).
     pub push_error: Option<(Instant, String)>,
     pub push_refused: bool,
+    /// A round that failed otherwise (reading refs, a merge step), until a
+    /// round succeeds.
+    pub round_error: Option<(Instant, String)>,
     /// When the next round runs at the latest (the backoff).
     pub next_round: Option<Instant>,
     /// Rounds done (each ended, whatever its outcome).
@@ -95,10 +98,15 @@ pub struct SyncState {
 impl SyncState {
     /// The newest failure that still stands.
     pub fn last_error(&self) -> Option<&(Instant, String)> {
-        [&self.fetch_error, &self.merge_error, &self.push_error]
-            .into_iter()
-            .flatten()
-            .max_by_key(|(t, _)| *t)
+        [
+            &self.fetch_error,
+            &self.merge_error,
+            &self.push_error,
+            &self.round_error,
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(t, _)| *t)
     }
 }
 
@@ -183,7 +191,22 @@ impl Sync {
                 }
                 st.kick = false;
             }
-            let outcome = match round.sync_once(remote) {
+            let started = Instant::now();
+            let result = round.sync_once(remote);
+            {
+                // A failure the round did not record as a fetch's, merge's
+                // or push's still shows.
+                let mut st = self.state.lock();
+                match &result {
+                    Ok(()) => st.round_error = None,
+                    Err(Failure::Refused(m) | Failure::Other(m)) => {
+                        if st.last_error().is_none_or(|(t, _)| *t < started) {
+                            st.round_error = Some((Instant::now(), m.clone()));
+                        }
+                    }
+                }
+            }
+            let outcome = match result {
                 Ok(()) => Outcome::Done,
                 Err(Failure::Refused(msg)) => {
                     // The server moved between our fetch and push (another
@@ -220,7 +243,7 @@ struct Round<'a> {
 
 /// The local branches the server lacks or is behind on, as last fetched
 /// (one the server had and deleted stays unpushed), with their tips.
-fn pushable(repo: &Repo) -> StoreResult<Vec<(String, Oid)>> {
+pub fn pushable(repo: &Repo) -> StoreResult<Vec<(String, Oid)>> {
     let server = repo.refs(REMOTE_HEADS)?;
     let synced = repo.refs(SYNCED_HEADS)?;
     let find = |v: &[(Vec<u8>, Oid)], n: &[u8]| v.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
@@ -281,17 +304,13 @@ fn push(repo: &Repo, remote: &str, to_push: &[(String, Oid)]) -> Pushed {
     out
 }
 
-/// What a push at exit (unmount, SIGTERM) left on this machine only: one
-/// line per branch, and why, empty when everything committed is on the
-/// server.
-pub fn push_committed(repo: &Repo, remote: &str) -> Vec<String> {
-    let to_push = match pushable(repo) {
-        Ok(t) => t,
-        Err(e) => return vec![format!("every branch: {e}")],
-    };
-    let p = push(repo, remote, &to_push);
+/// Pushes `to_push` (see [`pushable`]) at exit (unmount, SIGTERM): what it
+/// left on this machine only, one line per branch and why, empty when
+/// everything committed is on the server.
+pub fn push_committed(repo: &Repo, remote: &str, to_push: &[(String, Oid)]) -> Vec<String> {
+    let p = push(repo, remote, to_push);
     let mut left = Vec::new();
-    for (name, tip) in &to_push {
+    for (name, tip) in to_push {
         if p.landed.contains(name) {
             continue;
         }
@@ -372,7 +391,7 @@ impl Round<'_> {
         let Pushed {
             refused,
             failed: push_failed,
-            ..
+            landed,
         } = push(self.repo, remote, &to_push);
         let now = Instant::now();
         let refused =
@@ -386,7 +405,9 @@ impl Round<'_> {
                     st.push_refused = push_failed.is_none();
                 }
                 (None, None) => {
-                    if !to_push.is_empty() {
+                    // Taken whole: every ref pushed landed (one the server
+                    // did not report on is tried again next round).
+                    if !to_push.is_empty() && landed.len() == to_push.len() {
                         st.last_push = Some(now);
                     }
                     st.push_error = None;

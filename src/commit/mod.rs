@@ -399,7 +399,13 @@ impl Committer {
     /// A name in branch `b` was renamed: a save that fsynced a file being
     /// made is done.
     pub fn renamed_in(&self, b: &BranchW) {
-        b.st.lock().fresh_fsync = None;
+        let held = b.st.lock().fresh_fsync.take().is_some();
+        // The committing thread sleeps towards the held deadline: it is
+        // earlier now.
+        if held {
+            drop(self.queue.lock());
+            self.wake.notify_all();
+        }
     }
 
     /// A commit barrier: commits branch `b` on a committing thread and
@@ -564,11 +570,11 @@ impl Committer {
                 at = settled;
             }
             // A file being made that was fsynced waits for the rename that
-            // ends its save, a while.
+            // ends its save, a while, and never past the cap's own hold.
             if let Some(t) = st.fresh_fsync
                 && t + FRESH_FSYNC_HOLD > now
             {
-                at = at.max(t + FRESH_FSYNC_HOLD);
+                at = at.max((t + FRESH_FSYNC_HOLD).min(first + SETTLE_CAP + FRESH_HOLD));
             }
             if let Some(nb) = st.not_before {
                 at = at.max(nb);

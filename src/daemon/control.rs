@@ -227,7 +227,7 @@ pub fn start(fs: Arc<CommitFs>, mnt: &Path, repo: &Path) -> Result<PathBuf, Stri
     Ok(path)
 }
 
-fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::Result<()> {
+fn answer(fs: &Arc<CommitFs>, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
@@ -240,16 +240,27 @@ fn answer(fs: &CommitFs, mnt: &Path, repo: &Path, conn: UnixStream) -> std::io::
         }
         // `commitfs unmount`, once everything is committed: one push
         // (bounded), and what stayed unpushed, a line each.
-        "push" => match fs.push_before_exit() {
-            None => "none\n".to_string(),
-            Some(left) => {
-                crate::daemon::say_unpushed(fs, &left, false);
-                left.iter()
-                    .map(|l| format!("unpushed {l}\n"))
-                    .collect::<String>()
-                    + "done\n"
-            }
-        },
+        // On a thread of its own, so that `commitfs status` still answers
+        // while it runs.
+        "push" => {
+            let fs = fs.clone();
+            std::thread::Builder::new()
+                .name("commitfs-push-request".into())
+                .spawn(move || {
+                    let out = match fs.push_before_exit() {
+                        None => "none\n".to_string(),
+                        Some(left) => {
+                            crate::daemon::say_unpushed(&fs, &left, false);
+                            left.iter()
+                                .map(|l| format!("unpushed {l}\n"))
+                                .collect::<String>()
+                                + "done\n"
+                        }
+                    };
+                    let _ = (&conn).write_all(out.as_bytes());
+                })?;
+            return Ok(());
+        }
         other => format!("error: unknown request {other:?}\n"),
     };
     (&conn).write_all(out.as_bytes())

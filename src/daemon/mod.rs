@@ -734,8 +734,8 @@ fn serve(cfg: &MountConfig, fs: Arc<CommitFs>, ready: Option<File>) -> Result<()
     fs.disable_prefetch();
     fs.stop_scheduler();
     // Unmounted: commit everything still pending before the daemon exits,
-    // and push it (with --remote; nothing is left to push after
-    // `commitfs unmount`, which had it pushed).
+    // and push it (with --remote; what `commitfs unmount` or SIGTERM had
+    // pushed already, with the same tips, is not tried again).
     match fs.commit_all() {
         Ok(()) => fs.finish_overlay(),
         Err(e) => log::error!(

@@ -48,9 +48,12 @@ impl Syslog {
         s
     }
 
+    /// Non-blocking: a journal that stalls drops lines (EAGAIN) rather than
+    /// holding every thread that logs.
     fn connect(&mut self) {
         self.sock = UnixDatagram::unbound()
             .and_then(|s| s.connect(&self.path).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .ok();
     }
 }
@@ -61,7 +64,8 @@ impl Write for Syslog {
         let line = &buf[..buf.len().min(8192)];
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let sent = self.sock.as_ref().map(|s| s.send(line));
-        if !matches!(sent, Some(Ok(_))) {
+        let full = matches!(&sent, Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock);
+        if !full && !matches!(sent, Some(Ok(_))) {
             self.connect();
             if let Some(s) = &self.sock {
                 let _ = s.send(line);

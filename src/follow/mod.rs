@@ -373,6 +373,12 @@ fn with_hidden_of(
 fn retire(pass: &mut Pass<'_>, dir: Ino, name: &[u8], ino: Ino) {
     pass.inodes.unlink(dir, name);
     pass.ov.mark_stale(ino);
+    // Under the file's own lock, so that a write that got hold of the file
+    // before this pass is refused from now on (`modify`), never acknowledged
+    // into a file no path names.
+    if let Some(Mat::File(wf)) = pass.ov.mat(ino) {
+        wf.st.lock().replaced = true;
+    }
     pass.invals.push(Inval::Entry {
         parent: dir,
         name: name.into(),

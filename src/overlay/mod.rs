@@ -64,6 +64,9 @@ pub struct WState {
     pub last_write: Option<std::time::Instant>,
     /// This spill went back to being its blob: it must not be written to.
     pub retired: bool,
+    /// Another writer's version took this file's place (see
+    /// `follow/mod.rs`): no path names it, and it is never written again.
+    pub replaced: bool,
 }
 
 impl WFile {
@@ -86,6 +89,7 @@ impl WState {
             committed: None,
             last_write: None,
             retired: false,
+            replaced: false,
         }
     }
 

@@ -879,9 +879,12 @@ pub struct Pushed {
 fn server_said(raw: &[u8]) -> String {
     const MAX: usize = 4096;
     let text = String::from_utf8_lossy(&raw[..raw.len().min(MAX)]);
-    text.split(['\n', '\r'])
+    // Progress ("Resolving deltas:  33% (1/3)") is redrawn with `\r`; what
+    // a hook says ends with `\n`.
+    text.split('\n')
+        .filter_map(|l| l.rsplit('\r').next())
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.contains("% ("))
         .collect::<Vec<_>>()
         .join("; ")
 }

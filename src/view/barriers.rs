@@ -67,9 +67,19 @@ impl CommitFs {
     /// The content of `ino`, now `size` bytes long, changed; `fresh`: it is
     /// a file being made (never committed).
     pub(crate) fn changed_file(&self, ino: Ino, size: u64, fresh: bool) {
+        // A scratch file is never committed: it is never "being made" (a
+        // swap file written all the time must not hold commits).
+        let fresh = fresh && !self.is_scratch_file(ino);
         if let Some(b) = self.branch_of(ino) {
             self.committer.changed(&b, size, fresh);
         }
+    }
+
+    fn is_scratch_file(&self, ino: Ino) -> bool {
+        self.inodes
+            .read()
+            .get(ino)
+            .is_some_and(|n| self.committer.is_scratch(&n.name))
     }
 
     /// A name in `ino`'s branch was renamed: a save in progress is done.
@@ -107,13 +117,22 @@ impl CommitFs {
             return self.fsync(ino);
         }
         if n.is_none() || self.is_stale(ino) {
+            // Every write it took is committed, unless one raced the follow
+            // that replaced it: then the save did fail.
+            let committed = self.wfile(ino).is_none_or(|wf| {
+                let st = wf.st.lock();
+                matches!(st.committed, Some((v, _)) if v == st.version)
+            });
+            if !committed {
+                return Err(FsError::Stale);
+            }
             log::debug!("fsync of inode {ino}, replaced by another writer after its commit");
             return Ok(());
         }
         if let Some(wf) = self.wfile(ino) {
             wf.data.sync()?;
             // A file being made, fsynced: its save ends with a rename.
-            let fresh = wf.st.lock().committed.is_none();
+            let fresh = wf.st.lock().committed.is_none() && !self.is_scratch_file(ino);
             if fresh && let Some(b) = self.branch_of(ino) {
                 self.committer.fresh_fsynced(&b);
             }

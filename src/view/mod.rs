@@ -194,6 +194,9 @@ pub struct CommitFs {
     handles: Handles,
     /// What a listing's answer brings into the kernel's page cache.
     readahead: prefetch::Readahead,
+    /// The branches and tips the last push at exit tried (see
+    /// `push_before_exit`). A leaf lock.
+    exit_push: Mutex<Option<Vec<(String, Oid)>>>,
 }
 
 /// Changes running now, and whether the daemon is going away (SIGTERM and
@@ -317,6 +320,7 @@ impl CommitFs {
                 next: AtomicU64::new(1),
             },
             readahead: prefetch::Readahead::default(),
+            exit_push: Mutex::new(None),
             committer,
             branch_roots: Mutex::new(HashMap::new()),
             live: Live::default(),
@@ -348,19 +352,33 @@ impl CommitFs {
     /// committed, waiting at most `--push-on-exit-timeout` (a push still
     /// running then is left to end with the process). Returns what stayed
     /// on this machine only, one line per branch (empty: the server has
-    /// everything); `None` without a remote, or with the timeout at zero.
+    /// everything); `None` without a remote, with the timeout at zero, or
+    /// when an earlier call tried these very tips (and said what it left).
     pub fn push_before_exit(&self) -> Option<Vec<String>> {
         let remote = self.cfg.remote.clone()?;
         let timeout = self.cfg.push_on_exit;
         if timeout.is_zero() {
             return None;
         }
+        let to_push = match crate::sync::pushable(&self.repo) {
+            Ok(t) => t,
+            Err(e) => return Some(vec![format!("every branch: {e}")]),
+        };
+        // Tried already with these very tips (`commitfs unmount` asked, and
+        // the daemon is now on its way out): said then.
+        {
+            let mut last = self.exit_push.lock();
+            if last.as_ref() == Some(&to_push) {
+                return None;
+            }
+            *last = Some(to_push.clone());
+        }
         let repo = self.repo.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let started = std::thread::Builder::new()
             .name("commitfs-exit-push".into())
             .spawn(move || {
-                let _ = tx.send(crate::sync::push_committed(&repo, &remote));
+                let _ = tx.send(crate::sync::push_committed(&repo, &remote, &to_push));
             });
         if let Err(e) = started {
             return Some(vec![format!("every branch: cannot start the push ({e})")]);

@@ -729,6 +729,9 @@ impl CommitFs {
         loop {
             let wf = self.mat_file(ino, truncate)?;
             let mut st = wf.st.lock();
+            if st.replaced {
+                return Err(FsError::Stale);
+            }
             if st.retired {
                 continue;
             }
