@@ -1012,25 +1012,63 @@ fn a_save_that_stalls_before_its_rename_is_still_one_commit() {
         std::fs::rename(&tmp, d.join("README.md")).unwrap();
     }
     assert_one_save(&m.path, &bare, n, "README.md", "saved after a stall");
-    let n = commits(&bare, "main");
-    {
-        // Written for 4 s or more (80 lines, 50 ms apart: past the 3 s
-        // cap), then renamed into place.
-        let tmp = d.join(".notes.txt.Qm3v0p");
-        let mut f = std::fs::File::create(&tmp).unwrap();
-        for i in 0..80 {
-            writeln!(f, "line {i}").unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(f);
-        std::fs::rename(&tmp, d.join("notes.txt")).unwrap();
-    }
-    settle_to(&m.path, &bare, "main", n + 1);
     let names = git(&bare, &["log", "--all", "--name-only", "--format="]);
+    assert!(!names.contains(".Xa81Qz"), "{names}");
+}
+
+/// A temporary still being written past the settle cap is not committed
+/// half-made: the cap waits while it is written (status says so), and the
+/// rename that ends the save is the one commit.
+#[test]
+// claim: fresh-file-hold: "is committed when it pauses, not half-made"
+fn a_temporary_written_past_the_cap_is_not_committed_half_made() {
+    let (_r, bare, m) = setup(&["--settle", "2000"]);
+    let d = m.path.join("main");
+    let n = commits(&bare, "main");
+    let tmp = d.join(".notes.txt.Qm3v0p");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    let held = |m: &Mount| {
+        status_json(&m.path)["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "main" && b["held_by_new_file"] == true)
+    };
+    // Written on a thread of its own, 100 ms apart (well inside the settle
+    // window), until the daemon says the cap passed and the commit waits.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writeln!(f, "line {i}").unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            i
+        })
+    };
+    let waited = wait_until(Duration::from_secs(30), || held(&m));
+    let commits_while_held = commits(&bare, "main");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines = writer.join().unwrap();
     assert!(
-        !names.contains(".Xa81Qz") && !names.contains(".Qm3v0p"),
-        "{names}"
+        waited,
+        "the cap passed while the temporary was being written"
     );
+    assert_eq!(
+        commits_while_held, n,
+        "no commit while it was being written"
+    );
+    std::fs::rename(&tmp, d.join("notes.txt")).unwrap();
+    settle_to(&m.path, &bare, "main", n + 1);
+    assert_eq!(
+        git(&bare, &["show", "main:notes.txt"]).lines().count(),
+        lines
+    );
+    let names = git(&bare, &["log", "--all", "--name-only", "--format="]);
+    assert!(!names.contains(".Qm3v0p"), "{names}");
 }
 
 /// A large file still being written is not committed half-written when the

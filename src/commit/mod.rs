@@ -98,6 +98,9 @@ pub struct BranchReport {
     pub uncommitted_for: Option<Duration>,
     /// Its commit waits for a large file being written.
     pub held_by_large_write: bool,
+    /// Past the cap, its commit waits for a file being made (see
+    /// `FRESH_HOLD`).
+    pub held_by_new_file: bool,
     /// The last commit this mount made here, how long ago, its first line.
     pub last_commit: Option<(Oid, Duration, String)>,
     /// The last failure to commit (cleared by the next commit), how long ago.
@@ -609,6 +612,11 @@ impl Committer {
                 .filter(|_| st.dirty)
                 .map(|t| now.duration_since(t)),
             held_by_large_write: self.held_by_large_write(&st, now),
+            held_by_new_file: st.dirty
+                && st
+                    .first_dirty
+                    .is_some_and(|f| f + SETTLE_CAP <= now && now < f + SETTLE_CAP + FRESH_HOLD)
+                && self.fresh_write_holds(&st, now),
             last_commit: st
                 .last_commit
                 .as_ref()

@@ -49,6 +49,8 @@ impl Status {
                 ));
                 if b.held_by_large_write {
                     s.push_str(" (waiting for a large file to stop changing)");
+                } else if b.held_by_new_file {
+                    s.push_str(" (waiting for a file being made to stop changing)");
                 }
             } else {
                 s.push_str(", nothing uncommitted");

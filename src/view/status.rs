@@ -75,6 +75,10 @@ pub struct BranchStatus {
     /// being written to stop changing.
     #[serde(default)]
     pub held_by_large_write: bool,
+    /// Past the settle cap, the commit waits for a file being made (a
+    /// temporary, a copy) to stop changing, at most 10 s more.
+    #[serde(default)]
+    pub held_by_new_file: bool,
     /// The last commit this mount made on the branch, and its message's first line.
     pub last_commit: Option<String>,
     pub last_commit_message: Option<String>,
@@ -150,6 +154,7 @@ impl CommitFs {
                     uncommitted: false,
                     uncommitted_for: None,
                     held_by_large_write: false,
+                    held_by_new_file: false,
                     last_commit: None,
                     last_commit_message: None,
                     last_commit_age: None,
@@ -175,6 +180,7 @@ impl CommitFs {
                     s.uncommitted = r.uncommitted;
                     s.uncommitted_for = r.uncommitted_for.map(|d| d.as_secs_f64());
                     s.held_by_large_write = r.held_by_large_write;
+                    s.held_by_new_file = r.held_by_new_file;
                     s.retry_in = r.retry_in.map(|d| d.as_secs_f64());
                     if let Some((c, age, m)) = r.last_commit {
                         s.last_commit = Some(c.to_string());
