@@ -34,7 +34,9 @@ install -D -m 0644 "$tmp/zsh" "$root/share/zsh/site-functions/_commitfs"
 install -D -m 0644 "$tmp/fish" "$root/share/fish/vendor_completions.d/commitfs.fish"
 # A template does nothing until a user enables it (systemctl --user enable
 # --now commitfs@NAME); the mount units are examples to copy and adapt.
-install -D -m 0644 contrib/commitfs@.service "$root/lib/systemd/user/commitfs@.service"
+# The unit names the binary where this installs it.
+sed "s|/usr/bin/commitfs|$prefix/bin/commitfs|g" contrib/commitfs@.service >"$tmp/unit"
+install -D -m 0644 "$tmp/unit" "$root/lib/systemd/user/commitfs@.service"
 for unit in contrib/srv-data.mount contrib/srv-data.automount; do
     install -D -m 0644 "$unit" "$root/share/doc/commitfs/examples/$(basename "$unit")"
 done

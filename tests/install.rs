@@ -94,6 +94,27 @@ fn the_install_step_puts_binary_man_pages_completions_and_units_in_place() {
         bash.contains("complete") && bash.contains("--remote"),
         "{bash}"
     );
+    // Under another prefix, the user service names the binary there.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("scripts/install.sh"))
+        .arg("/usr/local")
+        .env("DESTDIR", other.path())
+        .env("COMMITFS_BIN", BIN)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let unit = std::fs::read_to_string(
+        other
+            .path()
+            .join("usr/local/lib/systemd/user/commitfs@.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/commitfs mount")
+            && unit.contains("ExecStop=/usr/local/bin/commitfs unmount"),
+        "{unit}"
+    );
 }
 
 /// `systemd-analyze verify` of `units` (copied from contrib/, the
