@@ -58,10 +58,8 @@ fn requests(m: &Path) -> serde_json::Value {
 
 /// The commit the mount shows for `branch` (one it has written to).
 fn shown(m: &Path, branch: &str) -> String {
-    status_json(m)["branches"]
-        .as_array()
-        .and_then(|a| a.iter().find(|b| b["name"] == branch))
-        .and_then(|b| b["shown"].as_str())
+    branch_status(m, branch)["shown"]
+        .as_str()
         .unwrap_or_default()
         .to_string()
 }

@@ -529,12 +529,7 @@ fn status_shows_branches_commits_and_cache_and_answers_while_busy() {
     let st = Command::new("sync").arg(mnt.join("main")).status().unwrap();
     assert!(st.success());
     let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
-    let main = json["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "main")
-        .unwrap();
+    let main = branch_in(&json, "main");
     let tip = git(&bare, &["rev-parse", "main"]);
     assert_eq!(main["uncommitted"], false);
     assert_eq!(main["last_commit"], tip.as_str());

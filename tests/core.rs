@@ -2,6 +2,8 @@
 //! reads, the blob cache's byte bound, and a property test that random trees
 //! committed to a repository read back through the core exactly as the model says.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -53,22 +55,7 @@ fn commit_model(repo: &Repository, branch: &str, model: &Model, parent: Option<O
         tb.write().unwrap()
     }
     let tree = build(repo, model, &[]);
-    let tree = repo.find_tree(tree).unwrap();
-    let sig = Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
-    let parents: Vec<_> = parent
-        .map(|p| repo.find_commit(p).unwrap())
-        .into_iter()
-        .collect();
-    let refs: Vec<_> = parents.iter().collect();
-    repo.commit(
-        Some(&format!("refs/heads/{branch}")),
-        &sig,
-        &sig,
-        "m",
-        &tree,
-        &refs,
-    )
-    .unwrap()
+    common::core::commit_tree(repo, branch, tree, parent, 1_700_000_000)
 }
 
 fn insert_bytes(tb: &mut git2::TreeBuilder<'_>, name: &[u8], oid: Oid, mode: i32) {

@@ -101,14 +101,7 @@ impl Sut {
 
     /// The branch's entry in `commitfs status --json`.
     fn status(&self) -> serde_json::Value {
-        let st = status_json(&self.mnt);
-        st["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "main")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
+        branch_status(&self.mnt, "main")
     }
 
     /// A commit barrier, then (bounded) the ref: it must have moved if the
@@ -209,17 +202,7 @@ impl Sut {
                 } else {
                     0
                 };
-                let (a, b) = (c(&self.path(a)), c(&self.path(b)));
-                // SAFETY: valid C strings.
-                libc_rc(unsafe {
-                    libc::renameat2(
-                        libc::AT_FDCWD,
-                        a.as_ptr(),
-                        libc::AT_FDCWD,
-                        b.as_ptr(),
-                        flags,
-                    )
-                })
+                io(renameat2(&self.path(a), &self.path(b), flags))
             }
             Op::Chmod(p, x) => io(std::fs::set_permissions(
                 self.path(p),

@@ -291,22 +291,7 @@ fn commit_files(
         .iter()
         .map(|(p, d, m)| (p.split('/').collect::<Vec<_>>(), *d, *m))
         .collect();
-    let tree = repo.find_tree(build(repo, &split)).unwrap();
-    let sig = Signature::new("T", "t@example.com", &git2::Time::new(time, 0)).unwrap();
-    let parents: Vec<_> = parent
-        .map(|p| repo.find_commit(p).unwrap())
-        .into_iter()
-        .collect();
-    let refs: Vec<_> = parents.iter().collect();
-    repo.commit(
-        Some(&format!("refs/heads/{branch}")),
-        &sig,
-        &sig,
-        "m",
-        &tree,
-        &refs,
-    )
-    .unwrap()
+    common::core::commit_tree(repo, branch, build(repo, &split), parent, time)
 }
 
 /// A bare repository: `main` at T2 holds README, src/x.rs, bin/run (0755);

@@ -233,14 +233,17 @@ impl Server {
     }
 }
 
+/// A pre-receive hook on `server` that refuses every push, saying `why`;
+/// removing the returned file lets pushes through again.
+fn refusing_hook(server: &Path, why: &str) -> PathBuf {
+    let hook = server.join("hooks/pre-receive");
+    std::fs::write(&hook, format!("#!/bin/sh\necho '{why}' >&2\nexit 1\n")).unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hook
+}
+
 fn main_of(st: &serde_json::Value) -> serde_json::Value {
-    st["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "main")
-        .cloned()
-        .unwrap()
+    branch_in(st, "main")
 }
 
 /// A save on A is readable on B within the fetch interval plus a second; a
@@ -783,13 +786,7 @@ fn a_walk_after_a_sync_shows_the_other_machines_save_at_once() {
 // claim: status-push-refused: "the server's own message"
 fn a_refused_push_shows_the_servers_message_until_a_push_lands() {
     let (top, server, a, _b) = world();
-    let hook = server.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\necho 'policy: main is frozen for the release' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hook = refusing_hook(&server, "policy: main is frozen for the release");
     let srv = Server::start(Transport::Git, top.path(), &server);
     let url = srv.url();
     let ma = Mount::new(
@@ -870,9 +867,7 @@ fn unmount_pushes_what_was_committed_and_says_what_stayed() {
     );
 
     // Refused by the server's hook: said, with the server's message.
-    let hook = server.join("hooks/pre-receive");
-    std::fs::write(&hook, "#!/bin/sh\necho 'policy: frozen' >&2\nexit 1\n").unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hook = refusing_hook(&server, "policy: frozen");
     let ma = Mount::new(&a, &mnt(&top, "ma"), &args);
     std::fs::write(ma.path.join("main/g.txt"), b"refused\n").unwrap();
     fsync(&ma.path.join("main/g.txt"));

@@ -44,13 +44,7 @@ fn commits(bare: &Path, branch: &str) -> usize {
 /// has nothing uncommitted on it (so that no further commit can come
 /// without another change), then checks that it has exactly `n`.
 fn settle_to(mnt: &Path, bare: &Path, branch: &str, n: usize) {
-    let uncommitted = || {
-        status_json(mnt)["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["name"] == branch && b["uncommitted"] == true)
-    };
+    let uncommitted = || branch_status(mnt, branch)["uncommitted"] == true;
     let reached = wait_until(Duration::from_secs(60), || {
         commits(bare, branch) >= n && !uncommitted()
     });
@@ -167,25 +161,6 @@ fn an_unlinked_open_file_stays_readable_and_writable() {
             .lines()
             .all(|l| l != "README.md")
     );
-}
-
-fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
-    let a = CString::new(from.as_os_str().as_bytes()).unwrap();
-    let b = CString::new(to.as_os_str().as_bytes()).unwrap();
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 #[test]
@@ -611,12 +586,7 @@ fn copying_many_files_makes_a_few_commits_and_every_file_arrives() {
     }));
     // ... and for `main` to have nothing left to commit (the daemon says).
     assert!(wait_until(Duration::from_secs(15), || {
-        status_json(&m.path)["branches"]
-            .as_array()
-            .is_some_and(|bs| {
-                bs.iter()
-                    .any(|b| b["name"] == "main" && b["uncommitted"] == false)
-            })
+        branch_status(&m.path, "main")["uncommitted"] == false
     }));
     let made = commits(&bare, "main") - before;
     assert!(
@@ -1028,13 +998,7 @@ fn a_temporary_written_past_the_cap_is_not_committed_half_made() {
     let n = commits(&bare, "main");
     let tmp = d.join(".notes.txt.Qm3v0p");
     let mut f = std::fs::File::create(&tmp).unwrap();
-    let held = |m: &Mount| {
-        status_json(&m.path)["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["name"] == "main" && b["held_by_new_file"] == true)
-    };
+    let held = |m: &Mount| branch_status(&m.path, "main")["held_by_new_file"] == true;
     // Written on a thread of its own, 100 ms apart (well inside the settle
     // window), until the daemon says the cap passed and the commit waits.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1083,13 +1047,7 @@ fn a_large_file_being_written_is_committed_once_whole() {
     let p = m.path.join("main/big.bin");
     let mut f = std::fs::File::create(&p).unwrap();
     let chunk: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
-    let held = |m: &Mount| {
-        status_json(&m.path)["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["name"] == "main" && b["held_by_large_write"] == true)
-    };
+    let held = |m: &Mount| branch_status(&m.path, "main")["held_by_large_write"] == true;
     // The writer keeps writing on a thread of its own, so that how long a
     // `commitfs status` takes on a loaded machine never makes a pause in the
     // file's writes (a pause past the settle window would be a save).
@@ -1229,15 +1187,7 @@ fn a_failing_commit_keeps_the_change_and_retries_calmly() {
     std::fs::write(m.path.join("main/kept.txt"), b"kept\n").unwrap();
     // The commit is tried after 1 s and fails; the next try waits 5 s (the
     // committer says so in its status: it does not spin).
-    let main = || {
-        status_json(&m.path)["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "main")
-            .cloned()
-            .unwrap()
-    };
+    let main = || branch_status(&m.path, "main");
     let mut seen = serde_json::Value::Null;
     assert!(
         wait_until(Duration::from_secs(30), || {

@@ -567,9 +567,7 @@ impl Committer {
             // branch waits for its writes to settle. So does a file being
             // made (a temporary of rsync or of a save, a copy), for at most
             // FRESH_HOLD past the cap.
-            if self.large_write_holds(&st, now)
-                || (self.fresh_write_holds(&st, now) && now < first + SETTLE_CAP + FRESH_HOLD)
-            {
+            if self.large_write_holds(&st, now) || self.fresh_write_holds(&st, now) {
                 at = settled;
             }
             // A file being made that was fsynced waits for the rename that
@@ -596,9 +594,13 @@ impl Committer {
         st.big_write.is_some_and(|t| t + self.settle > now)
     }
 
-    /// Whether a file being made was written within the settle window.
+    /// Whether a file being made was written within the settle window, and
+    /// the hold it gives has not run out (`FRESH_HOLD` past the cap).
     fn fresh_write_holds(&self, st: &BranchSt, now: Instant) -> bool {
         st.fresh_write.is_some_and(|t| t + self.settle > now)
+            && st
+                .first_dirty
+                .is_some_and(|f| now < f + SETTLE_CAP + FRESH_HOLD)
     }
 
     /// What `commitfs status` shows of branch `b` at `now`.
@@ -613,9 +615,7 @@ impl Committer {
                 .map(|t| now.duration_since(t)),
             held_by_large_write: self.held_by_large_write(&st, now),
             held_by_new_file: st.dirty
-                && st
-                    .first_dirty
-                    .is_some_and(|f| f + SETTLE_CAP <= now && now < f + SETTLE_CAP + FRESH_HOLD)
+                && st.first_dirty.is_some_and(|f| f + SETTLE_CAP <= now)
                 && self.fresh_write_holds(&st, now),
             last_commit: st
                 .last_commit

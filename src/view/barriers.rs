@@ -67,10 +67,17 @@ impl CommitFs {
     /// The content of `ino`, now `size` bytes long, changed; `fresh`: it is
     /// a file being made (never committed).
     pub(crate) fn changed_file(&self, ino: Ino, size: u64, fresh: bool) {
-        // A scratch file is never committed: it is never "being made" (a
-        // swap file written all the time must not hold commits).
-        let fresh = fresh && !self.is_scratch_file(ino);
-        if let Some(b) = self.branch_of(ino) {
+        // Every write comes here: the node, its branch and its name are
+        // read under one hold of the table. A scratch file is never
+        // committed, so never "being made" (a swap file written all the time
+        // must not hold commits).
+        let (b, fresh) = {
+            let inodes = self.inodes.read();
+            let Some(n) = inodes.get(ino) else { return };
+            let fresh = fresh && !self.committer.is_scratch(&n.name);
+            (self.branch_for(&inodes, &n), fresh)
+        };
+        if let Some(b) = b {
             self.committer.changed(&b, size, fresh);
         }
     }
@@ -82,9 +89,11 @@ impl CommitFs {
             .is_some_and(|n| self.committer.is_scratch(&n.name))
     }
 
-    /// A name in `ino`'s branch was renamed: a save in progress is done.
+    /// A name in `ino`'s branch was renamed: the branch changed, and a save
+    /// in progress there is done.
     pub(crate) fn renamed_in(&self, ino: Ino) {
         if let Some(b) = self.branch_of(ino) {
+            self.committer.changed(&b, 0, false);
             self.committer.renamed_in(&b);
         }
     }

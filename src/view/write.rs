@@ -706,11 +706,9 @@ impl CommitFs {
                 &metas,
             )?;
         }
-        self.changed(parent);
-        if new_parent != parent {
-            self.changed(new_parent);
-        }
-        self.renamed_in(new_parent);
+        // Both directories are in one branch (a rename across branches is
+        // EXDEV, above).
+        self.renamed_in(parent);
         Ok(())
     }
 

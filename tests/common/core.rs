@@ -41,3 +41,30 @@ pub fn write_file(fs: &CommitFs, dir: &str, name: &str, data: &[u8]) -> u64 {
     fs.write(f, 0, data).unwrap();
     f
 }
+
+/// Commits `tree` on `branch` (made or moved), with `parent` if any, at
+/// `time` (seconds): the signature every core test uses.
+pub fn commit_tree(
+    repo: &git2::Repository,
+    branch: &str,
+    tree: git2::Oid,
+    parent: Option<git2::Oid>,
+    time: i64,
+) -> git2::Oid {
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(time, 0)).unwrap();
+    let parents: Vec<_> = parent
+        .map(|p| repo.find_commit(p).unwrap())
+        .into_iter()
+        .collect();
+    let refs: Vec<_> = parents.iter().collect();
+    repo.commit(
+        Some(&format!("refs/heads/{branch}")),
+        &sig,
+        &sig,
+        "m",
+        &tree,
+        &refs,
+    )
+    .unwrap()
+}

@@ -655,6 +655,43 @@ pub fn status_json(m: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Branch `name`'s entry in a `commitfs status --json` answer (`null` if it
+/// has none).
+pub fn branch_in(st: &serde_json::Value, name: &str) -> serde_json::Value {
+    st["branches"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["name"] == name))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Branch `name`'s entry in the status of the mount at `mnt`, now.
+pub fn branch_status(mnt: &Path, name: &str) -> serde_json::Value {
+    branch_in(&status_json(mnt), name)
+}
+
+/// `renameat2(2)` of `from` to `to` with `flags`.
+pub fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(from.as_os_str().as_bytes()).unwrap();
+    let b = std::ffi::CString::new(to.as_os_str().as_bytes()).unwrap();
+    // SAFETY: two valid C strings, and no file descriptors.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Every path below `dir` (relative, as text) with what `f` takes from its
 /// lstat: read_dir and lstat as `find` does, no file read.
 #[allow(dead_code)]
