@@ -14,6 +14,8 @@ use commitfs::view::{CommitFs, FileKind};
 use git2::{Oid, Repository, Signature};
 use proptest::prelude::*;
 
+use common::core::names;
+
 /// What a path holds in the model.
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -211,19 +213,6 @@ fn sample_repo() -> (tempfile::TempDir, Oid, Oid) {
     .unwrap();
     repo.set_head("refs/heads/main").unwrap();
     (dir, c1, c2)
-}
-
-/// The names a directory lists, `.` and `..` included.
-fn names(fs: &CommitFs, ino: u64) -> Vec<Vec<u8>> {
-    let d = fs.opendir(ino).unwrap();
-    let out = fs
-        .readdir(ino, d.fh, 0, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name.to_vec())
-        .collect();
-    fs.releasedir(d.fh);
-    out
 }
 
 fn path_ino(fs: &CommitFs, path: &[&[u8]]) -> Result<u64, commitfs::error::FsError> {

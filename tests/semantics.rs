@@ -345,16 +345,7 @@ fn fs_of(dir: &Path) -> Arc<CommitFs> {
 }
 
 fn listing(fs: &CommitFs, path: &str) -> Vec<Vec<u8>> {
-    let i = ino(fs, path).unwrap();
-    let d = fs.opendir(i).unwrap();
-    let out = fs
-        .readdir(i, d.fh, 0, 10_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name.to_vec())
-        .collect();
-    fs.releasedir(d.fh);
-    out
+    common::core::names(fs, ino(fs, path).unwrap())
 }
 
 fn tip(dir: &Path, branch: &str) -> Oid {

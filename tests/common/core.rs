@@ -68,3 +68,16 @@ pub fn commit_tree(
     )
     .unwrap()
 }
+
+/// The names directory `ino` lists, `.` and `..` included.
+pub fn names(fs: &CommitFs, ino: u64) -> Vec<Vec<u8>> {
+    let d = fs.opendir(ino).unwrap();
+    let out = fs
+        .readdir(ino, d.fh, 0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_vec())
+        .collect();
+    fs.releasedir(d.fh);
+    out
+}
